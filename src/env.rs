@@ -1,0 +1,67 @@
+//! Every environment variable kstrap reads, in one place.
+//!
+//! Settings are resolved once, from the command line first and these variables second (clap's
+//! `env` attribute reads them), before any work starts. Nothing else in the crate calls
+//! `std::env::var` with a literal name.
+
+/// Profile to use instead of the automatic choice (same as `--profile`).
+pub const PROFILE: &str = "KSTRAP_PROFILE";
+/// Distribution to use instead of the profile's (same as `--distro`): `k3s` or `k0s`.
+pub const DISTRO: &str = "KSTRAP_DISTRO";
+/// Folder of profile YAML files replacing the embedded ones (same as `--profiles-dir`).
+pub const PROFILES_DIR: &str = "KSTRAP_PROFILES_DIR";
+/// Folder of stacks replacing the embedded `manifests/` (same as `--stack-dir`).
+pub const STACK_DIR: &str = "KSTRAP_STACK_DIR";
+/// Stack to install (same as `--stack`).
+pub const STACK: &str = "KSTRAP_STACK";
+/// Base URL of the release downloads, for mirrors and tests (same as `--release-mirror`).
+pub const RELEASE_MIRROR: &str = "KSTRAP_RELEASE_MIRROR";
+/// Host facts as JSON instead of probing this machine (same as `--facts`).
+pub const FACTS: &str = "KSTRAP_FACTS";
+/// Path of the NVML library to load instead of `libnvidia-ml.so.1`.
+pub const NVML_LIB: &str = "KSTRAP_NVML_LIB";
+/// Root of the filesystem that detection reads (default `/`). For tests and rescue shells.
+pub const HOST_ROOT: &str = "KSTRAP_HOST_ROOT";
+/// Kubeconfig of a real cluster for the end-to-end tests (tests only).
+pub const TEST_KUBECONFIG: &str = "KSTRAP_TEST_KUBECONFIG";
+/// Disables colour when set to any value (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// All of the above with a one-line description, for `--help` and the README.
+pub const ALL: &[(&str, &str)] = &[
+    (PROFILE, "profile to use instead of the automatic choice"),
+    (
+        DISTRO,
+        "distribution to use instead of the profile's (k3s|k0s)",
+    ),
+    (
+        PROFILES_DIR,
+        "folder of profile YAML files replacing the embedded ones",
+    ),
+    (
+        STACK_DIR,
+        "folder of stacks replacing the embedded manifests/",
+    ),
+    (STACK, "stack to install"),
+    (
+        RELEASE_MIRROR,
+        "base URL for release downloads (mirrors, tests)",
+    ),
+    (
+        FACTS,
+        "host facts JSON to use instead of probing this machine",
+    ),
+    (
+        NVML_LIB,
+        "path of the NVML library (default libnvidia-ml.so.1)",
+    ),
+    (
+        HOST_ROOT,
+        "root of the filesystem detection reads (default /)",
+    ),
+    (
+        TEST_KUBECONFIG,
+        "kubeconfig of a real cluster for the end-to-end tests",
+    ),
+    (NO_COLOR, "disable colour"),
+];

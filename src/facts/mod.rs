@@ -1,0 +1,262 @@
+//! What kstrap knows about the host: plain data, serializable, loadable from JSON.
+//!
+//! `HostFacts` is the only input of selection and planning besides profiles and stacks, so every
+//! decision kstrap makes can be reproduced from a JSON file (`--facts FILE`), including files
+//! captured on real GPU machines. Probing (reading `/proc`, `/sys`, NVML) lives in `probe` and
+//! `gpu`; nothing here writes anything.
+//!
+//! The JSON form is a stable, documented schema (`schema_version` 1, see README "Facts schema"):
+//! fields are only ever added, with a default, and unknown fields are rejected so that a typo in a
+//! hand-written fixture is an error rather than a silently missing fact.
+
+pub mod gpu;
+pub mod probe;
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Version of the JSON schema written by `kstrap detect --output json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Ports kstrap checks before installing: API server, kubelet, k0s's controller API and
+/// konnectivity, and the HTTP/HTTPS ports k3s's Traefik binds through servicelb.
+pub const PORTS: &[u16] = &[80, 443, 6443, 8132, 9443, 10250];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFacts {
+    pub schema_version: u32,
+    pub os: OsFacts,
+    pub memory: MemoryFacts,
+    pub cpu: CpuFacts,
+    pub disk: DiskFacts,
+    pub cgroup: CgroupFacts,
+    /// systemd is the init system (PID 1) and has booted the host (`/run/systemd/system`).
+    pub systemd: bool,
+    /// Running inside WSL2 (kernel release mentions Microsoft, or WSL interop is registered).
+    pub wsl2: bool,
+    pub laptop: LaptopFacts,
+    /// Each port of `PORTS` and whether something listens on it.
+    pub ports: Vec<PortFacts>,
+    pub existing: ExistingInstalls,
+    pub runtimes: RuntimeFacts,
+    pub nvidia: NvidiaFacts,
+    /// Every NVIDIA GPU NVML reports. Empty when NVML is unavailable: `nvidia.unavailable_reason`
+    /// then says why.
+    pub gpus: Vec<GpuFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsFacts {
+    /// `ID` from os-release (`ubuntu`, `debian`, `fedora`), "unknown" when there is none.
+    pub id: String,
+    /// `VERSION_ID` from os-release.
+    pub version_id: Option<String>,
+    /// `PRETTY_NAME` from os-release.
+    pub pretty_name: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Machine architecture as Rust names it: `x86_64`, `aarch64`.
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFacts {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuFacts {
+    /// Logical CPUs online.
+    pub count: u32,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFacts {
+    /// Where k3s and k0s keep their data: `/var/lib` (or its nearest existing parent).
+    pub path: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupFacts {
+    /// 2 for the unified hierarchy, 1 for legacy or hybrid, `None` when no cgroup fs is mounted.
+    pub version: Option<u8>,
+    /// Controllers available to the root cgroup (v2: `cgroup.controllers`; v1: mounted hierarchies).
+    pub controllers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaptopFacts {
+    pub is_laptop: bool,
+    /// What gave it away: "battery BAT0", "chassis type 10 (Notebook)".
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortFacts {
+    pub port: u16,
+    pub in_use: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExistingInstalls {
+    pub k3s: DistroInstall,
+    pub k0s: DistroInstall,
+    /// kstrap's own state file, present when kstrap installed the cluster on this host.
+    pub kstrap_state: Option<String>,
+}
+
+/// Traces of an installed distribution; each field is the path found, if any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistroInstall {
+    pub binary: Option<String>,
+    pub service: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+impl DistroInstall {
+    pub fn present(&self) -> bool {
+        self.binary.is_some()
+            || self.service.is_some()
+            || self.kubeconfig.is_some()
+            || self.data_dir.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFacts {
+    /// Docker engine binary or socket found.
+    pub docker: bool,
+    /// A standalone containerd (not k3s's or k0s's own) binary or socket found.
+    pub containerd: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvidiaFacts {
+    /// NVIDIA display/3D controllers on the PCI bus, whether or not a driver is loaded.
+    pub pci_devices: u32,
+    /// Version of the loaded kernel module (`/proc/driver/nvidia/version`), if any.
+    pub kernel_module: Option<String>,
+    /// Driver version as NVML reports it, e.g. "570.86.15".
+    pub driver_version: Option<String>,
+    /// Highest CUDA version the driver supports, e.g. "12.8".
+    pub cuda_driver_version: Option<String>,
+    /// Why `gpus` is empty although a GPU may be present: no library, driver not loaded, no
+    /// permission. `None` when NVML answered.
+    pub unavailable_reason: Option<String>,
+    /// Path of `nvidia-smi`, if found.
+    pub nvidia_smi: Option<String>,
+    /// Path of `nvidia-container-runtime`, if found.
+    pub container_runtime: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFacts {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+    /// "major.minor", e.g. "9.0" for Hopper, "12.0" for consumer Blackwell.
+    pub compute_capability: Option<String>,
+    /// NVML's architecture name, or one derived from the compute capability when NVML's enum
+    /// does not know the chip: "Hopper", "Blackwell".
+    pub architecture: String,
+    /// MIG mode where the GPU supports it; `None` where it does not.
+    pub mig: Option<MigFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigFacts {
+    pub current: bool,
+    pub pending: bool,
+}
+
+impl HostFacts {
+    /// Whether `port` was seen in use.
+    pub fn port_in_use(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.port == port && p.in_use)
+    }
+}
+
+impl GpuFacts {
+    /// Compute capability as (major, minor), if known and well-formed.
+    pub fn compute_capability(&self) -> Option<(u32, u32)> {
+        let (major, minor) = self.compute_capability.as_deref()?.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    }
+
+    pub fn mig_enabled(&self) -> bool {
+        self.mig.as_ref().is_some_and(|m| m.current)
+    }
+}
+
+/// Errors loading facts from a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error("cannot read facts file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}:{line}:{column}: {message}\n  the file must be JSON as written by `kstrap detect --output json`"
+    )]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "{path}: schema_version {found} is not supported (this kstrap reads {SCHEMA_VERSION}); capture the facts again with this version of `kstrap detect --output json`"
+    )]
+    Schema { path: String, found: u32 },
+}
+
+/// Loads facts written by `kstrap detect --output json` (or a hand-written fixture).
+pub fn load(path: &Path) -> Result<HostFacts, FactsError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FactsError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    from_json(&shown, &text)
+}
+
+/// Parses facts JSON; `path` only names the source in errors.
+pub fn from_json(path: &str, text: &str) -> Result<HostFacts, FactsError> {
+    let facts: HostFacts = serde_json::from_str(text).map_err(|e| FactsError::Parse {
+        path: path.to_string(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    if facts.schema_version != SCHEMA_VERSION {
+        return Err(FactsError::Schema {
+            path: path.to_string(),
+            found: facts.schema_version,
+        });
+    }
+    Ok(facts)
+}

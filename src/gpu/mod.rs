@@ -1,0 +1,1 @@
+//! The NVIDIA GPU operator with time-slicing, as data.

@@ -1,0 +1,15 @@
+//! kstrap: detect the host, choose a profile, plan, and (later) execute a single-node Kubernetes
+//! install with a local AI stack. See `../shared/design.md` for the architecture: pure facts →
+//! selection → plan, then an executor that performs effects.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod checks;
+pub mod distro;
+pub mod env;
+pub mod facts;
+pub mod gpu;
+pub mod plan;
+pub mod profile;
+pub mod stack;
+pub mod units;

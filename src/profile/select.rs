@@ -1,0 +1,420 @@
+//! Choosing a profile for a host: pure, deterministic, and able to say why.
+//!
+//! Profiles are tried from the highest priority down (ties by name); the first whose
+//! requirements the host meets wins, and every other profile gets the reason it was passed over.
+//! A profile named by the user is checked the same way: below `recommends` it warns, below
+//! `requires` it is refused unless forced.
+
+use super::Profile;
+use crate::distro::Distro;
+use crate::facts::{GpuFacts, HostFacts};
+use crate::units::{gib, human_bytes, human_gib};
+use serde::Serialize;
+
+/// What the user asked for instead of the automatic choice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub profile: Option<String>,
+    pub distro: Option<Distro>,
+    /// Accept a profile the host falls far short of.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub profile: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selection {
+    pub profile: Profile,
+    pub distro: Distro,
+    /// "auto", or "--profile" when the user named it.
+    pub chosen_by: &'static str,
+    /// Why this profile, one line each, with figures.
+    pub reasons: Vec<String>,
+    /// The other profiles and why they were not chosen.
+    pub rejected: Vec<Rejection>,
+    /// Indexes of the GPUs the cluster will use (empty unless the profile uses GPUs).
+    pub gpus: Vec<u32>,
+    /// Why GPUs present on the host are not used, if any.
+    pub gpu_notes: Vec<String>,
+    /// Where the host falls short of a profile the user named.
+    pub warnings: Vec<String>,
+}
+
+impl Selection {
+    /// Shares the node will advertise: GPUs × replicas (0 without GPUs).
+    pub fn gpu_shares(&self) -> u32 {
+        self.gpus.len() as u32 * self.profile.gpu.replicas
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SelectError {
+    #[error("unknown profile {name:?}; available: {}", .available.join(", "))]
+    UnknownProfile {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("no profile fits this host:\n{}", format_rejections(.rejected))]
+    NoProfileFits { rejected: Vec<Rejection> },
+    #[error(
+        "profile {profile} needs more than this host has:\n{}\n  use --force to install it anyway (services may not start), or let kstrap choose",
+        .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
+    )]
+    Refused {
+        profile: String,
+        shortfalls: Vec<String>,
+    },
+}
+
+fn format_rejections(r: &[Rejection]) -> String {
+    r.iter()
+        .map(|r| format!("  - {}: {}", r.profile, r.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Lowest driver branch for each architecture that needs a recent one.
+fn min_driver_major(gpu: &GpuFacts) -> Option<u32> {
+    let blackwell = gpu.architecture.eq_ignore_ascii_case("blackwell")
+        || gpu
+            .compute_capability()
+            .is_some_and(|(major, _)| major >= 10);
+    blackwell.then_some(570)
+}
+
+fn driver_major(facts: &HostFacts) -> Option<u32> {
+    facts
+        .nvidia
+        .driver_version
+        .as_deref()?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The GPUs kstrap can put under the operator with time-slicing, and notes on those it cannot.
+pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
+    let mut notes = Vec::new();
+    if facts.gpus.is_empty() {
+        match (&facts.nvidia.unavailable_reason, facts.nvidia.pci_devices) {
+            (Some(why), n) if n > 0 => notes.push(format!(
+                "{n} NVIDIA GPU(s) on the PCI bus are not usable: {why}"
+            )),
+            (_, n) if n > 0 => notes.push(format!(
+                "{n} NVIDIA GPU(s) on the PCI bus, but NVML reports none"
+            )),
+            _ => {}
+        }
+        return (Vec::new(), notes);
+    }
+    if facts.wsl2 {
+        notes.push(
+            "this is WSL2, which the NVIDIA GPU operator does not support: GPUs are not used"
+                .into(),
+        );
+        return (Vec::new(), notes);
+    }
+    let driver = driver_major(facts);
+    let mut usable = Vec::new();
+    for g in &facts.gpus {
+        if g.mig_enabled() {
+            notes.push(format!(
+                "GPU {} ({}) has MIG enabled; time-slicing MIG instances is out of scope",
+                g.index, g.name
+            ));
+            continue;
+        }
+        if let (Some(min), Some(have)) = (min_driver_major(g), driver)
+            && have < min
+        {
+            notes.push(format!(
+                "GPU {} ({}, {}) needs driver {min} or newer; the host has {have}",
+                g.index, g.name, g.architecture
+            ));
+            continue;
+        }
+        usable.push(g);
+    }
+    (usable, notes)
+}
+
+/// A requirement the host does not meet, as a sentence with figures.
+fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, disk_gib: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    if gib(facts.memory.total_bytes) < memory_gib {
+        out.push(format!(
+            "memory {} < {}",
+            human_bytes(facts.memory.total_bytes),
+            human_gib(memory_gib)
+        ));
+    }
+    if facts.cpu.count < cpus {
+        out.push(format!("{} CPUs < {cpus}", facts.cpu.count));
+    }
+    if gib(facts.disk.available_bytes) < disk_gib {
+        out.push(format!(
+            "free disk at {} {} < {}",
+            facts.disk.path,
+            human_bytes(facts.disk.available_bytes),
+            human_gib(disk_gib)
+        ));
+    }
+    out
+}
+
+struct Fit<'a> {
+    shortfalls: Vec<String>,
+    satisfied: Vec<String>,
+    gpus: Vec<&'a GpuFacts>,
+}
+
+fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
+    let r = &p.requires;
+    let mut shortfalls = host_shortfalls(facts, r.memory_gib, r.cpus, r.disk_gib);
+    let mut satisfied = Vec::new();
+    let mut gpus = Vec::new();
+    if let Some(g) = &r.gpu {
+        gpus = usable
+            .iter()
+            .copied()
+            .filter(|x| gib(x.memory_total_bytes) >= g.vram_gib)
+            .collect();
+        if (gpus.len() as u32) < g.count {
+            let have = if usable.is_empty() {
+                "no usable NVIDIA GPU".to_string()
+            } else {
+                let list: Vec<String> = usable
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "GPU {} {} {}",
+                            x.index,
+                            x.name,
+                            human_bytes(x.memory_total_bytes)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} with at least {} ({})",
+                    gpus.len(),
+                    human_gib(g.vram_gib),
+                    list.join(", ")
+                )
+            };
+            shortfalls.push(format!(
+                "needs {} GPU(s) with ≥ {} VRAM; host has {have}",
+                g.count,
+                human_gib(g.vram_gib)
+            ));
+        } else {
+            let list: Vec<String> = gpus
+                .iter()
+                .map(|x| format!("{} {}", x.name, human_bytes(x.memory_total_bytes)))
+                .collect();
+            satisfied.push(format!(
+                "{} GPU(s) with ≥ {} VRAM: {}",
+                gpus.len(),
+                human_gib(g.vram_gib),
+                list.join(", ")
+            ));
+        }
+    }
+    satisfied.push(format!(
+        "memory {} ≥ {}",
+        human_bytes(facts.memory.total_bytes),
+        human_gib(r.memory_gib)
+    ));
+    satisfied.push(format!("{} CPUs ≥ {}", facts.cpu.count, r.cpus));
+    satisfied.push(format!(
+        "free disk {} ≥ {}",
+        human_bytes(facts.disk.available_bytes),
+        human_gib(r.disk_gib)
+    ));
+    Fit {
+        shortfalls,
+        satisfied,
+        gpus,
+    }
+}
+
+/// Picks a profile for `facts` among `profiles`, or explains why none fits.
+pub fn select(
+    facts: &HostFacts,
+    profiles: &[Profile],
+    overrides: &Overrides,
+) -> Result<Selection, SelectError> {
+    let (usable, gpu_notes) = usable_gpus(facts);
+    let mut ranked: Vec<&Profile> = profiles.iter().collect();
+    ranked.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+
+    if let Some(name) = &overrides.profile {
+        let Some(p) = profiles.iter().find(|p| &p.name == name) else {
+            return Err(SelectError::UnknownProfile {
+                name: name.clone(),
+                available: ranked.iter().map(|p| p.name.clone()).collect(),
+            });
+        };
+        let f = fit(facts, &usable, p);
+        if !f.shortfalls.is_empty() && !overrides.force {
+            return Err(SelectError::Refused {
+                profile: p.name.clone(),
+                shortfalls: f.shortfalls,
+            });
+        }
+        let mut warnings: Vec<String> = f
+            .shortfalls
+            .iter()
+            .map(|s| format!("forced past a requirement: {s}"))
+            .collect();
+        let c = &p.recommends;
+        warnings.extend(
+            host_shortfalls(facts, c.memory_gib, c.cpus, c.disk_gib)
+                .into_iter()
+                .filter(|s| !f.shortfalls.iter().any(|h| same_resource(h, s)))
+                .map(|s| format!("below the recommendation: {s}")),
+        );
+        let mut reasons = vec![format!("{} named with --profile", p.name)];
+        if f.shortfalls.is_empty() {
+            reasons.extend(f.satisfied);
+        }
+        let rejected = ranked
+            .iter()
+            .filter(|o| o.name != p.name)
+            .map(|o| Rejection {
+                profile: o.name.clone(),
+                reason: format!("not chosen: --profile {} was given", p.name),
+            })
+            .collect();
+        // A forced GPU profile still only uses GPUs that exist and are usable.
+        let gpus: Vec<u32> = if p.uses_gpu() {
+            if f.gpus.is_empty() {
+                usable.iter().map(|g| g.index).collect()
+            } else {
+                f.gpus.iter().map(|g| g.index).collect()
+            }
+        } else {
+            Vec::new()
+        };
+        return Ok(finish(
+            p,
+            overrides,
+            "--profile",
+            reasons,
+            rejected,
+            gpus,
+            gpu_notes,
+            warnings,
+        ));
+    }
+
+    let mut rejected = Vec::new();
+    let mut chosen: Option<(&Profile, Fit)> = None;
+    for p in &ranked {
+        let f = fit(facts, &usable, p);
+        if let Some((winner, _)) = &chosen {
+            let reason = if f.shortfalls.is_empty() {
+                format!(
+                    "fits too, but {} ranks higher (priority {} > {})",
+                    winner.name, winner.priority, p.priority
+                )
+            } else {
+                f.shortfalls.join("; ")
+            };
+            rejected.push(Rejection {
+                profile: p.name.clone(),
+                reason,
+            });
+        } else if f.shortfalls.is_empty() {
+            chosen = Some((p, f));
+        } else {
+            rejected.push(Rejection {
+                profile: p.name.clone(),
+                reason: f.shortfalls.join("; "),
+            });
+        }
+    }
+    let Some((p, f)) = chosen else {
+        return Err(SelectError::NoProfileFits { rejected });
+    };
+    let mut reasons = f.satisfied;
+    let c = &p.recommends;
+    let warnings = host_shortfalls(facts, c.memory_gib, c.cpus, c.disk_gib)
+        .into_iter()
+        .map(|s| format!("below the recommendation: {s}"))
+        .collect();
+    if p.uses_gpu() {
+        reasons.push(format!(
+            "{} sharing: {} shares per GPU",
+            p.gpu.sharing.label(),
+            p.gpu.replicas
+        ));
+    }
+    let gpus = f.gpus.iter().map(|g| g.index).collect();
+    reasons.insert(
+        0,
+        format!(
+            "highest-priority profile this host meets (priority {})",
+            p.priority
+        ),
+    );
+    Ok(finish(
+        p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
+    ))
+}
+
+/// Two shortfall sentences about the same resource (memory, CPUs, disk).
+fn same_resource(a: &str, b: &str) -> bool {
+    let key = |s: &str| {
+        s.split_whitespace()
+            .next()
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let k = |s: &str| {
+        if s.contains("CPUs") {
+            "cpus".to_string()
+        } else {
+            key(s)
+        }
+    };
+    k(a) == k(b)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    p: &Profile,
+    overrides: &Overrides,
+    chosen_by: &'static str,
+    mut reasons: Vec<String>,
+    rejected: Vec<Rejection>,
+    gpus: Vec<u32>,
+    gpu_notes: Vec<String>,
+    warnings: Vec<String>,
+) -> Selection {
+    let distro = overrides.distro.unwrap_or(p.distro);
+    if distro != p.distro {
+        reasons.push(format!(
+            "distribution {distro} from --distro (the profile's default is {})",
+            p.distro
+        ));
+    }
+    Selection {
+        profile: p.clone(),
+        distro,
+        chosen_by,
+        reasons,
+        rejected,
+        gpus,
+        gpu_notes,
+        warnings,
+    }
+}

@@ -1,0 +1,1 @@
+//! Stacks: folders of plain Kubernetes YAML in numbered stages, plus `stack.yaml`.
