@@ -1,0 +1,215 @@
+//! k0s: its release assets, the config file kstrap writes, and its steps.
+//!
+//! k0s's own download script verifies nothing, so kstrap downloads the binary itself and checks it
+//! against the release's `sha256sums.txt` (written by `sha256sum -b *` in k0s's release workflow,
+//! so its lines read `<sha256> *<asset name>`). Then `k0s install controller` writes the systemd
+//! unit (`k0scontroller.service`) and `k0s start` starts it, as the k0s quick start does.
+//! `--enable-worker --no-taints` instead of `--single`: a single-node k0s can never grow, this
+//! one can take workers later.
+
+use super::{
+    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, airgap_file,
+    binary_asset, node_labels, release_arch, step,
+};
+use crate::plan::step::{Action, Contents, Mode, Phase, Step};
+use serde::Serialize;
+
+pub(super) static PATHS: Paths = Paths {
+    binary: "/usr/local/bin/k0s",
+    config: "/etc/k0s/k0s.yaml",
+    service_unit: "k0scontroller.service",
+    unit_file: "/etc/systemd/system/k0scontroller.service",
+    env_file: None,
+    kubeconfig: "/var/lib/k0s/pki/admin.conf",
+    data_dirs: &["/var/lib/k0s", "/etc/k0s", "/run/k0s"],
+    containerd_socket: "/run/k0s/containerd.sock",
+    containerd_config: "/run/k0s/containerd-cri.toml",
+    containerd_drop_in_dir: Some("/etc/k0s/containerd.d"),
+    containerd_binary: Some("/var/lib/k0s/bin/containerd"),
+    images_dir: "/var/lib/k0s/images",
+    manifests_dir: None,
+    node_token: None,
+};
+
+/// `k0s-v1.35.3+k0s.0-amd64` (k0sproject/k0s `.github/workflows/release.yml`).
+pub(super) fn binary_asset_name(version: &Version, arch: &str) -> String {
+    format!("k0s-{version}-{arch}")
+}
+
+pub(super) fn checksum_file_name() -> String {
+    "sha256sums.txt".to_string()
+}
+
+/// The image bundle asset. Up to v1.35 it is `k0s-airgap-bundle-<v>-<arch>` (k0s release
+/// workflow); from v1.36 releases name it `k0s-airgap-bundle-<v>-linux-<arch>.tar` (seen in
+/// third-party installers and k0s's channel tooling tests, not in k0s's workflow itself).
+pub(super) fn images_asset_name(version: &Version, arch: &str) -> String {
+    if version.minor() >= 36 {
+        format!("k0s-airgap-bundle-{version}-linux-{arch}.tar")
+    } else {
+        format!("k0s-airgap-bundle-{version}-{arch}")
+    }
+}
+
+/// `/etc/k0s/k0s.yaml`: the smallest ClusterConfig; k0s fills in every default.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterConfig<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+}
+
+pub(super) fn config_yaml() -> Result<String, DistroError> {
+    let config = ClusterConfig {
+        api_version: "k0s.k0sproject.io/v1beta1",
+        kind: "ClusterConfig",
+        metadata: Metadata { name: "k0s" },
+    };
+    serde_saphyr::to_string(&config).map_err(|e| DistroError::Render {
+        file: PATHS.config.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Arguments of `k0s install controller` (flags from k0s's `install controller` and controller
+/// flag set: `--enable-worker`, `--no-taints`, `--config`, `--force`, `--disable-components`,
+/// `--labels`).
+pub(super) fn install_args(ctx: &DistroContext) -> Result<Vec<String>, DistroError> {
+    let mut args: Vec<String> = [
+        "install",
+        "controller",
+        "--enable-worker",
+        "--no-taints",
+        "--config",
+        PATHS.config,
+        "--force",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !ctx.cluster.disable.is_empty() {
+        args.push(format!(
+            "--disable-components={}",
+            ctx.cluster.disable.join(",")
+        ));
+    }
+    args.push(format!(
+        "--labels={}",
+        node_labels(ctx.profile, ctx.cluster)?.join(",")
+    ));
+    Ok(args)
+}
+
+pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
+    let arch = release_arch(ctx.distro, ctx.arch)?;
+    let binary = binary_asset_name(ctx.version, arch);
+    let mut steps = Vec::new();
+
+    match ctx.airgap {
+        None => {
+            let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
+            steps.push(step(
+                "download-k0s",
+                Phase::Host,
+                &format!("Download k0s {}", ctx.version),
+                "one static binary holds the whole distribution; k0s's own script checks nothing, kstrap checks the release's sha256 file",
+                Action::Download {
+                    url,
+                    checksum,
+                    dest: PATHS.binary.into(),
+                    mode: Mode(0o755),
+                },
+            ));
+        }
+        Some(dir) => {
+            let sums = checksum_file_name();
+            let AirgapFile { source, checksum } = airgap_file(dir, &binary, &sums, &binary)?;
+            steps.push(step(
+                "copy-k0s",
+                Phase::Host,
+                &format!("Copy k0s {} from the air-gap folder", ctx.version),
+                "no internet here: the binary comes from the air-gap folder, checked against the release's sha256 file beside it",
+                Action::CopyLocal {
+                    source,
+                    checksum: Some(checksum),
+                    dest: PATHS.binary.into(),
+                    mode: Mode(0o755),
+                },
+            ));
+            let bundle = images_asset_name(ctx.version, arch);
+            let AirgapFile { source, checksum } = airgap_file(dir, &bundle, &sums, &bundle)?;
+            steps.push(step(
+                "copy-k0s-images",
+                Phase::Host,
+                "Copy the k0s image bundle",
+                "k0s imports every bundle in its images folder before it starts the kubelet, so its system pods need no registry",
+                Action::CopyLocal {
+                    source,
+                    checksum: Some(checksum),
+                    dest: format!("{}/{bundle}", PATHS.images_dir),
+                    mode: Mode(0o644),
+                },
+            ));
+        }
+    }
+
+    steps.push(step(
+        "write-k0s-config",
+        Phase::Host,
+        "Write the k0s configuration",
+        "k0s reads its cluster configuration from this file; 0600 because it may hold secrets later",
+        Action::WriteFile {
+            path: PATHS.config.into(),
+            mode: Mode(0o600),
+            contents: Contents::Text(config_yaml()?),
+        },
+    ));
+    steps.push(step(
+        "install-k0s",
+        Phase::Host,
+        "Install k0s as a controller that also runs workloads",
+        "k0s writes and enables its own systemd unit; --force rewrites it on a re-run, --no-taints lets pods schedule on this node",
+        Action::Command {
+            program: PATHS.binary.into(),
+            args: install_args(ctx)?,
+        },
+    ));
+    steps.push(step(
+        "start-k0s",
+        Phase::Cluster,
+        "Start k0s",
+        "starts the k0scontroller service that `k0s install` set up; it also starts at boot",
+        Action::Command {
+            program: PATHS.binary.into(),
+            args: vec!["start".into()],
+        },
+    ));
+    steps.push(step(
+        "wait-k0s",
+        Phase::Cluster,
+        "Wait for the k0s API server and node",
+        "nothing can be applied before the API server answers and the node is Ready",
+        Action::WaitCluster {
+            kubeconfig: PATHS.kubeconfig.into(),
+            timeout_s: ctx.wait_timeout_s,
+        },
+    ));
+    steps.push(step(
+        "kubeconfig-k0s",
+        Phase::Cluster,
+        "Write your kubeconfig",
+        "k0s keeps a root-only admin kubeconfig (what `k0s kubeconfig admin` prints); kubectl and kstrap use it as context \"kstrap\"",
+        Action::Kubeconfig {
+            source: PATHS.kubeconfig.into(),
+            dest: ctx.kubeconfig_dest.into(),
+            context: KUBECONFIG_CONTEXT.into(),
+        },
+    ));
+    Ok(steps)
+}
