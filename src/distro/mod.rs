@@ -421,3 +421,5 @@ fn step(id: &str, phase: Phase, title: &str, reason: &str, action: Action) -> St
     }
 }
 
+#[cfg(test)]
+mod tests;
