@@ -50,13 +50,15 @@ impl Distro {
     /// The release kstrap installs unless told otherwise.
     ///
     /// Both pin Kubernetes v1.35.3 so that a stack behaves the same on either distribution.
-    /// Verified against stored public sources (see the crate history for the look-ups):
-    /// - k3s v1.35.3+k3s1: k3s-io/docs `docs/release-notes/v1.35.X.md` (released 2026-03-28).
-    /// - k0s v1.35.3+k0s.0: k0s's own AI-conformance evidence page names it, and a Nix package
-    ///   lists its assets `k0s-v1.35.3+k0s.0-amd64` / `-arm64` under
-    ///   `github.com/k0sproject/k0s/releases/download/v1.35.3+k0s.0/`.
+    /// Checked against stored copies of public sources (not live):
+    /// - k3s v1.35.3+k3s1: k3s-io/docs `docs/release-notes/v1.35.X.md` (released 2026-03-28);
+    ///   asset names from k3s-io/k3s `install.sh` (`k3s${SUFFIX}`, `sha256sum-${ARCH}.txt`).
+    /// - k0s v1.35.3+k0s.0: named by k0s's AI-conformance evidence page ("captured test runs on
+    ///   k0s v1.35.3+k0s.0") and by a Nix package listing its assets `k0s-v1.35.3+k0s.0-amd64` /
+    ///   `-arm64` under `github.com/k0sproject/k0s/releases/download/v1.35.3+k0s.0/`; asset and
+    ///   `sha256sums.txt` names from k0sproject/k0s `.github/workflows/release.yml`.
     ///
-    /// No sha256 is pinned: none was found in a source we trust for these exact versions, so the
+    /// No sha256 is pinned: none was found in an upstream source for these exact versions, so the
     /// checksum comes from each release's own checksum file (`ChecksumSource::ReleaseFile`).
     pub fn default_version(self) -> Version {
         match self {
