@@ -251,7 +251,7 @@ fn probe_disk(fs: &Root<'_>) -> DiskFacts {
         .ancestors()
         .find(|p| fs.is_dir(p))
         .unwrap_or(Path::new("/"));
-    let (total_bytes, available_bytes) = match rustix::fs::statvfs(&fs.path(host)) {
+    let (total_bytes, available_bytes) = match rustix::fs::statvfs(fs.path(host)) {
         Ok(st) => (
             st.f_blocks.saturating_mul(st.f_frsize),
             st.f_bavail.saturating_mul(st.f_frsize),
@@ -585,4 +585,727 @@ pub fn parse_nvidia_version(text: &str) -> Option<String> {
             .unwrap_or(line)
             .to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A temp directory laid out like a machine.
+    struct TestRoot {
+        dir: tempfile::TempDir,
+    }
+
+    impl TestRoot {
+        fn new() -> Self {
+            TestRoot {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn at(&self, host: &str) -> PathBuf {
+            self.dir.path().join(host.trim_start_matches('/'))
+        }
+
+        fn file(&self, host: &str, content: impl AsRef<[u8]>) -> &Self {
+            let path = self.at(host);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+            self
+        }
+
+        fn exe(&self, host: &str) -> &Self {
+            self.file(host, "#!/bin/sh\n");
+            std::fs::set_permissions(self.at(host), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            self
+        }
+
+        fn dir(&self, host: &str) -> &Self {
+            std::fs::create_dir_all(self.at(host)).unwrap();
+            self
+        }
+
+        fn options(&self) -> ProbeOptions {
+            ProbeOptions::for_host(self.dir.path().to_path_buf(), None, None)
+        }
+
+        fn probe(&self) -> HostFacts {
+            probe(&self.options())
+        }
+
+        fn not_probed_reason(&self) -> String {
+            format!(
+                "NVML not probed: detection root is {}",
+                self.dir.path().display()
+            )
+        }
+    }
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    const WORKSTATION_MEMINFO: &str = "\
+MemTotal:       65794196 kB
+MemFree:        40123456 kB
+MemAvailable:   58654320 kB
+Buffers:          512340 kB
+Cached:         16234512 kB
+SwapCached:            0 kB
+SwapTotal:       8388604 kB
+SwapFree:        8388000 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+";
+
+    fn x86_cpuinfo(count: usize, model: &str) -> String {
+        (0..count)
+            .map(|i| {
+                format!(
+                    "processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n\
+                     model\t\t: 97\nmodel name\t: {model}\nflags\t\t: fpu vme de pse\n\n"
+                )
+            })
+            .collect()
+    }
+
+    const UBUNTU_OS_RELEASE: &str = r#"PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.1 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+HOME_URL="https://www.ubuntu.com/"
+"#;
+
+    /// sshd on 0.0.0.0:22 listening, an outgoing connection to :443 and a connection to the local
+    /// :80 that is established, not listening.
+    const WORKSTATION_TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 23456 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 24567 1 0000000000000000 100 0 0 10 0
+   2: 6501A8C0:D4A2 2206B85D:01BB 01 00000000:00000000 02:000A7E3C 00000000  1000        0 98765 2 0000000000000000 20 4 30 10 -1
+   3: 0100007F:0050 0100007F:E1A4 01 00000000:00000000 00:00000000 00000000     0        0 98766 1 0000000000000000 20 4 30 10 -1
+";
+
+    /// The API server on [::]:6443 and the kubelet on [::]:10250, both listening.
+    const WORKSTATION_TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:192B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 45678 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000000000000:280A 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 45679 1 0000000000000000 100 0 0 10 0
+   2: 0000000000000000FFFF00006501A8C0:192B 0000000000000000FFFF00006701A8C0:C350 01 00000000:00000000 02:00000A1B 00000000     0        0 45680 2 0000000000000000 20 4 30 10 -1
+";
+
+    const NVIDIA_PROC_VERSION: &str = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  (dvs-builder@U16-I3-B03-4-3)  Thu Jan  9 00:15:07 UTC 2025
+GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
+";
+
+    fn workstation() -> TestRoot {
+        let root = TestRoot::new();
+        root.file("/proc/meminfo", WORKSTATION_MEMINFO)
+            .file(
+                "/proc/cpuinfo",
+                x86_cpuinfo(4, "AMD Ryzen 9 7950X 16-Core Processor"),
+            )
+            .file("/proc/sys/kernel/osrelease", "6.8.0-51-generic\n")
+            .file("/etc/os-release", UBUNTU_OS_RELEASE)
+            .file(
+                "/sys/fs/cgroup/cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma misc\n",
+            )
+            .dir("/run/systemd/system")
+            .file("/sys/class/dmi/id/chassis_type", "3\n")
+            // The AC adapter and a wireless mouse's battery do not make a laptop.
+            .file("/sys/class/power_supply/AC/type", "Mains\n")
+            .file("/sys/class/power_supply/hidpp_battery_0/type", "Battery\n")
+            .file("/sys/class/power_supply/hidpp_battery_0/scope", "Device\n")
+            .file("/proc/net/tcp", WORKSTATION_TCP)
+            .file("/proc/net/tcp6", WORKSTATION_TCP6)
+            // Two GPUs (VGA and 3D controller), the first one's HDMI audio, and an Intel iGPU.
+            .file("/sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n")
+            .file("/sys/bus/pci/devices/0000:01:00.0/class", "0x030000\n")
+            .file("/sys/bus/pci/devices/0000:01:00.1/vendor", "0x10de\n")
+            .file("/sys/bus/pci/devices/0000:01:00.1/class", "0x040300\n")
+            .file("/sys/bus/pci/devices/0000:02:00.0/vendor", "0x10de\n")
+            .file("/sys/bus/pci/devices/0000:02:00.0/class", "0x030200\n")
+            .file("/sys/bus/pci/devices/0000:00:02.0/vendor", "0x8086\n")
+            .file("/sys/bus/pci/devices/0000:00:02.0/class", "0x030000\n")
+            .file("/proc/driver/nvidia/version", NVIDIA_PROC_VERSION)
+            .exe("/usr/bin/nvidia-smi")
+            .exe("/usr/bin/nvidia-container-runtime")
+            .exe("/usr/local/bin/k3s")
+            .file("/etc/systemd/system/k3s.service", "[Unit]\n")
+            .file("/etc/rancher/k3s/k3s.yaml", "apiVersion: v1\n")
+            .dir("/var/lib/rancher/k3s/server")
+            .file("/var/run/docker.sock", "");
+        root
+    }
+
+    #[test]
+    fn workstation_root() {
+        let root = workstation();
+        let facts = root.probe();
+
+        assert_eq!(facts.schema_version, SCHEMA_VERSION);
+        assert_eq!(
+            facts.os,
+            OsFacts {
+                id: "ubuntu".into(),
+                version_id: Some("24.04".into()),
+                pretty_name: "Ubuntu 24.04.1 LTS".into(),
+                kernel: "6.8.0-51-generic".into(),
+                arch: std::env::consts::ARCH.into(),
+            }
+        );
+        assert_eq!(
+            facts.memory,
+            MemoryFacts {
+                total_bytes: 65794196 * 1024,
+                available_bytes: 58654320 * 1024,
+                swap_total_bytes: 8388604 * 1024,
+                swap_free_bytes: 8388000 * 1024,
+            }
+        );
+        assert_eq!(facts.cpu.count, 4);
+        assert_eq!(
+            facts.cpu.model.as_deref(),
+            Some("AMD Ryzen 9 7950X 16-Core Processor")
+        );
+        assert_eq!(facts.disk.path, "/var/lib");
+        assert!(facts.disk.total_bytes > 0);
+        assert!(facts.disk.available_bytes <= facts.disk.total_bytes);
+        assert_eq!(facts.cgroup.version, Some(2));
+        assert_eq!(
+            facts.cgroup.controllers,
+            [
+                "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"
+            ]
+        );
+        assert!(facts.systemd);
+        assert!(!facts.wsl2);
+        assert_eq!(
+            facts.laptop,
+            LaptopFacts {
+                is_laptop: false,
+                evidence: None
+            }
+        );
+        let in_use: Vec<u16> = facts
+            .ports
+            .iter()
+            .filter(|p| p.in_use)
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(in_use, [6443, 10250]);
+        assert_eq!(
+            facts.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+            PORTS
+        );
+        assert_eq!(
+            facts.existing.k3s,
+            DistroInstall {
+                binary: Some("/usr/local/bin/k3s".into()),
+                service: Some("/etc/systemd/system/k3s.service".into()),
+                kubeconfig: Some("/etc/rancher/k3s/k3s.yaml".into()),
+                data_dir: Some("/var/lib/rancher/k3s".into()),
+            }
+        );
+        assert!(!facts.existing.k0s.present());
+        assert_eq!(facts.existing.kstrap_state, None);
+        assert_eq!(
+            facts.runtimes,
+            RuntimeFacts {
+                docker: true,
+                containerd: false
+            }
+        );
+        assert_eq!(
+            facts.nvidia,
+            NvidiaFacts {
+                pci_devices: 2,
+                kernel_module: Some("570.86.15".into()),
+                driver_version: None,
+                cuda_driver_version: None,
+                unavailable_reason: Some(root.not_probed_reason()),
+                nvidia_smi: Some("/usr/bin/nvidia-smi".into()),
+                container_runtime: Some("/usr/bin/nvidia-container-runtime".into()),
+            }
+        );
+        assert!(facts.gpus.is_empty());
+        // The facts survive their own JSON form.
+        let json = serde_json::to_string(&facts).unwrap();
+        assert_eq!(super::super::from_json("probe", &json).unwrap(), facts);
+    }
+
+    fn laptop() -> TestRoot {
+        let root = TestRoot::new();
+        root.file(
+            "/proc/meminfo",
+            "MemTotal:        7989012 kB\nMemAvailable:    5123456 kB\nSwapTotal:       2097148 kB\nSwapFree:        2097148 kB\n",
+        )
+        .file("/proc/cpuinfo", x86_cpuinfo(8, "11th Gen Intel(R) Core(TM) i5-1135G7 @ 2.40GHz"))
+        .file("/proc/sys/kernel/osrelease", "5.15.167.4-microsoft-standard-WSL2\n")
+        .file(
+            "/usr/lib/os-release",
+            "NAME='Debian GNU/Linux'\nID=debian\nVERSION_ID='12'\nPRETTY_NAME='Debian GNU/Linux 12 (bookworm)'\n",
+        )
+        .file("/sys/class/power_supply/AC/type", "Mains\n")
+        .file("/sys/class/power_supply/BAT0/type", "Battery\n")
+        .file("/sys/class/power_supply/BAT0/capacity", "87\n")
+        .file("/sys/class/dmi/id/chassis_type", "10\n")
+        // cgroup v1 as systemd mounts it: joint hierarchies with links to them, plus its own.
+        .dir("/sys/fs/cgroup/memory")
+        .dir("/sys/fs/cgroup/cpu,cpuacct")
+        .dir("/sys/fs/cgroup/pids")
+        .dir("/sys/fs/cgroup/systemd")
+        .dir("/sys/fs/cgroup/unified")
+        .exe("/opt/k0s/bin/k0s")
+        .dir("/var/lib/k0s/pki")
+        .file("/var/lib/kstrap/state.json", "{}")
+        .file("/run/containerd/containerd.sock", "")
+        .file("/proc/net/tcp", "  sl  local_address rem_address   st\n")
+        .dir("/run/systemd");
+        symlink("cpu,cpuacct", root.at("/sys/fs/cgroup/cpu")).unwrap();
+        symlink("cpu,cpuacct", root.at("/sys/fs/cgroup/cpuacct")).unwrap();
+        root
+    }
+
+    #[test]
+    fn laptop_root() {
+        let root = laptop();
+        let opts = ProbeOptions::for_host(
+            root.dir.path().to_path_buf(),
+            None,
+            Some(OsStr::new("/opt/k0s/bin:bin:/usr/bin")),
+        );
+        let facts = probe(&opts);
+
+        assert_eq!(facts.memory.total_bytes, 7989012 * 1024);
+        assert_eq!(facts.memory.available_bytes, 5123456 * 1024);
+        assert_eq!(facts.cpu.count, 8);
+        assert_eq!(facts.os.id, "debian");
+        assert_eq!(facts.os.version_id.as_deref(), Some("12"));
+        assert_eq!(facts.os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(facts.os.kernel, "5.15.167.4-microsoft-standard-WSL2");
+        assert!(facts.wsl2);
+        assert!(
+            !facts.systemd,
+            "/run/systemd without system/ is not a booted systemd"
+        );
+        assert_eq!(
+            facts.laptop,
+            LaptopFacts {
+                is_laptop: true,
+                evidence: Some("battery BAT0".into())
+            }
+        );
+        assert_eq!(facts.cgroup.version, Some(1));
+        assert_eq!(
+            facts.cgroup.controllers,
+            ["cpu", "cpuacct", "memory", "pids"]
+        );
+        // /var/lib exists (k0s and kstrap left traces there).
+        assert_eq!(facts.disk.path, "/var/lib");
+        assert!(facts.ports.iter().all(|p| !p.in_use));
+        assert_eq!(
+            facts.existing.k0s,
+            DistroInstall {
+                binary: Some("/opt/k0s/bin/k0s".into()),
+                service: None,
+                kubeconfig: None,
+                data_dir: Some("/var/lib/k0s".into()),
+            }
+        );
+        assert!(!facts.existing.k3s.present());
+        assert_eq!(
+            facts.existing.kstrap_state.as_deref(),
+            Some("/var/lib/kstrap/state.json")
+        );
+        assert_eq!(
+            facts.runtimes,
+            RuntimeFacts {
+                docker: false,
+                containerd: true
+            }
+        );
+        assert_eq!(facts.nvidia.pci_devices, 0);
+        assert_eq!(facts.nvidia.kernel_module, None);
+        assert_eq!(facts.nvidia.nvidia_smi, None);
+    }
+
+    #[test]
+    fn chassis_alone_marks_a_laptop() {
+        let root = TestRoot::new();
+        root.file("/sys/class/dmi/id/chassis_type", "10\n");
+        assert_eq!(
+            root.probe().laptop.evidence.as_deref(),
+            Some("chassis type 10 (Notebook)")
+        );
+        root.file("/sys/class/dmi/id/chassis_type", "31\n");
+        assert_eq!(
+            root.probe().laptop.evidence.as_deref(),
+            Some("chassis type 31 (Convertible)")
+        );
+        for desktop in ["3", "4", "17", "23", "35"] {
+            root.file("/sys/class/dmi/id/chassis_type", desktop);
+            assert!(!root.probe().laptop.is_laptop, "chassis {desktop}");
+        }
+    }
+
+    #[test]
+    fn wsl_interop_marks_wsl2() {
+        let root = TestRoot::new();
+        root.file("/proc/sys/kernel/osrelease", "6.6.36.6-custom\n")
+            .file("/proc/sys/fs/binfmt_misc/WSLInterop", "enabled\n");
+        let facts = root.probe();
+        assert!(facts.wsl2);
+        assert_eq!(facts.os.kernel, "6.6.36.6-custom");
+    }
+
+    #[test]
+    fn container_runtime_from_gpu_operator_toolkit_dir() {
+        let root = TestRoot::new();
+        root.exe("/usr/local/nvidia/toolkit/nvidia-container-runtime")
+            .exe("/usr/bin/dockerd")
+            // Not executable: not a binary `which` would find.
+            .file("/usr/bin/nvidia-smi", "");
+        let facts = root.probe();
+        assert_eq!(
+            facts.nvidia.container_runtime.as_deref(),
+            Some("/usr/local/nvidia/toolkit/nvidia-container-runtime")
+        );
+        assert_eq!(facts.nvidia.nvidia_smi, None);
+        assert!(facts.runtimes.docker);
+    }
+
+    #[test]
+    fn empty_root_gives_defaults() {
+        let root = TestRoot::new();
+        let facts = root.probe();
+        assert_eq!(
+            facts.os,
+            OsFacts {
+                id: "unknown".into(),
+                version_id: None,
+                pretty_name: "unknown".into(),
+                kernel: "unknown".into(),
+                arch: std::env::consts::ARCH.into(),
+            }
+        );
+        assert_eq!(facts.memory.total_bytes, 0);
+        assert_eq!(facts.memory.available_bytes, 0);
+        assert_eq!(
+            facts.cpu,
+            CpuFacts {
+                count: 0,
+                model: None
+            }
+        );
+        assert_eq!(facts.disk.path, "/");
+        assert!(facts.disk.total_bytes > 0, "the temp dir's filesystem");
+        assert_eq!(
+            facts.cgroup,
+            CgroupFacts {
+                version: None,
+                controllers: vec![]
+            }
+        );
+        assert!(!facts.systemd);
+        assert!(!facts.wsl2);
+        assert!(!facts.laptop.is_laptop);
+        assert_eq!(facts.ports.len(), PORTS.len());
+        assert!(facts.ports.iter().all(|p| !p.in_use));
+        assert_eq!(facts.existing, ExistingInstalls::default());
+        assert_eq!(facts.runtimes, RuntimeFacts::default());
+        assert_eq!(
+            facts.nvidia,
+            NvidiaFacts {
+                unavailable_reason: Some(root.not_probed_reason()),
+                ..NvidiaFacts::default()
+            }
+        );
+        assert!(facts.gpus.is_empty());
+    }
+
+    #[test]
+    fn missing_root_gives_defaults() {
+        let root = TestRoot::new();
+        let opts = ProbeOptions::for_host(root.at("/does/not/exist"), None, None);
+        let facts = probe(&opts);
+        assert_eq!(facts.disk.path, "/");
+        assert_eq!(facts.disk.total_bytes, 0);
+        assert_eq!(facts.memory.total_bytes, 0);
+        assert_eq!(facts.os.id, "unknown");
+    }
+
+    #[test]
+    fn nvml_is_asked_when_a_library_is_given() {
+        let root = TestRoot::new();
+        root.file("/lib/libnvidia-ml.so.1", "not a library");
+        let opts = ProbeOptions {
+            nvml_lib: Some(root.at("/lib/libnvidia-ml.so.1")),
+            ..root.options()
+        };
+        let reason = probe(&opts).nvidia.unavailable_reason.unwrap();
+        assert!(reason.contains("could not be loaded"), "{reason}");
+    }
+
+    #[test]
+    fn malformed_files_give_defaults() {
+        let root = TestRoot::new();
+        root.file(
+            "/proc/meminfo",
+            b"MemTotal: lots kB\nMemAvailable 12 kB\n\xff\xfe\x00garbage\nSwapTotal: 12 MB\n:::\n".as_slice(),
+        )
+        .file("/proc/cpuinfo", b"\x00\x01\x02 processors galore\nmodel name\n:::\n".as_slice())
+        .file(
+            "/proc/net/tcp",
+            "sl local rem st\n 0: nothex:192B 0:0 0A\n 1: 00000000:ZZZZ 0:0 0A\n 2: 00000000:1FFFF 0:0 0A\n 3: 00000000 0 0A\n 4:\n\n",
+        )
+        .file("/proc/net/tcp6", b"\xff\xff\xff".as_slice())
+        .file("/etc/os-release", "this is = not\n\"=\"\nID\n=\n")
+        .file("/proc/sys/kernel/osrelease", "\n\n")
+        .file("/sys/class/dmi/id/chassis_type", "notebook\n")
+        .file("/sys/class/power_supply/BAT0/type", b"\xffBattery".as_slice())
+        .file("/sys/bus/pci/devices/0000:01:00.0/vendor", b"\x00\x10\xde".as_slice())
+        .file("/sys/bus/pci/devices/0000:01:00.0/class", "")
+        .file("/sys/fs/cgroup/cgroup.controllers", "")
+        .file("/proc/driver/nvidia/version", "\n");
+        let facts = root.probe();
+        assert_eq!(facts.memory.total_bytes, 0);
+        assert_eq!(facts.memory.available_bytes, 0);
+        assert_eq!(facts.memory.swap_total_bytes, 0);
+        assert_eq!(
+            facts.cpu,
+            CpuFacts {
+                count: 0,
+                model: None
+            }
+        );
+        assert!(facts.ports.iter().all(|p| !p.in_use));
+        assert_eq!(facts.os.id, "linux");
+        assert_eq!(facts.os.pretty_name, "Linux");
+        assert_eq!(facts.os.kernel, "unknown");
+        assert!(!facts.laptop.is_laptop);
+        assert_eq!(facts.nvidia.pci_devices, 0);
+        assert_eq!(facts.nvidia.kernel_module, None);
+        assert_eq!(facts.cgroup.version, Some(2));
+        assert!(facts.cgroup.controllers.is_empty());
+    }
+
+    #[test]
+    fn real_host_probe_is_sane() {
+        if !Path::new("/proc/meminfo").exists() {
+            return;
+        }
+        let opts = ProbeOptions::for_host(PathBuf::from("/"), None, None);
+        let facts = probe(&opts);
+        assert!(facts.memory.total_bytes > 0);
+        assert!(facts.cpu.count > 0);
+        assert_ne!(facts.os.kernel, "unknown");
+        assert!(facts.disk.total_bytes > 0);
+        assert_eq!(facts.ports.len(), PORTS.len());
+        if facts.gpus.is_empty() {
+            assert!(facts.nvidia.unavailable_reason.is_some());
+        }
+    }
+
+    #[test]
+    fn tcp_parser_ipv4_and_ipv6_listen_only() {
+        let ports = parse_listening_ports(WORKSTATION_TCP);
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [22, 3306]);
+        let ports = parse_listening_ports(WORKSTATION_TCP6);
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [6443, 10250]);
+        // Lower-case state, IPv4 loopback, a port at the top of the range.
+        let ports = parse_listening_ports("0: 0100007F:FFFF 00000000:0000 0a 0 0 0\n");
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [65535]);
+        // ESTABLISHED (01), TIME_WAIT (06) and CLOSE_WAIT (08) sockets are not listeners.
+        let ports = parse_listening_ports(
+            "0: 00000000:0050 0100007F:1234 01\n1: 00000000:01BB 0100007F:1234 06\n2: 00000000:192B 0100007F:1 08\n",
+        );
+        assert!(ports.is_empty());
+    }
+
+    #[test]
+    fn meminfo_units() {
+        let m = parse_meminfo("MemTotal: 1 kB\nMemAvailable:2 kB\nSwapTotal: 0 kB\nSwapFree: 7\n");
+        assert_eq!(
+            m,
+            MemoryFacts {
+                total_bytes: 1024,
+                available_bytes: 2048,
+                swap_total_bytes: 0,
+                swap_free_bytes: 7,
+            }
+        );
+        // Overflow saturates instead of wrapping or panicking.
+        let m = parse_meminfo("MemTotal: 18446744073709551615 kB\n");
+        assert_eq!(m.total_bytes, u64::MAX);
+        assert_eq!(parse_meminfo(WORKSTATION_MEMINFO).total_bytes / GIB, 62);
+    }
+
+    #[test]
+    fn cpuinfo_models() {
+        let pi = "processor\t: 0\nBogoMIPS\t: 108.00\n\nprocessor\t: 1\n\n\
+                  Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n";
+        assert_eq!(
+            parse_cpuinfo(pi),
+            (2, Some("Raspberry Pi 4 Model B Rev 1.4".into()))
+        );
+        let arm_board = "processor : 0\nprocessor : 1\nprocessor : 2\nHardware : Qualcomm SM8250\n";
+        assert_eq!(
+            parse_cpuinfo(arm_board),
+            (3, Some("Qualcomm SM8250".into()))
+        );
+        let graviton = "processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\n";
+        assert_eq!(parse_cpuinfo(graviton), (1, None));
+        assert_eq!(
+            parse_cpuinfo(&x86_cpuinfo(3, "Intel(R) Xeon(R) Platinum 8480+")),
+            (3, Some("Intel(R) Xeon(R) Platinum 8480+".into()))
+        );
+    }
+
+    #[test]
+    fn os_release_quotes_and_comments() {
+        let r = parse_os_release(
+            "# comment\nID=\"fedora\"\nVERSION_ID=41\nPRETTY_NAME=\"Fedora Linux 41 (Workstation \\\"Edition\\\")\"\n",
+        );
+        assert_eq!(
+            r,
+            OsRelease {
+                id: Some("fedora".into()),
+                version_id: Some("41".into()),
+                pretty_name: Some("Fedora Linux 41 (Workstation \"Edition\")".into()),
+            }
+        );
+        assert_eq!(parse_os_release("ID=\"\n").id.as_deref(), Some("\""));
+        assert_eq!(parse_os_release("ID=''\n").id, None);
+    }
+
+    #[test]
+    fn nvidia_versions() {
+        assert_eq!(
+            parse_nvidia_version(NVIDIA_PROC_VERSION).as_deref(),
+            Some("570.86.15")
+        );
+        assert_eq!(
+            parse_nvidia_version(
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024\n"
+            )
+            .as_deref(),
+            Some("535.183.01")
+        );
+        assert_eq!(
+            parse_nvidia_version("NVRM version: something new\n").as_deref(),
+            Some("NVRM version: something new")
+        );
+        assert_eq!(parse_nvidia_version(""), None);
+    }
+
+    #[test]
+    fn path_dirs_from_env_then_defaults_once() {
+        let opts = ProbeOptions::for_host(
+            PathBuf::from("/"),
+            None,
+            Some(OsStr::new(
+                "/home/me/.cargo/bin:/usr/bin::.:bin:/usr/local/bin:/home/me/.cargo/bin",
+            )),
+        );
+        let dirs: Vec<&str> = opts.path_dirs.iter().map(|d| d.to_str().unwrap()).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/home/me/.cargo/bin",
+                "/usr/bin",
+                "/usr/local/bin",
+                "/usr/local/sbin",
+                "/usr/sbin",
+                "/sbin",
+                "/bin"
+            ]
+        );
+        let opts = ProbeOptions::for_host(PathBuf::from("/"), None, None);
+        assert_eq!(opts.path_dirs.len(), DEFAULT_PATH_DIRS.len());
+    }
+
+    #[test]
+    fn chassis_names() {
+        assert_eq!(portable_chassis(9), Some("Laptop"));
+        assert_eq!(portable_chassis(14), Some("Sub Notebook"));
+        assert_eq!(portable_chassis(32), Some("Detachable"));
+        assert_eq!(portable_chassis(3), None);
+        assert_eq!(portable_chassis(0), None);
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Lines built from the words the parsers look for, so the interesting branches run.
+        fn procish() -> impl Strategy<Value = String> {
+            let word = prop::sample::select(vec![
+                "processor",
+                "model name",
+                "Model",
+                "Hardware",
+                "MemTotal",
+                "MemAvailable",
+                "SwapTotal",
+                "SwapFree",
+                ":",
+                "=",
+                "\"",
+                "'",
+                "\\",
+                "kB",
+                "0A",
+                "01",
+                "00000000:192B",
+                "0:",
+                "ID",
+                "PRETTY_NAME",
+                "VERSION_ID",
+                "18446744073709551616",
+                "-1",
+                " ",
+                "\t",
+                "\n",
+                "é",
+                "\u{0}",
+            ]);
+            prop::collection::vec(word, 0..40).prop_map(|w| w.concat())
+        }
+
+        fn all_parsers(text: &str) {
+            let _ = parse_meminfo(text);
+            let _ = parse_cpuinfo(text);
+            let _ = parse_os_release(text);
+            let _ = parse_listening_ports(text);
+            let _ = parse_nvidia_version(text);
+        }
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic_on_any_string(text in ".*") {
+                all_parsers(&text);
+            }
+
+            #[test]
+            fn parsers_never_panic_on_procish_text(text in procish()) {
+                all_parsers(&text);
+            }
+
+            #[test]
+            fn parsers_never_panic_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                all_parsers(&String::from_utf8_lossy(&bytes));
+            }
+
+            #[test]
+            fn listening_ports_are_found(port in any::<u16>(), v6 in any::<bool>()) {
+                let address = if v6 { "0".repeat(32) } else { "0".repeat(8) };
+                let line = format!("   0: {address}:{port:04X} {address}:0000 0A 0 0 0\n");
+                let ports = parse_listening_ports(&line);
+                prop_assert_eq!(ports.into_iter().collect::<Vec<_>>(), vec![port]);
+            }
+        }
+    }
 }
