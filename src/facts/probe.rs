@@ -5,6 +5,9 @@
 //! a neutral default (0, `None`, "unknown", `false`) instead of failing the whole detection. The
 //! parsers are pure functions of text so they can be tested (and fuzzed) without a machine.
 //! Paths in the facts are host paths ("/usr/local/bin/k3s"), never the probing root's.
+//!
+//! Symbolic links are followed as the kernel follows them, so an absolute link inside a test root
+//! points at the real host: lay test roots out with real files or relative links.
 
 use super::gpu::{self, NvmlReport};
 use super::{
@@ -284,7 +287,11 @@ const V1_CONTROLLERS: &[&str] = &[
 ];
 
 fn probe_cgroup(fs: &Root<'_>) -> CgroupFacts {
-    if let Some(text) = fs.read("/sys/fs/cgroup/cgroup.controllers") {
+    if fs.exists("/sys/fs/cgroup/cgroup.controllers") {
+        // An unreadable list still means the unified hierarchy is mounted.
+        let text = fs
+            .read("/sys/fs/cgroup/cgroup.controllers")
+            .unwrap_or_default();
         return CgroupFacts {
             version: Some(2),
             controllers: text.split_whitespace().map(str::to_string).collect(),
