@@ -1,1 +1,501 @@
 //! Stacks: folders of plain Kubernetes YAML in numbered stages, plus `stack.yaml`.
+//!
+//! `load` reads a stack (built into the binary, or from `--stack-dir`), checks it, and returns
+//! its stages in order with their objects in the order they are applied: CRDs, then Namespaces,
+//! then other cluster-scoped objects, then namespaced ones, each group in file order. Namespaced
+//! objects without a namespace get the stack's. Everything here is pure data work on text; the
+//! objects stay `serde_json::Value`s (what a `DynamicObject` deserializes from) so that sizing
+//! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
+
+mod check;
+mod error;
+mod format;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Place, StackError};
+
+use crate::plan::step::ObjectRef;
+use include_dir::{Dir, include_dir};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+static EMBEDDED: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/manifests");
+
+/// A loaded, checked stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub stages: Vec<Stage>,
+    /// Per-profile sizing: profile name → object (`Kind/name`) → overlay. Kept, not applied yet.
+    pub profiles: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Secrets the stack's objects refer to; their values come from the environment or files
+    /// when the stack is applied, never from the repository.
+    pub secrets: Vec<SecretDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// Folder name, `10-storage`.
+    pub dir: String,
+    /// Short name, `storage`.
+    pub name: String,
+    pub description: String,
+    /// How long the stage may take to become ready.
+    pub timeout_s: u64,
+    /// In the order they are applied.
+    pub objects: Vec<StackObject>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackObject {
+    pub reference: ObjectRef,
+    /// File it came from, relative to the folder of stacks: `voice-ai/20-ai/ollama.yaml`
+    /// (`manifests/voice-ai/20-ai/ollama.yaml` for a built-in stack).
+    pub source: String,
+    /// 0-based position of its document in the file, empty documents counted.
+    pub document: usize,
+    /// 1-based line where the object starts.
+    pub line: usize,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretDecl {
+    pub name: String,
+    pub description: String,
+    pub keys: Vec<String>,
+}
+
+/// Names of the stacks built into the binary, sorted.
+pub fn embedded_names() -> Vec<String> {
+    let mut names: Vec<String> = EMBEDDED
+        .dirs()
+        .filter(|d| d.get_file(d.path().join("stack.yaml")).is_some())
+        .filter_map(|d| d.path().file_name()?.to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Loads stack `name`: the built-in one when `dir` is None, else `<dir>/<name>/`.
+pub fn load(name: &str, dir: Option<&Path>) -> Result<Stack, StackError> {
+    let raw = match dir {
+        None => read_embedded(name)?,
+        Some(dir) => read_dir(name, dir)?,
+    };
+    build(name, raw)
+}
+
+// ---- reading the files ----------------------------------------------------------------------
+
+/// A stack's files, wherever they came from.
+struct RawStack {
+    /// Prefix of every path shown: `voice-ai/` or `manifests/voice-ai/`.
+    prefix: String,
+    stack_file: Option<String>,
+    /// Stage folders (`NN-*`) by name, each with its files sorted by name.
+    stages: BTreeMap<String, Vec<RawFile>>,
+}
+
+struct RawFile {
+    name: String,
+    /// None when the file is not UTF-8.
+    text: Option<String>,
+}
+
+fn read_embedded(name: &str) -> Result<RawStack, StackError> {
+    let Some(root) = EMBEDDED
+        .get_dir(name)
+        .filter(|d| d.get_file(d.path().join("stack.yaml")).is_some())
+    else {
+        return Err(StackError::UnknownStack {
+            name: name.to_string(),
+            available: embedded_names(),
+        });
+    };
+    let file_name = |p: &Path| {
+        p.file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut stages = BTreeMap::new();
+    for d in root.dirs() {
+        let dir_name = file_name(d.path());
+        if !is_stage_like(&dir_name) {
+            continue;
+        }
+        let mut files: Vec<RawFile> = d
+            .files()
+            .map(|f| RawFile {
+                name: file_name(f.path()),
+                text: f.contents_utf8().map(str::to_string),
+            })
+            .collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        stages.insert(dir_name, files);
+    }
+    Ok(RawStack {
+        prefix: format!("manifests/{name}/"),
+        stack_file: root
+            .get_file(root.path().join("stack.yaml"))
+            .map(|f| f.contents_utf8().unwrap_or_default().to_string()),
+        stages,
+    })
+}
+
+fn read_dir(name: &str, dir: &Path) -> Result<RawStack, StackError> {
+    let io = |p: &Path, e: std::io::Error| StackError::Io {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let root = dir.join(name);
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || !root.is_dir() {
+        return Err(StackError::UnknownStack {
+            name: name.to_string(),
+            available: dir_names(dir),
+        });
+    }
+    let stack_path = root.join("stack.yaml");
+    let stack_file = match std::fs::read(&stack_path) {
+        Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| StackError::NotUtf8 {
+            path: format!("{name}/stack.yaml"),
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&stack_path, e)),
+    };
+    let mut stages = BTreeMap::new();
+    for entry in std::fs::read_dir(&root).map_err(|e| io(&root, e))? {
+        let entry = entry.map_err(|e| io(&root, e))?;
+        let dir_name = entry.file_name().to_string_lossy().into_owned();
+        if !is_stage_like(&dir_name) || !entry.path().is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        for f in std::fs::read_dir(entry.path()).map_err(|e| io(&entry.path(), e))? {
+            let f = f.map_err(|e| io(&entry.path(), e))?;
+            if !f.path().is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(f.path()).map_err(|e| io(&f.path(), e))?;
+            files.push(RawFile {
+                name: f.file_name().to_string_lossy().into_owned(),
+                text: String::from_utf8(bytes).ok(),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        stages.insert(dir_name, files);
+    }
+    Ok(RawStack {
+        prefix: format!("{name}/"),
+        stack_file,
+        stages,
+    })
+}
+
+/// Stacks in a `--stack-dir`: its sub-folders that hold a stack.yaml.
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("stack.yaml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Folders that are meant as stages: two digits and a '-'. Anything else (docs/) is not ours.
+fn is_stage_like(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b'-'
+}
+
+// ---- building the stack ---------------------------------------------------------------------
+
+fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
+    let stack_path = format!("{}stack.yaml", raw.prefix);
+    let Some(text) = &raw.stack_file else {
+        return Err(StackError::MissingStackFile { path: stack_path });
+    };
+    let file = format::parse(&stack_path, name, text)?;
+    let namespace = file.namespace.value.clone();
+
+    let listed: Vec<&str> = file.stages.iter().map(|s| s.value.dir.as_str()).collect();
+    let unlisted: Vec<String> = raw
+        .stages
+        .keys()
+        .filter(|d| !listed.contains(&d.as_str()))
+        .cloned()
+        .collect();
+    let missing: Vec<String> = listed
+        .iter()
+        .filter(|d| !raw.stages.contains_key(**d))
+        .map(|d| d.to_string())
+        .collect();
+    if !unlisted.is_empty() || !missing.is_empty() {
+        return Err(StackError::StageMismatch {
+            path: stack_path,
+            unlisted,
+            missing,
+        });
+    }
+
+    // Parse every document first: the scope of custom resources comes from the stack's CRDs.
+    let mut parsed: Vec<Vec<Parsed>> = Vec::new();
+    for stage in &file.stages {
+        let mut objects = Vec::new();
+        let files = raw
+            .stages
+            .get(&stage.value.dir)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for f in files {
+            let path = format!("{}{}/{}", raw.prefix, stage.value.dir, f.name);
+            let is_yaml = f.name.ends_with(".yaml") || f.name.ends_with(".yml");
+            if !is_yaml {
+                if f.name.ends_with(".md") {
+                    continue;
+                }
+                return Err(StackError::UnexpectedFile { path });
+            }
+            let Some(text) = &f.text else {
+                return Err(StackError::NotUtf8 { path });
+            };
+            objects.extend(parse_file(&path, text)?);
+        }
+        parsed.push(objects);
+    }
+    let crd_scopes = crd_scopes(parsed.iter().flatten());
+
+    let mut seen: HashMap<(String, String, Option<String>, String), Place> = HashMap::new();
+    let mut stages = Vec::with_capacity(file.stages.len());
+    for (stage, objects) in file.stages.into_iter().zip(parsed) {
+        let mut out = Vec::with_capacity(objects.len());
+        for mut p in objects {
+            let rank = rank(&p.reference, &crd_scopes);
+            if rank == Rank::Namespaced && p.reference.namespace.is_none() {
+                p.reference.namespace = Some(namespace.clone());
+                if let Some(meta) = p.value.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert("namespace".into(), Value::String(namespace.clone()));
+                }
+            }
+            let r = &p.reference;
+            let key = (
+                group(&r.api_version).to_string(),
+                r.kind.clone(),
+                r.namespace.clone(),
+                r.name.clone(),
+            );
+            let here = Place {
+                path: p.source.clone(),
+                document: p.document,
+                line: p.line,
+            };
+            if let Some(first) = seen.get(&key) {
+                return Err(StackError::Duplicate {
+                    object: r.to_string(),
+                    first: first.clone(),
+                    second: here,
+                });
+            }
+            seen.insert(key, here);
+            out.push((rank, p));
+        }
+        // Stable: file order is kept within each group.
+        out.sort_by_key(|(rank, _)| *rank);
+        stages.push(Stage {
+            dir: stage.value.dir,
+            name: stage.value.name,
+            description: stage.value.description,
+            timeout_s: stage.value.timeout_s,
+            objects: out
+                .into_iter()
+                .map(|(_, p)| StackObject {
+                    reference: p.reference,
+                    source: p.source,
+                    document: p.document,
+                    line: p.line,
+                    value: p.value,
+                })
+                .collect(),
+        });
+    }
+
+    Ok(Stack {
+        name: name.to_string(),
+        description: file.description,
+        namespace,
+        stages,
+        profiles: file.profiles,
+        secrets: file
+            .secrets
+            .into_iter()
+            .map(|s| SecretDecl {
+                name: s.name,
+                description: s.description,
+                keys: s.keys,
+            })
+            .collect(),
+    })
+}
+
+/// An object read from a file, before namespace defaulting and ordering.
+struct Parsed {
+    reference: ObjectRef,
+    source: String,
+    document: usize,
+    line: usize,
+    value: Value,
+}
+
+fn parse_file(path: &str, text: &str) -> Result<Vec<Parsed>, StackError> {
+    let docs = yaml::documents(text).map_err(|e| StackError::Yaml {
+        at: Place {
+            path: path.to_string(),
+            document: e.index,
+            line: e.line,
+        },
+        message: e.message,
+        hint: e.hint.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let place = |line: usize| Place {
+            path: path.to_string(),
+            document: doc.index,
+            line,
+        };
+        if !doc.value.is_object() {
+            return Err(StackError::NotMapping {
+                at: place(doc.line),
+                found: type_name(&doc.value),
+            });
+        }
+        let field = |pointer: &str, field: &'static str| -> Result<String, StackError> {
+            match doc.value.pointer(pointer) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                _ => Err(StackError::MissingField {
+                    at: place(doc.line_of(pointer)),
+                    field,
+                }),
+            }
+        };
+        let api_version = field("/apiVersion", "apiVersion")?;
+        let kind = field("/kind", "kind")?;
+        let name = field("/metadata/name", "metadata.name")?;
+        if let Some(reason) = check::subdomain_problem(&name) {
+            return Err(StackError::InvalidName {
+                at: place(doc.line_of("/metadata/name")),
+                kind,
+                name,
+                reason,
+            });
+        }
+        let namespace = match doc.value.pointer("/metadata/namespace") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(ns)) if check::is_dns_label(ns) => Some(ns.clone()),
+            Some(other) => {
+                return Err(StackError::InvalidName {
+                    at: place(doc.line_of("/metadata/namespace")),
+                    kind: "Namespace".into(),
+                    name: other.as_str().unwrap_or_default().to_string(),
+                    reason: "a namespace is a DNS label: lowercase letters, digits and '-', at most 63 characters",
+                });
+            }
+        };
+        check::object(&doc, &place, &kind, &name)?;
+        out.push(Parsed {
+            reference: ObjectRef {
+                api_version,
+                kind,
+                namespace,
+                name,
+            },
+            source: path.to_string(),
+            document: doc.index,
+            line: doc.line,
+            value: doc.value,
+        });
+    }
+    Ok(out)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The API group of an apiVersion: `apps` for `apps/v1`, empty for the core `v1`.
+fn group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+/// Where an object goes within its stage; also says whether it is namespaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    Crd,
+    Namespace,
+    ClusterScoped,
+    Namespaced,
+}
+
+/// Built-in cluster-scoped kinds by (group, kind). Anything else is taken as namespaced, unless
+/// the stack's own CRDs say `scope: Cluster`.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("", "PersistentVolume"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("networking.k8s.io", "IngressClass"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    ("apiregistration.k8s.io", "APIService"),
+];
+
+fn rank(r: &ObjectRef, crd_scopes: &HashMap<(String, String), bool>) -> Rank {
+    let g = group(&r.api_version);
+    match (g, r.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => Rank::Crd,
+        ("", "Namespace") => Rank::Namespace,
+        _ if CLUSTER_SCOPED.contains(&(g, r.kind.as_str())) => Rank::ClusterScoped,
+        _ if crd_scopes.get(&(g.to_string(), r.kind.clone())) == Some(&true) => Rank::ClusterScoped,
+        _ => Rank::Namespaced,
+    }
+}
+
+/// (group, kind) → cluster-scoped?, from the CustomResourceDefinitions in the stack.
+fn crd_scopes<'a>(objects: impl Iterator<Item = &'a Parsed>) -> HashMap<(String, String), bool> {
+    objects
+        .filter(|p| p.reference.kind == "CustomResourceDefinition")
+        .filter_map(|p| {
+            let spec = p.value.get("spec")?;
+            let g = spec.get("group")?.as_str()?.to_string();
+            let kind = spec.pointer("/names/kind")?.as_str()?.to_string();
+            let cluster = spec.get("scope").and_then(Value::as_str) == Some("Cluster");
+            Some(((g, kind), cluster))
+        })
+        .collect()
+}

@@ -1,0 +1,524 @@
+//! Tests of the stack loader: the built-in stacks, the ordering and defaulting rules, and one bad
+//! input per error, each with a snapshot of the message a person would read.
+
+use super::*;
+use proptest::prelude::*;
+use std::fs;
+use tempfile::TempDir;
+
+const STACK_YAML: &str = "\
+name: s
+description: test stack
+namespace: demo
+stages:
+  - dir: 00-base
+    name: base
+    timeout_s: 60
+    description: everything
+";
+
+/// A folder of stacks holding stack `s`: its stack.yaml plus `files` (paths relative to `s/`).
+fn stack_with(stack_yaml: Option<&str>, files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    fs::create_dir_all(&root).unwrap();
+    if let Some(text) = stack_yaml {
+        fs::write(root.join("stack.yaml"), text).unwrap();
+    }
+    for (path, text) in files {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn load_files(files: &[(&str, &str)]) -> Result<Stack, StackError> {
+    let dir = stack_with(Some(STACK_YAML), files);
+    load("s", Some(dir.path()))
+}
+
+fn error_of(files: &[(&str, &str)]) -> String {
+    load_files(files).unwrap_err().to_string()
+}
+
+fn kinds(stage: &Stage) -> Vec<&str> {
+    stage
+        .objects
+        .iter()
+        .map(|o| o.reference.kind.as_str())
+        .collect()
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n";
+
+// ---- the built-in stacks -------------------------------------------------------------------
+
+#[test]
+fn embedded_voice_ai_loads_with_stages_in_order() {
+    assert!(embedded_names().contains(&"voice-ai".to_string()));
+    let s = load("voice-ai", None).unwrap();
+    assert_eq!(s.namespace, "voice-ai");
+    let stages: Vec<&str> = s.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(stages, ["base", "storage", "ai", "web"]);
+    let dirs: Vec<&str> = s.stages.iter().map(|s| s.dir.as_str()).collect();
+    assert_eq!(dirs, ["00-base", "10-storage", "20-ai", "30-web"]);
+    assert_eq!(s.stages[0].objects[0].reference.kind, "Namespace");
+    let ollama = s.stages[2]
+        .objects
+        .iter()
+        .find(|o| o.reference.kind == "Deployment" && o.reference.name == "ollama")
+        .unwrap();
+    assert_eq!(ollama.source, "manifests/voice-ai/20-ai/ollama.yaml");
+    assert_eq!(ollama.document, 0);
+    assert!(ollama.line > 1);
+    assert_eq!(ollama.reference.namespace.as_deref(), Some("voice-ai"));
+    assert_eq!(ollama.value["metadata"]["namespace"], "voice-ai");
+}
+
+#[test]
+fn embedded_voice_ai_has_the_seed_volumes() {
+    let s = load("voice-ai", None).unwrap();
+    let sizes: Vec<(String, String)> = s
+        .stages
+        .iter()
+        .flat_map(|st| &st.objects)
+        .filter(|o| o.reference.kind == "PersistentVolumeClaim")
+        .map(|o| {
+            let size = o.value["spec"]["resources"]["requests"]["storage"].clone();
+            (o.reference.name.clone(), size.as_str().unwrap().to_string())
+        })
+        .collect();
+    for (name, size) in [
+        ("ollama-models", "20Gi"),
+        ("whisper-cache", "10Gi"),
+        ("kokoro-voices", "5Gi"),
+        ("temp", "5Gi"),
+    ] {
+        assert!(
+            sizes.contains(&(name.to_string(), size.to_string())),
+            "{name} {size} in {sizes:?}"
+        );
+    }
+}
+
+#[test]
+fn every_embedded_container_is_pinned_limited_and_locked_down() {
+    for name in embedded_names() {
+        let s = load(&name, None).unwrap();
+        let mut containers = 0;
+        for o in s.stages.iter().flat_map(|st| &st.objects) {
+            let kind = o.reference.kind.as_str();
+            if let Some(pod) = o.value.pointer("/spec/template/spec") {
+                assert_eq!(
+                    pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                    "{}",
+                    o.reference
+                );
+            }
+            for (_, c) in check::containers(kind, &o.value) {
+                containers += 1;
+                let image = c["image"].as_str().unwrap();
+                assert_eq!(check::image_problem(image), None, "{image}");
+                assert!(!image.ends_with(":latest"), "{image}");
+                for field in ["cpu", "memory"] {
+                    assert!(
+                        c["resources"]["limits"][field].is_string(),
+                        "{}",
+                        o.reference
+                    );
+                    assert!(
+                        c["resources"]["requests"][field].is_string(),
+                        "{}",
+                        o.reference
+                    );
+                }
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", o.reference);
+                assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{}", o.reference);
+                assert!(c["readinessProbe"].is_object(), "{}", o.reference);
+                // GPU requests come from a profile's overlay, never from the base YAML.
+                assert!(!c["resources"].to_string().contains("nvidia.com/gpu"));
+            }
+        }
+        assert!(containers > 0, "{name} has no containers");
+    }
+}
+
+// ---- ordering and defaulting --------------------------------------------------------------
+
+#[test]
+fn objects_are_ordered_crd_namespace_cluster_scoped_namespaced() {
+    let a = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: first}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+";
+    let b = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: second}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec: {group: example.com, scope: Namespaced, names: {kind: Widget, plural: widgets}}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+";
+    let s = load_files(&[("00-base/a.yaml", a), ("00-base/b.yaml", b)]).unwrap();
+    assert_eq!(
+        kinds(&s.stages[0]),
+        [
+            "CustomResourceDefinition",
+            "Namespace",
+            "ClusterRole",
+            "StorageClass",
+            "Deployment",
+            "ConfigMap"
+        ]
+    );
+}
+
+#[test]
+fn namespaced_objects_get_the_stack_namespace() {
+    let a = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: defaulted}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: explicit, namespace: other}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: cluster-wide}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec: {group: example.com, scope: Cluster, names: {kind: Gadget, plural: gadgets}}
+---
+apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: g}
+";
+    let s = load_files(&[("00-base/a.yaml", a)]).unwrap();
+    let by_name = |n: &str| {
+        s.stages[0]
+            .objects
+            .iter()
+            .find(|o| o.reference.name == n)
+            .unwrap()
+    };
+    let d = by_name("defaulted");
+    assert_eq!(d.reference.namespace.as_deref(), Some("demo"));
+    assert_eq!(d.value["metadata"]["namespace"], "demo");
+    assert_eq!(
+        by_name("explicit").reference.namespace.as_deref(),
+        Some("other")
+    );
+    for cluster in ["cluster-wide", "g", "gadgets.example.com"] {
+        let o = by_name(cluster);
+        assert_eq!(o.reference.namespace, None, "{cluster}");
+        assert!(o.value["metadata"].get("namespace").is_none(), "{cluster}");
+    }
+}
+
+#[test]
+fn documents_count_empty_ones_and_lines_are_file_lines() {
+    let a = "# leading comment\n---\n---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: third\n";
+    let s = load_files(&[("00-base/a.yaml", a), ("00-base/README.md", "notes")]).unwrap();
+    let o = &s.stages[0].objects[0];
+    assert_eq!(o.reference.name, "third");
+    assert_eq!(o.document, 3);
+    assert_eq!(o.line, 6);
+    assert_eq!(o.source, "s/00-base/a.yaml");
+}
+
+#[test]
+fn files_are_read_in_name_order() {
+    let one = CM.replace("name: cm", "name: one");
+    let two = CM.replace("name: cm", "name: two");
+    let s = load_files(&[("00-base/b.yaml", &two), ("00-base/a.yml", &one)]).unwrap();
+    let names: Vec<&str> = s.stages[0]
+        .objects
+        .iter()
+        .map(|o| o.reference.name.as_str())
+        .collect();
+    assert_eq!(names, ["one", "two"]);
+}
+
+#[test]
+fn same_name_in_other_namespaces_or_kinds_is_not_a_duplicate() {
+    let a = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: x}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: x, namespace: other}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: x}
+";
+    assert_eq!(
+        load_files(&[("00-base/a.yaml", a)]).unwrap().stages[0]
+            .objects
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn pinned_image_rules() {
+    assert_eq!(check::image_problem("ollama/ollama:0.12.10"), None);
+    assert_eq!(check::image_problem("registry:5000/x/y:1.0"), None);
+    assert_eq!(check::image_problem("x@sha256:abcd"), None);
+    assert!(check::image_problem("registry:5000/x/y").is_some());
+    assert!(check::image_problem("nginx").is_some());
+    assert!(check::image_problem("nginx:latest").is_some());
+    assert!(check::image_problem("nginx:").is_some());
+}
+
+// ---- errors: each names the file, the document and the line --------------------------------
+
+#[test]
+fn error_yaml_syntax() {
+    let msg = error_of(&[("00-base/a.yaml", &format!("{CM}---\nkind: [unclosed\n"))]);
+    assert!(msg.contains("s/00-base/a.yaml:6 (document 2)"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_duplicate_key() {
+    let msg = error_of(&[(
+        "00-base/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nkind: Secret\nmetadata: {name: a}\n",
+    )]);
+    assert!(msg.contains("s/00-base/a.yaml:"), "{msg}");
+    assert!(msg.contains("(document 1)"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_not_a_mapping() {
+    let msg = error_of(&[("00-base/a.yaml", &format!("{CM}---\n# a list\n- a\n- b\n"))]);
+    assert!(msg.contains("s/00-base/a.yaml:7 (document 2)"), "{msg}");
+    assert!(msg.contains("a list, not a mapping"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_missing_kind() {
+    let msg = error_of(&[("00-base/a.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")]);
+    assert!(msg.contains("s/00-base/a.yaml:1 (document 1)"), "{msg}");
+    assert!(msg.contains("`kind`"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_missing_name() {
+    let msg = error_of(&[(
+        "00-base/a.yaml",
+        &format!("{CM}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {{a: b}}\n"),
+    )]);
+    assert!(msg.contains("s/00-base/a.yaml:"), "{msg}");
+    assert!(msg.contains("(document 2)"), "{msg}");
+    assert!(msg.contains("`metadata.name`"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_missing_api_version() {
+    let msg = error_of(&[("00-base/a.yaml", "kind: ConfigMap\nmetadata: {name: a}\n")]);
+    assert!(msg.contains("s/00-base/a.yaml:1 (document 1)"), "{msg}");
+    assert!(msg.contains("`apiVersion`"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_invalid_name() {
+    let msg = error_of(&[(
+        "00-base/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: My_Config\n",
+    )]);
+    assert!(msg.contains("s/00-base/a.yaml:4 (document 1)"), "{msg}");
+    assert!(msg.contains("\"My_Config\""), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_duplicate_object_names_both_places() {
+    let msg = error_of(&[
+        ("00-base/a.yaml", CM),
+        ("00-base/b.yaml", &format!("# again\n---\n{CM}")),
+    ]);
+    assert!(msg.contains("s/00-base/a.yaml:1 (document 1)"), "{msg}");
+    assert!(msg.contains("s/00-base/b.yaml:3 (document 2)"), "{msg}");
+    assert!(msg.contains("ConfigMap/cm -n demo"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_duplicate_across_stages() {
+    let two = STACK_YAML.to_string()
+        + "  - dir: 10-more\n    name: more\n    timeout_s: 60\n    description: more\n";
+    let dir = stack_with(
+        Some(&two),
+        &[("00-base/a.yaml", CM), ("10-more/a.yaml", CM)],
+    );
+    let err = load("s", Some(dir.path())).unwrap_err();
+    assert!(matches!(err, StackError::Duplicate { .. }), "{err}");
+}
+
+#[test]
+fn error_secret_with_data() {
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  password: hunter2\n";
+    let msg = error_of(&[("00-base/a.yaml", secret)]);
+    assert!(msg.contains("s/00-base/a.yaml:6 (document 1)"), "{msg}");
+    assert!(msg.contains("declare it under secrets:"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: sidecar
+          image: busybox:1.36.1
+        - name: web
+          image: IMAGE
+";
+
+#[test]
+fn error_image_latest() {
+    let msg = error_of(&[(
+        "00-base/a.yaml",
+        &DEPLOYMENT.replace("IMAGE", "nginx:latest"),
+    )]);
+    assert!(msg.contains("s/00-base/a.yaml:14 (document 1)"), "{msg}");
+    assert!(
+        msg.contains("container \"web\" uses image \"nginx:latest\""),
+        "{msg}"
+    );
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_image_without_tag() {
+    let msg = error_of(&[(
+        "00-base/a.yaml",
+        &DEPLOYMENT.replace("IMAGE", "ghcr.io/acme/web"),
+    )]);
+    assert!(msg.contains("s/00-base/a.yaml:14 (document 1)"), "{msg}");
+    assert!(msg.contains("no tag"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_unknown_stack_lists_available() {
+    let dir = stack_with(Some(STACK_YAML), &[("00-base/a.yaml", CM)]);
+    let msg = load("nope", Some(dir.path())).unwrap_err().to_string();
+    assert!(
+        msg.contains("\"nope\"") && msg.contains("available: s"),
+        "{msg}"
+    );
+    insta::assert_snapshot!(msg);
+    let msg = load("nope", None).unwrap_err().to_string();
+    assert!(msg.contains("voice-ai"), "{msg}");
+}
+
+#[test]
+fn error_missing_stack_yaml() {
+    let dir = stack_with(None, &[("00-base/a.yaml", CM)]);
+    let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+    assert!(msg.starts_with("s/stack.yaml: missing"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_stage_folder_mismatch_names_both() {
+    let msg = error_of(&[("00-base/a.yaml", CM), ("05-extra/b.yaml", CM)]);
+    assert!(msg.contains("folders not listed: 05-extra"), "{msg}");
+    insta::assert_snapshot!(msg);
+    let dir = stack_with(Some(STACK_YAML), &[("01-other/a.yaml", CM)]);
+    let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+    assert!(msg.contains("folders not listed: 01-other"), "{msg}");
+    assert!(msg.contains("listed but no such folder: 00-base"), "{msg}");
+}
+
+#[test]
+fn error_stack_yaml_unknown_field() {
+    let text = STACK_YAML.replace("namespace: demo", "namespace: demo\nnamspace: typo");
+    let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+    let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+    assert!(msg.starts_with("s/stack.yaml:4:"), "{msg}");
+    assert!(msg.contains("namspace"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn error_stack_name_differs_from_folder() {
+    let text = STACK_YAML.replace("name: s\n", "name: other\n");
+    let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+    let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+    assert!(msg.starts_with("s/stack.yaml:1:"), "{msg}");
+}
+
+#[test]
+fn error_stray_file_in_stage() {
+    let msg = error_of(&[("00-base/a.yaml", CM), ("00-base/a.yaml.orig", CM)]);
+    assert!(
+        msg.starts_with("s/00-base/a.yaml.orig: not a YAML file"),
+        "{msg}"
+    );
+}
+
+// ---- robustness ----------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever a stage file holds, loading returns a stack or an error; it never panics.
+    #[test]
+    fn load_never_panics(text in prop_oneof![
+        any::<String>(),
+        "[ -~\n]{0,200}",
+        // Mostly YAML-shaped text: keys, list items, separators and odd scalars.
+        proptest::collection::vec(
+            prop_oneof![
+                Just("---\n"), Just("apiVersion: v1\n"), Just("kind: ConfigMap\n"),
+                Just("metadata:\n"), Just("  name: a\n"), Just("  namespace: x\n"),
+                Just("- item\n"), Just("data: {a: *b}\n"), Just("x: &b [1, 2]\n"),
+                Just("image: nginx\n"), Just("kind: Secret\n"), Just("  : \n"), Just("\t\n"),
+            ],
+            0..12,
+        ).prop_map(|parts| parts.concat()),
+    ]) {
+        let dir = stack_with(Some(STACK_YAML), &[("00-base/a.yaml", &text)]);
+        let _ = load("s", Some(dir.path()));
+    }
+}
