@@ -61,3 +61,364 @@ impl Finding {
         }
     }
 }
+
+use crate::distro::Distro;
+use crate::facts::HostFacts;
+use crate::profile::{Selection, usable_gpus};
+use crate::units::{gib, human_bytes, human_gib};
+
+/// Controllers the kubelet cannot run without.
+const REQUIRED_CONTROLLERS: &[&str] = &["cpu", "memory", "pids"];
+
+/// Ports each distribution binds, with what binds them. A port held by the same distribution's
+/// existing install is expected on a re-run.
+fn ports_for(distro: Distro) -> &'static [(u16, &'static str)] {
+    match distro {
+        Distro::K3s => &[(6443, "API server"), (10250, "kubelet")],
+        Distro::K0s => &[
+            (6443, "API server"),
+            (9443, "k0s controller API"),
+            (8132, "konnectivity"),
+            (10250, "kubelet"),
+        ],
+    }
+}
+
+/// Everything kstrap checks before installing. With a selection, resource checks compare the host
+/// with the chosen profile and distribution-specific checks apply; without one (no profile fits),
+/// only host-wide checks run.
+pub fn preflight(facts: &HostFacts, selection: Option<&Selection>) -> Vec<Finding> {
+    let mut out = Vec::new();
+
+    match facts.os.arch.as_str() {
+        "x86_64" | "aarch64" => out.push(Finding::pass("arch", format!("architecture {}", facts.os.arch))),
+        other => out.push(Finding::fail(
+            "arch",
+            format!("architecture {other} has no k3s or k0s release kstrap installs"),
+            "use an x86_64 or aarch64 machine",
+        )),
+    }
+
+    if let Some(sel) = selection {
+        resources(facts, sel, &mut out);
+    }
+
+    if facts.memory.swap_total_bytes > 0 {
+        out.push(Finding::warn(
+            "swap",
+            format!("swap is on ({})", human_bytes(facts.memory.swap_total_bytes)),
+            "the kubelet's memory limits assume no swap: `sudo swapoff -a` and remove swap from /etc/fstab",
+        ));
+    } else {
+        out.push(Finding::pass("swap", "swap is off"));
+    }
+
+    match facts.cgroup.version {
+        None => out.push(Finding::fail(
+            "cgroups",
+            "no cgroup filesystem is mounted",
+            "mount cgroup2 at /sys/fs/cgroup (every systemd distribution does this at boot)",
+        )),
+        Some(v) => {
+            let missing: Vec<&str> = REQUIRED_CONTROLLERS
+                .iter()
+                .copied()
+                .filter(|c| !facts.cgroup.controllers.iter().any(|h| h == c))
+                .collect();
+            if !missing.is_empty() {
+                out.push(Finding::fail(
+                    "cgroups",
+                    format!("cgroup v{v} lacks the {} controller(s)", missing.join(", ")),
+                    "enable them on the kernel command line (e.g. cgroup_enable=memory on Raspberry Pi OS) and reboot",
+                ));
+            } else if v == 1 {
+                out.push(Finding::warn(
+                    "cgroups",
+                    "cgroup v1: Kubernetes keeps it only in maintenance mode and recent kubelets refuse it by default",
+                    "boot with systemd.unified_cgroup_hierarchy=1 (or upgrade the distribution) to get cgroup v2",
+                ));
+            } else {
+                out.push(Finding::pass(
+                    "cgroups",
+                    format!("cgroup v2 with {}", REQUIRED_CONTROLLERS.join(", ")),
+                ));
+            }
+        }
+    }
+
+    if facts.systemd {
+        out.push(Finding::pass("systemd", "systemd is the init system"));
+    } else {
+        let fix = if facts.wsl2 {
+            "add `[boot]` `systemd=true` to /etc/wsl.conf, run `wsl --shutdown` from Windows, and start the distribution again"
+        } else {
+            "kstrap installs k3s/k0s as systemd services: use a systemd-based host (containers and chroots have no systemd)"
+        };
+        out.push(Finding::fail("systemd", "systemd is not running as PID 1", fix));
+    }
+
+    if let Some(sel) = selection {
+        distribution(facts, sel, &mut out);
+    }
+    gpu(facts, selection, &mut out);
+    out
+}
+
+fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+    let p = &sel.profile;
+    let forced = sel.chosen_by == "--profile";
+    let mut check =
+        |name: &str, have: f64, shown: String, need: f64, want: f64, unit: &dyn Fn(f64) -> String, fix: &str| {
+            if have < need {
+                let what = format!("{shown} is below {}'s requirement of {}", p.name, unit(need));
+                if forced {
+                    out.push(Finding::warn(name, format!("{what} (forced)"), fix));
+                } else {
+                    out.push(Finding::fail(name, what, fix));
+                }
+            } else if have < want {
+                out.push(Finding::warn(
+                    name,
+                    format!("{shown} is below {}'s recommendation of {}", p.name, unit(want)),
+                    fix,
+                ));
+            } else {
+                out.push(Finding::pass(name, format!("{shown} ≥ {}", unit(want))));
+            }
+        };
+    let g = |v: f64| human_gib(v);
+    let n = |v: f64| format!("{v:.0}");
+    check(
+        "memory",
+        gib(facts.memory.total_bytes),
+        format!("memory {}", human_bytes(facts.memory.total_bytes)),
+        p.requires.memory_gib,
+        p.recommends.memory_gib,
+        &g,
+        "use a smaller profile (kstrap picks one by itself without --profile) or add memory",
+    );
+    check(
+        "cpu",
+        facts.cpu.count as f64,
+        format!("{} CPUs", facts.cpu.count),
+        p.requires.cpus as f64,
+        p.recommends.cpus as f64,
+        &n,
+        "use a smaller profile, or expect slow start-up and inference",
+    );
+    check(
+        "disk",
+        gib(facts.disk.available_bytes),
+        format!(
+            "free disk at {} {}",
+            facts.disk.path,
+            human_bytes(facts.disk.available_bytes)
+        ),
+        p.requires.disk_gib,
+        p.recommends.disk_gib,
+        &g,
+        "free space under /var/lib (models and images live there), or mount a larger disk at /var/lib/rancher or /var/lib/k0s",
+    );
+}
+
+fn distribution(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+    let distro = sel.distro;
+    let (same, other, other_name) = match distro {
+        Distro::K3s => (&facts.existing.k3s, &facts.existing.k0s, Distro::K0s),
+        Distro::K0s => (&facts.existing.k0s, &facts.existing.k3s, Distro::K3s),
+    };
+    if other.present() {
+        let traces: Vec<&str> = [&other.binary, &other.service, &other.kubeconfig, &other.data_dir]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let fix = match other_name {
+            Distro::K0s => "remove it first (`sudo k0s stop && sudo k0s reset`), or keep it and use --distro k0s",
+            Distro::K3s => "remove it first (`sudo /usr/local/bin/k3s-uninstall.sh`), or keep it and use --distro k3s",
+        };
+        out.push(Finding::fail(
+            "existing-cluster",
+            format!(
+                "{other_name} is already installed ({}); kstrap will not install {distro} next to it",
+                traces.join(", ")
+            ),
+            fix,
+        ));
+    }
+    if same.present() {
+        if facts.existing.kstrap_state.is_some() {
+            out.push(Finding::pass(
+                "existing-cluster",
+                format!("{distro} was installed by kstrap: up converges it"),
+            ));
+        } else {
+            out.push(Finding::warn(
+                "existing-cluster",
+                format!("{distro} is installed, but not by kstrap"),
+                "kstrap will only take over a cluster it did not install when told to (--replace)",
+            ));
+        }
+    }
+    let mut taken = Vec::new();
+    for (port, what) in ports_for(distro) {
+        if facts.port_in_use(*port) && !same.present() {
+            taken.push(format!("{port} ({what})"));
+        }
+    }
+    if taken.is_empty() {
+        out.push(Finding::pass(
+            "ports",
+            format!(
+                "ports {} are free",
+                ports_for(distro)
+                    .iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    } else {
+        out.push(Finding::fail(
+            "ports",
+            format!("port(s) {} already in use", taken.join(", ")),
+            "find the owner with `sudo ss -ltnp`, and stop it or move it",
+        ));
+    }
+    if distro == Distro::K3s
+        && !facts.existing.k3s.present()
+        && !sel.profile.cluster.disable.iter().any(|d| d == "traefik")
+    {
+        let web: Vec<String> = [80u16, 443]
+            .iter()
+            .filter(|p| facts.port_in_use(**p))
+            .map(|p| p.to_string())
+            .collect();
+        if !web.is_empty() {
+            out.push(Finding::warn(
+                "ports",
+                format!(
+                    "port(s) {} in use: k3s's Traefik load balancer will stay pending",
+                    web.join(", ")
+                ),
+                "stop the web server holding them, or reach the stack through its NodePort",
+            ));
+        }
+    }
+}
+
+fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>) {
+    let uses_gpu = selection.is_some_and(|s| s.profile.uses_gpu());
+    let profile_name = selection.map(|s| s.profile.name.as_str()).unwrap_or("kstrap");
+
+    if facts.gpus.is_empty() && facts.nvidia.pci_devices > 0 {
+        let why = facts
+            .nvidia
+            .unavailable_reason
+            .as_deref()
+            .unwrap_or("NVML reports no GPU");
+        let sev_fix = "install the NVIDIA driver (570 or newer for RTX 50-series), reboot, check that `nvidia-smi` lists the GPU, then run `kstrap up` again: it will switch to a GPU profile";
+        let what = format!(
+            "{} NVIDIA GPU(s) on the PCI bus, but no usable driver: {why}; {profile_name} runs without it",
+            facts.nvidia.pci_devices
+        );
+        out.push(if uses_gpu {
+            Finding::fail("gpu-driver", what, sev_fix)
+        } else {
+            Finding::warn("gpu-driver", what, sev_fix)
+        });
+    }
+    if facts.wsl2 && !facts.gpus.is_empty() {
+        let what = "WSL2 with an NVIDIA GPU: the NVIDIA GPU operator does not support WSL2, so the GPU is not used"
+            .to_string();
+        let fix = "run kstrap on a native Linux install to use the GPU; on WSL2 the CPU profile is used";
+        out.push(if uses_gpu {
+            Finding::fail("wsl2", what, fix)
+        } else {
+            Finding::warn("wsl2", what, fix)
+        });
+    }
+    let driver: Option<u32> = facts
+        .nvidia
+        .driver_version
+        .as_deref()
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok());
+    for g in &facts.gpus {
+        let blackwell =
+            g.architecture.eq_ignore_ascii_case("blackwell") || g.compute_capability().is_some_and(|(m, _)| m >= 10);
+        if let (true, Some(d)) = (blackwell, driver)
+            && d < 570
+        {
+            let what = format!(
+                "GPU {} {} is a Blackwell GPU; driver {d} is older than the 570 it needs",
+                g.index, g.name
+            );
+            let fix =
+                "upgrade the NVIDIA driver to 570 or newer (e.g. `sudo apt install nvidia-driver-570-open`) and reboot";
+            out.push(if uses_gpu {
+                Finding::fail("gpu-driver", what, fix)
+            } else {
+                Finding::warn("gpu-driver", what, fix)
+            });
+        }
+        if g.mig_enabled() {
+            out.push(Finding::warn(
+                "mig",
+                format!(
+                    "GPU {} {} has MIG enabled: time-slicing MIG instances is out of scope, so kstrap does not use it",
+                    g.index, g.name
+                ),
+                format!(
+                    "disable MIG to share the whole GPU: `sudo nvidia-smi -i {} -mig 0` (then reset the GPU or reboot)",
+                    g.index
+                ),
+            ));
+        }
+    }
+    if let Some(sel) = selection {
+        let (usable, _) = usable_gpus(facts);
+        if !sel.profile.uses_gpu() && !usable.is_empty() {
+            let list: Vec<String> = usable
+                .iter()
+                .map(|g| format!("GPU {} {} {}", g.index, g.name, human_bytes(g.memory_total_bytes)))
+                .collect();
+            out.push(Finding::warn(
+                "gpu-unused",
+                format!("{} is not used: {} runs everything on CPU", list.join(", "), sel.profile.name),
+                "no GPU profile fits this GPU (see `kstrap plan` for why); to try anyway: `kstrap up --profile rtx-5090 --force`",
+            ));
+        }
+        if uses_gpu {
+            if sel.gpus.is_empty() {
+                out.push(Finding::fail(
+                    "gpu",
+                    format!("{} needs an NVIDIA GPU and none is usable", sel.profile.name),
+                    "see the gpu findings above, or choose a CPU profile",
+                ));
+            } else {
+                out.push(Finding::pass(
+                    "gpu",
+                    format!(
+                        "{} GPU(s) × {} shares = {} nvidia.com/gpu",
+                        sel.gpus.len(),
+                        sel.profile.gpu.replicas,
+                        sel.gpu_shares()
+                    ),
+                ));
+            }
+            if facts.runtimes.docker {
+                out.push(Finding::warn(
+                    "docker",
+                    "Docker is installed next to the GPU: the GPU operator's toolkit would configure Docker's containerd instead of the cluster's",
+                    format!("nothing to do: kstrap points the toolkit at {}'s containerd explicitly (CONTAINERD_SOCKET/CONFIG)", sel.distro),
+                ));
+            }
+        }
+    }
+}
+
+/// The most severe finding's severity (Pass when empty).
+pub fn worst(findings: &[Finding]) -> Severity {
+    findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Pass)
+}

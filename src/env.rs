@@ -26,42 +26,30 @@ pub const HOST_ROOT: &str = "KSTRAP_HOST_ROOT";
 pub const TEST_KUBECONFIG: &str = "KSTRAP_TEST_KUBECONFIG";
 /// Disables colour when set to any value (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// Set by sudo: the user whose `~/.kube/config` receives the `kstrap` context.
+pub const SUDO_USER: &str = "SUDO_USER";
+/// Home directory of the user running kstrap (kubeconfig destination without sudo).
+pub const HOME: &str = "HOME";
+/// Search path for binaries during detection.
+pub const PATH: &str = "PATH";
 
 /// All of the above with a one-line description, for `--help` and the README.
 pub const ALL: &[(&str, &str)] = &[
     (PROFILE, "profile to use instead of the automatic choice"),
-    (
-        DISTRO,
-        "distribution to use instead of the profile's (k3s|k0s)",
-    ),
-    (
-        PROFILES_DIR,
-        "folder of profile YAML files replacing the embedded ones",
-    ),
-    (
-        STACK_DIR,
-        "folder of stacks replacing the embedded manifests/",
-    ),
+    (DISTRO, "distribution to use instead of the profile's (k3s|k0s)"),
+    (PROFILES_DIR, "folder of profile YAML files replacing the embedded ones"),
+    (STACK_DIR, "folder of stacks replacing the embedded manifests/"),
     (STACK, "stack to install"),
-    (
-        RELEASE_MIRROR,
-        "base URL for release downloads (mirrors, tests)",
-    ),
-    (
-        FACTS,
-        "host facts JSON to use instead of probing this machine",
-    ),
-    (
-        NVML_LIB,
-        "path of the NVML library (default libnvidia-ml.so.1)",
-    ),
-    (
-        HOST_ROOT,
-        "root of the filesystem detection reads (default /)",
-    ),
-    (
-        TEST_KUBECONFIG,
-        "kubeconfig of a real cluster for the end-to-end tests",
-    ),
+    (RELEASE_MIRROR, "base URL for release downloads (mirrors, tests)"),
+    (FACTS, "host facts JSON to use instead of probing this machine"),
+    (NVML_LIB, "path of the NVML library (default libnvidia-ml.so.1)"),
+    (HOST_ROOT, "root of the filesystem detection reads (default /)"),
+    (TEST_KUBECONFIG, "kubeconfig of a real cluster for the end-to-end tests"),
     (NO_COLOR, "disable colour"),
+    (
+        SUDO_USER,
+        "user whose ~/.kube/config gets the kstrap context (set by sudo)",
+    ),
+    (HOME, "home directory, for ~/.kube/config without sudo"),
+    (PATH, "where detection looks for k3s, k0s, docker, nvidia-smi"),
 ];

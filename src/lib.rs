@@ -4,7 +4,9 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod app;
 pub mod checks;
+pub mod cli;
 pub mod distro;
 pub mod env;
 pub mod facts;
@@ -12,4 +14,5 @@ pub mod gpu;
 pub mod plan;
 pub mod profile;
 pub mod stack;
+pub mod ui;
 pub mod units;

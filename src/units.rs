@@ -2,6 +2,7 @@
 
 pub const MIB: u64 = 1024 * 1024;
 pub const GIB: u64 = 1024 * MIB;
+pub const TIB: u64 = 1024 * GIB;
 
 /// Bytes as GiB, for comparisons with profile thresholds (which are in GiB).
 pub fn gib(bytes: u64) -> f64 {
@@ -10,7 +11,9 @@ pub fn gib(bytes: u64) -> f64 {
 
 /// "31.8 GiB", "512 MiB": one decimal, binary units, as `free -h` prints them.
 pub fn human_bytes(bytes: u64) -> String {
-    if bytes >= GIB {
+    if bytes >= TIB {
+        format!("{:.1} TiB", bytes as f64 / TIB as f64)
+    } else if bytes >= GIB {
         format!("{:.1} GiB", gib(bytes))
     } else {
         format!("{} MiB", bytes / MIB)
@@ -34,6 +37,7 @@ mod tests {
     fn formats_like_free() {
         assert_eq!(human_bytes(32607 * MIB), "31.8 GiB");
         assert_eq!(human_bytes(512 * MIB), "512 MiB");
+        assert_eq!(human_bytes(1536 * GIB), "1.5 TiB");
         assert_eq!(human_gib(30.0), "30 GiB");
         assert_eq!(human_gib(7.5), "7.5 GiB");
     }

@@ -8,8 +8,8 @@
 //! one can take workers later.
 
 use super::{
-    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, airgap_file,
-    binary_asset, node_labels, release_arch, step,
+    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, airgap_file, binary_asset, node_labels,
+    release_arch, step,
 };
 use crate::plan::step::{Action, Contents, Mode, Phase, Step};
 use serde::Serialize;
@@ -94,15 +94,9 @@ pub(super) fn install_args(ctx: &DistroContext) -> Result<Vec<String>, DistroErr
     .map(|s| s.to_string())
     .collect();
     if !ctx.cluster.disable.is_empty() {
-        args.push(format!(
-            "--disable-components={}",
-            ctx.cluster.disable.join(",")
-        ));
+        args.push(format!("--disable-components={}", ctx.cluster.disable.join(",")));
     }
-    args.push(format!(
-        "--labels={}",
-        node_labels(ctx.profile, ctx.cluster)?.join(",")
-    ));
+    args.push(format!("--labels={}", node_labels(ctx.profile, ctx.cluster)?.join(",")));
     Ok(args)
 }
 

@@ -6,8 +6,8 @@
 //! k3s flag names), write the same systemd unit the script writes, enable and start it.
 
 use super::{
-    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, airgap_file, binary_asset,
-    node_labels, release_arch, step,
+    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, airgap_file, binary_asset, node_labels,
+    release_arch, step,
 };
 use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
 use serde::Serialize;

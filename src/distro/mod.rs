@@ -20,19 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Distro {
     K3s,
@@ -126,9 +114,7 @@ pub struct Paths {
 /// Why the distribution module could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DistroError {
-    #[error(
-        "{value:?} is not a {distro} release version: {why}\n  fix: give a release tag such as {example}"
-    )]
+    #[error("{value:?} is not a {distro} release version: {why}\n  fix: give a release tag such as {example}")]
     InvalidVersion {
         distro: Distro,
         value: String,
@@ -231,10 +217,7 @@ pub fn binary_asset(
     let base = release_base(distro, version, mirror)?;
     let (binary, sums) = match distro {
         Distro::K3s => (k3s::binary_asset_name(arch), k3s::checksum_file_name(arch)),
-        Distro::K0s => (
-            k0s::binary_asset_name(version, arch),
-            k0s::checksum_file_name(),
-        ),
+        Distro::K0s => (k0s::binary_asset_name(version, arch), k0s::checksum_file_name()),
     };
     let url = format!("{base}/{}", encode_segment(&binary));
     let checksum = ChecksumSource::ReleaseFile {
@@ -317,12 +300,7 @@ struct AirgapFile {
     checksum: ChecksumSource,
 }
 
-fn airgap_file(
-    dir: &Path,
-    file: &str,
-    checksum_file: &str,
-    entry: &str,
-) -> Result<AirgapFile, DistroError> {
+fn airgap_file(dir: &Path, file: &str, checksum_file: &str, entry: &str) -> Result<AirgapFile, DistroError> {
     let Some(dir_text) = dir.to_str() else {
         return Err(DistroError::Airgap {
             path: dir.display().to_string(),
@@ -342,11 +320,7 @@ fn airgap_file(
     Ok(AirgapFile {
         source: format!("{dir_text}/{file}"),
         checksum: ChecksumSource::ReleaseFile {
-            url: format!(
-                "file://{}/{}",
-                encoded_dir.join("/"),
-                encode_segment(checksum_file)
-            ),
+            url: format!("file://{}/{}", encoded_dir.join("/"), encode_segment(checksum_file)),
             entry: entry.to_string(),
         },
     })

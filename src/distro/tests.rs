@@ -8,10 +8,7 @@ use serde_json::{Value, json};
 fn cluster(disable: &[&str], labels: &[(&str, &str)]) -> ClusterSettings {
     ClusterSettings {
         disable: disable.iter().map(|s| s.to_string()).collect(),
-        node_labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        node_labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     }
 }
 
@@ -160,8 +157,8 @@ fn binary_urls_for_both_distributions_arches_and_mirrors() {
         ),
     ];
     for (distro, version, arch, mirror, url, sums, entry) in table {
-        let (got_url, checksum) = binary_asset(*distro, version, arch, mirror)
-            .unwrap_or_else(|e| panic!("{distro} {arch} {mirror}: {e}"));
+        let (got_url, checksum) =
+            binary_asset(*distro, version, arch, mirror).unwrap_or_else(|e| panic!("{distro} {arch} {mirror}: {e}"));
         assert_eq!(&got_url, url);
         assert_eq!(
             checksum,
@@ -177,15 +174,11 @@ fn binary_urls_for_both_distributions_arches_and_mirrors() {
 fn unsupported_arch_names_the_arch_and_the_supported_ones() {
     for arch in ["armv7l", "riscv64", "s390x", "amd64", ""] {
         for distro in [Distro::K3s, Distro::K0s] {
-            let err =
-                binary_asset(distro, &distro.default_version(), arch, DEFAULT_MIRROR).unwrap_err();
+            let err = binary_asset(distro, &distro.default_version(), arch, DEFAULT_MIRROR).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, DistroError::UnsupportedArch { .. }), "{text}");
             assert!(text.contains(&format!("{arch:?}")), "{text}");
-            assert!(
-                text.contains("x86_64") && text.contains("aarch64"),
-                "{text}"
-            );
+            assert!(text.contains("x86_64") && text.contains("aarch64"), "{text}");
         }
     }
 }
@@ -203,10 +196,7 @@ fn mirrors_must_be_http_base_urls() {
         "https://mirror.example.org/?x=1",
     ] {
         let err = binary_asset(Distro::K3s, &v, "x86_64", mirror).unwrap_err();
-        assert!(
-            matches!(err, DistroError::InvalidMirror { .. }),
-            "{mirror:?}: {err}"
-        );
+        assert!(matches!(err, DistroError::InvalidMirror { .. }), "{mirror:?}: {err}");
         assert!(err.to_string().contains(DEFAULT_MIRROR), "{err}");
     }
     let (url, _) = binary_asset(Distro::K3s, &v, "x86_64", "http://127.0.0.1:8080").unwrap();
@@ -244,11 +234,7 @@ fn k3s_config_parses_back_with_mode_sorted_labels_and_disable() {
     assert_eq!(parsed["write-kubeconfig-mode"], json!("0600"));
     assert_eq!(
         parsed["node-label"],
-        json!([
-            "alpha.example.com/gpu=true",
-            "kstrap.dev/profile=rtx-5090",
-            "zeta=1"
-        ])
+        json!(["alpha.example.com/gpu=true", "kstrap.dev/profile=rtx-5090", "zeta=1"])
     );
     assert_eq!(parsed["disable"], json!(["traefik", "servicelb"]));
     assert_eq!(parsed.as_object().map(|o| o.len()), Some(3), "{text}");
@@ -286,10 +272,7 @@ fn bad_node_labels_are_refused() {
     ] {
         let settings = cluster(&[], &[(k, v)]);
         let err = node_labels("p", &settings).unwrap_err();
-        assert!(
-            matches!(err, DistroError::InvalidLabel { .. }),
-            "{k}={v}: {err}"
-        );
+        assert!(matches!(err, DistroError::InvalidLabel { .. }), "{k}={v}: {err}");
         let v = Distro::K0s.default_version();
         assert!(host_steps(&ctx(Distro::K0s, &v, None, &settings)).is_err());
     }
@@ -423,15 +406,9 @@ fn k3s_airgap_steps_copy_binary_and_images() {
     check_phases(&steps);
     match &steps[1].action {
         Action::CopyLocal {
-            source,
-            dest,
-            checksum,
-            ..
+            source, dest, checksum, ..
         } => {
-            assert_eq!(
-                source,
-                "/media/usb/kstrap airgap/k3s-airgap-images-arm64.tar.zst"
-            );
+            assert_eq!(source, "/media/usb/kstrap airgap/k3s-airgap-images-arm64.tar.zst");
             assert_eq!(
                 dest,
                 "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"
@@ -473,13 +450,7 @@ fn k0s_steps_in_order() {
 fn k0s_airgap_steps_copy_binary_and_bundle() {
     let settings = ClusterSettings::default();
     let v = Distro::K0s.default_version();
-    let steps = host_steps(&ctx(
-        Distro::K0s,
-        &v,
-        Some(Path::new("/srv/airgap")),
-        &settings,
-    ))
-    .unwrap();
+    let steps = host_steps(&ctx(Distro::K0s, &v, Some(Path::new("/srv/airgap")), &settings)).unwrap();
     assert_eq!(
         ids(&steps),
         [
@@ -523,10 +494,7 @@ fn paths_match_the_design() {
         k3s.containerd_config,
         "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
     );
-    assert_eq!(
-        k3s.node_token,
-        Some("/var/lib/rancher/k3s/server/node-token")
-    );
+    assert_eq!(k3s.node_token, Some("/var/lib/rancher/k3s/server/node-token"));
     let k0s = Distro::K0s.paths();
     assert_eq!(k0s.containerd_socket, "/run/k0s/containerd.sock");
     assert_eq!(k0s.containerd_config, "/run/k0s/containerd-cri.toml");

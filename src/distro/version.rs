@@ -26,13 +26,7 @@ pub struct Version {
 
 impl Version {
     /// Built from parts known to be valid (the catalog); `parse` is the way in for anything else.
-    pub(crate) const fn from_parts(
-        distro: Distro,
-        major: u32,
-        minor: u32,
-        patch: u32,
-        build: u32,
-    ) -> Version {
+    pub(crate) const fn from_parts(distro: Distro, major: u32, minor: u32, patch: u32, build: u32) -> Version {
         Version {
             distro,
             major,
@@ -138,8 +132,7 @@ impl Serialize for Version {
 
 /// ASCII digits only, no sign, no leading zero (so that the tag prints back exactly as given).
 fn parse_number(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
         return None;
     }
     s.parse().ok()
@@ -172,8 +165,7 @@ mod tests {
             (Distro::K0s, "v1.32.5+k0s.1"),
         ];
         for (distro, text) in table {
-            let v = Version::parse(distro, text)
-                .unwrap_or_else(|e| panic!("{text} should be valid for {distro}: {e}"));
+            let v = Version::parse(distro, text).unwrap_or_else(|e| panic!("{text} should be valid for {distro}: {e}"));
             assert_eq!(v.to_string(), text);
             assert_eq!(v.distro(), distro);
         }

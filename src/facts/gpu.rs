@@ -11,11 +11,11 @@ use nvml_wrapper::{Device, Nvml};
 use std::path::Path;
 
 /// The reason given when `libnvidia-ml.so.1` cannot be loaded: no NVIDIA driver is installed.
-pub const REASON_NO_LIBRARY: &str =
-    "NVML library libnvidia-ml.so.1 not found: no NVIDIA driver is installed";
+pub const REASON_NO_LIBRARY: &str = "NVML library libnvidia-ml.so.1 not found: no NVIDIA driver is installed";
 
 /// The reason given when the library loads but the kernel module is not loaded.
-pub const REASON_DRIVER_NOT_LOADED: &str = "the NVIDIA kernel driver is not loaded (try `sudo modprobe nvidia`, or reboot after installing the driver)";
+pub const REASON_DRIVER_NOT_LOADED: &str =
+    "the NVIDIA kernel driver is not loaded (try `sudo modprobe nvidia`, or reboot after installing the driver)";
 
 /// The reason given when the driver refuses to talk to us.
 pub const REASON_NO_PERMISSION: &str =
@@ -81,10 +81,7 @@ pub fn probe_nvml(lib: Option<&Path>) -> NvmlReport {
         }
     }
     let unavailable_reason = if gpus.is_empty() && !errors.is_empty() {
-        Some(format!(
-            "NVML could not read any GPU: {}",
-            errors.join("; ")
-        ))
+        Some(format!("NVML could not read any GPU: {}", errors.join("; ")))
     } else {
         None
     };
@@ -173,18 +170,16 @@ fn cuda_version_string(version: i32) -> String {
 /// Turns an NVML initialisation error into something a user can act on.
 fn init_error_reason(error: &NvmlError, lib: Option<&Path>) -> String {
     match (error, lib) {
-        (NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound, None) => {
-            REASON_NO_LIBRARY.to_string()
-        }
+        (NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound, None) => REASON_NO_LIBRARY.to_string(),
         (NvmlError::LibloadingError(e), Some(path)) => {
             format!("NVML library {} could not be loaded: {e}", path.display())
         }
         (NvmlError::LibraryNotFound, Some(path)) => {
             format!("NVML library {} not found", path.display())
         }
-        (NvmlError::FailedToLoadSymbol(symbol), _) => format!(
-            "the NVML library is too old or not NVML (missing {symbol}): update the NVIDIA driver"
-        ),
+        (NvmlError::FailedToLoadSymbol(symbol), _) => {
+            format!("the NVML library is too old or not NVML (missing {symbol}): update the NVIDIA driver")
+        }
         (NvmlError::DriverNotLoaded, _) => REASON_DRIVER_NOT_LOADED.to_string(),
         (NvmlError::NoPermission, _) => REASON_NO_PERMISSION.to_string(),
         (e, _) => format!("NVML failed: {e}"),
@@ -242,10 +237,7 @@ mod tests {
         if has_driver {
             assert!(!report.gpus.is_empty() || report.unavailable_reason.is_some());
         } else {
-            assert_eq!(
-                report.unavailable_reason.as_deref(),
-                Some(REASON_NO_LIBRARY)
-            );
+            assert_eq!(report.unavailable_reason.as_deref(), Some(REASON_NO_LIBRARY));
             assert!(report.gpus.is_empty());
             assert_eq!(report.driver_version, None);
             assert_eq!(report.cuda_driver_version, None);
@@ -281,21 +273,12 @@ mod tests {
             init_error_reason(&NvmlError::DriverNotLoaded, None),
             REASON_DRIVER_NOT_LOADED
         );
-        assert_eq!(
-            init_error_reason(&NvmlError::NoPermission, None),
-            REASON_NO_PERMISSION
-        );
-        assert_eq!(
-            init_error_reason(&NvmlError::LibraryNotFound, None),
-            REASON_NO_LIBRARY
-        );
+        assert_eq!(init_error_reason(&NvmlError::NoPermission, None), REASON_NO_PERMISSION);
+        assert_eq!(init_error_reason(&NvmlError::LibraryNotFound, None), REASON_NO_LIBRARY);
         assert_eq!(
             init_error_reason(&NvmlError::Unknown, None),
             "NVML failed: an internal driver error occurred"
         );
-        assert!(
-            init_error_reason(&NvmlError::FailedToLoadSymbol("nvmlInit_v2".into()), None)
-                .contains("nvmlInit_v2")
-        );
+        assert!(init_error_reason(&NvmlError::FailedToLoadSymbol("nvmlInit_v2".into()), None).contains("nvmlInit_v2"));
     }
 }

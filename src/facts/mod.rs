@@ -132,10 +132,7 @@ pub struct DistroInstall {
 
 impl DistroInstall {
     pub fn present(&self) -> bool {
-        self.binary.is_some()
-            || self.service.is_some()
-            || self.kubeconfig.is_some()
-            || self.data_dir.is_some()
+        self.binary.is_some() || self.service.is_some() || self.kubeconfig.is_some() || self.data_dir.is_some()
     }
 }
 
@@ -215,13 +212,8 @@ impl GpuFacts {
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
     #[error("cannot read facts file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}:{line}:{column}: {message}\n  the file must be JSON as written by `kstrap detect --output json`"
-    )]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}\n  the file must be JSON as written by `kstrap detect --output json`")]
     Parse {
         path: String,
         line: usize,
@@ -244,19 +236,45 @@ pub fn load(path: &Path) -> Result<HostFacts, FactsError> {
     from_json(&shown, &text)
 }
 
-/// Parses facts JSON; `path` only names the source in errors.
+/// The whole `kstrap detect --output json` document; only its `facts` are read back.
+#[derive(Deserialize)]
+struct DetectDocument {
+    facts: HostFacts,
+}
+
+/// Parses facts JSON: either bare `HostFacts` or the document `kstrap detect -o json` prints
+/// (facts plus profile and findings). `path` only names the source in errors.
 pub fn from_json(path: &str, text: &str) -> Result<HostFacts, FactsError> {
-    let facts: HostFacts = serde_json::from_str(text).map_err(|e| FactsError::Parse {
-        path: path.to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
-    if facts.schema_version != SCHEMA_VERSION {
+    let parse_err = |e: serde_json::Error| {
+        let message = e.to_string();
+        // serde_json appends " at line L column C"; we print the location in front.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        FactsError::Parse {
+            path: path.to_string(),
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(parse_err)?;
+    let wrapped = value.get("facts").is_some() && value.get("schema_version").is_none();
+    // Check the version before the fields, so a file from another kstrap says so plainly.
+    let inner = if wrapped { &value["facts"] } else { &value };
+    if let Some(found) = inner.get("schema_version").and_then(serde_json::Value::as_u64)
+        && found != u64::from(SCHEMA_VERSION)
+    {
         return Err(FactsError::Schema {
             path: path.to_string(),
-            found: facts.schema_version,
+            found: u32::try_from(found).unwrap_or(u32::MAX),
         });
     }
+    let facts: HostFacts = if wrapped {
+        serde_json::from_str::<DetectDocument>(text).map_err(parse_err)?.facts
+    } else {
+        serde_json::from_str(text).map_err(parse_err)?
+    };
     Ok(facts)
 }

@@ -11,8 +11,8 @@
 
 use super::gpu::{self, NvmlReport};
 use super::{
-    CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, LaptopFacts,
-    MemoryFacts, NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
+    CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, LaptopFacts, MemoryFacts,
+    NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
 };
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -81,10 +81,7 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
     let nvml = if opts.probing_host_root() || opts.nvml_lib.is_some() {
         gpu::probe_nvml(opts.nvml_lib.as_deref())
     } else {
-        NvmlReport::unavailable(format!(
-            "NVML not probed: detection root is {}",
-            opts.root.display()
-        ))
+        NvmlReport::unavailable(format!("NVML not probed: detection root is {}", opts.root.display()))
     };
     let mut nvidia = probe_nvidia(&fs);
     nvidia.driver_version = nvml.driver_version;
@@ -106,9 +103,7 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
         cpu: probe_cpu(&fs),
         disk: probe_disk(&fs),
         cgroup: probe_cgroup(&fs),
-        systemd: fs
-            .symlink_metadata("/run/systemd/system")
-            .is_some_and(|m| m.is_dir()),
+        systemd: fs.symlink_metadata("/run/systemd/system").is_some_and(|m| m.is_dir()),
         wsl2: os_release_kernel
             .as_deref()
             .is_some_and(|k| k.to_ascii_lowercase().contains("microsoft"))
@@ -192,8 +187,7 @@ impl<'a> Root<'a> {
         self.opts.path_dirs.iter().find_map(|dir| {
             let host = dir.join(name);
             let meta = std::fs::metadata(self.path(&host)).ok()?;
-            (meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-                .then(|| host.display().to_string())
+            (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then(|| host.display().to_string())
         })
     }
 }
@@ -209,12 +203,9 @@ fn probe_os(fs: &Root<'_>, kernel: Option<&str>) -> OsFacts {
         .map(str::to_string)
         .or_else(|| {
             // /proc may be missing inside odd containers; uname answers for the running kernel.
-            fs.opts.probing_host_root().then(|| {
-                rustix::system::uname()
-                    .release()
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            fs.opts
+                .probing_host_root()
+                .then(|| rustix::system::uname().release().to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "unknown".to_string());
     let (id, version_id, pretty_name) = match release {
@@ -235,10 +226,7 @@ fn probe_os(fs: &Root<'_>, kernel: Option<&str>) -> OsFacts {
 }
 
 fn probe_cpu(fs: &Root<'_>) -> CpuFacts {
-    let (mut count, model) = fs
-        .read("/proc/cpuinfo")
-        .map(|t| parse_cpuinfo(&t))
-        .unwrap_or((0, None));
+    let (mut count, model) = fs.read("/proc/cpuinfo").map(|t| parse_cpuinfo(&t)).unwrap_or((0, None));
     if count == 0 && fs.opts.probing_host_root() {
         count = std::thread::available_parallelism()
             .ok()
@@ -289,9 +277,7 @@ const V1_CONTROLLERS: &[&str] = &[
 fn probe_cgroup(fs: &Root<'_>) -> CgroupFacts {
     if fs.exists("/sys/fs/cgroup/cgroup.controllers") {
         // An unreadable list still means the unified hierarchy is mounted.
-        let text = fs
-            .read("/sys/fs/cgroup/cgroup.controllers")
-            .unwrap_or_default();
+        let text = fs.read("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
         return CgroupFacts {
             version: Some(2),
             controllers: text.split_whitespace().map(str::to_string).collect(),
@@ -407,8 +393,7 @@ fn probe_runtimes(fs: &Root<'_>) -> RuntimeFacts {
             || fs.exists("/var/run/docker.sock")
             || fs.exists("/run/docker.sock"),
         // k3s keeps its socket under /run/k3s/containerd, k0s under /run/k0s: neither counts.
-        containerd: fs.exists("/run/containerd/containerd.sock")
-            || fs.which("containerd").is_some(),
+        containerd: fs.exists("/run/containerd/containerd.sock") || fs.which("containerd").is_some(),
     }
 }
 
@@ -421,8 +406,7 @@ fn probe_nvidia(fs: &Root<'_>) -> NvidiaFacts {
             let dir = Path::new("/sys/bus/pci/devices").join(dev);
             let vendor = fs.read_trimmed(dir.join("vendor"));
             let class = fs.read_trimmed(dir.join("class"));
-            vendor.is_some_and(|v| v.eq_ignore_ascii_case("0x10de"))
-                && class.is_some_and(|c| c.starts_with("0x03"))
+            vendor.is_some_and(|v| v.eq_ignore_ascii_case("0x10de")) && class.is_some_and(|c| c.starts_with("0x03"))
         })
         .count();
     NvidiaFacts {
@@ -586,12 +570,7 @@ pub fn parse_nvidia_version(text: &str) -> Option<String> {
                 .iter()
                 .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     };
-    Some(
-        line.split_whitespace()
-            .find(is_version)
-            .unwrap_or(line)
-            .to_string(),
-    )
+    Some(line.split_whitespace().find(is_version).unwrap_or(line).to_string())
 }
 
 #[cfg(test)]
@@ -624,8 +603,7 @@ mod tests {
 
         fn exe(&self, host: &str) -> &Self {
             self.file(host, "#!/bin/sh\n");
-            std::fs::set_permissions(self.at(host), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
+            std::fs::set_permissions(self.at(host), std::fs::Permissions::from_mode(0o755)).unwrap();
             self
         }
 
@@ -643,10 +621,7 @@ mod tests {
         }
 
         fn not_probed_reason(&self) -> String {
-            format!(
-                "NVML not probed: detection root is {}",
-                self.dir.path().display()
-            )
+            format!("NVML not probed: detection root is {}", self.dir.path().display())
         }
     }
 
@@ -709,10 +684,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
     fn workstation() -> TestRoot {
         let root = TestRoot::new();
         root.file("/proc/meminfo", WORKSTATION_MEMINFO)
-            .file(
-                "/proc/cpuinfo",
-                x86_cpuinfo(4, "AMD Ryzen 9 7950X 16-Core Processor"),
-            )
+            .file("/proc/cpuinfo", x86_cpuinfo(4, "AMD Ryzen 9 7950X 16-Core Processor"))
             .file("/proc/sys/kernel/osrelease", "6.8.0-51-generic\n")
             .file("/etc/os-release", UBUNTU_OS_RELEASE)
             .file(
@@ -773,19 +745,14 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             }
         );
         assert_eq!(facts.cpu.count, 4);
-        assert_eq!(
-            facts.cpu.model.as_deref(),
-            Some("AMD Ryzen 9 7950X 16-Core Processor")
-        );
+        assert_eq!(facts.cpu.model.as_deref(), Some("AMD Ryzen 9 7950X 16-Core Processor"));
         assert_eq!(facts.disk.path, "/var/lib");
         assert!(facts.disk.total_bytes > 0);
         assert!(facts.disk.available_bytes <= facts.disk.total_bytes);
         assert_eq!(facts.cgroup.version, Some(2));
         assert_eq!(
             facts.cgroup.controllers,
-            [
-                "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"
-            ]
+            ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]
         );
         assert!(facts.systemd);
         assert!(!facts.wsl2);
@@ -796,17 +763,9 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
                 evidence: None
             }
         );
-        let in_use: Vec<u16> = facts
-            .ports
-            .iter()
-            .filter(|p| p.in_use)
-            .map(|p| p.port)
-            .collect();
+        let in_use: Vec<u16> = facts.ports.iter().filter(|p| p.in_use).map(|p| p.port).collect();
         assert_eq!(in_use, [6443, 10250]);
-        assert_eq!(
-            facts.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
-            PORTS
-        );
+        assert_eq!(facts.ports.iter().map(|p| p.port).collect::<Vec<_>>(), PORTS);
         assert_eq!(
             facts.existing.k3s,
             DistroInstall {
@@ -894,10 +853,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
         assert_eq!(facts.os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(facts.os.kernel, "5.15.167.4-microsoft-standard-WSL2");
         assert!(facts.wsl2);
-        assert!(
-            !facts.systemd,
-            "/run/systemd without system/ is not a booted systemd"
-        );
+        assert!(!facts.systemd, "/run/systemd without system/ is not a booted systemd");
         assert_eq!(
             facts.laptop,
             LaptopFacts {
@@ -906,10 +862,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             }
         );
         assert_eq!(facts.cgroup.version, Some(1));
-        assert_eq!(
-            facts.cgroup.controllers,
-            ["cpu", "cpuacct", "memory", "pids"]
-        );
+        assert_eq!(facts.cgroup.controllers, ["cpu", "cpuacct", "memory", "pids"]);
         // /var/lib exists (k0s and kstrap left traces there).
         assert_eq!(facts.disk.path, "/var/lib");
         assert!(facts.ports.iter().all(|p| !p.in_use));
@@ -1000,13 +953,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
         );
         assert_eq!(facts.memory.total_bytes, 0);
         assert_eq!(facts.memory.available_bytes, 0);
-        assert_eq!(
-            facts.cpu,
-            CpuFacts {
-                count: 0,
-                model: None
-            }
-        );
+        assert_eq!(facts.cpu, CpuFacts { count: 0, model: None });
         assert_eq!(facts.disk.path, "/");
         assert!(facts.disk.total_bytes > 0, "the temp dir's filesystem");
         assert_eq!(
@@ -1081,13 +1028,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
         assert_eq!(facts.memory.total_bytes, 0);
         assert_eq!(facts.memory.available_bytes, 0);
         assert_eq!(facts.memory.swap_total_bytes, 0);
-        assert_eq!(
-            facts.cpu,
-            CpuFacts {
-                count: 0,
-                model: None
-            }
-        );
+        assert_eq!(facts.cpu, CpuFacts { count: 0, model: None });
         assert!(facts.ports.iter().all(|p| !p.in_use));
         assert_eq!(facts.os.id, "linux");
         assert_eq!(facts.os.pretty_name, "Linux");
@@ -1154,15 +1095,9 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
     fn cpuinfo_models() {
         let pi = "processor\t: 0\nBogoMIPS\t: 108.00\n\nprocessor\t: 1\n\n\
                   Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n";
-        assert_eq!(
-            parse_cpuinfo(pi),
-            (2, Some("Raspberry Pi 4 Model B Rev 1.4".into()))
-        );
+        assert_eq!(parse_cpuinfo(pi), (2, Some("Raspberry Pi 4 Model B Rev 1.4".into())));
         let arm_board = "processor : 0\nprocessor : 1\nprocessor : 2\nHardware : Qualcomm SM8250\n";
-        assert_eq!(
-            parse_cpuinfo(arm_board),
-            (3, Some("Qualcomm SM8250".into()))
-        );
+        assert_eq!(parse_cpuinfo(arm_board), (3, Some("Qualcomm SM8250".into())));
         let graviton = "processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\n";
         assert_eq!(parse_cpuinfo(graviton), (1, None));
         assert_eq!(
@@ -1190,10 +1125,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
 
     #[test]
     fn nvidia_versions() {
-        assert_eq!(
-            parse_nvidia_version(NVIDIA_PROC_VERSION).as_deref(),
-            Some("570.86.15")
-        );
+        assert_eq!(parse_nvidia_version(NVIDIA_PROC_VERSION).as_deref(), Some("570.86.15"));
         assert_eq!(
             parse_nvidia_version(
                 "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024\n"

@@ -1,3 +1,174 @@
-//! Planning: facts + selection + settings → the ordered steps `up` will run.
+//! Planning: facts + selection + findings + stack + settings → the ordered steps `up` will run.
+//!
+//! `plan` is a pure function: no I/O, no clock, no environment. Everything it decides is in the
+//! returned `Plan`, which is exactly what `kstrap plan` and `kstrap up --dry-run` print and what
+//! the executor runs.
 
 pub mod step;
+
+use crate::checks::{Finding, Severity};
+use crate::distro::{self, Distro, DistroContext, Version};
+use crate::facts::HostFacts;
+use crate::profile::{Rejection, Selection};
+use crate::stack::Stack;
+use serde::Serialize;
+use step::{Action, Phase, Step};
+
+/// Settings resolved once from flags and environment before planning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Distribution version; `None` means the pinned default.
+    pub version: Option<String>,
+    /// Base URL for release downloads.
+    pub mirror: String,
+    /// Air-gap folder to install from instead of downloading.
+    pub airgap: Option<std::path::PathBuf>,
+    /// Where the user's kubeconfig gets the `kstrap` context.
+    pub kubeconfig_dest: String,
+    /// Seconds to wait for the API server and node.
+    pub cluster_timeout_s: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            version: None,
+            mirror: distro::DEFAULT_MIRROR.to_string(),
+            airgap: None,
+            kubeconfig_dest: "~/.kube/config".to_string(),
+            cluster_timeout_s: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreflightSummary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    /// `up` would stop at preflight (exit code 3).
+    pub refused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuShares {
+    pub gpus: Vec<u32>,
+    pub replicas: u32,
+    pub allocatable: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub profile: String,
+    pub chosen_by: &'static str,
+    pub distro: Distro,
+    pub distro_version: String,
+    pub stack: String,
+    pub reasons: Vec<String>,
+    pub rejected: Vec<Rejection>,
+    pub warnings: Vec<String>,
+    pub gpu_notes: Vec<String>,
+    pub gpu: Option<GpuShares>,
+    pub preflight: PreflightSummary,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Distro(#[from] distro::DistroError),
+}
+
+/// Builds the plan. Pure: the same inputs give the same plan.
+pub fn plan(
+    facts: &HostFacts,
+    sel: &Selection,
+    findings: Vec<Finding>,
+    stack: &Stack,
+    settings: &Settings,
+) -> Result<Plan, PlanError> {
+    let version = match &settings.version {
+        Some(v) => Version::parse(sel.distro, v)?,
+        None => sel.distro.default_version(),
+    };
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let preflight = PreflightSummary {
+        pass: count(Severity::Pass),
+        warn: count(Severity::Warn),
+        fail: count(Severity::Fail),
+        refused: count(Severity::Fail) > 0,
+    };
+
+    let mut steps = vec![Step {
+        id: "preflight".into(),
+        phase: Phase::Preflight,
+        title: format!(
+            "Preflight: {} pass, {} warn, {} fail",
+            preflight.pass, preflight.warn, preflight.fail
+        ),
+        reason: if preflight.refused {
+            "a failed check stops `up` here (exit 3) before anything changes".into()
+        } else {
+            "the host meets the profile; warnings are printed and up goes on".into()
+        },
+        action: Action::Preflight { findings },
+    }];
+
+    let ctx = DistroContext {
+        distro: sel.distro,
+        version: &version,
+        arch: &facts.os.arch,
+        mirror: &settings.mirror,
+        airgap: settings.airgap.as_deref(),
+        profile: &sel.profile.name,
+        cluster: &sel.profile.cluster,
+        kubeconfig_dest: &settings.kubeconfig_dest,
+        wait_timeout_s: settings.cluster_timeout_s,
+    };
+    steps.extend(distro::host_steps(&ctx)?);
+    steps.extend(crate::gpu::steps(facts, sel));
+
+    for stage in &stack.stages {
+        steps.push(Step {
+            id: format!("stage-{}", stage.name),
+            phase: Phase::Stack,
+            title: format!(
+                "Apply {} stage {} ({} objects) and wait",
+                stack.name,
+                stage.name,
+                stage.objects.len()
+            ),
+            reason: format!(
+                "server-side apply as field manager kstrap, then wait up to {}s until every object is ready",
+                stage.timeout_s
+            ),
+            action: Action::ApplyStage {
+                stack: stack.name.clone(),
+                stage: stage.name.clone(),
+                objects: stage.objects.iter().map(|o| o.reference.clone()).collect(),
+                timeout_s: stage.timeout_s,
+            },
+        });
+    }
+
+    let gpu = (sel.profile.uses_gpu() && !sel.gpus.is_empty()).then(|| GpuShares {
+        gpus: sel.gpus.clone(),
+        replicas: sel.profile.gpu.replicas,
+        allocatable: sel.gpu_shares(),
+    });
+
+    Ok(Plan {
+        profile: sel.profile.name.clone(),
+        chosen_by: sel.chosen_by,
+        distro: sel.distro,
+        distro_version: version.to_string(),
+        stack: stack.name.clone(),
+        reasons: sel.reasons.clone(),
+        rejected: sel.rejected.clone(),
+        warnings: sel.warnings.clone(),
+        gpu_notes: sel.gpu_notes.clone(),
+        gpu,
+        preflight,
+        steps,
+    })
+}

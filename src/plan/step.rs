@@ -101,9 +101,7 @@ impl Serialize for Contents {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Contents::Text(t) => s.serialize_str(t),
-            Contents::Secret { description } => {
-                s.serialize_str(&format!("<secret: {description}>"))
-            }
+            Contents::Secret { description } => s.serialize_str(&format!("<secret: {description}>")),
         }
     }
 }

@@ -205,12 +205,25 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
         hint: hint.to_string(),
     };
     let file: ProfileFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((0, 0));
-        let message = bare_message(&e.without_snippet().to_string());
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((0, 0));
+        let mut message = bare_message(&e.without_snippet().to_string());
+        message = message
+            .replace("invalid u32", "not a whole number")
+            .replace("invalid f64", "not a number");
+        if !message.contains('`')
+            && let Some(key) = key_at(text, line)
+        {
+            message = format!("field `{key}`: {message}");
+        }
         let hint = if message.contains("unknown field") {
             "remove the field or correct its spelling; the fields a profile takes are listed in profiles/README.md"
         } else if message.contains("missing field") {
             "add the field; every profile states requires, recommends, distro, stack, priority and description"
+        } else if message.contains("tab") {
+            "YAML does not allow tabs for indentation: indent with spaces"
         } else if message.contains("unknown variant") {
             "use one of the values the message lists"
         } else {
@@ -305,8 +318,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
         cpus: count(&c.cpus, "recommends.cpus", 1024)?,
         disk_gib: positive(&c.disk_gib, "recommends.disk_gib", 65536.0)?,
     };
-    let below =
-        "a recommendation cannot be below the requirement: raise recommends or lower requires";
+    let below = "a recommendation cannot be below the requirement: raise recommends or lower requires";
     if recommends.memory_gib < requires.memory_gib {
         return Err(field_err(
             &c.memory_gib.referenced,
@@ -322,10 +334,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
         return Err(field_err(
             &c.cpus.referenced,
             "recommends.cpus",
-            format!(
-                "{} is below requires.cpus {}",
-                recommends.cpus, requires.cpus
-            ),
+            format!("{} is below requires.cpus {}", recommends.cpus, requires.cpus),
             below,
         ));
     }
@@ -371,10 +380,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
                     return Err(field_err(
                         &v.replicas.referenced,
                         "gpu.replicas",
-                        format!(
-                            "{replicas} shares per GPU with {} sharing",
-                            v.sharing.label()
-                        ),
+                        format!("{replicas} shares per GPU with {} sharing", v.sharing.label()),
                         "give 2 to 48 shares per GPU, or sharing: none with replicas: 1",
                     ));
                 }
@@ -413,10 +419,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
                 return Err(field_err(
                     &d.referenced,
                     "cluster.disable",
-                    format!(
-                        "{:?} is not a component {} can disable",
-                        d.value, file.distro
-                    ),
+                    format!("{:?} is not a component {} can disable", d.value, file.distro),
                     &format!("use one of: {}", allowed.join(", ")),
                 ));
             }
@@ -439,17 +442,30 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
     })
 }
 
+/// The mapping key written on 1-based `line`, if that line is a `key: value` line.
+fn key_at(text: &str, line: usize) -> Option<&str> {
+    let l = text
+        .lines()
+        .nth(line.checked_sub(1)?)?
+        .trim_start()
+        .trim_start_matches("- ");
+    let (key, _) = l.split_once(':')?;
+    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')).then_some(key)
+}
+
 /// serde-saphyr's message without its "error: line L column C: " prefix (we print our own).
 fn bare_message(rendered: &str) -> String {
-    let s = rendered
-        .trim()
-        .strip_prefix("error: ")
-        .unwrap_or(rendered.trim());
+    let s = rendered.trim().strip_prefix("error: ").unwrap_or(rendered.trim());
     let s = match s.strip_prefix("line ") {
         Some(rest) => rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest),
         None => s,
     };
-    s.lines().next().unwrap_or(s).to_string()
+    let first = s.lines().next().unwrap_or(s);
+    // The location is printed by us in front; drop the library's copy at the end.
+    match first.rfind(" at line ") {
+        Some(i) if first[i..].contains(", column ") => first[..i].to_string(),
+        _ => first.to_string(),
+    }
 }
 
 /// The profiles built into the binary (from `profiles/` at build time), sorted by name.
@@ -460,11 +476,7 @@ pub fn embedded() -> Result<Vec<Profile>, ProfileError> {
         if p.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let stem = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
         let text = f.contents_utf8().unwrap_or_default().to_string();
         files.push((format!("profiles/{} (embedded)", p.display()), stem, text));
     }
@@ -488,11 +500,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ProfileError> {
         if p.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let stem = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
         let text = std::fs::read_to_string(&p).map_err(|e| io_err(p.display().to_string(), e))?;
         files.push((p.display().to_string(), stem, text));
     }
@@ -502,7 +510,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ProfileError> {
             line: 0,
             column: 0,
             message: "no *.yaml profile in this folder".into(),
-            hint: "point --profiles-dir at a folder of profile files, or leave it out to use the built-in profiles".into(),
+            hint: "point --profiles-dir at a folder of profile files, or leave it out to use the built-in profiles"
+                .into(),
         });
     }
     collect(files)

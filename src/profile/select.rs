@@ -54,20 +54,17 @@ impl Selection {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SelectError {
     #[error("unknown profile {name:?}; available: {}", .available.join(", "))]
-    UnknownProfile {
-        name: String,
-        available: Vec<String>,
-    },
-    #[error("no profile fits this host:\n{}", format_rejections(.rejected))]
+    UnknownProfile { name: String, available: Vec<String> },
+    #[error(
+        "no profile fits this host:\n{}\n  fix: run kstrap on a machine that meets one of these, or force one with --profile NAME --force",
+        format_rejections(.rejected)
+    )]
     NoProfileFits { rejected: Vec<Rejection> },
     #[error(
         "profile {profile} needs more than this host has:\n{}\n  use --force to install it anyway (services may not start), or let kstrap choose",
         .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
     )]
-    Refused {
-        profile: String,
-        shortfalls: Vec<String>,
-    },
+    Refused { profile: String, shortfalls: Vec<String> },
 }
 
 fn format_rejections(r: &[Rejection]) -> String {
@@ -80,21 +77,12 @@ fn format_rejections(r: &[Rejection]) -> String {
 /// Lowest driver branch for each architecture that needs a recent one.
 fn min_driver_major(gpu: &GpuFacts) -> Option<u32> {
     let blackwell = gpu.architecture.eq_ignore_ascii_case("blackwell")
-        || gpu
-            .compute_capability()
-            .is_some_and(|(major, _)| major >= 10);
+        || gpu.compute_capability().is_some_and(|(major, _)| major >= 10);
     blackwell.then_some(570)
 }
 
 fn driver_major(facts: &HostFacts) -> Option<u32> {
-    facts
-        .nvidia
-        .driver_version
-        .as_deref()?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
+    facts.nvidia.driver_version.as_deref()?.split('.').next()?.parse().ok()
 }
 
 /// The GPUs kstrap can put under the operator with time-slicing, and notes on those it cannot.
@@ -102,21 +90,14 @@ pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
     let mut notes = Vec::new();
     if facts.gpus.is_empty() {
         match (&facts.nvidia.unavailable_reason, facts.nvidia.pci_devices) {
-            (Some(why), n) if n > 0 => notes.push(format!(
-                "{n} NVIDIA GPU(s) on the PCI bus are not usable: {why}"
-            )),
-            (_, n) if n > 0 => notes.push(format!(
-                "{n} NVIDIA GPU(s) on the PCI bus, but NVML reports none"
-            )),
+            (Some(why), n) if n > 0 => notes.push(format!("{n} NVIDIA GPU(s) on the PCI bus are not usable: {why}")),
+            (_, n) if n > 0 => notes.push(format!("{n} NVIDIA GPU(s) on the PCI bus, but NVML reports none")),
             _ => {}
         }
         return (Vec::new(), notes);
     }
     if facts.wsl2 {
-        notes.push(
-            "this is WSL2, which the NVIDIA GPU operator does not support: GPUs are not used"
-                .into(),
-        );
+        notes.push("this is WSL2, which the NVIDIA GPU operator does not support: GPUs are not used".into());
         return (Vec::new(), notes);
     }
     let driver = driver_major(facts);
@@ -190,14 +171,7 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
             } else {
                 let list: Vec<String> = usable
                     .iter()
-                    .map(|x| {
-                        format!(
-                            "GPU {} {} {}",
-                            x.index,
-                            x.name,
-                            human_bytes(x.memory_total_bytes)
-                        )
-                    })
+                    .map(|x| format!("GPU {} {} {}", x.index, x.name, human_bytes(x.memory_total_bytes)))
                     .collect();
                 format!(
                     "{} with at least {} ({})",
@@ -243,18 +217,10 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
 }
 
 /// Picks a profile for `facts` among `profiles`, or explains why none fits.
-pub fn select(
-    facts: &HostFacts,
-    profiles: &[Profile],
-    overrides: &Overrides,
-) -> Result<Selection, SelectError> {
+pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) -> Result<Selection, SelectError> {
     let (usable, gpu_notes) = usable_gpus(facts);
     let mut ranked: Vec<&Profile> = profiles.iter().collect();
-    ranked.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    ranked.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
 
     if let Some(name) = &overrides.profile {
         let Some(p) = profiles.iter().find(|p| &p.name == name) else {
@@ -361,10 +327,7 @@ pub fn select(
     let gpus = f.gpus.iter().map(|g| g.index).collect();
     reasons.insert(
         0,
-        format!(
-            "highest-priority profile this host meets (priority {})",
-            p.priority
-        ),
+        format!("highest-priority profile this host meets (priority {})", p.priority),
     );
     Ok(finish(
         p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
@@ -373,18 +336,9 @@ pub fn select(
 
 /// Two shortfall sentences about the same resource (memory, CPUs, disk).
 fn same_resource(a: &str, b: &str) -> bool {
-    let key = |s: &str| {
-        s.split_whitespace()
-            .next()
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
+    let key = |s: &str| s.split_whitespace().next().map(str::to_string).unwrap_or_default();
     let k = |s: &str| {
-        if s.contains("CPUs") {
-            "cpus".to_string()
-        } else {
-            key(s)
-        }
+        if s.contains("CPUs") { "cpus".to_string() } else { key(s) }
     };
     k(a) == k(b)
 }

@@ -37,12 +37,9 @@ pub(crate) fn subdomain_problem(name: &str) -> Option<&'static str> {
 fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("/spec"),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController" => Some("/spec/template/spec"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "ReplicationController" => {
+            Some("/spec/template/spec")
+        }
         "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
         _ => None,
     }
@@ -80,12 +77,7 @@ pub(crate) fn image_problem(image: &str) -> Option<&'static str> {
 }
 
 /// The checks that apply to one object.
-pub(crate) fn object(
-    doc: &Doc,
-    place: &dyn Fn(usize) -> Place,
-    kind: &str,
-    name: &str,
-) -> Result<(), StackError> {
+pub(crate) fn object(doc: &Doc, place: &dyn Fn(usize) -> Place, kind: &str, name: &str) -> Result<(), StackError> {
     if kind == "Secret" {
         for field in ["data", "stringData"] {
             if doc.value.get(field).is_some() {
@@ -97,11 +89,7 @@ pub(crate) fn object(
         }
     }
     for (ptr, c) in containers(kind, &doc.value) {
-        let container = c
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("(unnamed)")
-            .to_string();
+        let container = c.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
         let image_ptr = format!("{ptr}/image");
         let (image, reason) = match c.get("image") {
             Some(Value::String(image)) => match image_problem(image) {

@@ -18,27 +18,16 @@ pub struct Place {
 
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{} (document {})",
-            self.path,
-            self.line,
-            self.document + 1
-        )
+        write!(f, "{}:{} (document {})", self.path, self.line, self.document + 1)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StackError {
     #[error("no stack named {name:?}; available: {}\n  fix: pass one of those names, or --stack-dir pointing at a folder that holds {name}/stack.yaml", available.join(", "))]
-    UnknownStack {
-        name: String,
-        available: Vec<String>,
-    },
+    UnknownStack { name: String, available: Vec<String> },
 
-    #[error(
-        "{path}: cannot read: {message}\n  fix: check the path given to --stack-dir and its permissions"
-    )]
+    #[error("{path}: cannot read: {message}\n  fix: check the path given to --stack-dir and its permissions")]
     Io { path: String, message: String },
 
     #[error(
@@ -74,11 +63,7 @@ pub enum StackError {
     NotUtf8 { path: String },
 
     #[error("{at}: {message}\n  fix: {hint}")]
-    Yaml {
-        at: Place,
-        message: String,
-        hint: String,
-    },
+    Yaml { at: Place, message: String, hint: String },
 
     #[error(
         "{at}: the document is {found}, not a mapping\n  fix: each document must be one Kubernetes object (apiVersion, kind, metadata, ...)"

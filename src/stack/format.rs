@@ -62,10 +62,7 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
     if file.name.value != folder {
         return Err(err(
             line(&file.name.referenced),
-            format!(
-                "name {:?} does not match the folder {folder:?}",
-                file.name.value
-            ),
+            format!("name {:?} does not match the folder {folder:?}", file.name.value),
             "rename the folder or the stack so that they agree",
         ));
     }
@@ -96,10 +93,7 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
         if s.timeout_s == 0 || s.timeout_s > 3600 {
             return Err(err(
                 at,
-                format!(
-                    "stage {:?}: timeout_s {} is out of range",
-                    s.name, s.timeout_s
-                ),
+                format!("stage {:?}: timeout_s {} is out of range", s.name, s.timeout_s),
                 "give the seconds a stage may take to become ready, 1 to 3600",
             ));
         }

@@ -119,12 +119,7 @@ fn read_embedded(name: &str) -> Result<RawStack, StackError> {
             available: embedded_names(),
         });
     };
-    let file_name = |p: &Path| {
-        p.file_name()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string()
-    };
+    let file_name = |p: &Path| p.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
     let mut stages = BTreeMap::new();
     for d in root.dirs() {
         let dir_name = file_name(d.path());
@@ -252,11 +247,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
     let mut parsed: Vec<Vec<Parsed>> = Vec::new();
     for stage in &file.stages {
         let mut objects = Vec::new();
-        let files = raw
-            .stages
-            .get(&stage.value.dir)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let files = raw.stages.get(&stage.value.dir).map(Vec::as_slice).unwrap_or(&[]);
         for f in files {
             let path = format!("{}{}/{}", raw.prefix, stage.value.dir, f.name);
             let is_yaml = f.name.ends_with(".yaml") || f.name.ends_with(".yml");
@@ -464,14 +455,8 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("node.k8s.io", "RuntimeClass"),
     ("scheduling.k8s.io", "PriorityClass"),
     ("networking.k8s.io", "IngressClass"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
     ("apiregistration.k8s.io", "APIService"),
 ];
 

@@ -43,11 +43,7 @@ fn error_of(files: &[(&str, &str)]) -> String {
 }
 
 fn kinds(stage: &Stage) -> Vec<&str> {
-    stage
-        .objects
-        .iter()
-        .map(|o| o.reference.kind.as_str())
-        .collect()
+    stage.objects.iter().map(|o| o.reference.kind.as_str()).collect()
 }
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n";
@@ -122,16 +118,8 @@ fn every_embedded_container_is_pinned_limited_and_locked_down() {
                 assert_eq!(check::image_problem(image), None, "{image}");
                 assert!(!image.ends_with(":latest"), "{image}");
                 for field in ["cpu", "memory"] {
-                    assert!(
-                        c["resources"]["limits"][field].is_string(),
-                        "{}",
-                        o.reference
-                    );
-                    assert!(
-                        c["resources"]["requests"][field].is_string(),
-                        "{}",
-                        o.reference
-                    );
+                    assert!(c["resources"]["limits"][field].is_string(), "{}", o.reference);
+                    assert!(c["resources"]["requests"][field].is_string(), "{}", o.reference);
                 }
                 let sc = &c["securityContext"];
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", o.reference);
@@ -215,20 +203,11 @@ kind: Gadget
 metadata: {name: g}
 ";
     let s = load_files(&[("00-base/a.yaml", a)]).unwrap();
-    let by_name = |n: &str| {
-        s.stages[0]
-            .objects
-            .iter()
-            .find(|o| o.reference.name == n)
-            .unwrap()
-    };
+    let by_name = |n: &str| s.stages[0].objects.iter().find(|o| o.reference.name == n).unwrap();
     let d = by_name("defaulted");
     assert_eq!(d.reference.namespace.as_deref(), Some("demo"));
     assert_eq!(d.value["metadata"]["namespace"], "demo");
-    assert_eq!(
-        by_name("explicit").reference.namespace.as_deref(),
-        Some("other")
-    );
+    assert_eq!(by_name("explicit").reference.namespace.as_deref(), Some("other"));
     for cluster in ["cluster-wide", "g", "gadgets.example.com"] {
         let o = by_name(cluster);
         assert_eq!(o.reference.namespace, None, "{cluster}");
@@ -252,11 +231,7 @@ fn files_are_read_in_name_order() {
     let one = CM.replace("name: cm", "name: one");
     let two = CM.replace("name: cm", "name: two");
     let s = load_files(&[("00-base/b.yaml", &two), ("00-base/a.yml", &one)]).unwrap();
-    let names: Vec<&str> = s.stages[0]
-        .objects
-        .iter()
-        .map(|o| o.reference.name.as_str())
-        .collect();
+    let names: Vec<&str> = s.stages[0].objects.iter().map(|o| o.reference.name.as_str()).collect();
     assert_eq!(names, ["one", "two"]);
 }
 
@@ -275,12 +250,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: x}
 ";
-    assert_eq!(
-        load_files(&[("00-base/a.yaml", a)]).unwrap().stages[0]
-            .objects
-            .len(),
-        3
-    );
+    assert_eq!(load_files(&[("00-base/a.yaml", a)]).unwrap().stages[0].objects.len(), 3);
 }
 
 #[test]
@@ -375,20 +345,15 @@ fn error_duplicate_object_names_both_places() {
 
 #[test]
 fn error_duplicate_across_stages() {
-    let two = STACK_YAML.to_string()
-        + "  - dir: 10-more\n    name: more\n    timeout_s: 60\n    description: more\n";
-    let dir = stack_with(
-        Some(&two),
-        &[("00-base/a.yaml", CM), ("10-more/a.yaml", CM)],
-    );
+    let two = STACK_YAML.to_string() + "  - dir: 10-more\n    name: more\n    timeout_s: 60\n    description: more\n";
+    let dir = stack_with(Some(&two), &[("00-base/a.yaml", CM), ("10-more/a.yaml", CM)]);
     let err = load("s", Some(dir.path())).unwrap_err();
     assert!(matches!(err, StackError::Duplicate { .. }), "{err}");
 }
 
 #[test]
 fn error_secret_with_data() {
-    let secret =
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  password: hunter2\n";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  password: hunter2\n";
     let msg = error_of(&[("00-base/a.yaml", secret)]);
     assert!(msg.contains("s/00-base/a.yaml:6 (document 1)"), "{msg}");
     assert!(msg.contains("declare it under secrets:"), "{msg}");
@@ -415,24 +380,15 @@ spec:
 
 #[test]
 fn error_image_latest() {
-    let msg = error_of(&[(
-        "00-base/a.yaml",
-        &DEPLOYMENT.replace("IMAGE", "nginx:latest"),
-    )]);
+    let msg = error_of(&[("00-base/a.yaml", &DEPLOYMENT.replace("IMAGE", "nginx:latest"))]);
     assert!(msg.contains("s/00-base/a.yaml:14 (document 1)"), "{msg}");
-    assert!(
-        msg.contains("container \"web\" uses image \"nginx:latest\""),
-        "{msg}"
-    );
+    assert!(msg.contains("container \"web\" uses image \"nginx:latest\""), "{msg}");
     insta::assert_snapshot!(msg);
 }
 
 #[test]
 fn error_image_without_tag() {
-    let msg = error_of(&[(
-        "00-base/a.yaml",
-        &DEPLOYMENT.replace("IMAGE", "ghcr.io/acme/web"),
-    )]);
+    let msg = error_of(&[("00-base/a.yaml", &DEPLOYMENT.replace("IMAGE", "ghcr.io/acme/web"))]);
     assert!(msg.contains("s/00-base/a.yaml:14 (document 1)"), "{msg}");
     assert!(msg.contains("no tag"), "{msg}");
     insta::assert_snapshot!(msg);
@@ -442,10 +398,7 @@ fn error_image_without_tag() {
 fn error_unknown_stack_lists_available() {
     let dir = stack_with(Some(STACK_YAML), &[("00-base/a.yaml", CM)]);
     let msg = load("nope", Some(dir.path())).unwrap_err().to_string();
-    assert!(
-        msg.contains("\"nope\"") && msg.contains("available: s"),
-        "{msg}"
-    );
+    assert!(msg.contains("\"nope\"") && msg.contains("available: s"), "{msg}");
     insta::assert_snapshot!(msg);
     let msg = load("nope", None).unwrap_err().to_string();
     assert!(msg.contains("voice-ai"), "{msg}");
@@ -491,10 +444,7 @@ fn error_stack_name_differs_from_folder() {
 #[test]
 fn error_stray_file_in_stage() {
     let msg = error_of(&[("00-base/a.yaml", CM), ("00-base/a.yaml.orig", CM)]);
-    assert!(
-        msg.starts_with("s/00-base/a.yaml.orig: not a YAML file"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("s/00-base/a.yaml.orig: not a YAML file"), "{msg}");
 }
 
 // ---- robustness ----------------------------------------------------------------------------

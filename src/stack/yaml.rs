@@ -60,11 +60,7 @@ pub(crate) fn documents(text: &str) -> Result<Vec<Doc>, DocError> {
         // Lines in the chunk are 1-based from its start; `offset` turns them into file lines.
         let offset = chunk.first_line - 1;
         let parsed: Vec<Spanned<Node>> = serde_saphyr::from_multiple(&chunk.text).map_err(|e| {
-            let line = e
-                .location()
-                .map(|l| l.line() as usize)
-                .filter(|&l| l > 0)
-                .unwrap_or(1);
+            let line = e.location().map(|l| l.line() as usize).filter(|&l| l > 0).unwrap_or(1);
             let message = bare_message(&e);
             match message.strip_prefix("duplicate mapping key: ") {
                 Some(rest) => DocError {

@@ -2,6 +2,7 @@
 //! survives a JSON round trip, and says what its name promises. Selection and plan tests build on
 //! these files, so a fixture that drifts from its host is caught here first.
 
+use crate::support::fixture as load_fixture;
 use kstrap::facts::gpu::{REASON_NO_LIBRARY, architecture_from_cc};
 use kstrap::facts::{self, HostFacts, PORTS};
 use std::collections::BTreeSet;
@@ -26,11 +27,6 @@ const EXPECTED: &[&str] = &[
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/facts")
-}
-
-fn fixture(name: &str) -> HostFacts {
-    let path = dir().join(format!("{name}.json"));
-    facts::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every `*.json` in the fixtures directory, including ones captured on real machines later.
@@ -87,18 +83,12 @@ fn every_fixture_is_consistent() {
             "{name}: ports"
         );
         assert!(f.memory.available_bytes <= f.memory.total_bytes, "{name}");
-        assert!(
-            f.memory.swap_free_bytes <= f.memory.swap_total_bytes,
-            "{name}"
-        );
+        assert!(f.memory.swap_free_bytes <= f.memory.swap_total_bytes, "{name}");
         assert!(f.disk.available_bytes <= f.disk.total_bytes, "{name}");
         assert!(f.cpu.count > 0, "{name}");
         assert_eq!(f.laptop.is_laptop, f.laptop.evidence.is_some(), "{name}");
         if f.gpus.is_empty() {
-            assert!(
-                f.nvidia.unavailable_reason.is_some(),
-                "{name}: no GPU, no reason"
-            );
+            assert!(f.nvidia.unavailable_reason.is_some(), "{name}: no GPU, no reason");
         } else {
             assert_eq!(f.nvidia.unavailable_reason, None, "{name}");
             assert!(f.nvidia.driver_version.is_some(), "{name}");
@@ -111,18 +101,14 @@ fn every_fixture_is_consistent() {
             assert!(uuids.insert(gpu.uuid.clone()), "{name}: duplicate UUID");
             assert!(gpu.memory_free_bytes <= gpu.memory_total_bytes, "{name}");
             let (major, minor) = gpu.compute_capability().unwrap();
-            assert_eq!(
-                gpu.architecture,
-                architecture_from_cc(major, minor),
-                "{name}"
-            );
+            assert_eq!(gpu.architecture, architecture_from_cc(major, minor), "{name}");
         }
     }
 }
 
 #[test]
 fn laptops() {
-    let small = fixture("laptop-8gb-nogpu");
+    let small = load_fixture("laptop-8gb-nogpu");
     assert_eq!(gib(small.memory.total_bytes), 7.6);
     assert_eq!(small.cpu.count, 4);
     assert_eq!(small.os.id, "ubuntu");
@@ -133,7 +119,7 @@ fn laptops() {
     assert!(!small.runtimes.docker && !small.runtimes.containerd);
     assert!(small.ports.iter().all(|p| !p.in_use));
 
-    let gpu_laptop = fixture("laptop-16gb-8gb-gpu");
+    let gpu_laptop = load_fixture("laptop-16gb-8gb-gpu");
     assert_eq!(gib(gpu_laptop.memory.total_bytes), 15.4);
     assert_eq!(gpu_laptop.cpu.count, 16);
     assert!(gpu_laptop.laptop.is_laptop);
@@ -155,23 +141,21 @@ fn laptops() {
 
 #[test]
 fn rtx5090_workstations() {
-    let f = fixture("rtx5090-96gb");
+    let f = load_fixture("rtx5090-96gb");
     assert_eq!(gib(f.memory.total_bytes), 94.0);
     assert_eq!(f.cpu.count, 32);
     assert!(!f.laptop.is_laptop);
     assert_eq!(f.disk.available_bytes / (TIB / 2), 3, "1.5 TiB free");
     assert_eq!(f.nvidia.driver_version.as_deref(), Some("575.64.03"));
     assert_eq!(f.nvidia.cuda_driver_version.as_deref(), Some("12.9"));
-    let [gpu] = f.gpus.as_slice() else {
-        panic!("one GPU")
-    };
+    let [gpu] = f.gpus.as_slice() else { panic!("one GPU") };
     assert_eq!(gpu.name, "NVIDIA GeForce RTX 5090");
     assert_eq!(gpu.memory_total_bytes, 32607 * MIB);
     assert_eq!(gpu.compute_capability.as_deref(), Some("12.0"));
     assert_eq!(gpu.architecture, "Blackwell");
     assert_eq!(gpu.mig, None);
 
-    let old = fixture("blackwell-old-driver");
+    let old = load_fixture("blackwell-old-driver");
     assert_eq!(old.nvidia.driver_version.as_deref(), Some("565.57.01"));
     assert_eq!(gib(old.memory.total_bytes), 94.0);
     assert_eq!(old.cpu.count, 32);
@@ -181,16 +165,14 @@ fn rtx5090_workstations() {
 
 #[test]
 fn h100s() {
-    let f = fixture("h100-80gb");
+    let f = load_fixture("h100-80gb");
     assert_eq!(f.memory.total_bytes / TIB, 0, "just under 1 TiB visible");
     assert!(f.memory.total_bytes > 1000 * GIB);
     assert_eq!(f.cpu.count, 208);
     assert!(!f.laptop.is_laptop);
     assert_eq!(f.nvidia.driver_version.as_deref(), Some("570.172.08"));
     assert_eq!(f.nvidia.cuda_driver_version.as_deref(), Some("12.8"));
-    let [gpu] = f.gpus.as_slice() else {
-        panic!("one GPU")
-    };
+    let [gpu] = f.gpus.as_slice() else { panic!("one GPU") };
     assert_eq!(gpu.name, "NVIDIA H100 80GB HBM3");
     assert_eq!(gpu.memory_total_bytes, 81559 * MIB);
     assert_eq!(gpu.compute_capability(), Some((9, 0)));
@@ -198,14 +180,14 @@ fn h100s() {
     assert!(gpu.mig.is_some(), "H100 supports MIG");
     assert!(!gpu.mig_enabled());
 
-    let mig = fixture("mig-h100");
+    let mig = load_fixture("mig-h100");
     assert!(mig.gpus[0].mig_enabled());
     assert_eq!(mig.gpus[0].name, "NVIDIA H100 80GB HBM3");
 }
 
 #[test]
 fn two_gpus() {
-    let f = fixture("two-gpus");
+    let f = load_fixture("two-gpus");
     assert_eq!(gib(f.memory.total_bytes).round(), 126.0);
     assert_eq!(f.cpu.count, 64);
     assert_eq!(f.nvidia.pci_devices, 2);
@@ -218,7 +200,7 @@ fn two_gpus() {
 
 #[test]
 fn driver_missing() {
-    let f = fixture("driver-missing");
+    let f = load_fixture("driver-missing");
     assert!(f.gpus.is_empty());
     assert_eq!(f.nvidia.pci_devices, 1);
     assert_eq!(f.nvidia.kernel_module, None);
@@ -233,7 +215,7 @@ fn driver_missing() {
 
 #[test]
 fn wsl2() {
-    let f = fixture("wsl2");
+    let f = load_fixture("wsl2");
     assert!(f.wsl2);
     assert!(f.systemd);
     assert_eq!(f.os.kernel, "5.15.167.4-microsoft-standard-WSL2");
@@ -248,7 +230,7 @@ fn wsl2() {
 
 #[test]
 fn four_gb_machine() {
-    let f = fixture("4gb-machine");
+    let f = load_fixture("4gb-machine");
     assert_eq!(gib(f.memory.total_bytes), 3.8);
     assert_eq!(f.cpu.count, 2);
     assert!(f.gpus.is_empty());
@@ -260,8 +242,6 @@ fn a_typo_in_a_fixture_is_an_error() {
     let text = std::fs::read_to_string(dir().join("4gb-machine.json")).unwrap();
     let typo = text.replacen("\"systemd\"", "\"sytemd\"", 1);
     assert_ne!(text, typo);
-    let err = facts::from_json("typo.json", &typo)
-        .unwrap_err()
-        .to_string();
+    let err = facts::from_json("typo.json", &typo).unwrap_err().to_string();
     assert!(err.contains("sytemd"), "{err}");
 }

@@ -1,0 +1,219 @@
+//! From parsed arguments to an exit code: resolve settings once, gather facts, select, plan,
+//! print. The binary's `main` is a thin wrapper around `run`.
+
+use crate::checks::{self, Finding};
+use crate::cli::{Cli, Command, GlobalArgs, PlanArgs};
+use crate::facts::{self, HostFacts};
+use crate::plan::{self, Plan, Settings};
+use crate::profile::{self, Overrides, Profile, SelectError, Selection};
+use crate::stack;
+use crate::ui::{Printer, render};
+use crate::{distro, env};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Documented exit codes (see `kstrap --help` and README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Failed = 1,
+    Usage = 2,
+    Refused = 3,
+    Timeout = 4,
+}
+
+/// An error that ends the command, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            exit: Exit::Usage,
+            message: message.into(),
+        }
+    }
+    fn refused(message: impl Into<String>) -> Self {
+        Failure {
+            exit: Exit::Refused,
+            message: message.into(),
+        }
+    }
+    fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            exit: Exit::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the command; the error carries its exit code and a message for people.
+pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
+    match cli.command {
+        Command::Detect => detect(&cli.global, printer),
+        Command::Plan(args) => show_plan(&cli.global, &args, printer),
+        Command::Up(up) => {
+            if up.dry_run {
+                return show_plan(&cli.global, &up.plan, printer);
+            }
+            let (plan, _) = build_plan(&cli.global, &up.plan)?;
+            if plan.preflight.refused {
+                let fails: Vec<String> = plan_findings(&plan)
+                    .iter()
+                    .filter(|f| f.severity == checks::Severity::Fail)
+                    .map(|f| format!("  - {}: {}", f.check, f.what))
+                    .collect();
+                return Err(Failure::refused(format!(
+                    "preflight refused this host; nothing was changed:\n{}\n  see `kstrap plan` for how to fix each",
+                    fails.join("\n")
+                )));
+            }
+            Err(Failure::failed(
+                "this kstrap build plans but does not execute yet: the executor (installing k3s/k0s) is a separate issue. Use `kstrap up --dry-run` to see the plan",
+            ))
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kstrap", &mut buf);
+            printer.stdout(&String::from_utf8_lossy(&buf));
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn plan_findings(plan: &Plan) -> Vec<Finding> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            plan::step::Action::Preflight { findings } => Some(findings.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Facts from `--facts FILE`, or probed from this host.
+pub fn gather_facts(global: &GlobalArgs) -> Result<HostFacts, Failure> {
+    if let Some(path) = &global.facts {
+        return facts::load(path).map_err(|e| Failure::usage(e.to_string()));
+    }
+    let root = std::env::var_os(env::HOST_ROOT)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let nvml = std::env::var_os(env::NVML_LIB).map(PathBuf::from);
+    let path = std::env::var_os(env::PATH);
+    let opts = facts::probe::ProbeOptions::for_host(root, nvml, path.as_deref());
+    Ok(facts::probe::probe(&opts))
+}
+
+fn load_profiles(global: &GlobalArgs) -> Result<Vec<Profile>, Failure> {
+    let loaded = match &global.profiles_dir {
+        Some(dir) => profile::load_dir(dir),
+        None => profile::embedded(),
+    };
+    loaded.map_err(|e| Failure::usage(e.to_string()))
+}
+
+#[derive(Serialize)]
+struct DetectOutput<'a> {
+    facts: &'a HostFacts,
+    profile: Option<&'a Selection>,
+    profile_error: Option<String>,
+    findings: &'a [Finding],
+}
+
+fn detect(global: &GlobalArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let facts = gather_facts(global)?;
+    let profiles = load_profiles(global)?;
+    let selection = profile::select(&facts, &profiles, &Overrides::default());
+    let findings = checks::preflight(&facts, selection.as_ref().ok());
+    if printer.json_mode() {
+        printer.json(&DetectOutput {
+            facts: &facts,
+            profile: selection.as_ref().ok(),
+            profile_error: selection.as_ref().err().map(ToString::to_string),
+            findings: &findings,
+        });
+    } else {
+        printer.stdout(&render::facts(&facts, selection.as_ref(), &findings));
+    }
+    Ok(Exit::Ok)
+}
+
+fn select_error(e: SelectError) -> Failure {
+    match e {
+        SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
+        SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
+    }
+}
+
+/// Where the `kstrap` kubeconfig context goes: the sudo user's home, else $HOME.
+fn kubeconfig_dest() -> String {
+    if let Some(user) = std::env::var_os(env::SUDO_USER)
+        .and_then(|u| u.into_string().ok())
+        .filter(|u| !u.is_empty() && u != "root")
+    {
+        return format!("/home/{user}/.kube/config");
+    }
+    match std::env::var_os(env::HOME).and_then(|h| h.into_string().ok()) {
+        Some(home) if !home.is_empty() => format!("{}/.kube/config", home.trim_end_matches('/')),
+        _ => "/root/.kube/config".to_string(),
+    }
+}
+
+/// Resolves settings from flags and environment; rejects bad values before any work.
+pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
+    // The mirror URL is validated by the distribution module, with the rest of the release data.
+    let mirror = args
+        .release_mirror
+        .clone()
+        .unwrap_or_else(|| distro::DEFAULT_MIRROR.to_string());
+    if let Some(dir) = &args.airgap
+        && !dir.is_dir()
+    {
+        return Err(Failure::usage(format!(
+            "--airgap {}: not a folder; give the folder holding the distribution binary (and images tarball)",
+            dir.display()
+        )));
+    }
+    Ok(Settings {
+        version: args.distro_version.clone(),
+        mirror,
+        airgap: args.airgap.clone(),
+        kubeconfig_dest: kubeconfig_dest(),
+        ..Settings::default()
+    })
+}
+
+fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<(Plan, Selection), Failure> {
+    let settings = settings(args)?;
+    let facts = gather_facts(global)?;
+    let profiles = load_profiles(global)?;
+    let overrides = Overrides {
+        profile: args.profile.clone(),
+        distro: args.distro,
+        force: args.force,
+    };
+    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
+    let findings = checks::preflight(&facts, Some(&selection));
+    let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
+    let stack = stack::load(&stack_name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let plan =
+        plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok((plan, selection))
+}
+
+fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let (plan, _) = build_plan(global, args)?;
+    if printer.json_mode() {
+        printer.json(&plan);
+    } else {
+        printer.stdout(&render::plan(&plan, printer.verbosity));
+    }
+    Ok(Exit::Ok)
+}

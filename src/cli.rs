@@ -1,0 +1,139 @@
+//! Command-line types (clap derive) and nothing else: parsing lives here, behaviour in `run`.
+//!
+//! Each flag is documented next to its definition; `--help` is the user's first manual.
+
+use crate::distro::Distro;
+use crate::env;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failed (an error while working)
+  2  bad usage or input (flags, profile or manifest YAML, facts file)
+  3  preflight refused (the host does not meet the profile; nothing was changed)
+  4  timed out waiting for readiness
+
+Examples:
+  kstrap detect                      what kstrap sees on this machine
+  kstrap up --dry-run                the plan for this machine, changing nothing
+  kstrap plan --facts host.json      the plan for another machine, from its facts
+  sudo kstrap up --yes               install unattended
+
+Environment: KSTRAP_PROFILE, KSTRAP_DISTRO, KSTRAP_STACK, KSTRAP_PROFILES_DIR, KSTRAP_STACK_DIR,
+KSTRAP_RELEASE_MIRROR, KSTRAP_FACTS, KSTRAP_NVML_LIB, KSTRAP_HOST_ROOT, NO_COLOR (see README).";
+
+/// Turn this Linux laptop or GPU workstation into a single-node Kubernetes cluster running a
+/// local AI stack, and bring it back to that state on every re-run.
+#[derive(Debug, Parser)]
+#[command(name = "kstrap", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Output format: `human` for people, `json` for scripts (only JSON on stdout).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Human, global = true)]
+    pub output: OutputFormat,
+
+    /// More detail (repeat for more: -vv shows file contents in plans).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Use host facts from this JSON file (written by `kstrap detect -o json`) instead of probing
+    /// this machine: plan for another machine, or reproduce a decision.
+    #[arg(long, value_name = "FILE", env = env::FACTS, global = true)]
+    pub facts: Option<PathBuf>,
+
+    /// Use the profile YAML files in DIR instead of the built-in ones.
+    #[arg(long, value_name = "DIR", env = env::PROFILES_DIR, global = true)]
+    pub profiles_dir: Option<PathBuf>,
+
+    /// Use the stacks in DIR (DIR/<stack>/stack.yaml) instead of the built-in ones.
+    #[arg(long, value_name = "DIR", env = env::STACK_DIR, global = true)]
+    pub stack_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what kstrap sees on this host (memory, CPUs, disk, OS, cgroups, systemd, WSL2,
+    /// laptop, ports, existing clusters, NVIDIA GPUs) and the preflight findings.
+    Detect,
+    /// Print the steps `kstrap up` would run on this host, with a reason for each. Changes
+    /// nothing and needs no root. Same as `kstrap up --dry-run`.
+    Plan(PlanArgs),
+    /// Install or converge: the distribution, the GPU operator (GPU profiles) and the stack.
+    Up(UpArgs),
+    /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
+    Completions {
+        /// The shell to generate completions for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What decides the plan: profile, distribution, stack, versions, sources.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// Use this profile instead of the automatic choice (laptop-8gb, rtx-5090, cpu-fallback, or
+    /// one from --profiles-dir). Below the profile's requirements it is refused without --force.
+    #[arg(long, short = 'p', value_name = "NAME", env = env::PROFILE)]
+    pub profile: Option<String>,
+
+    /// Install this distribution instead of the profile's.
+    #[arg(long, value_enum, env = env::DISTRO)]
+    pub distro: Option<Distro>,
+
+    /// Install this distribution version instead of kstrap's pinned one, e.g. v1.35.3+k3s1 or
+    /// v1.35.3+k0s.0.
+    #[arg(long = "distro-version", value_name = "VERSION")]
+    pub distro_version: Option<String>,
+
+    /// Deploy this stack instead of the profile's (a folder of manifests/ or of --stack-dir).
+    #[arg(long, short = 's', value_name = "NAME", env = env::STACK)]
+    pub stack: Option<String>,
+
+    /// Accept a profile the host falls short of (warnings instead of refusal).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Download releases from this base URL instead of https://github.com (same layout:
+    /// <base>/k3s-io/k3s/releases/download/<version>/k3s).
+    #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]
+    pub release_mirror: Option<String>,
+
+    /// Install without network: take the distribution binary (and images tarball, if present)
+    /// from DIR, verified like a download.
+    #[arg(long, value_name = "DIR")]
+    pub airgap: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Print the plan and stop; change nothing (no root needed).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}

@@ -1,0 +1,8 @@
+//! Integration tests, one binary split by area.
+
+mod cli;
+mod facts_fixtures;
+mod invariants;
+mod profiles;
+mod selection;
+mod support;
