@@ -3,6 +3,8 @@
 //! selection → plan, then an executor that performs effects.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+// Nothing from outside the program may be unwrapped; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod checks;
