@@ -10,6 +10,8 @@ if [ -z "${KSTRAP_BENCH_BIN:-}" ]; then
     cargo build --release --quiet
 fi
 fixtures=tests/fixtures/facts
+rss_file=$(mktemp)
+trap 'rm -f "$rss_file"' EXIT
 
 measure() { # name, command...
     local name=$1; shift
@@ -24,7 +26,8 @@ measure() { # name, command...
     sorted=$(printf '%s\n' "${times[@]}" | sort -n)
     median=$(echo "$sorted" | awk -v n="$runs" 'NR==int((n+1)/2){print}')
     p90=$(echo "$sorted" | awk -v n="$runs" 'NR==int(n*0.9+0.5){print}')
-    rss=$( { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1 )
+    /usr/bin/time -f '%M' -o "$rss_file" "$@" >/dev/null 2>&1 || true
+    rss=$(tail -n1 "$rss_file")
     printf '%-34s %9.2f ms %9.2f ms %8s KiB\n' "$name" "$(echo "$median/1000" | bc -l)" "$(echo "$p90/1000" | bc -l)" "$rss"
 }
 

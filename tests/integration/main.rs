@@ -3,6 +3,7 @@
 mod cli;
 mod facts_fixtures;
 mod invariants;
+mod preflight;
 mod profiles;
 mod selection;
 mod support;
