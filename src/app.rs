@@ -60,7 +60,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
             if up.dry_run {
                 return show_plan(&cli.global, &up.plan, printer);
             }
-            let (plan, _) = build_plan(&cli.global, &up.plan)?;
+            let plan = build_plan(&cli.global, &up.plan)?;
             if plan.preflight.refused {
                 let fails: Vec<String> = plan_findings(&plan)
                     .iter()
@@ -190,7 +190,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
     })
 }
 
-fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<(Plan, Selection), Failure> {
+fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
     let profiles = load_profiles(global)?;
@@ -205,11 +205,11 @@ fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<(Plan, Selection),
     let stack = stack::load(&stack_name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
-    Ok((plan, selection))
+    Ok(plan)
 }
 
 fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let (plan, _) = build_plan(global, args)?;
+    let plan = build_plan(global, args)?;
     if printer.json_mode() {
         printer.json(&plan);
     } else {

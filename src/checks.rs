@@ -64,7 +64,7 @@ impl Finding {
 
 use crate::distro::Distro;
 use crate::facts::HostFacts;
-use crate::profile::{Selection, usable_gpus};
+use crate::profile::{Selection, driver_too_old, usable_gpus};
 use crate::units::{gib, human_bytes, human_gib};
 
 /// Controllers the kubelet cannot run without.
@@ -338,20 +338,10 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
             Finding::warn("wsl2", what, fix)
         });
     }
-    let driver: Option<u32> = facts
-        .nvidia
-        .driver_version
-        .as_deref()
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok());
     for g in &facts.gpus {
-        let blackwell =
-            g.architecture.eq_ignore_ascii_case("blackwell") || g.compute_capability().is_some_and(|(m, _)| m >= 10);
-        if let (true, Some(d)) = (blackwell, driver)
-            && d < 570
-        {
+        if let Some((min, d)) = driver_too_old(facts, g) {
             let what = format!(
-                "GPU {} {} is a Blackwell GPU; driver {d} is older than the 570 it needs",
+                "GPU {} {} is a Blackwell GPU; driver {d} is older than the {min} it needs",
                 g.index, g.name
             );
             let fix =

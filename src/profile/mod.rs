@@ -8,7 +8,7 @@
 
 mod select;
 
-pub use select::{Overrides, Rejection, SelectError, Selection, select, usable_gpus};
+pub use select::{Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
 
 use crate::distro::Distro;
 use include_dir::{Dir, include_dir};

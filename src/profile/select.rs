@@ -74,15 +74,23 @@ fn format_rejections(r: &[Rejection]) -> String {
         .join("\n")
 }
 
-/// Lowest driver branch for each architecture that needs a recent one.
-fn min_driver_major(gpu: &GpuFacts) -> Option<u32> {
+/// Lowest NVIDIA driver branch an architecture needs: Blackwell (compute capability 10 and up)
+/// needs 570.
+const BLACKWELL_MIN_DRIVER: u32 = 570;
+
+/// `Some((needed, installed))` when `gpu` needs a newer driver than the host's.
+pub fn driver_too_old(facts: &HostFacts, gpu: &GpuFacts) -> Option<(u32, u32)> {
     let blackwell = gpu.architecture.eq_ignore_ascii_case("blackwell")
         || gpu.compute_capability().is_some_and(|(major, _)| major >= 10);
-    blackwell.then_some(570)
-}
-
-fn driver_major(facts: &HostFacts) -> Option<u32> {
-    facts.nvidia.driver_version.as_deref()?.split('.').next()?.parse().ok()
+    let have: u32 = facts
+        .nvidia
+        .driver_version
+        .as_deref()?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()?;
+    (blackwell && have < BLACKWELL_MIN_DRIVER).then_some((BLACKWELL_MIN_DRIVER, have))
 }
 
 /// The GPUs kstrap can put under the operator with time-slicing, and notes on those it cannot.
@@ -100,7 +108,6 @@ pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
         notes.push("this is WSL2, which the NVIDIA GPU operator does not support: GPUs are not used".into());
         return (Vec::new(), notes);
     }
-    let driver = driver_major(facts);
     let mut usable = Vec::new();
     for g in &facts.gpus {
         if g.mig_enabled() {
@@ -110,9 +117,7 @@ pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
             ));
             continue;
         }
-        if let (Some(min), Some(have)) = (min_driver_major(g), driver)
-            && have < min
-        {
+        if let Some((min, have)) = driver_too_old(facts, g) {
             notes.push(format!(
                 "GPU {} ({}, {}) needs driver {min} or newer; the host has {have}",
                 g.index, g.name, g.architecture
@@ -124,39 +129,53 @@ pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
     (usable, notes)
 }
 
-/// A requirement the host does not meet, as a sentence with figures.
-fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, disk_gib: f64) -> Vec<String> {
+/// The host resources a profile states figures for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Memory,
+    Cpus,
+    Disk,
+}
+
+/// Requirements the host does not meet: which resource, and a sentence with figures.
+fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, disk_gib: f64) -> Vec<(Resource, String)> {
     let mut out = Vec::new();
     if gib(facts.memory.total_bytes) < memory_gib {
-        out.push(format!(
+        let text = format!(
             "memory {} < {}",
             human_bytes(facts.memory.total_bytes),
             human_gib(memory_gib)
-        ));
+        );
+        out.push((Resource::Memory, text));
     }
     if facts.cpu.count < cpus {
-        out.push(format!("{} CPUs < {cpus}", facts.cpu.count));
+        out.push((Resource::Cpus, format!("{} CPUs < {cpus}", facts.cpu.count)));
     }
     if gib(facts.disk.available_bytes) < disk_gib {
-        out.push(format!(
+        let text = format!(
             "free disk at {} {} < {}",
             facts.disk.path,
             human_bytes(facts.disk.available_bytes),
             human_gib(disk_gib)
-        ));
+        );
+        out.push((Resource::Disk, text));
     }
     out
 }
 
 struct Fit<'a> {
     shortfalls: Vec<String>,
+    /// Resources among `shortfalls` (the GPU shortfall has none).
+    short_resources: Vec<Resource>,
     satisfied: Vec<String>,
     gpus: Vec<&'a GpuFacts>,
 }
 
 fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
     let r = &p.requires;
-    let mut shortfalls = host_shortfalls(facts, r.memory_gib, r.cpus, r.disk_gib);
+    let host = host_shortfalls(facts, r.memory_gib, r.cpus, r.disk_gib);
+    let short_resources = host.iter().map(|(res, _)| *res).collect();
+    let mut shortfalls: Vec<String> = host.into_iter().map(|(_, text)| text).collect();
     let mut satisfied = Vec::new();
     let mut gpus = Vec::new();
     if let Some(g) = &r.gpu {
@@ -211,6 +230,7 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
     ));
     Fit {
         shortfalls,
+        short_resources,
         satisfied,
         gpus,
     }
@@ -245,8 +265,8 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         warnings.extend(
             host_shortfalls(facts, c.memory_gib, c.cpus, c.disk_gib)
                 .into_iter()
-                .filter(|s| !f.shortfalls.iter().any(|h| same_resource(h, s)))
-                .map(|s| format!("below the recommendation: {s}")),
+                .filter(|(res, _)| !f.short_resources.contains(res))
+                .map(|(_, s)| format!("below the recommendation: {s}")),
         );
         let mut reasons = vec![format!("{} named with --profile", p.name)];
         if f.shortfalls.is_empty() {
@@ -315,7 +335,7 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     let c = &p.recommends;
     let warnings = host_shortfalls(facts, c.memory_gib, c.cpus, c.disk_gib)
         .into_iter()
-        .map(|s| format!("below the recommendation: {s}"))
+        .map(|(_, s)| format!("below the recommendation: {s}"))
         .collect();
     if p.uses_gpu() {
         reasons.push(format!(
@@ -332,15 +352,6 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     Ok(finish(
         p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
     ))
-}
-
-/// Two shortfall sentences about the same resource (memory, CPUs, disk).
-fn same_resource(a: &str, b: &str) -> bool {
-    let key = |s: &str| s.split_whitespace().next().map(str::to_string).unwrap_or_default();
-    let k = |s: &str| {
-        if s.contains("CPUs") { "cpus".to_string() } else { key(s) }
-    };
-    k(a) == k(b)
 }
 
 #[allow(clippy::too_many_arguments)]
