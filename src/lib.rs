@@ -13,6 +13,7 @@ pub mod distro;
 pub mod env;
 pub mod facts;
 pub mod gpu;
+pub mod kube;
 pub mod plan;
 pub mod profile;
 pub mod stack;
