@@ -8,7 +8,7 @@
 //! one can take workers later.
 
 use super::{
-    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, airgap_file, binary_asset, node_labels,
+    BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, binary_steps, node_labels,
     release_arch, step,
 };
 use crate::plan::step::{Action, Contents, Mode, Phase, Step};
@@ -103,55 +103,19 @@ pub(super) fn install_args(ctx: &DistroContext) -> Result<Vec<String>, DistroErr
 pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
     let arch = release_arch(ctx.distro, ctx.arch)?;
     let binary = binary_asset_name(ctx.version, arch);
-    let mut steps = Vec::new();
-
-    match ctx.airgap {
-        None => {
-            let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
-            steps.push(step(
-                "download-k0s",
-                Phase::Host,
-                &format!("Download k0s {}", ctx.version),
-                "one static binary holds the whole distribution; k0s's own script checks nothing, kstrap checks the release's sha256 file",
-                Action::Download {
-                    url,
-                    checksum,
-                    dest: PATHS.binary.into(),
-                    mode: Mode(0o755),
-                },
-            ));
-        }
-        Some(dir) => {
-            let sums = checksum_file_name();
-            let AirgapFile { source, checksum } = airgap_file(dir, &binary, &sums, &binary)?;
-            steps.push(step(
-                "copy-k0s",
-                Phase::Host,
-                &format!("Copy k0s {} from the air-gap folder", ctx.version),
-                "no internet here: the binary comes from the air-gap folder, checked against the release's sha256 file beside it",
-                Action::CopyLocal {
-                    source,
-                    checksum: Some(checksum),
-                    dest: PATHS.binary.into(),
-                    mode: Mode(0o755),
-                },
-            ));
-            let bundle = images_asset_name(ctx.version, arch);
-            let AirgapFile { source, checksum } = airgap_file(dir, &bundle, &sums, &bundle)?;
-            steps.push(step(
-                "copy-k0s-images",
-                Phase::Host,
-                "Copy the k0s image bundle",
-                "k0s imports every bundle in its images folder before it starts the kubelet, so its system pods need no registry",
-                Action::CopyLocal {
-                    source,
-                    checksum: Some(checksum),
-                    dest: format!("{}/{bundle}", PATHS.images_dir),
-                    mode: Mode(0o644),
-                },
-            ));
-        }
-    }
+    let sums = checksum_file_name();
+    let images = images_asset_name(ctx.version, arch);
+    let mut steps = binary_steps(
+        ctx,
+        &BinarySource {
+            binary: &binary,
+            sums: &sums,
+            images: &images,
+            download_reason: "one static binary holds the whole distribution; k0s's own script checks nothing, kstrap checks the release's sha256 file",
+            images_title: "Copy the k0s image bundle",
+            images_reason: "k0s imports every bundle in its images folder before it starts the kubelet, so its system pods need no registry",
+        },
+    )?;
 
     steps.push(step(
         "write-k0s-config",

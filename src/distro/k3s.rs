@@ -6,8 +6,7 @@
 //! k3s flag names), write the same systemd unit the script writes, enable and start it.
 
 use super::{
-    AirgapFile, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, airgap_file, binary_asset, node_labels,
-    release_arch, step,
+    BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, binary_steps, node_labels, release_arch, step,
 };
 use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
 use serde::Serialize;
@@ -108,55 +107,19 @@ ExecStart=/usr/local/bin/k3s server
 pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
     let arch = release_arch(ctx.distro, ctx.arch)?;
     let binary = binary_asset_name(arch);
-    let mut steps = Vec::new();
-
-    match ctx.airgap {
-        None => {
-            let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
-            steps.push(step(
-                "download-k3s",
-                Phase::Host,
-                &format!("Download k3s {}", ctx.version),
-                "one static binary holds the whole distribution; it is checked against the release's sha256 file before it is put in place",
-                Action::Download {
-                    url,
-                    checksum,
-                    dest: PATHS.binary.into(),
-                    mode: Mode(0o755),
-                },
-            ));
-        }
-        Some(dir) => {
-            let sums = checksum_file_name(arch);
-            let AirgapFile { source, checksum } = airgap_file(dir, &binary, &sums, &binary)?;
-            steps.push(step(
-                "copy-k3s",
-                Phase::Host,
-                &format!("Copy k3s {} from the air-gap folder", ctx.version),
-                "no internet here: the binary comes from the air-gap folder, checked against the release's sha256 file beside it",
-                Action::CopyLocal {
-                    source,
-                    checksum: Some(checksum),
-                    dest: PATHS.binary.into(),
-                    mode: Mode(0o755),
-                },
-            ));
-            let images = images_asset_name(arch);
-            let AirgapFile { source, checksum } = airgap_file(dir, &images, &sums, &images)?;
-            steps.push(step(
-                "copy-k3s-images",
-                Phase::Host,
-                "Copy the k3s system images",
-                "k3s imports image archives from its images folder at start, so its system pods need no registry",
-                Action::CopyLocal {
-                    source,
-                    checksum: Some(checksum),
-                    dest: format!("{}/{images}", PATHS.images_dir),
-                    mode: Mode(0o644),
-                },
-            ));
-        }
-    }
+    let sums = checksum_file_name(arch);
+    let images = images_asset_name(arch);
+    let mut steps = binary_steps(
+        ctx,
+        &BinarySource {
+            binary: &binary,
+            sums: &sums,
+            images: &images,
+            download_reason: "one static binary holds the whole distribution; it is checked against the release's sha256 file before it is put in place",
+            images_title: "Copy the k3s system images",
+            images_reason: "k3s imports image archives from its images folder at start, so its system pods need no registry",
+        },
+    )?;
 
     steps.push(step(
         "write-k3s-config",

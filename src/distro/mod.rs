@@ -14,7 +14,7 @@ mod version;
 
 pub use version::Version;
 
-use crate::plan::step::{Action, ChecksumSource, Phase, Step};
+use crate::plan::step::{Action, ChecksumSource, Mode, Phase, Step};
 use crate::profile::ClusterSettings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -385,6 +385,69 @@ fn label_word(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && alnum(s.bytes().next())
         && alnum(s.bytes().last())
+}
+
+/// What differs between the distributions when their binary (and, air-gapped, their images) is
+/// put in place.
+struct BinarySource<'a> {
+    /// Release asset name of the binary.
+    binary: &'a str,
+    /// Release checksum file naming it.
+    sums: &'a str,
+    /// Release asset name of the images archive (air-gap only).
+    images: &'a str,
+    download_reason: &'a str,
+    images_title: &'a str,
+    images_reason: &'a str,
+}
+
+/// A verified download of the binary, or verified copies of the binary and the images archive
+/// from the air-gap folder.
+fn binary_steps(ctx: &DistroContext, src: &BinarySource) -> Result<Vec<Step>, DistroError> {
+    let name = ctx.distro.name();
+    let paths = ctx.distro.paths();
+    let Some(dir) = ctx.airgap else {
+        let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
+        return Ok(vec![step(
+            &format!("download-{name}"),
+            Phase::Host,
+            &format!("Download {name} {}", ctx.version),
+            src.download_reason,
+            Action::Download {
+                url,
+                checksum,
+                dest: paths.binary.into(),
+                mode: Mode(0o755),
+            },
+        )]);
+    };
+    let AirgapFile { source, checksum } = airgap_file(dir, src.binary, src.sums, src.binary)?;
+    let binary = step(
+        &format!("copy-{name}"),
+        Phase::Host,
+        &format!("Copy {name} {} from the air-gap folder", ctx.version),
+        "no internet here: the binary comes from the air-gap folder, checked against the release's sha256 file beside it",
+        Action::CopyLocal {
+            source,
+            checksum: Some(checksum),
+            dest: paths.binary.into(),
+            mode: Mode(0o755),
+        },
+    );
+    let AirgapFile { source, checksum } = airgap_file(dir, src.images, src.sums, src.images)?;
+    let images = step(
+        &format!("copy-{name}-images"),
+        Phase::Host,
+        src.images_title,
+        src.images_reason,
+        Action::CopyLocal {
+            source,
+            checksum: Some(checksum),
+            dest: format!("{}/{}", paths.images_dir, src.images),
+            mode: Mode(0o644),
+        },
+    );
+    Ok(vec![binary, images])
 }
 
 fn step(id: &str, phase: Phase, title: &str, reason: &str, action: Action) -> Step {

@@ -185,13 +185,9 @@ fn disableable(distro: Distro) -> &'static [&'static str] {
     }
 }
 
+/// Profile and stack names are DNS-1123 labels, like the Kubernetes objects named after them.
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::stack::is_dns_label(s)
 }
 
 /// Parses and validates one profile. `path` names the file in errors; `stem` is the file name

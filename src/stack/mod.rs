@@ -15,6 +15,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use check::is_dns_label;
 pub use error::{Place, StackError};
 
 use crate::plan::step::ObjectRef;
