@@ -228,11 +228,7 @@ fn distribution(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         Distro::K0s => (&facts.existing.k0s, &facts.existing.k3s, Distro::K3s),
     };
     if other.present() {
-        let traces: Vec<&str> = [&other.binary, &other.service, &other.kubeconfig, &other.data_dir]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let traces = other.traces();
         let fix = match other_name {
             Distro::K0s => "remove it first (`sudo k0s stop && sudo k0s reset`), or keep it and use --distro k0s",
             Distro::K3s => "remove it first (`sudo /usr/local/bin/k3s-uninstall.sh`), or keep it and use --distro k3s",

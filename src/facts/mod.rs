@@ -131,8 +131,17 @@ pub struct DistroInstall {
 }
 
 impl DistroInstall {
+    /// Every path found, in field order.
+    pub fn traces(&self) -> Vec<&str> {
+        [&self.binary, &self.service, &self.kubeconfig, &self.data_dir]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
     pub fn present(&self) -> bool {
-        self.binary.is_some() || self.service.is_some() || self.kubeconfig.is_some() || self.data_dir.is_some()
+        !self.traces().is_empty()
     }
 }
 

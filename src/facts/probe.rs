@@ -14,6 +14,7 @@ use super::{
     CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, LaptopFacts, MemoryFacts,
     NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
 };
+use crate::distro::Distro;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -362,23 +363,21 @@ fn probe_ports(fs: &Root<'_>) -> Vec<PortFacts> {
         .collect()
 }
 
+/// Traces of one distribution at the paths kstrap itself installs to (`distro::Paths`), plus the
+/// agent/worker unit that other installs of it use.
+fn probe_install(fs: &Root<'_>, distro: Distro, other_unit: &str) -> DistroInstall {
+    let p = distro.paths();
+    DistroInstall {
+        binary: fs.found(p.binary).or_else(|| fs.which(distro.name())),
+        service: fs.found(p.unit_file).or_else(|| fs.found(other_unit)),
+        kubeconfig: fs.found(p.kubeconfig),
+        data_dir: p.data_dirs.first().and_then(|d| fs.found_dir(d)),
+    }
+}
+
 fn probe_existing(fs: &Root<'_>) -> ExistingInstalls {
-    let k3s = DistroInstall {
-        binary: fs.found("/usr/local/bin/k3s").or_else(|| fs.which("k3s")),
-        service: fs
-            .found("/etc/systemd/system/k3s.service")
-            .or_else(|| fs.found("/etc/systemd/system/k3s-agent.service")),
-        kubeconfig: fs.found("/etc/rancher/k3s/k3s.yaml"),
-        data_dir: fs.found_dir("/var/lib/rancher/k3s"),
-    };
-    let k0s = DistroInstall {
-        binary: fs.found("/usr/local/bin/k0s").or_else(|| fs.which("k0s")),
-        service: fs
-            .found("/etc/systemd/system/k0scontroller.service")
-            .or_else(|| fs.found("/etc/systemd/system/k0sworker.service")),
-        kubeconfig: fs.found("/var/lib/k0s/pki/admin.conf"),
-        data_dir: fs.found_dir("/var/lib/k0s"),
-    };
+    let k3s = probe_install(fs, Distro::K3s, "/etc/systemd/system/k3s-agent.service");
+    let k0s = probe_install(fs, Distro::K0s, "/etc/systemd/system/k0sworker.service");
     ExistingInstalls {
         k3s,
         k0s,

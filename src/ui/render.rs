@@ -78,11 +78,7 @@ pub fn facts(f: &HostFacts, selection: Result<&Selection, &SelectError>, finding
         }
     );
     for (name, d) in [("k3s", &f.existing.k3s), ("k0s", &f.existing.k0s)] {
-        let traces: Vec<&str> = [&d.binary, &d.service, &d.kubeconfig, &d.data_dir]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+        let traces = d.traces();
         let _ = writeln!(
             s,
             "  {name:<11} {}",
