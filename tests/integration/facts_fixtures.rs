@@ -17,6 +17,7 @@ const EXPECTED: &[&str] = &[
     "blackwell-old-driver",
     "driver-missing",
     "h100-80gb",
+    "h100-real",
     "laptop-16gb-8gb-gpu",
     "laptop-8gb-nogpu",
     "mig-h100",
@@ -244,4 +245,47 @@ fn a_typo_in_a_fixture_is_an_error() {
     assert_ne!(text, typo);
     let err = facts::from_json("typo.json", &typo).unwrap_err().to_string();
     assert!(err.contains("sytemd"), "{err}");
+}
+
+/// `h100-real.json` was captured by `kstrap detect -o json` on a real H100 machine, next to
+/// `nvidia-smi --query-gpu=… --format=csv` (saved beside it). Every GPU field NVML gave kstrap must
+/// agree with what nvidia-smi printed on the same machine at the same minute.
+#[test]
+fn real_h100_capture_agrees_with_nvidia_smi() {
+    let f = load_fixture("h100-real");
+    let csv = std::fs::read_to_string(dir().join("h100-real.nvidia-smi.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(", ").collect();
+    let rows: Vec<Vec<&str>> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(", ").collect())
+        .collect();
+    assert_eq!(rows.len(), f.gpus.len(), "one CSV row per GPU");
+    let col = |row: &Vec<&str>, name: &str| -> String {
+        let i = header
+            .iter()
+            .position(|h| h.starts_with(name))
+            .unwrap_or_else(|| panic!("no column {name}"));
+        row[i].trim().to_string()
+    };
+    let mib = |s: String| -> u64 { s.trim_end_matches(" MiB").parse::<u64>().unwrap() * MIB };
+    for (gpu, row) in f.gpus.iter().zip(&rows) {
+        assert_eq!(gpu.name, col(row, "name"));
+        assert_eq!(gpu.uuid, col(row, "uuid"));
+        assert_eq!(gpu.memory_total_bytes, mib(col(row, "memory.total")));
+        // free memory moves a little between the two commands: within 64 MiB
+        assert!(gpu.memory_free_bytes.abs_diff(mib(col(row, "memory.free"))) <= 64 * MIB);
+        assert_eq!(
+            f.nvidia.driver_version.as_deref(),
+            Some(col(row, "driver_version").as_str())
+        );
+        assert_eq!(
+            gpu.compute_capability.as_deref(),
+            Some(col(row, "compute_cap").as_str())
+        );
+        assert_eq!(gpu.mig_enabled(), col(row, "mig.mode.current") == "Enabled");
+        assert_eq!(gpu.architecture, "Hopper");
+    }
+    assert_eq!(f.nvidia.pci_devices as usize, f.gpus.len());
+    assert!(f.nvidia.unavailable_reason.is_none());
 }

@@ -19,6 +19,9 @@ const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("wsl2", "cpu-fallback", &[], "highest-priority profile"),
     ("blackwell-old-driver", "cpu-fallback", &[], "highest-priority profile"),
     ("mig-h100", "cpu-fallback", &[], "highest-priority profile"),
+    // Captured with `kstrap detect -o json` on a real H100 machine: only 64 GiB free under /var/lib,
+    // below rtx-5090's 100 GiB, so the GPU is left unused (and preflight says so).
+    ("h100-real", "cpu-fallback", &[], "free disk 64.0 GiB ≥ 60 GiB"),
 ];
 
 #[test]
@@ -52,9 +55,6 @@ fn the_table_covers_every_fixture_but_the_refused_ones() {
     let mut covered: Vec<&str> = TABLE.iter().map(|t| t.0).collect();
     covered.push("4gb-machine");
     for f in all_fixtures() {
-        if f.ends_with("-real") {
-            continue;
-        }
         assert!(
             covered.contains(&f.as_str()),
             "fixture {f} has no row in the selection table"
@@ -212,4 +212,37 @@ fn the_5090_threshold_does_not_demand_a_full_32_gib() {
     assert_eq!(facts.gpus[0].memory_total_bytes, 32607 * 1024 * 1024);
     let sel = select(&facts, &profiles(), &Overrides::default()).unwrap();
     assert_eq!(sel.gpu_shares(), 4);
+}
+
+/// The real H100 host is turned down for rtx-5090 because of its disk, and `--profile rtx-5090
+/// --force` then plans the GPU operator for its one real GPU.
+#[test]
+fn real_h100_capture_explains_the_disk_and_can_be_forced() {
+    let facts = fixture("h100-real");
+    let profiles = profiles();
+    let sel = select(&facts, &profiles, &Overrides::default()).unwrap();
+    let why = sel
+        .rejected
+        .iter()
+        .find(|r| r.profile == "rtx-5090")
+        .map(|r| r.reason.clone());
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("64.0 GiB < 100 GiB")),
+        "rtx-5090 rejected for {why:?}"
+    );
+    let findings = preflight(&facts, Some(&sel));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.check == "gpu-unused" && f.severity == Severity::Warn)
+    );
+
+    let forced = Overrides {
+        profile: Some("rtx-5090".into()),
+        force: true,
+        ..Overrides::default()
+    };
+    let sel = select(&facts, &profiles, &forced).unwrap();
+    assert_eq!(sel.gpus, vec![0]);
+    assert_eq!(sel.gpu_shares(), 4, "1 H100 × 4 time-slicing replicas");
 }

@@ -22,6 +22,7 @@ pub fn all_fixtures() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| e.path().file_stem().and_then(|s| s.to_str()).map(str::to_string))
         .collect();
     names.sort();
