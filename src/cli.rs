@@ -80,6 +80,15 @@ pub enum Command {
     Plan(PlanArgs),
     /// Install or converge: the distribution, the GPU operator (GPU profiles) and the stack.
     Up(UpArgs),
+    /// Apply only the stack to the cluster of the current kubeconfig, stage by stage, waiting
+    /// until each stage is ready; objects that left the stack are pruned.
+    Apply(ApplyArgs),
+    /// Show the cluster, the GPU operator and GPU sharing, and the stack's readiness.
+    Status(StatusArgs),
+    /// Remove what kstrap installed (stack, GPU operator, distribution), and nothing else.
+    Down(DownArgs),
+    /// Print how to add a worker machine to this cluster (k3s token and URL, or a k0s join token).
+    JoinCommand(JoinArgs),
     /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
     Completions {
         /// The shell to generate completions for.
@@ -136,4 +145,101 @@ pub struct UpArgs {
     /// Do not ask for confirmation (for scripts).
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// Upgrade an existing kstrap install to another distribution version.
+    #[arg(long)]
+    pub upgrade: bool,
+
+    /// Replace a cluster kstrap did not install, or one of the other distribution (its data is lost).
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Do not merge the `kstrap` context into the invoking user's ~/.kube/config.
+    #[arg(long)]
+    pub no_merge_kubeconfig: bool,
+
+    /// After the GPU operator is ready, run a short pod that requests one GPU share and runs
+    /// nvidia-smi, and wait for it to succeed.
+    #[arg(long)]
+    pub verify_gpu: bool,
+
+    /// Wait at most this many seconds per stack stage instead of the stack's own timeouts.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// Which cluster to talk to.
+#[derive(Debug, Args, Clone)]
+pub struct KubeArgs {
+    /// Kubeconfig file to use instead of $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The stack to apply (a folder of manifests/ or of --stack-dir); default: the profile's.
+    #[arg(long, short = 's', value_name = "NAME", env = env::STACK)]
+    pub stack: Option<String>,
+
+    /// Size the stack for this profile instead of the automatic choice for this host.
+    #[arg(long, short = 'p', value_name = "NAME", env = env::PROFILE)]
+    pub profile: Option<String>,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Wait at most this many seconds per stage instead of the stack's own timeouts.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Take over fields another field manager owns (kubectl, helm) instead of reporting the
+    /// conflict.
+    #[arg(long)]
+    pub force_conflicts: bool,
+
+    /// A secret value the stack declares, from a file: KEY=PATH (repeatable). Without it, the
+    /// value is read from the environment variable KEY.
+    #[arg(long = "secret-file", value_name = "KEY=PATH")]
+    pub secret_files: Vec<String>,
+
+    /// Keep objects that left the stack instead of deleting them.
+    #[arg(long)]
+    pub no_prune: bool,
+
+    /// Print what would be applied and pruned; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Keep the data directories and volumes (models, databases); remove everything else.
+    #[arg(long)]
+    pub keep_data: bool,
+
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The address workers use to reach this machine (default: its first non-loopback address).
+    #[arg(long, value_name = "HOST")]
+    pub address: Option<String>,
 }

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod cli;
 pub mod distro;
 pub mod env;
+pub mod exec;
 pub mod facts;
 pub mod gpu;
 pub mod kube;

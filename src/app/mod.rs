@@ -12,6 +12,12 @@ use crate::{distro, env};
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod apply;
+mod down;
+mod join;
+mod status;
+mod up;
+
 /// Documented exit codes (see `kstrap --help` and README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -31,19 +37,19 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {
             exit: Exit::Usage,
             message: message.into(),
         }
     }
-    fn refused(message: impl Into<String>) -> Self {
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
         Failure {
             exit: Exit::Refused,
             message: message.into(),
         }
     }
-    fn failed(message: impl Into<String>) -> Self {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
         Failure {
             exit: Exit::Failed,
             message: message.into(),
@@ -56,26 +62,11 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
     match cli.command {
         Command::Detect => detect(&cli.global, printer),
         Command::Plan(args) => show_plan(&cli.global, &args, printer),
-        Command::Up(up) => {
-            if up.dry_run {
-                return show_plan(&cli.global, &up.plan, printer);
-            }
-            let plan = build_plan(&cli.global, &up.plan)?;
-            if plan.preflight.refused {
-                let fails: Vec<String> = plan_findings(&plan)
-                    .iter()
-                    .filter(|f| f.severity == checks::Severity::Fail)
-                    .map(|f| format!("  - {}: {}", f.check, f.what))
-                    .collect();
-                return Err(Failure::refused(format!(
-                    "preflight refused this host; nothing was changed:\n{}\n  see `kstrap plan` for how to fix each",
-                    fails.join("\n")
-                )));
-            }
-            Err(Failure::failed(
-                "this kstrap build plans but does not execute yet: the executor (installing k3s/k0s) is a separate issue. Use `kstrap up --dry-run` to see the plan",
-            ))
-        }
+        Command::Up(up) => up::run(&cli.global, &up, printer),
+        Command::Apply(args) => apply::run(&cli.global, &args, printer),
+        Command::Status(args) => status::run(&cli.global, &args, printer),
+        Command::Down(args) => down::run(&cli.global, &args, printer),
+        Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -86,7 +77,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
     }
 }
 
-fn plan_findings(plan: &Plan) -> Vec<Finding> {
+pub(crate) fn plan_findings(plan: &Plan) -> Vec<Finding> {
     plan.steps
         .iter()
         .filter_map(|s| match &s.action {
@@ -111,7 +102,7 @@ pub fn gather_facts(global: &GlobalArgs) -> Result<HostFacts, Failure> {
     Ok(facts::probe::probe(&opts))
 }
 
-fn load_profiles(global: &GlobalArgs) -> Result<Vec<Profile>, Failure> {
+pub(crate) fn load_profiles(global: &GlobalArgs) -> Result<Vec<Profile>, Failure> {
     let loaded = match &global.profiles_dir {
         Some(dir) => profile::load_dir(dir),
         None => profile::embedded(),
@@ -145,7 +136,7 @@ fn detect(global: &GlobalArgs, printer: &Printer) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-fn select_error(e: SelectError) -> Failure {
+pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
         SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
         SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
@@ -190,7 +181,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
     })
 }
 
-fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
+pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
     let profiles = load_profiles(global)?;
@@ -208,7 +199,7 @@ fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
     Ok(plan)
 }
 
-fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
+pub(crate) fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
     let plan = build_plan(global, args)?;
     if printer.json_mode() {
         printer.json(&plan);
