@@ -14,9 +14,9 @@ pub(crate) struct StackFile {
     pub description: String,
     pub namespace: Spanned<String>,
     pub stages: Vec<Spanned<StageFile>>,
-    /// profile name → object (`Kind/name`) → overlay; kept as data, applied by a later step.
+    /// profile name → object (`Kind/name`) → sizing overlay (see `overlay.rs`).
     #[serde(default)]
-    pub profiles: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    pub profiles: BTreeMap<String, BTreeMap<String, Spanned<super::overlay::Overlay>>>,
     #[serde(default)]
     pub secrets: Vec<SecretFile>,
 }
@@ -33,9 +33,12 @@ pub(crate) struct StageFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SecretFile {
-    pub name: String,
+    pub name: Spanned<String>,
     pub description: String,
     pub keys: Vec<String>,
+    /// When no value is given, kstrap may generate one (and keeps it on re-runs).
+    #[serde(default)]
+    pub generate: Option<super::Generate>,
 }
 
 /// Parses `stack.yaml` and checks what can be checked without the stage folders.
@@ -108,7 +111,46 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
             ));
         }
     }
+    for secret in &file.secrets {
+        let at = line(&secret.name.referenced);
+        if !super::check::is_dns_label(&secret.name.value) {
+            return Err(err(
+                at,
+                format!("secret name {:?} is not a valid name", secret.name.value),
+                "use lowercase letters, digits and '-'",
+            ));
+        }
+        if secret.keys.is_empty() || secret.keys.iter().any(|k| !is_env_name(k)) {
+            return Err(err(
+                at,
+                format!(
+                    "secret {}: keys {:?} must be environment variable names",
+                    secret.name.value, secret.keys
+                ),
+                "list one or more keys in UPPER_CASE letters, digits and '_'; each is read from the variable of that name",
+            ));
+        }
+        if let Some(g) = &secret.generate
+            && (!(16..=256).contains(&g.length) || !g.format.contains("{random}"))
+        {
+            return Err(err(
+                at,
+                format!(
+                    "secret {}: generate needs length 16-256 and a format containing {{random}}",
+                    secret.name.value
+                ),
+                "e.g. generate: {length: 32, format: \"kstrap: {random}\"}",
+            ));
+        }
+    }
     Ok(file)
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// `NN-name`: two digits, '-', then lowercase letters, digits and '-'.

@@ -10,6 +10,8 @@
 mod check;
 mod error;
 mod format;
+pub mod overlay;
+pub mod secrets;
 mod yaml;
 
 #[cfg(test)]
@@ -33,8 +35,9 @@ pub struct Stack {
     pub description: String,
     pub namespace: String,
     pub stages: Vec<Stage>,
-    /// Per-profile sizing: profile name → object (`Kind/name`) → overlay. Kept, not applied yet.
-    pub profiles: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Per-profile sizing: profile name → object (`Kind/name`) → overlay, checked against the
+    /// objects; `Stack::sized` applies them.
+    pub profiles: BTreeMap<String, BTreeMap<String, overlay::PlacedOverlay>>,
     /// Secrets the stack's objects refer to; their values come from the environment or files
     /// when the stack is applied, never from the repository.
     pub secrets: Vec<SecretDecl>,
@@ -71,6 +74,21 @@ pub struct SecretDecl {
     pub name: String,
     pub description: String,
     pub keys: Vec<String>,
+    pub generate: Option<Generate>,
+}
+
+/// How to make a value nobody gave: `length` random letters and digits put into `format` at
+/// `{random}` (so a value can have the shape a program expects, e.g. LiveKit's `key: secret`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub length: usize,
+    #[serde(default = "random_only")]
+    pub format: String,
+}
+
+fn random_only() -> String {
+    "{random}".to_string()
 }
 
 /// Names of the stacks built into the binary, sorted.
@@ -321,19 +339,36 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         });
     }
 
+    let profiles: BTreeMap<String, BTreeMap<String, overlay::PlacedOverlay>> = file
+        .profiles
+        .into_iter()
+        .map(|(profile, overlays)| {
+            let placed = overlays
+                .into_iter()
+                .map(|(key, o)| {
+                    let line = o.referenced.line() as usize;
+                    (key, overlay::PlacedOverlay { overlay: o.value, line })
+                })
+                .collect();
+            (profile, placed)
+        })
+        .collect();
+    overlay::check(&stack_path, &stages, &profiles)?;
+
     Ok(Stack {
         name: name.to_string(),
         description: file.description,
         namespace,
         stages,
-        profiles: file.profiles,
+        profiles,
         secrets: file
             .secrets
             .into_iter()
             .map(|s| SecretDecl {
-                name: s.name,
+                name: s.name.value,
                 description: s.description,
                 keys: s.keys,
+                generate: s.generate,
             })
             .collect(),
     })

@@ -472,3 +472,266 @@ proptest! {
         let _ = load("s", Some(dir.path()));
     }
 }
+
+// ---- per-profile sizing overlays -------------------------------------------------------------
+
+const WORKLOADS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: llm
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: llm}}
+  template:
+    metadata: {labels: {app: llm}}
+    spec:
+      containers:
+        - name: server
+          image: ollama/ollama:0.12.10
+          env:
+            - {name: KEEP, value: \"1\"}
+            - {name: MODEL, value: big}
+          resources:
+            requests: {cpu: \"4\", memory: 8Gi}
+            limits: {cpu: \"8\", memory: 16Gi}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: models
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 20Gi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: extra
+spec:
+  selector: {matchLabels: {app: extra}}
+  template:
+    metadata: {labels: {app: extra}}
+    spec:
+      containers:
+        - {name: x, image: busybox:1.37.0}
+";
+
+fn with_profiles(profiles: &str) -> Result<Stack, StackError> {
+    let text = format!("{STACK_YAML}profiles:\n{profiles}");
+    let dir = stack_with(Some(&text), &[("00-base/w.yaml", WORKLOADS)]);
+    load("s", Some(dir.path()))
+}
+
+fn object<'a>(stack: &'a Stack, kind: &str, name: &str) -> Option<&'a Value> {
+    stack
+        .stages
+        .iter()
+        .flat_map(|s| &s.objects)
+        .find(|o| o.reference.kind == kind && o.reference.name == name)
+        .map(|o| &o.value)
+}
+
+#[test]
+fn overlays_size_objects_structurally() {
+    let stack = with_profiles(
+        "  small:
+    Deployment/llm:
+      replicas: 1
+      containers:
+        server:
+          image: ollama/ollama:0.12.10-rocm
+          requests: {cpu: 500m, memory: 1Gi}
+          limits: {memory: 3Gi}
+          env: {MODEL: small, NEW: yes-please}
+    PersistentVolumeClaim/models:
+      storage: 5Gi
+    Deployment/extra:
+      omit: true
+  gpu:
+    Deployment/llm:
+      containers:
+        server:
+          gpu: 1
+",
+    )
+    .unwrap();
+    assert_eq!(stack.sized_profiles(), vec!["gpu", "small"]);
+
+    let small = stack.sized("small");
+    let llm = object(&small, "Deployment", "llm").unwrap();
+    assert_eq!(llm["spec"]["replicas"], 1);
+    let c = &llm["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "ollama/ollama:0.12.10-rocm");
+    assert_eq!(
+        c["resources"]["requests"],
+        serde_json::json!({"cpu": "500m", "memory": "1Gi"})
+    );
+    // limits not named keep their value
+    assert_eq!(
+        c["resources"]["limits"],
+        serde_json::json!({"cpu": "8", "memory": "3Gi"})
+    );
+    assert_eq!(
+        c["env"],
+        serde_json::json!([
+            {"name": "KEEP", "value": "1"},
+            {"name": "MODEL", "value": "small"},
+            {"name": "NEW", "value": "yes-please"}
+        ])
+    );
+    assert_eq!(
+        object(&small, "PersistentVolumeClaim", "models").unwrap()["spec"]["resources"]["requests"]["storage"],
+        "5Gi"
+    );
+    assert!(object(&small, "Deployment", "extra").is_none(), "omitted");
+    assert!(llm["spec"]["template"]["spec"].get("runtimeClassName").is_none());
+
+    let gpu = stack.sized("gpu");
+    let spec = &object(&gpu, "Deployment", "llm").unwrap()["spec"]["template"]["spec"];
+    assert_eq!(spec["runtimeClassName"], "nvidia");
+    assert_eq!(spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(spec["containers"][0]["resources"]["limits"]["memory"], "16Gi");
+    assert!(object(&gpu, "Deployment", "extra").is_some());
+
+    // The stack itself is unchanged, and a profile without sizing gets the objects as written.
+    assert_eq!(object(&stack, "Deployment", "llm").unwrap()["spec"]["replicas"], 2);
+    assert_eq!(stack.sized("unknown-profile"), stack);
+}
+
+#[test]
+fn quantities_parse_like_kubernetes() {
+    use super::overlay::quantity_value;
+    assert_eq!(quantity_value("500m"), Some(0.5));
+    assert_eq!(quantity_value("2"), Some(2.0));
+    assert_eq!(quantity_value("1.5Gi"), Some(1.5 * 1073741824.0));
+    assert_eq!(quantity_value("10G"), Some(1e10));
+    for bad in ["", "Gi", "1.2.3", "-1", "1 Gi", "1gb", ".5", "5."] {
+        assert_eq!(quantity_value(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn overlay_errors_name_the_line_and_the_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  p:\n    Deployment/nope:\n      replicas: 1\n",
+            "no Deployment named \"nope\"",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment:\n      replicas: 1\n",
+            "not of the form Kind/name",
+            ":12:",
+        ),
+        (
+            "  p:\n    PersistentVolumeClaim/models:\n      replicas: 1\n",
+            "replicas does not apply",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      storage: 1Gi\n",
+            "storage does not apply",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        srv: {gpu: 1}\n",
+            "no container \"srv\" (its containers are server)",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        server: {image: \"ollama/ollama\"}\n",
+            "not pinned",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        server: {limits: {nvidia.com/gpu: 1}}\n",
+            "write `gpu: N`",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        server: {requests: {cpu: 2}, limits: {cpu: 1}}\n",
+            "request 2 is above its limit 1",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        server: {requests: {memory: lots}}\n",
+            "not a Kubernetes quantity",
+            ":13:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      containers:\n        server: {requests: {Memory: 1Gi}}\n",
+            "not a resource name",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/llm:\n      replicaz: 1\n",
+            "unknown field",
+            ":12:",
+        ),
+        (
+            "  p:\n    Deployment/extra:\n      omit: true\n      replicas: 1\n",
+            "omit: true together with sizing",
+            ":12:",
+        ),
+    ];
+    for (profiles, want, line) in cases {
+        let msg = with_profiles(profiles).unwrap_err().to_string();
+        assert!(msg.starts_with("s/stack.yaml"), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in:\n{msg}");
+        assert!(msg.contains(line), "want line {line} in:\n{msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+}
+
+#[test]
+fn every_embedded_stack_sizes_for_every_profile_it_names() {
+    for name in embedded_names() {
+        let stack = load(&name, None).unwrap();
+        for profile in stack.sized_profiles() {
+            let sized = stack.sized(profile);
+            for o in sized.stages.iter().flat_map(|s| &s.objects) {
+                for (_, c) in super::check::containers(&o.reference.kind, &o.value) {
+                    assert!(
+                        c.pointer("/resources/limits/memory").is_some(),
+                        "{name}/{profile}: {} has a container without a memory limit",
+                        o.reference
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn secret_declaration_errors_name_the_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "secrets:\n  - {name: s1, description: d, keys: [lower]}\n",
+            "must be environment variable names",
+        ),
+        (
+            "secrets:\n  - {name: s1, description: d, keys: []}\n",
+            "must be environment variable names",
+        ),
+        (
+            "secrets:\n  - {name: Bad_Name, description: d, keys: [A]}\n",
+            "not a valid name",
+        ),
+        (
+            "secrets:\n  - {name: s1, description: d, keys: [A], generate: {length: 8}}\n",
+            "generate needs length 16-256",
+        ),
+        (
+            "secrets:\n  - {name: s1, description: d, keys: [A], generate: {length: 32, format: fixed}}\n",
+            "a format containing {random}",
+        ),
+    ];
+    for (secrets, want) in cases {
+        let text = format!("{STACK_YAML}{secrets}");
+        let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+        let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+        assert!(msg.starts_with("s/stack.yaml:10:"), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+    }
+}

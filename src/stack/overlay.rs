@@ -1,0 +1,396 @@
+//! Per-profile sizing: structured overlays from `stack.yaml`'s `profiles:` applied to the parsed
+//! objects, never text templating.
+//!
+//! A stack's YAML carries one set of figures; a profile's overlay changes only what sizing needs
+//! (replicas, container images for CPU/GPU variants, requests and limits, environment values,
+//! storage sizes, GPU shares) on named objects, or leaves an object out. Every overlay is checked
+//! when the stack is loaded, against the objects it names, so a typo in `stack.yaml` stops
+//! kstrap with the file and line rather than silently leaving a service unsized.
+
+use super::check::{containers, image_problem};
+use super::error::StackError;
+use super::{Stack, Stage};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The RuntimeClass GPU workloads run under (NVIDIA's container runtime).
+pub const GPU_RUNTIME_CLASS: &str = "nvidia";
+/// The extended resource the NVIDIA device plugin advertises; one unit is one time-sliced share.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// A resource quantity as Kubernetes writes it: `500m`, `2`, `1.5Gi`. YAML numbers are accepted
+/// and kept as their decimal text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Int(n) => n.to_string(),
+            Raw::Float(f) => f.to_string(),
+            Raw::Text(s) => s,
+        };
+        if quantity_value(&text).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is not a Kubernetes quantity (write e.g. 500m, 2, 512Mi, 10Gi)"
+            )));
+        }
+        Ok(Quantity(text))
+    }
+}
+
+/// A quantity's value in base units (cores, bytes), for comparisons. None when malformed.
+pub fn quantity_value(q: &str) -> Option<f64> {
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(s, f)| q.strip_suffix(s).map(|n| (n, *f)))
+        .unwrap_or((q, 1.0));
+    let digits_ok = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    if !digits_ok {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+/// One object's overlay for one profile, as written in `stack.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// `spec.replicas` of a Deployment, StatefulSet or ReplicaSet.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// The requested size of a PersistentVolumeClaim (`spec.resources.requests.storage`).
+    #[serde(default)]
+    pub storage: Option<Quantity>,
+    /// Leave the object out for this profile (a service the machine cannot carry).
+    #[serde(default)]
+    pub omit: bool,
+    /// Changes per container, by container name.
+    #[serde(default)]
+    pub containers: BTreeMap<String, ContainerOverlay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerOverlay {
+    /// Another pinned image (a CPU or CUDA variant of the same service).
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub requests: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, Quantity>,
+    /// Environment values to set (added, or replacing a plain `value` of the same name).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// GPU shares (`nvidia.com/gpu` limit) for this container; the pod also gets
+    /// `runtimeClassName: nvidia`. Under time-slicing one share is one slice of a GPU.
+    #[serde(default)]
+    pub gpu: Option<u32>,
+}
+
+/// What a checked overlay is attached to in the stack: the object key `Kind/name` and where in
+/// `stack.yaml` it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedOverlay {
+    pub overlay: Overlay,
+    /// 1-based line in `stack.yaml`.
+    pub line: usize,
+}
+
+const REPLICATED: &[&str] = &["Deployment", "StatefulSet", "ReplicaSet"];
+
+/// Checks every profile's overlays against the stack's objects. `path` is stack.yaml's shown path.
+pub(crate) fn check(
+    path: &str,
+    stages: &[Stage],
+    profiles: &BTreeMap<String, BTreeMap<String, PlacedOverlay>>,
+) -> Result<(), StackError> {
+    for (profile, overlays) in profiles {
+        for (key, placed) in overlays {
+            let err = |message: String, hint: &str| StackError::StackFile {
+                path: path.to_string(),
+                line: placed.line,
+                message: format!("profiles.{profile}.{key}: {message}"),
+                hint: hint.to_string(),
+            };
+            let Some((kind, name)) = key.split_once('/') else {
+                return Err(err(
+                    "not of the form Kind/name".into(),
+                    "name the object as Kind/name, e.g. Deployment/ollama",
+                ));
+            };
+            let matches: Vec<&Value> = stages
+                .iter()
+                .flat_map(|s| &s.objects)
+                .filter(|o| o.reference.kind == kind && o.reference.name == name)
+                .map(|o| &o.value)
+                .collect();
+            let object = match matches.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(err(
+                        format!("no {kind} named {name:?} in the stack"),
+                        "overlays change objects of the stack's stage folders: correct the kind or name",
+                    ));
+                }
+                _ => {
+                    return Err(err(
+                        format!("{} objects are {kind}/{name} (in different namespaces)", matches.len()),
+                        "give those objects distinct names so an overlay can name one",
+                    ));
+                }
+            };
+            let o = &placed.overlay;
+            if o.omit && (o.replicas.is_some() || o.storage.is_some() || !o.containers.is_empty()) {
+                return Err(err(
+                    "omit: true together with sizing".into(),
+                    "an omitted object is not applied; remove either omit or the sizing",
+                ));
+            }
+            if o.replicas.is_some() && !REPLICATED.contains(&kind) {
+                return Err(err(
+                    format!("replicas does not apply to a {kind}"),
+                    "replicas sizes Deployments, StatefulSets and ReplicaSets",
+                ));
+            }
+            if o.storage.is_some() && kind != "PersistentVolumeClaim" {
+                return Err(err(
+                    format!("storage does not apply to a {kind}"),
+                    "storage sizes a PersistentVolumeClaim",
+                ));
+            }
+            let present: Vec<String> = containers(kind, object)
+                .iter()
+                .filter_map(|(_, c)| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            for (cname, c) in &o.containers {
+                if !present.contains(cname) {
+                    let have = if present.is_empty() {
+                        format!("a {kind} has no containers")
+                    } else {
+                        format!("its containers are {}", present.join(", "))
+                    };
+                    return Err(err(
+                        format!("no container {cname:?} ({have})"),
+                        "name a container of the object",
+                    ));
+                }
+                if let Some(image) = &c.image
+                    && let Some(reason) = image_problem(image)
+                {
+                    return Err(err(
+                        format!("container {cname}: image {image:?} is not pinned: {reason}"),
+                        "pin the image to an exact release tag (name:1.2.3) or a digest",
+                    ));
+                }
+                for (what, map) in [("requests", &c.requests), ("limits", &c.limits)] {
+                    if map.contains_key(GPU_RESOURCE) {
+                        return Err(err(
+                            format!("container {cname}: {GPU_RESOURCE} under {what}"),
+                            "write `gpu: N` on the container instead: it also sets runtimeClassName",
+                        ));
+                    }
+                    if let Some(bad) = map.keys().find(|k| !is_resource_name(k)) {
+                        return Err(err(
+                            format!("container {cname}: {bad:?} is not a resource name"),
+                            "use cpu, memory, ephemeral-storage or a domain/name extended resource",
+                        ));
+                    }
+                }
+                for (res, req) in &c.requests {
+                    if let Some(lim) = c.limits.get(res)
+                        && quantity_value(&req.0) > quantity_value(&lim.0)
+                    {
+                        return Err(err(
+                            format!(
+                                "container {cname}: {res} request {} is above its limit {}",
+                                req.0, lim.0
+                            ),
+                            "a request must not exceed the limit: raise the limit or lower the request",
+                        ));
+                    }
+                }
+                if c.gpu == Some(0) {
+                    return Err(err(
+                        format!("container {cname}: gpu: 0"),
+                        "leave gpu out for a container that needs no GPU",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_resource_name(k: &str) -> bool {
+    matches!(k, "cpu" | "memory" | "ephemeral-storage")
+        || k.split_once('/')
+            .is_some_and(|(domain, name)| domain.contains('.') && super::check::is_dns_label(name))
+}
+
+impl Stack {
+    /// Profiles this stack has sizing for.
+    pub fn sized_profiles(&self) -> Vec<&str> {
+        self.profiles.keys().map(String::as_str).collect()
+    }
+
+    /// The stack sized for `profile`: its overlays applied to copies of the objects, omitted
+    /// objects removed. A profile the stack has no sizing for gets the objects as written (the
+    /// caller says so to the user).
+    pub fn sized(&self, profile: &str) -> Stack {
+        let mut out = self.clone();
+        let Some(overlays) = self.profiles.get(profile) else {
+            return out;
+        };
+        for stage in &mut out.stages {
+            stage.objects.retain(|o| {
+                let key = format!("{}/{}", o.reference.kind, o.reference.name);
+                !overlays.get(&key).is_some_and(|p| p.overlay.omit)
+            });
+            for object in &mut stage.objects {
+                let key = format!("{}/{}", object.reference.kind, object.reference.name);
+                if let Some(placed) = overlays.get(&key) {
+                    apply(&object.reference.kind, &mut object.value, &placed.overlay);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Applies one checked overlay to an object.
+fn apply(kind: &str, object: &mut Value, overlay: &Overlay) {
+    if let Some(n) = overlay.replicas {
+        set(object, &["spec", "replicas"], json!(n));
+    }
+    if let Some(q) = &overlay.storage {
+        set(object, &["spec", "resources", "requests", "storage"], json!(q.0));
+    }
+    let spec_path: &[&str] = match kind {
+        "Pod" => &["spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => &["spec", "template", "spec"],
+    };
+    let mut wants_gpu = false;
+    for (name, c) in &overlay.containers {
+        let Some(container) = container_mut(object, spec_path, name) else {
+            continue; // checked at load time
+        };
+        if let Some(image) = &c.image {
+            container.insert("image".into(), json!(image));
+        }
+        for (field, map) in [("requests", &c.requests), ("limits", &c.limits)] {
+            for (res, q) in map {
+                set_in(container, &["resources", field, res], json!(q.0));
+            }
+        }
+        if let Some(n) = c.gpu {
+            set_in(container, &["resources", "limits", GPU_RESOURCE], json!(n.to_string()));
+            wants_gpu = true;
+        }
+        if !c.env.is_empty() {
+            let env = container.entry("env").or_insert_with(|| json!([]));
+            if !env.is_array() {
+                *env = json!([]);
+            }
+            if let Some(list) = env.as_array_mut() {
+                for (k, v) in &c.env {
+                    match list
+                        .iter_mut()
+                        .find(|e| e.get("name").and_then(Value::as_str) == Some(k))
+                    {
+                        Some(e) => *e = json!({ "name": k, "value": v }),
+                        None => list.push(json!({ "name": k, "value": v })),
+                    }
+                }
+            }
+        }
+    }
+    if wants_gpu {
+        set(
+            object,
+            &[spec_path, &["runtimeClassName"]].concat(),
+            json!(GPU_RUNTIME_CLASS),
+        );
+    }
+}
+
+fn container_mut<'a>(
+    object: &'a mut Value,
+    spec_path: &[&str],
+    name: &str,
+) -> Option<&'a mut serde_json::Map<String, Value>> {
+    let mut spec = object;
+    for p in spec_path {
+        spec = spec.get_mut(*p)?;
+    }
+    let spec = spec.as_object_mut()?;
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(items)) = spec.get(list)
+            && items
+                .iter()
+                .any(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        {
+            return spec
+                .get_mut(list)?
+                .as_array_mut()?
+                .iter_mut()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))?
+                .as_object_mut();
+        }
+    }
+    None
+}
+
+/// Sets `path` in `value`, creating mappings on the way.
+fn set(value: &mut Value, path: &[&str], new: Value) {
+    if let Some(map) = value.as_object_mut() {
+        set_in(map, path, new);
+    }
+}
+
+fn set_in(map: &mut serde_json::Map<String, Value>, path: &[&str], new: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = map;
+    for p in parents {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        let Some(next) = entry.as_object_mut() else {
+            return;
+        };
+        cur = next;
+    }
+    cur.insert(last.to_string(), new);
+}
