@@ -17,7 +17,7 @@ mod tests;
 
 pub use objects::{
     OverlayError, chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected,
-    gpu_workload_overlay, namespace, runtime_class, time_slicing_config,
+    gpu_workload_overlay, namespace, needs_device_plugin_restart, runtime_class, time_slicing_config,
 };
 pub use readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness, node_gpu_readiness};
 pub use values::{OperatorValues, operator_values, toolkit_env, values_yaml};

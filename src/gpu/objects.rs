@@ -204,6 +204,17 @@ pub fn device_plugin_restart_patch(now_rfc3339: &str) -> Value {
     })
 }
 
+/// Whether applying `desired` (the time-slicing ConfigMap) changes what the device plugin reads,
+/// so that it must be restarted afterwards: true when the live ConfigMap is missing (first
+/// install: restarting is harmless, the plugin may have started before the ConfigMap existed)
+/// or its `data` differs.
+pub fn needs_device_plugin_restart(live: Option<&Value>, desired: &Value) -> bool {
+    match live {
+        None => true,
+        Some(live) => live["data"] != desired["data"],
+    }
+}
+
 /// Name of the DaemonSet [`device_plugin_restart_patch`] applies to.
 pub fn device_plugin_daemonset() -> (&'static str, &'static str) {
     (NAMESPACE, DEVICE_PLUGIN_DAEMONSET)

@@ -30,7 +30,7 @@ fn select(facts: &HostFacts, distro: Distro) -> Selection {
 }
 
 /// The cases the snapshots cover: distro × host driver × Docker × GPU count.
-fn cases() -> Vec<(&'static str, HostFacts, Selection)> {
+fn cases() -> Vec<(String, HostFacts, Selection)> {
     let mut out = Vec::new();
     for distro in [Distro::K3s, Distro::K0s] {
         let d = distro.to_string();
@@ -52,8 +52,7 @@ fn cases() -> Vec<(&'static str, HostFacts, Selection)> {
             ("2gpus-driver-docker", two),
         ] {
             let sel = select(&f, distro);
-            let name: &'static str = Box::leak(format!("{d}-{case}").into_boxed_str());
-            out.push((name, f, sel));
+            out.push((format!("{d}-{case}"), f, sel));
         }
     }
     out
@@ -503,6 +502,19 @@ fn device_plugin_restart_patch_shape() {
         device_plugin_daemonset(),
         ("gpu-operator", "nvidia-device-plugin-daemonset")
     );
+}
+
+#[test]
+fn restart_only_when_the_plugin_config_changes() {
+    let four = time_slicing_config(4, Sharing::TimeSlicing, false);
+    let eight = time_slicing_config(8, Sharing::TimeSlicing, false);
+    assert!(needs_device_plugin_restart(None, &four));
+    assert!(!needs_device_plugin_restart(Some(&four), &four));
+    assert!(needs_device_plugin_restart(Some(&four), &eight));
+    // Server-added metadata does not count as a change.
+    let mut live = four.clone();
+    live["metadata"]["resourceVersion"] = json!("4711");
+    assert!(!needs_device_plugin_restart(Some(&live), &four));
 }
 
 fn deployment() -> Value {
