@@ -2,26 +2,69 @@
 //! must advertise afterwards.
 //!
 //! The operator is installed through the distribution's own Helm controller (no helm binary):
-//! `helm.cattle.io/v1 HelmChart` on k3s, `helm.k0sproject.io/v1beta1 Chart` on k0s. Values are
-//! built as typed data in the issue that installs it; the plan names the objects and settings.
+//! `helm.cattle.io/v1 HelmChart` on k3s, `helm.k0sproject.io/v1beta1 Chart` on k0s. Its values are
+//! a typed model (`values`), the objects are built in `objects`, GPU readiness is decided by the
+//! pure functions in `readiness`, and `verify` holds the `--verify-gpu` pod. The plan names
+//! exactly the objects `gpu_objects` generates (a test holds them equal).
+
+pub mod objects;
+pub mod readiness;
+pub mod values;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use objects::{
+    OverlayError, chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected,
+    gpu_workload_overlay, namespace, needs_device_plugin_restart, runtime_class, time_slicing_config,
+};
+pub use readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness, node_gpu_readiness};
+pub use values::{OperatorValues, operator_values, toolkit_env, values_yaml};
+pub use verify::{VERIFY_IMAGE, VERIFY_POD, verify_pod};
 
 use crate::distro::Distro;
 use crate::facts::HostFacts;
 use crate::plan::step::{Action, ObjectRef, Phase, Step};
-use crate::profile::Selection;
+use crate::profile::{Selection, Sharing};
+use serde_json::Value;
 
 /// Chart name in NVIDIA's Helm repository.
 pub const CHART: &str = "gpu-operator";
 /// NVIDIA's Helm repository.
 pub const REPO: &str = "https://helm.ngc.nvidia.com/nvidia";
-/// Pinned chart version (NVIDIA's chart versions carry a leading `v`).
+/// Pinned chart version (NVIDIA's chart versions carry a leading `v`). v26.3.2 is published:
+/// NVIDIA/gpu-operator PR #2498 ("bump gpu-operator version to v26.3.2") and RKE2's GPU operator
+/// page installs it through the same HelmChart kind k3s uses.
 pub const CHART_VERSION: &str = "v26.3.2";
 /// Namespace of the operator and of the time-slicing ConfigMap.
 pub const NAMESPACE: &str = "gpu-operator";
 /// The time-slicing ConfigMap, referenced by `devicePlugin.config.name`.
 pub const TIME_SLICING_CONFIG: &str = "kstrap-time-slicing";
+/// The key in that ConfigMap, referenced by `devicePlugin.config.default` ("any", as in NVIDIA's
+/// time-slicing guide).
+pub const TIME_SLICING_KEY: &str = "any";
+/// RuntimeClass (and containerd handler) GPU workloads use.
+pub const RUNTIME_CLASS: &str = "nvidia";
+/// The operator's ClusterPolicy.
+pub const CLUSTER_POLICY: &str = "cluster-policy";
+/// The DaemonSet to restart after the time-slicing ConfigMap changes.
+pub const DEVICE_PLUGIN_DAEMONSET: &str = "nvidia-device-plugin-daemonset";
+/// Value of `app.kubernetes.io/managed-by` on everything kstrap applies.
+pub const MANAGED_BY: &str = "kstrap";
+/// How long k0s's Helm extension waits for the chart's own pods (`--wait`, then rolls back).
+pub const HELM_TIMEOUT: &str = "15m";
 /// Seconds to wait for the node to advertise its GPU shares.
 pub const WAIT_TIMEOUT_S: u64 = 900;
+
+/// Shares each GPU is advertised as: 1 without sharing, at least 2 with time-slicing or MPS
+/// (profiles already require 2..=48; the floor keeps a hand-built selection honest).
+pub fn shares_per_gpu(sharing: Sharing, replicas: u32) -> u32 {
+    match sharing {
+        Sharing::None => 1,
+        Sharing::TimeSlicing | Sharing::Mps => replicas.max(2),
+    }
+}
 
 fn obj(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectRef {
     ObjectRef {
@@ -40,26 +83,30 @@ pub fn chart_object(distro: Distro) -> ObjectRef {
     }
 }
 
+/// The reference naming a generated object.
+pub fn object_ref(object: &Value) -> ObjectRef {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    ObjectRef {
+        api_version: s(&object["apiVersion"]),
+        kind: s(&object["kind"]),
+        namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+        name: s(&object["metadata"]["name"]),
+    }
+}
+
 /// Plan steps for the GPU phase; empty when the selection uses no GPU.
 pub fn steps(facts: &HostFacts, sel: &Selection) -> Vec<Step> {
-    if !sel.profile.gpu.operator || sel.gpus.is_empty() {
+    // k3s creates RuntimeClass `nvidia` itself once it finds the NVIDIA container runtime; k0s
+    // does not: `gpu_objects` adds it there.
+    let objects: Vec<ObjectRef> = gpu_objects(facts, sel).iter().map(object_ref).collect();
+    if objects.is_empty() {
         return Vec::new();
     }
     let gpus = sel.gpus.len() as u32;
-    let replicas = sel.profile.gpu.replicas;
-    let mut objects = vec![
-        obj("v1", "Namespace", None, NAMESPACE),
-        obj("v1", "ConfigMap", Some(NAMESPACE), TIME_SLICING_CONFIG),
-    ];
-    // k3s creates RuntimeClass `nvidia` itself once it finds the NVIDIA container runtime; k0s
-    // does not.
-    if sel.distro == Distro::K0s {
-        objects.push(obj("node.k8s.io/v1", "RuntimeClass", None, "nvidia"));
-    }
-    objects.push(chart_object(sel.distro));
+    let replicas = shares_per_gpu(sel.profile.gpu.sharing, sel.profile.gpu.replicas);
     let driver = match &facts.nvidia.driver_version {
         Some(v) => format!("host driver {v} kept (driver.enabled=false)"),
-        None => "no host driver found: the operator's driver container would be needed".to_string(),
+        None => "no host driver found: the operator installs its driver container (driver.enabled=true)".to_string(),
     };
     let controller = match sel.distro {
         Distro::K3s => "k3s's Helm controller",

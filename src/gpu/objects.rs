@@ -1,0 +1,301 @@
+//! The Kubernetes objects of the GPU phase, as JSON values ready for server-side apply: the
+//! operator namespace, the time-slicing ConfigMap, RuntimeClass `nvidia` where the distribution
+//! does not make it, and the chart object for the distribution's own Helm controller. Also the
+//! pure helpers that act on objects later: the device-plugin restart patch and the overlay that
+//! makes a workload use a GPU share.
+
+use super::values::{OperatorValues, operator_values, values_yaml};
+use super::{
+    CHART, CHART_VERSION, DEVICE_PLUGIN_DAEMONSET, HELM_TIMEOUT, MANAGED_BY, NAMESPACE, REPO, RUNTIME_CLASS,
+    TIME_SLICING_CONFIG, TIME_SLICING_KEY, shares_per_gpu,
+};
+use crate::distro::Distro;
+use crate::facts::HostFacts;
+use crate::profile::{Selection, Sharing};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Labels every object kstrap applies carries.
+fn labels() -> Value {
+    json!({ "app.kubernetes.io/managed-by": MANAGED_BY })
+}
+
+/// The operator namespace. Its pods are privileged (driver, toolkit, device plugin), so Pod
+/// Security Admission must allow that where it is enforced (k3s with a CIS profile, k0s with PSA
+/// configured).
+pub fn namespace() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                "pod-security.kubernetes.io/enforce": "privileged",
+            },
+        },
+    })
+}
+
+/// The device plugin's config file (`version: v1`), one key of the ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct PluginConfig {
+    version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sharing: Option<SharingConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SharingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_slicing: Option<ReplicatedResources>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mps: Option<ReplicatedResources>,
+}
+
+/// `sharing.timeSlicing` / `sharing.mps`. `renameByDefault` belongs here: at the top level or
+/// under `sharing` the plugin ignores it without a word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplicatedResources {
+    rename_by_default: bool,
+    resources: Vec<ReplicatedResource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct ReplicatedResource {
+    name: &'static str,
+    replicas: u32,
+}
+
+/// The time-slicing (or, when the profile asks for it, MPS) ConfigMap the device plugin reads
+/// through `devicePlugin.config`. `replicas` shares per GPU, at least 2 under sharing. With
+/// `rename_by_default` the shares are advertised as `nvidia.com/gpu.shared` instead of
+/// `nvidia.com/gpu`; kstrap keeps it `false` so workloads and the readiness check use the plain
+/// name. `Sharing::None` gives a config without a `sharing` section: one pod per GPU.
+pub fn time_slicing_config(replicas: u32, sharing: Sharing, rename_by_default: bool) -> Value {
+    let resources = |replicas| ReplicatedResources {
+        rename_by_default,
+        resources: vec![ReplicatedResource {
+            name: "nvidia.com/gpu",
+            replicas,
+        }],
+    };
+    let shares = shares_per_gpu(sharing, replicas);
+    let sharing = match sharing {
+        Sharing::TimeSlicing => Some(SharingConfig {
+            time_slicing: Some(resources(shares)),
+            mps: None,
+        }),
+        Sharing::Mps => Some(SharingConfig {
+            time_slicing: None,
+            mps: Some(resources(shares)),
+        }),
+        Sharing::None => None,
+    };
+    let config = PluginConfig { version: "v1", sharing };
+    // Same reasoning as `values_yaml`: plain structs, cannot fail; JSON is valid YAML.
+    let text = serde_saphyr::to_string(&config)
+        .or_else(|_| serde_json::to_string(&config))
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": TIME_SLICING_CONFIG,
+            "namespace": NAMESPACE,
+            "labels": labels(),
+        },
+        "data": { TIME_SLICING_KEY: text },
+    })
+}
+
+/// RuntimeClass `nvidia` (handler `nvidia`, the runtime the toolkit registers). k3s creates it
+/// itself once it finds the NVIDIA container runtime; k0s does not.
+pub fn runtime_class() -> Value {
+    json!({
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": { "name": RUNTIME_CLASS, "labels": labels() },
+        "handler": RUNTIME_CLASS,
+    })
+}
+
+/// URL of the pinned chart archive in NVIDIA's repository (the layout `helm fetch` uses).
+pub fn chart_url() -> String {
+    format!("{REPO}/charts/{CHART}-{CHART_VERSION}.tgz")
+}
+
+/// The chart object for the distribution's Helm controller, in `kube-system` where both
+/// controllers look for them.
+///
+/// - k3s: `helm.cattle.io/v1 HelmChart` with `repo`, `chart`, `version`, `targetNamespace`,
+///   `createNamespace` and the values as a YAML string in `valuesContent`.
+/// - k0s: `helm.k0sproject.io/v1beta1 Chart` (spec fields `chartName`, `releaseName`, `version`,
+///   `values` — a YAML string too —, `namespace`, `timeout`, `order`). The Chart CR has no
+///   repository field (repositories live in k0s.yaml), so `chartName` is the archive's URL, which
+///   Helm's chart downloader fetches directly; nothing in k0s.yaml has to change.
+pub fn chart(distro: Distro, values: &OperatorValues) -> Value {
+    let yaml = values_yaml(values);
+    match distro {
+        Distro::K3s => json!({
+            "apiVersion": "helm.cattle.io/v1",
+            "kind": "HelmChart",
+            "metadata": { "name": CHART, "namespace": "kube-system", "labels": labels() },
+            "spec": {
+                "repo": REPO,
+                "chart": CHART,
+                "version": CHART_VERSION,
+                "targetNamespace": NAMESPACE,
+                "createNamespace": true,
+                "valuesContent": yaml,
+            },
+        }),
+        Distro::K0s => json!({
+            "apiVersion": "helm.k0sproject.io/v1beta1",
+            "kind": "Chart",
+            "metadata": { "name": CHART, "namespace": "kube-system", "labels": labels() },
+            "spec": {
+                "chartName": chart_url(),
+                "releaseName": CHART,
+                "version": CHART_VERSION,
+                "namespace": NAMESPACE,
+                "timeout": HELM_TIMEOUT,
+                "values": yaml,
+            },
+        }),
+    }
+}
+
+/// Whether the selection puts GPUs under the operator at all.
+pub fn gpu_selected(sel: &Selection) -> bool {
+    sel.profile.gpu.operator && !sel.gpus.is_empty()
+}
+
+/// Everything the GPU phase applies, in apply order: Namespace, time-slicing ConfigMap,
+/// RuntimeClass `nvidia` (k0s only), chart object. Empty when the selection uses no GPU.
+pub fn gpu_objects(facts: &HostFacts, sel: &Selection) -> Vec<Value> {
+    if !gpu_selected(sel) {
+        return Vec::new();
+    }
+    let gpu = &sel.profile.gpu;
+    let mut out = vec![namespace(), time_slicing_config(gpu.replicas, gpu.sharing, false)];
+    if sel.distro == Distro::K0s {
+        out.push(runtime_class());
+    }
+    out.push(chart(sel.distro, &operator_values(facts, sel)));
+    out
+}
+
+/// Strategic-merge patch for `daemonset/nvidia-device-plugin-daemonset` in the operator
+/// namespace that restarts its pods, as `kubectl rollout restart` does. Needed after the
+/// time-slicing ConfigMap changes: the operator does not watch it, and the plugin keeps
+/// advertising the old number of shares until restarted.
+pub fn device_plugin_restart_patch(now_rfc3339: &str) -> Value {
+    json!({
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": { "kubectl.kubernetes.io/restartedAt": now_rfc3339 },
+                },
+            },
+        },
+    })
+}
+
+/// Whether applying `desired` (the time-slicing ConfigMap) changes what the device plugin reads,
+/// so that it must be restarted afterwards: true when the live ConfigMap is missing (first
+/// install: restarting is harmless, the plugin may have started before the ConfigMap existed)
+/// or its `data` differs.
+pub fn needs_device_plugin_restart(live: Option<&Value>, desired: &Value) -> bool {
+    match live {
+        None => true,
+        Some(live) => live["data"] != desired["data"],
+    }
+}
+
+/// Name of the DaemonSet [`device_plugin_restart_patch`] applies to.
+pub fn device_plugin_daemonset() -> (&'static str, &'static str) {
+    (NAMESPACE, DEVICE_PLUGIN_DAEMONSET)
+}
+
+/// Why a workload could not be given a GPU share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverlayError {
+    #[error("{kind}/{name}: only a Deployment, StatefulSet, DaemonSet, Job or Pod can be given a GPU")]
+    NotAWorkload { kind: String, name: String },
+    #[error("{kind}/{name}: the pod template has no containers")]
+    NoContainers { kind: String, name: String },
+    #[error("{kind}/{name}: no container named {container:?} (containers: {})", .available.join(", "))]
+    NoSuchContainer {
+        kind: String,
+        name: String,
+        container: String,
+        available: Vec<String>,
+    },
+}
+
+/// A copy of `workload` whose pod runs with RuntimeClass `nvidia` and whose container `container`
+/// (the first one when `None`) has a limit of one `nvidia.com/gpu` share. An existing request
+/// for `nvidia.com/gpu` is set to the same value (extended resources need request == limit).
+pub fn gpu_workload_overlay(workload: &Value, container: Option<&str>) -> Result<Value, OverlayError> {
+    let kind = workload["kind"].as_str().unwrap_or_default().to_string();
+    let name = workload["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let mut out = workload.clone();
+    let pod_spec = match kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => out
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec")),
+        "Pod" => out.get_mut("spec"),
+        _ => None,
+    };
+    let Some(Value::Object(pod_spec)) = pod_spec else {
+        return Err(OverlayError::NotAWorkload { kind, name });
+    };
+    pod_spec.insert("runtimeClassName".into(), Value::String(RUNTIME_CLASS.into()));
+    let Some(Value::Array(containers)) = pod_spec.get_mut("containers") else {
+        return Err(OverlayError::NoContainers { kind, name });
+    };
+    if containers.is_empty() {
+        return Err(OverlayError::NoContainers { kind, name });
+    }
+    let index = match container {
+        None => 0,
+        Some(wanted) => containers
+            .iter()
+            .position(|c| c["name"].as_str() == Some(wanted))
+            .ok_or_else(|| OverlayError::NoSuchContainer {
+                kind: kind.clone(),
+                name: name.clone(),
+                container: wanted.to_string(),
+                available: containers
+                    .iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect(),
+            })?,
+    };
+    let Some(Value::Object(c)) = containers.get_mut(index) else {
+        return Err(OverlayError::NoContainers { kind, name });
+    };
+    let resources = c.entry("resources").or_insert_with(|| json!({}));
+    if !resources.is_object() {
+        *resources = json!({});
+    }
+    if let Value::Object(resources) = resources {
+        let limits = resources.entry("limits").or_insert_with(|| json!({}));
+        if !limits.is_object() {
+            *limits = json!({});
+        }
+        if let Value::Object(limits) = limits {
+            limits.insert("nvidia.com/gpu".into(), json!(1));
+        }
+        if let Some(Value::Object(requests)) = resources.get_mut("requests")
+            && requests.contains_key("nvidia.com/gpu")
+        {
+            requests.insert("nvidia.com/gpu".into(), json!(1));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,140 @@
+//! The GPU operator chart's values as a typed model, serialized (never string-templated) into the
+//! HelmChart's `valuesContent` (k3s) or the Chart's `values` (k0s).
+//!
+//! Only the fields kstrap must set are modelled; everything else keeps the chart's default. The
+//! field names are the chart's own (`deployments/gpu-operator/values.yaml` in NVIDIA/gpu-operator);
+//! a test checks every serialized leaf against the trimmed list in
+//! `tests/fixtures/gpu-operator-values-fields.txt`, so a misspelt field (which Helm would silently
+//! ignore) fails the build instead of a user's install.
+
+use super::{TIME_SLICING_CONFIG, TIME_SLICING_KEY};
+use crate::distro::Distro;
+use crate::facts::HostFacts;
+use crate::profile::Selection;
+use serde::Serialize;
+
+/// The values kstrap passes to the `gpu-operator` chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorValues {
+    pub driver: Driver,
+    pub toolkit: Toolkit,
+    pub device_plugin: DevicePlugin,
+}
+
+/// `driver.*`: whether the operator installs its driver container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Driver {
+    /// `false` when the host already has a driver (laptops, workstations): a second driver in a
+    /// container cannot load next to the host's kernel module.
+    pub enabled: bool,
+}
+
+/// `toolkit.*`: the NVIDIA container toolkit DaemonSet that registers the `nvidia` runtime with
+/// the node's containerd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Toolkit {
+    pub enabled: bool,
+    /// Environment of the toolkit container: where the distribution's containerd lives.
+    pub env: Vec<EnvVar>,
+}
+
+/// One `{name, value}` entry of a container's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// `devicePlugin.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DevicePlugin {
+    pub config: DevicePluginConfig,
+}
+
+/// `devicePlugin.config.*`: the ConfigMap holding the sharing configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DevicePluginConfig {
+    /// Name of the ConfigMap in the operator namespace.
+    pub name: String,
+    /// Key in that ConfigMap applied to every node. Without it nothing is applied until a node is
+    /// labelled `nvidia.com/device-plugin.config=<key>`: time-slicing then silently does not
+    /// happen, the most reported operator problem.
+    pub default: String,
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// Toolkit environment for the distribution's own containerd.
+///
+/// These are set even when they look redundant, and in particular when Docker (or a standalone
+/// containerd) is installed next to the distribution: the toolkit's defaults are
+/// `/etc/containerd/config.toml` and `/run/containerd/containerd.sock`, which on such a host
+/// belong to Docker's containerd. Left alone, the toolkit configures and signals that containerd,
+/// the distribution's containerd never learns the `nvidia` runtime, and every GPU pod fails with
+/// "no runtime for nvidia is configured". So the env never depends on `facts.runtimes`.
+pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
+    let paths = distro.paths();
+    match distro {
+        // k3s writes `config.toml` itself at every start from its template and adds the `nvidia`
+        // runtime on its own once the toolkit's binaries are in /usr/local/nvidia/toolkit. The
+        // toolkit is pointed at the generated file, never at `config.toml.tmpl`: a template the
+        // toolkit wrote would replace k3s's whole base template (CNI, sandbox image) at the next
+        // restart and leave the node NotReady. RUNTIME_CONFIG_SOURCE makes the toolkit read k3s's
+        // own file instead of running `containerd config dump` with whichever `containerd` is on
+        // the host's PATH (Docker's, when Docker is installed).
+        Distro::K3s => vec![
+            env("CONTAINERD_SOCKET", paths.containerd_socket),
+            env("CONTAINERD_CONFIG", paths.containerd_config),
+            env("RUNTIME_CONFIG_SOURCE", &format!("file={}", paths.containerd_config)),
+        ],
+        // k0s generates /run/k0s/containerd-cri.toml and imports drop-ins from
+        // /etc/k0s/containerd.d; its containerd binary is not on PATH, so the toolkit is told where
+        // it is (RUNTIME_EXECUTABLE_PATH, nvidia-container-toolkit PR #1029 for k0s).
+        Distro::K0s => {
+            let mut out = vec![env("CONTAINERD_CONFIG", paths.containerd_config)];
+            if let Some(dir) = paths.containerd_drop_in_dir {
+                out.push(env("RUNTIME_DROP_IN_CONFIG", &format!("{dir}/nvidia.toml")));
+            }
+            out.push(env("CONTAINERD_SOCKET", paths.containerd_socket));
+            if let Some(bin) = paths.containerd_binary {
+                out.push(env("RUNTIME_EXECUTABLE_PATH", bin));
+            }
+            out
+        }
+    }
+}
+
+/// The chart values for this host and selection.
+pub fn operator_values(facts: &HostFacts, sel: &Selection) -> OperatorValues {
+    OperatorValues {
+        driver: Driver {
+            enabled: facts.nvidia.driver_version.is_none(),
+        },
+        toolkit: Toolkit {
+            enabled: true,
+            env: toolkit_env(sel.distro),
+        },
+        device_plugin: DevicePlugin {
+            config: DevicePluginConfig {
+                name: TIME_SLICING_CONFIG.to_string(),
+                default: TIME_SLICING_KEY.to_string(),
+            },
+        },
+    }
+}
+
+/// The values as YAML, for `valuesContent` / `values`.
+///
+/// serde-saphyr cannot fail on these plain structs (string keys, no floats); should it ever, the
+/// JSON form is used instead, which is valid YAML with the same meaning.
+pub fn values_yaml(values: &OperatorValues) -> String {
+    serde_saphyr::to_string(values)
+        .or_else(|_| serde_json::to_string(values))
+        .unwrap_or_default()
+}
