@@ -16,8 +16,8 @@ pub mod verify;
 mod tests;
 
 pub use objects::{
-    OverlayError, chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected,
-    gpu_workload_overlay, namespace, needs_device_plugin_restart, runtime_class, time_slicing_config,
+    chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected, namespace,
+    needs_device_plugin_restart, runtime_class, time_slicing_config,
 };
 pub use readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness, node_gpu_readiness};
 pub use values::{OperatorValues, operator_values, toolkit_env, values_yaml};
@@ -46,6 +46,8 @@ pub const TIME_SLICING_CONFIG: &str = "kstrap-time-slicing";
 pub const TIME_SLICING_KEY: &str = "any";
 /// RuntimeClass (and containerd handler) GPU workloads use.
 pub const RUNTIME_CLASS: &str = "nvidia";
+/// The extended resource the NVIDIA device plugin advertises; one unit is one time-sliced share.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// The operator's ClusterPolicy.
 pub const CLUSTER_POLICY: &str = "cluster-policy";
 /// The DaemonSet to restart after the time-slicing ConfigMap changes.

@@ -465,7 +465,7 @@ fn readiness_never_panics_on_odd_objects() {
     }
 }
 
-// ---- verification pod, restart patch, overlay ----------------------------------------------
+// ---- verification pod and restart patch ----------------------------------------------------
 
 #[test]
 fn verify_pod_shape() {
@@ -516,72 +516,6 @@ fn restart_only_when_the_plugin_config_changes() {
     live["metadata"]["resourceVersion"] = json!("4711");
     assert!(!needs_device_plugin_restart(Some(&live), &four));
 }
-
-fn deployment() -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": { "name": "ollama", "namespace": "ai" },
-        "spec": { "template": { "spec": { "containers": [
-            { "name": "sidecar", "image": "busybox" },
-            { "name": "ollama", "image": "ollama/ollama:0.9.0",
-              "resources": { "requests": { "cpu": "1", "nvidia.com/gpu": 2 }, "limits": { "memory": "8Gi" } } },
-        ] } } },
-    })
-}
-
-#[test]
-fn overlay_gives_a_named_container_one_share() {
-    let out = gpu_workload_overlay(&deployment(), Some("ollama")).expect("overlay");
-    let spec = &out["spec"]["template"]["spec"];
-    assert_eq!(spec["runtimeClassName"], "nvidia");
-    let c = &spec["containers"][1];
-    assert_eq!(
-        c["resources"]["limits"],
-        json!({ "memory": "8Gi", "nvidia.com/gpu": 1 })
-    );
-    assert_eq!(c["resources"]["requests"], json!({ "cpu": "1", "nvidia.com/gpu": 1 }));
-    assert!(
-        spec["containers"][0].get("resources").is_none(),
-        "other containers untouched"
-    );
-    // The input is not modified.
-    assert!(
-        deployment()["spec"]["template"]["spec"]
-            .get("runtimeClassName")
-            .is_none()
-    );
-}
-
-#[test]
-fn overlay_defaults_to_the_first_container_and_handles_pods() {
-    let out = gpu_workload_overlay(&deployment(), None).expect("overlay");
-    assert_eq!(
-        out["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
-        1
-    );
-    let pod = json!({ "kind": "Pod", "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "a" }] } });
-    let out = gpu_workload_overlay(&pod, None).expect("pod overlay");
-    assert_eq!(out["spec"]["runtimeClassName"], "nvidia");
-    assert_eq!(out["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], 1);
-}
-
-#[test]
-fn overlay_refuses_what_it_cannot_change() {
-    let svc = json!({ "kind": "Service", "metadata": { "name": "s" }, "spec": {} });
-    let err = gpu_workload_overlay(&svc, None).expect_err("service");
-    assert!(err.to_string().contains("Service/s"), "{err}");
-    let err = gpu_workload_overlay(&deployment(), Some("whisper")).expect_err("no container");
-    let text = err.to_string();
-    assert!(text.contains("whisper") && text.contains("sidecar, ollama"), "{text}");
-    let empty = json!({ "kind": "StatefulSet", "metadata": { "name": "e" }, "spec": { "template": { "spec": { "containers": [] } } } });
-    assert!(matches!(
-        gpu_workload_overlay(&empty, None),
-        Err(OverlayError::NoContainers { .. })
-    ));
-}
-
-// ---- property: no GPU objects without a GPU; shares ≥ 2 under sharing --------------------------
 
 fn sharing() -> impl Strategy<Value = Sharing> {
     prop_oneof![Just(Sharing::TimeSlicing), Just(Sharing::Mps), Just(Sharing::None)]

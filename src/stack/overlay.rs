@@ -14,10 +14,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// The RuntimeClass GPU workloads run under (NVIDIA's container runtime).
-pub const GPU_RUNTIME_CLASS: &str = "nvidia";
-/// The extended resource the NVIDIA device plugin advertises; one unit is one time-sliced share.
-pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+use crate::gpu::{GPU_RESOURCE, RUNTIME_CLASS as GPU_RUNTIME_CLASS};
 
 /// A resource quantity as Kubernetes writes it: `500m`, `2`, `1.5Gi`. YAML numbers are accepted
 /// and kept as their decimal text.
