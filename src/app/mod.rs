@@ -193,7 +193,9 @@ pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, F
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = stack::load(&stack_name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let stack = stack::load(&stack_name, global.stack_dir.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?
+        .sized(&selection.profile.name);
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(plan)

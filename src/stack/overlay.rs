@@ -259,6 +259,41 @@ impl Stack {
         self.profiles.keys().map(String::as_str).collect()
     }
 
+    /// What the stack's workloads request in total: (CPU cores, memory bytes, GPU shares), each
+    /// container's requests (its limits where it names no request, as Kubernetes defaults them)
+    /// times the object's replicas. Jobs count too: they run while the rest starts.
+    pub fn total_requests(&self) -> (f64, f64, u32) {
+        let (mut cpu, mut mem, mut gpu) = (0.0, 0.0, 0u32);
+        for o in self.stages.iter().flat_map(|s| &s.objects) {
+            let kind = o.reference.kind.as_str();
+            let replicas = match kind {
+                "Deployment" | "StatefulSet" | "ReplicaSet" => {
+                    o.value.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as f64
+                }
+                _ => 1.0,
+            };
+            for (ptr, c) in containers(kind, &o.value) {
+                if ptr.contains("initContainers") || ptr.contains("ephemeralContainers") {
+                    continue;
+                }
+                let get = |res: &str| {
+                    let q = c
+                        .pointer(&format!("/resources/requests/{}", res.replace('/', "~1")))
+                        .or_else(|| c.pointer(&format!("/resources/limits/{}", res.replace('/', "~1"))));
+                    match q {
+                        Some(Value::String(s)) => quantity_value(s).unwrap_or(0.0),
+                        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                        _ => 0.0,
+                    }
+                };
+                cpu += get("cpu") * replicas;
+                mem += get("memory") * replicas;
+                gpu += (get(GPU_RESOURCE) * replicas) as u32;
+            }
+        }
+        (cpu, mem, gpu)
+    }
+
     /// The stack sized for `profile`: its overlays applied to copies of the objects, omitted
     /// objects removed. A profile the stack has no sizing for gets the objects as written (the
     /// caller says so to the user).

@@ -128,3 +128,42 @@ fn a_bad_file_in_a_profiles_dir_is_named() {
     let err = profile::load_dir(&empty.path().join("missing")).unwrap_err();
     assert!(err.message.starts_with("cannot read"), "{err}");
 }
+
+/// Issue 6: every built-in profile's stack, sized for that profile, fits the smallest host the
+/// profile accepts, less what the distribution and the system need (1 CPU, 2 GiB); GPU shares fit
+/// the GPUs × replicas the profile advertises.
+#[test]
+fn each_profile_sizes_its_stack_to_fit_its_minimum_host() {
+    const HEADROOM_CPU: f64 = 1.0;
+    const HEADROOM_MEM: f64 = 2.0 * 1024.0 * 1024.0 * 1024.0;
+    for p in kstrap::profile::embedded().unwrap() {
+        let stack = kstrap::stack::load(&p.stack, None).unwrap();
+        assert!(
+            stack.sized_profiles().contains(&p.name.as_str()),
+            "stack {} has no sizing for profile {}",
+            p.stack,
+            p.name
+        );
+        let (cpu, mem, gpu) = stack.sized(&p.name).total_requests();
+        let cpu_budget = p.requires.cpus as f64 - HEADROOM_CPU;
+        let mem_budget = p.requires.memory_gib * 1024.0 * 1024.0 * 1024.0 - HEADROOM_MEM;
+        assert!(cpu <= cpu_budget, "{}: requests {cpu} CPUs > {cpu_budget}", p.name);
+        assert!(
+            mem <= mem_budget,
+            "{}: requests {:.1} GiB > {:.1} GiB",
+            p.name,
+            mem / 1073741824.0,
+            mem_budget / 1073741824.0
+        );
+        let shares = p.requires.gpu.as_ref().map(|g| g.count).unwrap_or(0) * p.gpu.replicas;
+        if p.gpu.operator {
+            assert!(
+                gpu >= 1 && gpu <= shares,
+                "{}: {gpu} GPU shares, {shares} available",
+                p.name
+            );
+        } else {
+            assert_eq!(gpu, 0, "{}: a CPU profile requests GPUs", p.name);
+        }
+    }
+}
