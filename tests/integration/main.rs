@@ -6,4 +6,5 @@ mod invariants;
 mod preflight;
 mod profiles;
 mod selection;
+mod stacks;
 mod support;
