@@ -756,8 +756,7 @@ fn with_images(images: &str, files: &[(&str, &str)]) -> Result<Stack, StackError
     load("s", Some(dir.path()))
 }
 
-const APP_IMAGE: &str =
-    "images:\n  - key: APP_IMAGE\n    description: the app\n    containers: [Deployment/app/app]\n";
+const APP_IMAGE: &str = "images:\n  - key: APP_IMAGE\n    description: the app\n    containers: [Deployment/app/app]\n";
 
 #[test]
 fn declared_images_load_and_resolve_structurally() {
@@ -798,8 +797,14 @@ fn missing_images_are_listed_with_how_to_give_them() {
     let none = |_: &str| None;
     let err = resolve_images(&s, &BTreeMap::new(), &none).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("A_IMAGE: the first service (used by Deployment/a/a)"), "{msg}");
-    assert!(msg.contains("B_IMAGE: the second service (used by Deployment/b/b)"), "{msg}");
+    assert!(
+        msg.contains("A_IMAGE: the first service (used by Deployment/a/a)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("B_IMAGE: the second service (used by Deployment/b/b)"),
+        "{msg}"
+    );
     assert!(msg.contains("--image KEY=REF"), "{msg}");
     assert!(msg.contains("environment variable KEY"), "{msg}");
     // One given, one missing: only the missing one is listed.
@@ -912,13 +917,17 @@ fn image_declaration_errors_name_the_line() {
         ),
     ];
     for (images, at, want) in cases {
-        let msg = with_images(images, &[("00-base/a.yaml", &app)]).unwrap_err().to_string();
+        let msg = with_images(images, &[("00-base/a.yaml", &app)])
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with(at), "want {at} in:\n{msg}");
         assert!(msg.contains(want), "want {want:?} in:\n{msg}");
         assert!(msg.contains("fix:"), "{msg}");
     }
     // A profile may not replace the user's image.
-    let text = format!("{APP_IMAGE}profiles:\n  p:\n    Deployment/app:\n      containers:\n        app: {{image: 'other:1.0'}}\n");
+    let text = format!(
+        "{APP_IMAGE}profiles:\n  p:\n    Deployment/app:\n      containers:\n        app: {{image: 'other:1.0'}}\n"
+    );
     let msg = with_images(&text, &[("00-base/a.yaml", &app)]).unwrap_err().to_string();
     assert!(msg.starts_with("s/stack.yaml:16:"), "{msg}");
     assert!(msg.contains("its image is the user's (APP_IMAGE)"), "{msg}");
@@ -934,13 +943,20 @@ fn placeholders_only_in_declared_containers() {
     assert!(msg.contains("fix: declare it under images:"), "{msg}");
     // A declared container with a real image: refused, pointing at the image.
     let real = deployment("app", "app", "nginx:1.27.3");
-    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &real)]).unwrap_err().to_string();
+    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &real)])
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("s/00-base/a.yaml:10 (document 1)"), "{msg}");
     assert!(msg.contains("declared under images: as APP_IMAGE"), "{msg}");
     assert!(msg.contains("kstrap.invalid/required/app:unset"), "{msg}");
     // Another container of the same object is not declared.
-    let two = format!("{}        - name: side\n          image: {PLACEHOLDER}\n", deployment("app", "app", PLACEHOLDER));
-    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &two)]).unwrap_err().to_string();
+    let two = format!(
+        "{}        - name: side\n          image: {PLACEHOLDER}\n",
+        deployment("app", "app", PLACEHOLDER)
+    );
+    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &two)])
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("s/00-base/a.yaml:12 (document 1)"), "{msg}");
     assert!(msg.contains("Deployment/app/side"), "{msg}");
 }
@@ -968,10 +984,7 @@ fn secret_keys_can_be_named_apart_from_their_variable() {
     assert!(obj["stringData"].get("OPENROUTER_API_KEY").is_none());
     let existing = BTreeMap::from([(
         "api-keys".to_string(),
-        BTreeMap::from([(
-            "openrouter-api-key".to_string(),
-            secrets::SecretValue::new("kept"),
-        )]),
+        BTreeMap::from([("openrouter-api-key".to_string(), secrets::SecretValue::new("kept"))]),
     )]);
     let only_plain = |k: &str| (k == "PLAIN").then(|| "p".to_string());
     let out = secrets::resolve(&s, &BTreeMap::new(), &only_plain, &existing, &mut |_| String::new()).unwrap();

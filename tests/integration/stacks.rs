@@ -114,9 +114,7 @@ fn variants() -> Vec<(String, String, Stack)> {
 #[test]
 fn every_namespace_denies_by_default_and_allows_dns() {
     for (name, profile, s) in variants() {
-        let mut namespaces: BTreeSet<String> = objects(&s)
-            .filter_map(|o| o.reference.namespace.clone())
-            .collect();
+        let mut namespaces: BTreeSet<String> = objects(&s).filter_map(|o| o.reference.namespace.clone()).collect();
         namespaces.insert(s.namespace.clone());
         for ns in namespaces {
             let policies: Vec<&Value> = objects(&s)
@@ -130,8 +128,12 @@ fn every_namespace_denies_by_default_and_allows_dns() {
                     && types.contains(&"Ingress")
                     && types.contains(&"Egress")
                     && strs(p.pointer("/spec/ingress")).is_empty()
-                    && p.pointer("/spec/ingress").and_then(Value::as_array).is_none_or(|a| a.is_empty())
-                    && p.pointer("/spec/egress").and_then(Value::as_array).is_none_or(|a| a.is_empty())
+                    && p.pointer("/spec/ingress")
+                        .and_then(Value::as_array)
+                        .is_none_or(|a| a.is_empty())
+                    && p.pointer("/spec/egress")
+                        .and_then(Value::as_array)
+                        .is_none_or(|a| a.is_empty())
             });
             assert!(
                 default_deny,
@@ -145,17 +147,30 @@ fn every_namespace_denies_by_default_and_allows_dns() {
                         .into_iter()
                         .flatten()
                         .any(|rule| {
-                            let to_dns = rule.get("to").and_then(Value::as_array).into_iter().flatten().any(|peer| {
-                                peer.pointer("/podSelector/matchLabels/k8s-app") == Some(&Value::from("kube-dns"))
-                            });
-                            let port_53 = rule.get("ports").and_then(Value::as_array).into_iter().flatten().any(|p| {
-                                p.get("port") == Some(&Value::from(53))
-                                    && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "UDP"
-                            });
+                            let to_dns = rule
+                                .get("to")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .any(|peer| {
+                                    peer.pointer("/podSelector/matchLabels/k8s-app") == Some(&Value::from("kube-dns"))
+                                });
+                            let port_53 = rule
+                                .get("ports")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .any(|p| {
+                                    p.get("port") == Some(&Value::from(53))
+                                        && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "UDP"
+                                });
                             to_dns && port_53
                         })
             });
-            assert!(dns, "{name} ({profile}): namespace {ns} has no egress rule for DNS (UDP 53 to kube-dns)");
+            assert!(
+                dns,
+                "{name} ({profile}): namespace {ns} has no egress rule for DNS (UDP 53 to kube-dns)"
+            );
         }
     }
 }
@@ -175,9 +190,7 @@ fn every_container_is_locked_down_and_limited() {
                 assert!(v.get("hostPath").is_none(), "{who}: mounts a hostPath volume {v}");
             }
             let pod_sc = pod.get("securityContext").unwrap_or(&Value::Null);
-            let exception = ROOT_EXCEPTIONS
-                .iter()
-                .find(|(st, k, _)| *st == name && *k == key(o));
+            let exception = ROOT_EXCEPTIONS.iter().find(|(st, k, _)| *st == name && *k == key(o));
             for c in containers(pod) {
                 let cname = c["name"].as_str().unwrap_or("?");
                 let who = format!("{who} container {cname}");
@@ -204,10 +217,8 @@ fn every_container_is_locked_down_and_limited() {
                     .pointer("/seccompProfile/type")
                     .or_else(|| pod_sc.pointer("/seccompProfile/type"));
                 assert_eq!(seccomp, Some(&Value::from("RuntimeDefault")), "{who}: seccomp");
-                let non_root = sc
-                    .get("runAsNonRoot")
-                    .or_else(|| pod_sc.get("runAsNonRoot"))
-                    == Some(&Value::Bool(true));
+                let non_root =
+                    sc.get("runAsNonRoot").or_else(|| pod_sc.get("runAsNonRoot")) == Some(&Value::Bool(true));
                 match exception {
                     Some((_, _, why)) => {
                         assert!(!non_root, "{who} runs non-root: remove its exception ({why})");
@@ -302,14 +313,33 @@ fn references_resolve_inside_each_stack() {
         }
         // Ingress backends are Services of the stack, on a port they expose.
         for ing in objects(&s).filter(|o| o.reference.kind == "Ingress") {
-            for path in ing.value.pointer("/spec/rules").and_then(Value::as_array).into_iter().flatten()
+            for path in ing
+                .value
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
                 .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
             {
-                let svc = path.pointer("/backend/service/name").and_then(Value::as_str).unwrap_or("");
+                let svc = path
+                    .pointer("/backend/service/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let port = path.pointer("/backend/service/port/number").unwrap_or(&Value::Null);
                 let svc = find("Service", svc).unwrap_or_else(|| panic!("{name}: Ingress backend {svc} missing"));
-                let ports: Vec<&Value> = svc.value.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().map(|p| &p["port"]).collect();
-                assert!(ports.contains(&port), "{name}: Ingress port {port} not on {}", svc.reference.name);
+                let ports: Vec<&Value> = svc
+                    .value
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| &p["port"])
+                    .collect();
+                assert!(
+                    ports.contains(&port),
+                    "{name}: Ingress port {port} not on {}",
+                    svc.reference.name
+                );
             }
         }
         // A claim bound by name names a PersistentVolume of the stack.
@@ -322,7 +352,10 @@ fn references_resolve_inside_each_stack() {
             let who = format!("{name} ({profile}): {}", key(o));
             for v in pod.get("volumes").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(claim) = v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) {
-                    assert!(find("PersistentVolumeClaim", claim).is_some(), "{who}: claim {claim} missing");
+                    assert!(
+                        find("PersistentVolumeClaim", claim).is_some(),
+                        "{who}: claim {claim} missing"
+                    );
                 }
                 if let Some(cm) = v.pointer("/configMap/name").and_then(Value::as_str) {
                     assert!(find("ConfigMap", cm).is_some(), "{who}: ConfigMap {cm} missing");
@@ -343,12 +376,18 @@ fn references_resolve_inside_each_stack() {
                 for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
                     if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
                         let (sec, k) = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
-                        assert!(secret_exists(&s, sec, Some(k)), "{who}: Secret {sec} key {k} is not declared");
+                        assert!(
+                            secret_exists(&s, sec, Some(k)),
+                            "{who}: Secret {sec} key {k} is not declared"
+                        );
                     }
                     if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
                         let (cm, k) = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
                         let cm = find("ConfigMap", cm).unwrap_or_else(|| panic!("{who}: ConfigMap {cm} missing"));
-                        assert!(cm.value.pointer(&format!("/data/{k}")).is_some(), "{who}: ConfigMap key {k}");
+                        assert!(
+                            cm.value.pointer(&format!("/data/{k}")).is_some(),
+                            "{who}: ConfigMap key {k}"
+                        );
                     }
                 }
             }
@@ -359,8 +398,18 @@ fn references_resolve_inside_each_stack() {
             for np in objects(&s).filter(|o| o.reference.kind == "NetworkPolicy") {
                 let mut selectors = vec![np.value.pointer("/spec/podSelector")];
                 for dir in ["ingress", "egress"] {
-                    for rule in np.value.pointer(&format!("/spec/{dir}")).and_then(Value::as_array).into_iter().flatten() {
-                        for peer in ["from", "to"].iter().filter_map(|f| rule.get(*f).and_then(Value::as_array)).flatten() {
+                    for rule in np
+                        .value
+                        .pointer(&format!("/spec/{dir}"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        for peer in ["from", "to"]
+                            .iter()
+                            .filter_map(|f| rule.get(*f).and_then(Value::as_array))
+                            .flatten()
+                        {
                             if peer.get("namespaceSelector").is_none() && peer.get("ipBlock").is_none() {
                                 selectors.push(peer.get("podSelector"));
                             }
@@ -400,7 +449,11 @@ fn the_user_images_are_placeholders_until_resolved() {
                 let Some((pod, _)) = pod(o) else { continue };
                 for c in containers(pod) {
                     let image = c["image"].as_str().unwrap();
-                    assert!(!image.starts_with("kstrap.invalid/"), "{name}/{p}: {} keeps {image}", key(o));
+                    assert!(
+                        !image.starts_with("kstrap.invalid/"),
+                        "{name}/{p}: {} keeps {image}",
+                        key(o)
+                    );
                 }
             }
         }
