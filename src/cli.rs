@@ -131,6 +131,11 @@ pub struct PlanArgs {
     /// from DIR, verified like a download.
     #[arg(long, value_name = "DIR")]
     pub airgap: Option<PathBuf>,
+
+    /// An image the stack needs from you (its authors' own): KEY=REF, pinned to a tag or digest
+    /// (repeatable). Without it, the image is read from the environment variable KEY.
+    #[arg(long = "image", value_name = "KEY=REF")]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +211,11 @@ pub struct ApplyArgs {
     /// value is read from the environment variable KEY.
     #[arg(long = "secret-file", value_name = "KEY=PATH")]
     pub secret_files: Vec<String>,
+
+    /// An image the stack needs from you (its authors' own): KEY=REF, pinned to a tag or digest
+    /// (repeatable). Without it, the image is read from the environment variable KEY.
+    #[arg(long = "image", value_name = "KEY=REF")]
+    pub images: Vec<String>,
 
     /// Keep objects that left the stack instead of deleting them.
     #[arg(long)]

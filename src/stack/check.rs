@@ -77,7 +77,15 @@ pub(crate) fn image_problem(image: &str) -> Option<&'static str> {
 }
 
 /// The checks that apply to one object.
-pub(crate) fn object(doc: &Doc, place: &dyn Fn(usize) -> Place, kind: &str, name: &str) -> Result<(), StackError> {
+/// `declared`: the containers stack.yaml lists under `images:` (with their keys); only those may,
+/// and must, carry a placeholder image (see `images.rs`).
+pub(crate) fn object(
+    doc: &Doc,
+    place: &dyn Fn(usize) -> Place,
+    kind: &str,
+    name: &str,
+    declared: &[(super::images::ContainerRef, String)],
+) -> Result<(), StackError> {
     if kind == "Secret" {
         for field in ["data", "stringData"] {
             if doc.value.get(field).is_some() {
@@ -91,6 +99,13 @@ pub(crate) fn object(doc: &Doc, place: &dyn Fn(usize) -> Place, kind: &str, name
     for (ptr, c) in containers(kind, &doc.value) {
         let container = c.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
         let image_ptr = format!("{ptr}/image");
+        let image = c.get("image").and_then(Value::as_str);
+        if let Some((message, hint)) = super::images::container_rule(declared, kind, name, &container, image) {
+            return Err(super::images::rule_error(place(doc.line_of(&image_ptr)), message, hint));
+        }
+        if image.is_some_and(super::images::is_placeholder) {
+            continue; // declared: the user names the image when the stack is applied
+        }
         let (image, reason) = match c.get("image") {
             Some(Value::String(image)) => match image_problem(image) {
                 None => continue,

@@ -108,6 +108,10 @@ pub enum StackError {
         image: String,
         reason: &'static str,
     },
+
+    /// A container's image against the stack's `images:` declarations (placeholders).
+    #[error("{at}: {message}\n  fix: {hint}")]
+    Image { at: Place, message: String, hint: String },
 }
 
 fn fmt_list(label: &str, items: &[String]) -> String {

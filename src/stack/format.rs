@@ -19,6 +19,45 @@ pub(crate) struct StackFile {
     pub profiles: BTreeMap<String, BTreeMap<String, Spanned<super::overlay::Overlay>>>,
     #[serde(default)]
     pub secrets: Vec<SecretFile>,
+    /// Images only a service's authors have: the user names them (`--image KEY=REF`).
+    #[serde(default)]
+    pub images: Vec<Spanned<ImageFile>>,
+}
+
+/// One required image: its key (also the environment variable it is read from), what it is,
+/// and the containers (`Kind/name/container`) that run it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImageFile {
+    pub key: String,
+    pub description: String,
+    pub containers: Vec<String>,
+}
+
+/// A secret key: `NAME` (the environment variable and the key in the Secret), or
+/// `{env: NAME, key: secret-key}` when the Secret's key must be spelled otherwise.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum KeyFile {
+    Plain(String),
+    Mapped(MappedKey),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MappedKey {
+    pub env: String,
+    pub key: String,
+}
+
+impl KeyFile {
+    /// (environment variable, key in the Secret).
+    pub fn names(&self) -> (&str, &str) {
+        match self {
+            KeyFile::Plain(k) => (k, k),
+            KeyFile::Mapped(m) => (&m.env, &m.key),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -35,7 +74,7 @@ pub(crate) struct StageFile {
 pub(crate) struct SecretFile {
     pub name: Spanned<String>,
     pub description: String,
-    pub keys: Vec<String>,
+    pub keys: Vec<KeyFile>,
     /// When no value is given, kstrap may generate one (and keeps it on re-runs).
     #[serde(default)]
     pub generate: Option<super::Generate>,
@@ -54,6 +93,8 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
         let message = super::yaml::bare_message(&e);
         let hint = if message.contains("unknown field") {
             "remove the field or correct its spelling; manifests/README.md lists the fields of stack.yaml"
+        } else if message.contains("untagged enum KeyFile") {
+            "write each secret key as NAME or as {env: NAME, key: secret-key}"
         } else if message.contains("missing field") {
             "add the field; a stack states name, description, namespace and stages"
         } else {
@@ -120,15 +161,35 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
                 "use lowercase letters, digits and '-'",
             ));
         }
-        if secret.keys.is_empty() || secret.keys.iter().any(|k| !is_env_name(k)) {
+        let envs: Vec<&str> = secret.keys.iter().map(|k| k.names().0).collect();
+        if envs.is_empty() || envs.iter().any(|k| !is_env_name(k)) {
             return Err(err(
                 at,
                 format!(
-                    "secret {}: keys {:?} must be environment variable names",
-                    secret.name.value, secret.keys
+                    "secret {}: keys {envs:?} must be environment variable names",
+                    secret.name.value
                 ),
                 "list one or more keys in UPPER_CASE letters, digits and '_'; each is read from the variable of that name",
             ));
+        }
+        let mut in_secret: Vec<&str> = Vec::new();
+        for k in &secret.keys {
+            let key = k.names().1;
+            if !is_secret_key(key) {
+                return Err(err(
+                    at,
+                    format!("secret {}: {key:?} is not a valid key of a Secret", secret.name.value),
+                    "a Secret's key has letters, digits, '-', '_' and '.', at most 253 characters",
+                ));
+            }
+            if in_secret.contains(&key) {
+                return Err(err(
+                    at,
+                    format!("secret {}: key {key:?} is listed twice", secret.name.value),
+                    "list each key of a Secret once",
+                ));
+            }
+            in_secret.push(key);
         }
         if let Some(g) = &secret.generate
             && (!(16..=256).contains(&g.length) || !g.format.contains("{random}"))
@@ -143,10 +204,74 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
             ));
         }
     }
+    let mut seen_keys: Vec<&str> = file.secrets.iter().flat_map(|s| &s.keys).map(|k| k.names().0).collect();
+    let mut seen_containers: Vec<&str> = Vec::new();
+    for image in &file.images {
+        let at = line(&image.referenced);
+        let i = &image.value;
+        if !is_env_name(&i.key) {
+            return Err(err(
+                at,
+                format!("images: key {:?} is not an environment variable name", i.key),
+                "name the image in UPPER_CASE letters, digits and '_', e.g. GATEWAY_IMAGE; the user gives it as --image KEY=REF or in that variable",
+            ));
+        }
+        if seen_keys.contains(&i.key.as_str()) {
+            return Err(err(
+                at,
+                format!("images: key {} is declared twice (or is also a secret key)", i.key),
+                "give each image and each secret a key of its own",
+            ));
+        }
+        seen_keys.push(&i.key);
+        if i.description.trim().is_empty() {
+            return Err(err(
+                at,
+                format!("images: {} has no description", i.key),
+                "say what the image is and where its users get it: the text is shown when it is missing",
+            ));
+        }
+        if i.containers.is_empty() {
+            return Err(err(
+                at,
+                format!("images: {} names no containers", i.key),
+                "list the containers that run it as Kind/name/container, e.g. Deployment/gateway/gateway",
+            ));
+        }
+        for c in &i.containers {
+            let parts: Vec<&str> = c.split('/').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+                return Err(err(
+                    at,
+                    format!(
+                        "images: {}: container {c:?} is not of the form Kind/name/container",
+                        i.key
+                    ),
+                    "name each container as Kind/name/container, e.g. Deployment/gateway/gateway",
+                ));
+            }
+            if seen_containers.contains(&c.as_str()) {
+                return Err(err(
+                    at,
+                    format!("images: container {c} is listed twice"),
+                    "a container runs one image: list it under one key, once",
+                ));
+            }
+            seen_containers.push(c);
+        }
+    }
     Ok(file)
 }
 
-fn is_env_name(k: &str) -> bool {
+/// A key of a Secret's data: `[-._a-zA-Z0-9]+`, at most 253 characters.
+fn is_secret_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub(crate) fn is_env_name(k: &str) -> bool {
     !k.is_empty()
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.chars()

@@ -10,6 +10,7 @@
 mod check;
 mod error;
 mod format;
+pub mod images;
 pub mod overlay;
 pub mod secrets;
 mod yaml;
@@ -19,6 +20,7 @@ mod tests;
 
 pub(crate) use check::is_dns_label;
 pub use error::{Place, StackError};
+pub use images::{ImageDecl, ImageError, parse_image_flags, resolve_images};
 
 use crate::plan::step::ObjectRef;
 use include_dir::{Dir, include_dir};
@@ -41,6 +43,9 @@ pub struct Stack {
     /// Secrets the stack's objects refer to; their values come from the environment or files
     /// when the stack is applied, never from the repository.
     pub secrets: Vec<SecretDecl>,
+    /// Images only a service's authors have: the user names them when the stack is applied
+    /// (`images::resolve_images`); until then those containers carry a placeholder.
+    pub images: Vec<ImageDecl>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,8 +78,19 @@ pub struct StackObject {
 pub struct SecretDecl {
     pub name: String,
     pub description: String,
+    /// The environment variables (and `--secret-file` keys) the values are read from.
     pub keys: Vec<String>,
+    /// Environment variable → key in the Secret, for each of `keys` (the same name unless
+    /// stack.yaml maps it: `{env: OPENROUTER_API_KEY, key: openrouter-api-key}`).
+    pub secret_keys: BTreeMap<String, String>,
     pub generate: Option<Generate>,
+}
+
+impl SecretDecl {
+    /// The key in the Secret that holds the value of environment variable `env`.
+    pub fn secret_key<'a>(&'a self, env: &'a str) -> &'a str {
+        self.secret_keys.get(env).map(String::as_str).unwrap_or(env)
+    }
 }
 
 /// How to make a value nobody gave: `length` random letters and digits put into `format` at
@@ -241,6 +257,27 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
     };
     let file = format::parse(&stack_path, name, text)?;
     let namespace = file.namespace.value.clone();
+    let images: Vec<(ImageDecl, usize)> = file
+        .images
+        .iter()
+        .map(|i| {
+            let decl = ImageDecl {
+                key: i.value.key.clone(),
+                description: i.value.description.clone(),
+                containers: i
+                    .value
+                    .containers
+                    .iter()
+                    .filter_map(|c| images::ContainerRef::parse(c))
+                    .collect(),
+            };
+            (decl, i.referenced.line() as usize)
+        })
+        .collect();
+    let declared: Vec<(images::ContainerRef, String)> = images
+        .iter()
+        .flat_map(|(d, _)| d.containers.iter().map(|c| (c.clone(), d.key.clone())))
+        .collect();
 
     let listed: Vec<&str> = file.stages.iter().map(|s| s.value.dir.as_str()).collect();
     let unlisted: Vec<String> = raw
@@ -279,7 +316,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
             let Some(text) = &f.text else {
                 return Err(StackError::NotUtf8 { path });
             };
-            objects.extend(parse_file(&path, text)?);
+            objects.extend(parse_file(&path, text, &declared)?);
         }
         parsed.push(objects);
     }
@@ -354,6 +391,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         })
         .collect();
     overlay::check(&stack_path, &stages, &profiles)?;
+    images::check(&stack_path, &images, &stages, &profiles)?;
 
     Ok(Stack {
         name: name.to_string(),
@@ -367,10 +405,16 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
             .map(|s| SecretDecl {
                 name: s.name.value,
                 description: s.description,
-                keys: s.keys,
+                keys: s.keys.iter().map(|k| k.names().0.to_string()).collect(),
+                secret_keys: s
+                    .keys
+                    .iter()
+                    .map(|k| (k.names().0.to_string(), k.names().1.to_string()))
+                    .collect(),
                 generate: s.generate,
             })
             .collect(),
+        images: images.into_iter().map(|(d, _)| d).collect(),
     })
 }
 
@@ -383,7 +427,7 @@ struct Parsed {
     value: Value,
 }
 
-fn parse_file(path: &str, text: &str) -> Result<Vec<Parsed>, StackError> {
+fn parse_file(path: &str, text: &str, declared: &[(images::ContainerRef, String)]) -> Result<Vec<Parsed>, StackError> {
     let docs = yaml::documents(text).map_err(|e| StackError::Yaml {
         at: Place {
             path: path.to_string(),
@@ -438,7 +482,7 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Parsed>, StackError> {
                 });
             }
         };
-        check::object(&doc, &place, &kind, &name)?;
+        check::object(&doc, &place, &kind, &name, declared)?;
         out.push(Parsed {
             reference: ObjectRef {
                 api_version,

@@ -45,7 +45,9 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedSecret {
     pub name: String,
+    /// By environment variable (the name the user knows).
     pub origins: BTreeMap<String, Origin>,
+    /// By key in the Secret (`SecretDecl::secret_key`).
     values: BTreeMap<String, SecretValue>,
 }
 
@@ -118,7 +120,7 @@ pub fn parse_secret_files(args: &[String]) -> Result<BTreeMap<String, PathBuf>, 
 
 /// Fills every secret the stack declares. Per key, in order: `--secret-file`, the environment
 /// variable of the same name, the value already in the cluster, a generated one (if the stack
-/// allows it). `existing` maps secret name → key → value from the cluster.
+/// allows it). `existing` maps secret name → key in the Secret → value from the cluster.
 pub fn resolve(
     stack: &Stack,
     files: &BTreeMap<String, PathBuf>,
@@ -145,7 +147,7 @@ pub fn resolve(
         for key in &decl.keys {
             match value_for(decl, key, files, env, existing, random)? {
                 Some((value, origin)) => {
-                    resolved.values.insert(key.clone(), value);
+                    resolved.values.insert(decl.secret_key(key).to_string(), value);
                     resolved.origins.insert(key.clone(), origin);
                 }
                 None => missing.push((key.clone(), decl.description.clone())),
@@ -188,7 +190,7 @@ fn value_for(
         }
         return Ok(Some((SecretValue(v), Origin::Environment)));
     }
-    if let Some(v) = existing.get(&decl.name).and_then(|m| m.get(key)) {
+    if let Some(v) = existing.get(&decl.name).and_then(|m| m.get(decl.secret_key(key))) {
         return Ok(Some((v.clone(), Origin::Cluster)));
     }
     if let Some(g) = &decl.generate {
@@ -243,6 +245,7 @@ mod tests {
             stages: Vec::new(),
             profiles: BTreeMap::new(),
             secrets,
+            images: Vec::new(),
         }
     }
 
@@ -251,6 +254,7 @@ mod tests {
             name: name.into(),
             description: format!("{name} description"),
             keys: keys.iter().map(|k| k.to_string()).collect(),
+            secret_keys: BTreeMap::new(),
             generate,
         }
     }

@@ -124,7 +124,10 @@ fn every_embedded_container_is_pinned_limited_and_locked_down() {
                 let sc = &c["securityContext"];
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", o.reference);
                 assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{}", o.reference);
-                assert!(c["readinessProbe"].is_object(), "{}", o.reference);
+                // A Job runs to completion: its readiness is that it completed, not a probe.
+                if kind != "Job" {
+                    assert!(c["readinessProbe"].is_object(), "{}", o.reference);
+                }
                 // GPU requests come from a profile's overlay, never from the base YAML.
                 assert!(!c["resources"].to_string().contains("nvidia.com/gpu"));
             }
@@ -734,4 +737,305 @@ fn secret_declaration_errors_name_the_line() {
         assert!(msg.starts_with("s/stack.yaml:10:"), "{msg}");
         assert!(msg.contains(want), "want {want:?} in {msg}");
     }
+}
+
+// ---- images the user names (images:) ---------------------------------------------------------
+
+const PLACEHOLDER: &str = "kstrap.invalid/required/app:unset";
+
+fn deployment(name: &str, container: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      containers:\n        - name: {container}\n          image: {image}\n"
+    )
+}
+
+/// The stack `s` with `images` appended to its stack.yaml and `files`.
+fn with_images(images: &str, files: &[(&str, &str)]) -> Result<Stack, StackError> {
+    let text = format!("{STACK_YAML}{images}");
+    let dir = stack_with(Some(&text), files);
+    load("s", Some(dir.path()))
+}
+
+const APP_IMAGE: &str = "images:\n  - key: APP_IMAGE\n    description: the app\n    containers: [Deployment/app/app]\n";
+
+#[test]
+fn declared_images_load_and_resolve_structurally() {
+    let app = deployment("app", "app", PLACEHOLDER);
+    let side = deployment("side", "side", "nginx:1.27.3");
+    let s = with_images(APP_IMAGE, &[("00-base/a.yaml", &app), ("00-base/b.yaml", &side)]).unwrap();
+    assert_eq!(s.images.len(), 1);
+    assert_eq!(s.images[0].containers[0].to_string(), "Deployment/app/app");
+
+    // From the flag.
+    let given = parse_image_flags(&["APP_IMAGE=registry.example.com/app:1.2.3".into()]).unwrap();
+    let none = |_: &str| None;
+    let out = resolve_images(&s, &given, &none).unwrap();
+    let image = |st: &Stack, name: &str| {
+        object(st, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
+    assert_eq!(image(&out, "app"), "registry.example.com/app:1.2.3");
+    assert_eq!(image(&out, "side"), "nginx:1.27.3", "other containers are untouched");
+    assert_eq!(image(&s, "app"), PLACEHOLDER, "the loaded stack is not changed");
+
+    // From the environment, and the flag wins over it.
+    let env = |k: &str| (k == "APP_IMAGE").then(|| "env.example.com/app@sha256:abc".to_string());
+    let out = resolve_images(&s, &BTreeMap::new(), &env).unwrap();
+    assert_eq!(image(&out, "app"), "env.example.com/app@sha256:abc");
+    let out = resolve_images(&s, &given, &env).unwrap();
+    assert_eq!(image(&out, "app"), "registry.example.com/app:1.2.3");
+}
+
+#[test]
+fn missing_images_are_listed_with_how_to_give_them() {
+    let images = "images:\n  - {key: A_IMAGE, description: the first service, containers: [Deployment/a/a]}\n  - {key: B_IMAGE, description: the second service, containers: [Deployment/b/b]}\n";
+    let files = [
+        ("00-base/a.yaml", deployment("a", "a", PLACEHOLDER)),
+        ("00-base/b.yaml", deployment("b", "b", PLACEHOLDER)),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let s = with_images(images, &files).unwrap();
+    let none = |_: &str| None;
+    let err = resolve_images(&s, &BTreeMap::new(), &none).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("A_IMAGE: the first service (used by Deployment/a/a)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("B_IMAGE: the second service (used by Deployment/b/b)"),
+        "{msg}"
+    );
+    assert!(msg.contains("--image KEY=REF"), "{msg}");
+    assert!(msg.contains("environment variable KEY"), "{msg}");
+    // One given, one missing: only the missing one is listed.
+    let given = BTreeMap::from([("A_IMAGE".to_string(), "r.example.com/a:1.0".to_string())]);
+    let msg = resolve_images(&s, &given, &none).unwrap_err().to_string();
+    assert!(!msg.contains("A_IMAGE"), "{msg}");
+    assert!(msg.contains("B_IMAGE"), "{msg}");
+    // An image whose containers the profile omits is not asked for.
+    let mut sized = s.clone();
+    for st in &mut sized.stages {
+        st.objects.retain(|o| o.reference.name != "b");
+    }
+    assert!(resolve_images(&sized, &given, &none).is_ok());
+}
+
+#[test]
+fn bad_image_values_and_flags_are_refused() {
+    let app = deployment("app", "app", PLACEHOLDER);
+    let s = with_images(APP_IMAGE, &[("00-base/a.yaml", &app)]).unwrap();
+    let none = |_: &str| None;
+    let give = |v: &str| BTreeMap::from([("APP_IMAGE".to_string(), v.to_string())]);
+    let cases: &[(&str, &str)] = &[
+        ("registry.example.com/app", "has no tag"),
+        ("registry.example.com/app:latest", ":latest moves"),
+        ("registry.example.com/app:", "tag is empty"),
+        ("kstrap.invalid/required/app:unset", "placeholder"),
+    ];
+    for (value, want) in cases {
+        let msg = resolve_images(&s, &give(value), &none).unwrap_err().to_string();
+        assert!(msg.contains("APP_IMAGE (from --image APP_IMAGE)"), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+    let env = |_: &str| Some("app:latest".to_string());
+    let msg = resolve_images(&s, &BTreeMap::new(), &env).unwrap_err().to_string();
+    assert!(msg.contains("from the environment variable APP_IMAGE"), "{msg}");
+    let env = |_: &str| Some("  ".to_string());
+    assert!(matches!(
+        resolve_images(&s, &BTreeMap::new(), &env),
+        Err(ImageError::NotAnImage { .. })
+    ));
+
+    let unknown = BTreeMap::from([("OTHER_IMAGE".to_string(), "x:1".to_string())]);
+    let msg = resolve_images(&s, &unknown, &none).unwrap_err().to_string();
+    assert!(msg.contains("declares no image \"OTHER_IMAGE\""), "{msg}");
+    assert!(msg.contains("it declares: APP_IMAGE"), "{msg}");
+
+    for bad in ["APP_IMAGE", "=x:1", "APP_IMAGE=", "app_image=x:1", "A B=x:1"] {
+        let err = parse_image_flags(&[bad.to_string()]).unwrap_err();
+        assert!(matches!(err, ImageError::BadFlag { .. }), "{bad}: {err}");
+        assert!(err.to_string().contains("KEY=REF"), "{err}");
+    }
+    let err = parse_image_flags(&["A=x:1".into(), "A=y:2".into()]).unwrap_err();
+    assert!(matches!(err, ImageError::Twice { .. }), "{err}");
+}
+
+#[test]
+fn image_declaration_errors_name_the_line() {
+    let app = deployment("app", "app", PLACEHOLDER);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "images:\n  - {key: app_image, description: d, containers: [Deployment/app/app]}\n",
+            "s/stack.yaml:10:",
+            "not an environment variable name",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, containers: [Deployment/app]}\n",
+            "s/stack.yaml:10:",
+            "not of the form Kind/name/container",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, containers: []}\n",
+            "s/stack.yaml:10:",
+            "names no containers",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: '', containers: [Deployment/app/app]}\n",
+            "s/stack.yaml:10:",
+            "has no description",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, containers: [Deployment/app/app]}\n  - {key: APP_IMAGE, description: d, containers: [Deployment/x/x]}\n",
+            "s/stack.yaml:11:",
+            "declared twice",
+        ),
+        (
+            "images:\n  - {key: A_IMAGE, description: d, containers: [Deployment/app/app]}\n  - {key: B_IMAGE, description: d, containers: [Deployment/app/app]}\n",
+            "s/stack.yaml:11:",
+            "listed twice",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, containers: [Deployment/app/app, Deployment/gone/gone]}\n",
+            "s/stack.yaml:10:",
+            "no Deployment named \"gone\"",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, containers: [Deployment/app/app, Deployment/app/other]}\n",
+            "s/stack.yaml:10:",
+            "has no container \"other\"",
+        ),
+        (
+            "images:\n  - {key: APP_IMAGE, description: d, contianers: [Deployment/app/app]}\n",
+            "s/stack.yaml:10:",
+            "unknown field `contianers`",
+        ),
+        (
+            "secrets:\n  - {name: s1, description: d, keys: [APP_IMAGE]}\nimages:\n  - {key: APP_IMAGE, description: d, containers: [Deployment/app/app]}\n",
+            "s/stack.yaml:12:",
+            "also a secret key",
+        ),
+    ];
+    for (images, at, want) in cases {
+        let msg = with_images(images, &[("00-base/a.yaml", &app)])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with(at), "want {at} in:\n{msg}");
+        assert!(msg.contains(want), "want {want:?} in:\n{msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+    // A profile may not replace the user's image.
+    let text = format!(
+        "{APP_IMAGE}profiles:\n  p:\n    Deployment/app:\n      containers:\n        app: {{image: 'other:1.0'}}\n"
+    );
+    let msg = with_images(&text, &[("00-base/a.yaml", &app)]).unwrap_err().to_string();
+    assert!(msg.starts_with("s/stack.yaml:16:"), "{msg}");
+    assert!(msg.contains("its image is the user's (APP_IMAGE)"), "{msg}");
+}
+
+#[test]
+fn placeholders_only_in_declared_containers() {
+    // A placeholder nobody declared: the manifest line of the image.
+    let app = deployment("app", "app", PLACEHOLDER);
+    let msg = with_images("", &[("00-base/a.yaml", &app)]).unwrap_err().to_string();
+    assert!(msg.starts_with("s/00-base/a.yaml:10 (document 1)"), "{msg}");
+    assert!(msg.contains("declares no image for Deployment/app/app"), "{msg}");
+    assert!(msg.contains("fix: declare it under images:"), "{msg}");
+    // A declared container with a real image: refused, pointing at the image.
+    let real = deployment("app", "app", "nginx:1.27.3");
+    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &real)])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("s/00-base/a.yaml:10 (document 1)"), "{msg}");
+    assert!(msg.contains("declared under images: as APP_IMAGE"), "{msg}");
+    assert!(msg.contains("kstrap.invalid/required/app:unset"), "{msg}");
+    // Another container of the same object is not declared.
+    let two = format!(
+        "{}        - name: side\n          image: {PLACEHOLDER}\n",
+        deployment("app", "app", PLACEHOLDER)
+    );
+    let msg = with_images(APP_IMAGE, &[("00-base/a.yaml", &two)])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("s/00-base/a.yaml:12 (document 1)"), "{msg}");
+    assert!(msg.contains("Deployment/app/side"), "{msg}");
+}
+
+#[test]
+fn secret_keys_can_be_named_apart_from_their_variable() {
+    let text = format!(
+        "{STACK_YAML}secrets:\n  - name: api-keys\n    description: d\n    keys:\n      - PLAIN\n      - {{env: OPENROUTER_API_KEY, key: openrouter-api-key}}\n"
+    );
+    let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+    let s = load("s", Some(dir.path())).unwrap();
+    let d = &s.secrets[0];
+    assert_eq!(d.keys, ["PLAIN", "OPENROUTER_API_KEY"]);
+    assert_eq!(d.secret_key("PLAIN"), "PLAIN");
+    assert_eq!(d.secret_key("OPENROUTER_API_KEY"), "openrouter-api-key");
+
+    // The value is read from the variable and stored under the Secret's key; a value already in
+    // the cluster is found under the Secret's key too.
+    let env = |k: &str| (k == "OPENROUTER_API_KEY" || k == "PLAIN").then(|| format!("v-{k}"));
+    let none = BTreeMap::new();
+    let out = secrets::resolve(&s, &BTreeMap::new(), &env, &none, &mut |_| String::new()).unwrap();
+    let obj = out[0].object("demo");
+    assert_eq!(obj["stringData"]["openrouter-api-key"], "v-OPENROUTER_API_KEY");
+    assert_eq!(obj["stringData"]["PLAIN"], "v-PLAIN");
+    assert!(obj["stringData"].get("OPENROUTER_API_KEY").is_none());
+    let existing = BTreeMap::from([(
+        "api-keys".to_string(),
+        BTreeMap::from([("openrouter-api-key".to_string(), secrets::SecretValue::new("kept"))]),
+    )]);
+    let only_plain = |k: &str| (k == "PLAIN").then(|| "p".to_string());
+    let out = secrets::resolve(&s, &BTreeMap::new(), &only_plain, &existing, &mut |_| String::new()).unwrap();
+    assert_eq!(out[0].object("demo")["stringData"]["openrouter-api-key"], "kept");
+
+    let bad: &[(&str, &str)] = &[
+        ("[{env: A, key: 'bad key'}]", "not a valid key of a Secret"),
+        ("[{env: a, key: k}]", "must be environment variable names"),
+        ("[{env: A, key: k}, {env: B, key: k}]", "listed twice"),
+        ("[{env: A, kye: k}]", "NAME or as {env: NAME, key: secret-key}"),
+    ];
+    for (keys, want) in bad {
+        let text = format!("{STACK_YAML}secrets:\n  - name: s1\n    description: d\n    keys: {keys}\n");
+        let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+        let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+        assert!(msg.starts_with("s/stack.yaml:1"), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+    }
+}
+
+#[test]
+fn the_seed_stacks_declare_their_authors_images() {
+    let mm = load("multimodal-ai", None).unwrap();
+    let keys: Vec<&str> = mm.images.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "GATEWAY_IMAGE",
+            "LLM_WORKER_IMAGE",
+            "IMAGE_WORKER_IMAGE",
+            "STT_WORKER_IMAGE",
+            "TTS_WORKER_IMAGE",
+            "CYCLEGAN_WORKER_IMAGE",
+            "FRONTEND_IMAGE"
+        ]
+    );
+    assert_eq!(mm.secrets[0].name, "api-keys");
+    assert_eq!(mm.secrets[0].secret_key("OPENROUTER_API_KEY"), "openrouter-api-key");
+    assert_eq!(mm.secrets[0].secret_key("HUGGINGFACE_API_KEY"), "huggingface-api-key");
+    assert!(mm.secrets[0].generate.is_none(), "API keys cannot be made up");
+
+    let ip = load("imagepod", None).unwrap();
+    let none = |_: &str| None;
+    // Without a GPU the worker is omitted, so only the API's image is asked for.
+    let msg = resolve_images(&ip.sized("laptop-8gb"), &BTreeMap::new(), &none)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("API_IMAGE") && !msg.contains("GPU_WORKER_IMAGE"), "{msg}");
+    let msg = resolve_images(&ip.sized("rtx-5090"), &BTreeMap::new(), &none)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("API_IMAGE") && msg.contains("GPU_WORKER_IMAGE"), "{msg}");
+    assert!(ip.secrets[0].generate.is_some(), "imagepod's passwords are generated");
 }

@@ -12,4 +12,5 @@ mod selection;
 #[path = "../support/sim/mod.rs"]
 pub mod sim;
 mod sim_selftest;
+mod stacks;
 mod support;
