@@ -196,6 +196,11 @@ pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, F
     let stack = stack::load(&stack_name, global.stack_dir.as_deref())
         .map_err(|e| Failure::usage(e.to_string()))?
         .sized(&selection.profile.name);
+    // Images only their authors have are given by the user; resolved after sizing so a service
+    // the profile leaves out is not asked for.
+    let given = stack::parse_image_flags(&args.images).map_err(|e| Failure::usage(e.to_string()))?;
+    let stack = stack::resolve_images(&stack, &given, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(plan)

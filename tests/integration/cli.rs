@@ -246,3 +246,42 @@ fn dry_run_on_this_machine_needs_no_root_and_changes_nothing() {
     assert!(text.starts_with("Plan: profile "), "{text}");
     assert!(text.contains("Nothing was changed"));
 }
+
+/// A stack that runs its authors' own images is refused (exit 2) until each is named, by flag or
+/// environment; once named, the plan applies the given image.
+#[test]
+fn user_images_are_required_then_used() {
+    let err = stderr_of(&["plan", "--facts", &fx("rtx5090-96gb"), "--stack", "imagepod"], 2);
+    assert!(err.contains("API_IMAGE"), "{err}");
+    assert!(err.contains("--image KEY=REF"), "{err}");
+    let err = stderr_of(
+        &[
+            "plan",
+            "--facts",
+            &fx("rtx5090-96gb"),
+            "--stack",
+            "imagepod",
+            "--image",
+            "API_IMAGE=x:latest",
+        ],
+        2,
+    );
+    assert!(err.contains("not pinned"), "{err}");
+    let out = kstrap()
+        .args([
+            "plan",
+            "--facts",
+            &fx("rtx5090-96gb"),
+            "--stack",
+            "imagepod",
+            "-o",
+            "json",
+        ])
+        .args(["--image", "API_IMAGE=registry.example.com/imagepod/api:1.0.0"])
+        .env("GPU_WORKER_IMAGE", "registry.example.com/imagepod/worker:1.0.0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["stack"], "imagepod", "{plan}");
+}
