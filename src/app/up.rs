@@ -6,10 +6,12 @@
 use super::{Exit, Failure, build_plan, plan_findings};
 use crate::checks;
 use crate::cli::{GlobalArgs, UpArgs};
+use crate::exec::download::{DownloadProgress, NoProgress};
 use crate::exec::host::Host;
 use crate::exec::{self, ClusterStepError, ClusterSteps, ExecError, FailureKind, Found, Interrupt, Outcome};
 use crate::plan::Plan;
 use crate::plan::step::{Phase, Step};
+use crate::ui::download_bar::DownloadBar;
 use crate::ui::steps::{StepLines, confirm};
 use crate::ui::{Printer, render};
 use crate::{env, exec::lock};
@@ -120,10 +122,17 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             }
         });
         let progress = StepLines { printer: *printer };
+        // JSON mode keeps stderr to JSON lines: no download bar or lines there.
+        let bar: Box<dyn DownloadProgress> = if printer.json_mode() {
+            Box::new(NoProgress)
+        } else {
+            Box::new(DownloadBar::new(printer))
+        };
         let mut cluster = StackNotWired;
         let mut executor = exec::Executor {
             host: &host,
             progress: &progress,
+            download: bar.as_ref(),
             cluster: &mut cluster,
             options: exec::Options {
                 merge_kubeconfig: !up.no_merge_kubeconfig,

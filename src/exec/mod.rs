@@ -193,6 +193,8 @@ impl From<wait::WaitError> for StepError {
 pub struct Executor<'a> {
     pub host: &'a Host,
     pub progress: &'a dyn StepProgress,
+    /// Progress of downloads (a bar on a terminal).
+    pub download: &'a dyn download::DownloadProgress,
     pub cluster: &'a mut dyn ClusterSteps,
     pub options: Options,
     pub interrupt: &'a Interrupt,
@@ -346,9 +348,9 @@ impl Executor<'_> {
                 self.claim_file(run, dest, mode.0)?;
                 self.before_write(run, dest)?;
                 self.before_fetch(run, dest)?;
-                let dl = download::Downloader::new(download::RetryPolicy::default());
+                let dl = download::Downloader::new(download::RetryPolicy::default())?;
                 let fetched = dl
-                    .fetch_verified(url, checksum, &self.host.path(dest), *mode, &download::NoProgress)
+                    .fetch_verified(url, checksum, &self.host.path(dest), *mode, self.download)
                     .await;
                 self.after_fetch(run, step, dest, mode.0, fetched)
             }
@@ -361,7 +363,7 @@ impl Executor<'_> {
                 self.claim_file(run, dest, mode.0)?;
                 self.before_write(run, dest)?;
                 self.before_fetch(run, dest)?;
-                let dl = download::Downloader::new(download::RetryPolicy::default());
+                let dl = download::Downloader::new(download::RetryPolicy::default())?;
                 let fetched = download::copy_verified(
                     &dl,
                     std::path::Path::new(source),

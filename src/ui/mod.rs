@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod download_bar;
 pub mod render;
 pub mod steps;
 

@@ -1,9 +1,12 @@
 //! Integration tests, one binary split by area.
 
 mod cli;
+mod download;
 mod facts_fixtures;
 mod invariants;
 mod preflight;
 mod profiles;
+#[path = "../support/release_server/mod.rs"]
+pub mod release_server;
 mod selection;
 mod support;
