@@ -9,4 +9,7 @@ mod profiles;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;
+#[path = "../support/sim/mod.rs"]
+pub mod sim;
+mod sim_selftest;
 mod support;
