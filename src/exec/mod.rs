@@ -211,8 +211,8 @@ struct Run<'p> {
     /// What changed and cannot be undone, for the failure message.
     irreversible: Vec<String>,
     report: Vec<StepReport>,
-    /// Steps marked pending by `before_fetch` in the current step.
-    speculative: Vec<String>,
+    /// Data folders that did not exist when the run started (the service creates them).
+    fresh_data_dirs: Vec<String>,
 }
 
 impl Executor<'_> {
@@ -239,7 +239,12 @@ impl Executor<'_> {
             client: None,
             irreversible: Vec::new(),
             report: Vec::new(),
-            speculative: Vec::new(),
+            fresh_data_dirs: paths
+                .data_dirs
+                .iter()
+                .filter(|d| !self.host.exists(d))
+                .map(|d| d.to_string())
+                .collect(),
         };
         if let Err(e) = run.state.save(self.host) {
             return Err(self.fail(&mut run, &plan.steps[0], FailureKind::Failed, e.to_string()));
@@ -261,6 +266,10 @@ impl Executor<'_> {
             };
             match result {
                 Ok(outcome) => {
+                    if matches!(step.action, Action::WaitCluster { .. }) {
+                        // The cluster is up: from here a failure leaves it running and says so.
+                        self.commit(&mut run);
+                    }
                     self.progress.finished(step, &outcome, elapsed);
                     run.report.push(StepReport {
                         id: step.id.clone(),
@@ -347,7 +356,6 @@ impl Executor<'_> {
             } => {
                 self.claim_file(run, dest, mode.0)?;
                 self.before_write(run, dest)?;
-                self.before_fetch(run, dest)?;
                 let dl = download::Downloader::new(download::RetryPolicy::default())?;
                 let fetched = dl
                     .fetch_verified(url, checksum, &self.host.path(dest), *mode, self.download)
@@ -362,7 +370,6 @@ impl Executor<'_> {
             } => {
                 self.claim_file(run, dest, mode.0)?;
                 self.before_write(run, dest)?;
-                self.before_fetch(run, dest)?;
                 let dl = download::Downloader::new(download::RetryPolicy::default())?;
                 let fetched = download::copy_verified(
                     &dl,
@@ -385,7 +392,12 @@ impl Executor<'_> {
                     .as_ref()
                     .is_some_and(|e| e.bytes == text.as_bytes() && e.mode == mode.0)
                 {
-                    self.record_file(run, path, Some(sha256_hex(text.as_bytes())), mode.0);
+                    let sha = sha256_hex(text.as_bytes());
+                    // Written by a run that died before recording it: dependents must still act.
+                    if run.state.files.get(path).and_then(|r| r.sha256.as_deref()) != Some(sha.as_str()) {
+                        let _ = self.mark_pending(run, path)?;
+                    }
+                    self.record_file(run, path, Some(sha), mode.0);
                     return Ok(Outcome::Unchanged);
                 }
                 let _ = self.mark_pending(run, path)?;
@@ -506,18 +518,6 @@ impl Executor<'_> {
         Ok(added)
     }
 
-    /// Before a download or copy that may replace `dest`: its dependents are marked pending in
-    /// case the run dies right after the rename (the next run would see the file as right and
-    /// never restart); unmarked again when nothing was replaced.
-    fn before_fetch(&self, run: &mut Run, dest: &str) -> Result<(), StepError> {
-        run.speculative = if self.host.exists(dest) {
-            self.mark_pending(run, dest)?
-        } else {
-            Vec::new()
-        };
-        Ok(())
-    }
-
     fn after_fetch(
         &self,
         run: &mut Run,
@@ -531,14 +531,16 @@ impl Executor<'_> {
             if let Some(txn) = run.txn.as_mut() {
                 txn.nothing_written();
             }
-            for id in std::mem::take(&mut run.speculative) {
-                run.state.pending.remove(&id);
+            // A file that differs from what the state recorded was replaced by a run that died
+            // before it could record it (or restart for it): what depends on it must still act.
+            let recorded = run.state.files.get(dest).and_then(|r| r.sha256.clone());
+            if recorded.as_deref() != Some(fetched.sha256.as_str()) {
+                let _ = self.mark_pending(run, dest)?;
             }
             self.record_file(run, dest, Some(fetched.sha256), mode);
             return Ok(Outcome::Unchanged);
         }
         let _ = step;
-        run.speculative.clear();
         let _ = self.mark_pending(run, dest)?;
         self.record_file(run, dest, Some(fetched.sha256), mode);
         run.changed.insert(dest.to_string());
@@ -605,7 +607,13 @@ impl Executor<'_> {
                     let enabled = self.systemctl_ok(&["is-enabled", "--quiet", unit])?;
                     self.run_checked("systemctl", &s(&["enable", "--now", unit]))?;
                     match run.txn.as_mut() {
-                        Some(txn) if !enabled => txn.push(Undo::DisableNow(unit.to_string())),
+                        Some(txn) if !enabled => {
+                            // Undone in reverse: stop the service, then remove what it created.
+                            for d in &run.fresh_data_dirs {
+                                txn.push(Undo::RemoveTree(d.clone()));
+                            }
+                            txn.push(Undo::DisableNow(unit.to_string()));
+                        }
                         _ => run.irreversible.push(format!("started {unit}")),
                     }
                     Outcome::Changed

@@ -103,6 +103,13 @@ impl State {
             message: e.to_string(),
         })?;
         text.push('\n');
+        // Unchanged state is not rewritten: a run that changes nothing writes nothing.
+        if host
+            .read(STATE_PATH)?
+            .is_some_and(|e| e.bytes == text.as_bytes() && e.mode == 0o600)
+        {
+            return Ok(());
+        }
         host.write_atomic(STATE_PATH, text.as_bytes(), 0o600)?;
         Ok(())
     }

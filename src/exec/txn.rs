@@ -23,8 +23,14 @@ pub const TXN_DIR: &str = "/var/lib/kstrap/txn";
 #[derive(Debug)]
 pub enum Undo {
     RemoveFile(String),
-    Restore { path: String, backup: PathBuf, mode: u32 },
+    Restore {
+        path: String,
+        backup: PathBuf,
+        mode: u32,
+    },
     RemoveDir(String),
+    /// A folder tree that did not exist before the run (a service's data).
+    RemoveTree(String),
     DisableNow(String),
     DaemonReload,
 }
@@ -130,6 +136,15 @@ impl Transaction {
                         .map_err(|e| format!("{}: {e}", backup.display()))
                         .and_then(|bytes| host.write_atomic(&path, &bytes, mode).map_err(|e| e.to_string())),
                 ),
+                Undo::RemoveTree(dir) => {
+                    if !host.exists(&dir) {
+                        continue;
+                    }
+                    (
+                        format!("removed {dir} (created by the service started in this run)"),
+                        host.remove_tree(&dir).map(|_| ()).map_err(|e| e.to_string()),
+                    )
+                }
                 Undo::DisableNow(unit) => (
                     format!("stopped and disabled {unit} (started in this run)"),
                     run_ok(host, &["disable", "--now", &unit]),

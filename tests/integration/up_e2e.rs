@@ -1,0 +1,428 @@
+//! `kstrap up` for real into a temp root: the binary (assert_cmd) against a fake host (TEST
+//! DOUBLE: fake systemctl/k3s/k0s on PATH), a local release server (TEST DOUBLE) and the
+//! simulated API server (TEST DOUBLE) the fake services point their kubeconfig at. Files, modes,
+//! contents and the command sequence are checked; re-runs must change nothing; a config change
+//! must mean exactly one restart; a run killed at any step boundary must end, once re-run, in
+//! the same state as an uninterrupted one.
+
+use crate::fake_host::FakeHost;
+use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
+use crate::sim::{SimConfig, SimulatedApiServer};
+use crate::support::fixture_path;
+use assert_cmd::Command;
+use std::io::BufRead;
+use std::process::Output;
+
+pub const LOCK: &str = "/run/kstrap.lock";
+pub const K3S: &str = "v1.35.3+k3s1";
+pub const K0S: &str = "v1.35.3+k0s.0";
+
+/// One test's world: API server, release server, host.
+pub struct World {
+    pub sim: SimulatedApiServer,
+    pub releases: ReleaseServer,
+    pub host: FakeHost,
+}
+
+impl World {
+    pub fn new() -> World {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        let releases = ReleaseServer::start();
+        for (d, v) in [("k3s", K3S), ("k0s", K0S)] {
+            releases.release_layout(d, v, "amd64");
+        }
+        // The next patch releases, with binaries that differ from the default ones.
+        for (d, v, sep) in [("k3s", "v1.35.4+k3s1", "  "), ("k0s", "v1.35.4+k0s.0", " *")] {
+            let r = releases.release_layout(d, v, "amd64");
+            let bytes = fake_binary(&format!("{d} {v}"), 2048);
+            releases.add(&r.binary_path, bytes.clone());
+            releases.add(&r.sums_path, format!("{}{sep}{}\n", sha256_hex(&bytes), r.entry));
+        }
+        let host = FakeHost::new(&sim.kubeconfig_yaml());
+        World { sim, releases, host }
+    }
+
+    /// `kstrap <args>` on this host, with a clean environment.
+    pub fn kstrap(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("kstrap").unwrap();
+        c.env_clear();
+        for (k, v) in self.host.envs() {
+            c.env(k, v);
+        }
+        c.args(args);
+        c
+    }
+
+    /// The usual `up` arguments plus `extra`.
+    pub fn up_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--release-mirror",
+            &self.releases.url(),
+            "--yes",
+            "--cluster-only",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn up(&self, extra: &[&str]) -> Output {
+        let args = self.up_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kstrap(&args).output().unwrap()
+    }
+
+    pub fn up_ok(&self, extra: &[&str]) {
+        let out = self.up(extra);
+        assert_eq!(out.status.code(), Some(0), "up {extra:?} failed:\n{}", text(&out));
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn k3s_up_installs_converges_and_restarts_once_on_a_config_change() {
+    let w = World::new();
+    w.up_ok(&[]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl daemon-reload",
+            "systemctl is-active --quiet k3s.service",
+            "systemctl is-enabled --quiet k3s.service",
+            "systemctl enable --now k3s.service",
+        ])
+    );
+    assert!(w.host.active("k3s.service"));
+    insta::assert_snapshot!("k3s_tree", w.host.tree(&[LOCK]));
+
+    // Second run: nothing written, nothing restarted.
+    let before = w.host.stamps(&[LOCK]);
+    w.up_ok(&[]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl is-enabled --quiet k3s.service",
+        ])
+    );
+    assert_eq!(
+        w.host.stamps(&[LOCK]),
+        before,
+        "a converged re-run must not rewrite any file"
+    );
+
+    // Another profile: another node label in config.yaml → rewrite + exactly one restart, no reload.
+    w.up_ok(&["--profile", "cpu-fallback"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl restart k3s.service"
+        ])
+    );
+    let config = std::fs::read_to_string(w.host.root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(config.contains("kstrap.dev/profile=cpu-fallback"), "{config}");
+    // And back to converged.
+    w.up_ok(&["--profile", "cpu-fallback"]);
+    assert_eq!(w.host.take_log().len(), 2);
+}
+
+#[test]
+fn k3s_other_version_needs_upgrade_and_then_restarts_once() {
+    let w = World::new();
+    w.up_ok(&[]);
+    w.host.take_log();
+    let out = w.up(&["--distro-version", "v1.35.4+k3s1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("k3s v1.35.3+k3s1 is installed here by kstrap"), "{err}");
+    assert!(err.contains("--upgrade"), "{err}");
+    assert!(w.host.take_log().is_empty(), "a refusal runs nothing");
+
+    w.up_ok(&["--distro-version", "v1.35.4+k3s1", "--upgrade"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl restart k3s.service"
+        ])
+    );
+    let bin = std::fs::read(w.host.root.join("usr/local/bin/k3s")).unwrap();
+    assert_eq!(bin, fake_binary("k3s v1.35.4+k3s1", 2048));
+    let state = std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap();
+    assert!(state.contains("\"version\": \"v1.35.4+k3s1\""), "{state}");
+}
+
+#[test]
+fn k0s_up_installs_converges_and_restarts_once_on_upgrade() {
+    let w = World::new();
+    w.up_ok(&["--distro", "k0s"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "k0s install controller --enable-worker --no-taints --config /etc/k0s/k0s.yaml --force --labels=kstrap.dev/profile=rtx-5090",
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl is-enabled --quiet k0scontroller.service",
+            "systemctl enable --now k0scontroller.service",
+        ])
+    );
+    insta::assert_snapshot!("k0s_tree", w.host.tree(&[LOCK]));
+    let before = w.host.stamps(&[LOCK]);
+    w.up_ok(&["--distro", "k0s"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl is-enabled --quiet k0scontroller.service",
+        ])
+    );
+    assert_eq!(w.host.stamps(&[LOCK]), before);
+    w.up_ok(&["--distro", "k0s", "--distro-version", "v1.35.4+k0s.0", "--upgrade"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl restart k0scontroller.service",
+        ])
+    );
+}
+
+/// The step ids of a k3s `up --cluster-only` and the end state of an uninterrupted run.
+fn reference(w: &World) -> (Vec<String>, String) {
+    let args = w.up_args(&["-o", "json"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.kstrap(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, w.host.tree(&[LOCK]))
+}
+
+#[test]
+fn killed_at_any_step_boundary_a_rerun_ends_like_an_uninterrupted_run() {
+    let clean = World::new();
+    let (ids, expected) = reference(&clean);
+    assert!(ids.len() >= 8, "{ids:?}");
+    for id in &ids[..ids.len() - 1] {
+        let w = World::new();
+        // The same API server URL as the reference, so kubeconfigs compare equal.
+        std::fs::write(&w.host.kubeconfig, clean.sim.kubeconfig_yaml()).unwrap();
+        let args = w.up_args(&["-o", "json"]);
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
+        cmd.env_clear().envs(w.host.envs()).args(&args);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut killed = false;
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["event"] == "done" && event["step"] == id.as_str() {
+                child.kill().unwrap(); // SIGKILL
+                killed = true;
+                break;
+            }
+        }
+        let _ = child.wait();
+        assert!(killed, "never saw step {id} finish");
+        // The kernel released the flock with the process: the re-run gets it.
+        w.up_ok(&[]);
+        assert_eq!(w.host.tree(&[LOCK]), expected, "killed after step {id}");
+    }
+}
+
+#[test]
+fn airgap_install_from_a_folder() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fake_binary("k3s", 4096);
+    let images = b"fake image archive".to_vec();
+    std::fs::write(dir.path().join("k3s"), &binary).unwrap();
+    std::fs::write(dir.path().join("k3s-airgap-images-amd64.tar.zst"), &images).unwrap();
+    std::fs::write(
+        dir.path().join("sha256sum-amd64.txt"),
+        format!(
+            "{}  k3s\n{}  k3s-airgap-images-amd64.tar.zst\n",
+            sha256_hex(&binary),
+            sha256_hex(&images)
+        ),
+    )
+    .unwrap();
+    let out = w
+        .kstrap(&[
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--airgap",
+            dir.path().to_str().unwrap(),
+            "--yes",
+            "--cluster-only",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(w.host.root.join("usr/local/bin/k3s")).unwrap(), binary);
+    let placed = w
+        .host
+        .root
+        .join("var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst");
+    assert_eq!(std::fs::read(&placed).unwrap(), images);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&placed).unwrap().permissions().mode() & 0o777, 0o644);
+    assert!(w.releases.hits("/k3s-io/k3s/releases/download/v1.35.3%2Bk3s1/k3s") == 0);
+}
+
+#[test]
+fn a_failed_start_undoes_the_files_it_wrote() {
+    let w = World::new();
+    let before = w.host.tree(&[]);
+    let out = w
+        .kstrap(&w.up_args(&[]).iter().map(String::as_str).collect::<Vec<_>>())
+        .env("FAKE_HOST_FAIL", "systemctl enable --now")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step \"start-k3s\" (Enable and start k3s) failed"),
+        "{err}"
+    );
+    assert!(err.contains("failing on purpose"), "{err}");
+    assert!(err.contains("removed /usr/local/bin/k3s (new in this run)"), "{err}");
+    assert!(
+        err.contains("nothing kstrap did in this run is left on the machine"),
+        "{err}"
+    );
+    assert_eq!(w.host.tree(&[LOCK]), before, "everything undone");
+    assert_eq!(w.host.take_log().last().unwrap(), "systemctl daemon-reload");
+}
+
+#[test]
+fn kubeconfig_is_merged_beside_other_contexts_and_a_malformed_one_is_refused() {
+    let w = World::new();
+    let kube = w.host.root.join("home/tester/.kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let mine = "apiVersion: v1\nkind: Config\nclusters:\n- name: work\n  cluster: {server: 'https://work:6443'}\nusers:\n- name: me\n  user: {token: abc}\ncontexts:\n- name: work\n  context: {cluster: work, user: me}\ncurrent-context: work\n";
+    std::fs::write(kube.join("config"), "clusters:\n- name: x\n  cluster: {server: [\n").unwrap();
+    let out = w.up(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/home/tester/.kube/config: not valid YAML at line"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kube.join("config")).unwrap(),
+        "clusters:\n- name: x\n  cluster: {server: [\n",
+        "nothing written"
+    );
+    assert!(err.contains("left on the machine"), "{err}");
+    assert!(
+        w.host.active("k3s.service"),
+        "the cluster was up: a kubeconfig problem leaves it running"
+    );
+
+    std::fs::write(kube.join("config"), mine).unwrap();
+    w.up_ok(&[]);
+    let merged: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kube.join("config")).unwrap()).unwrap();
+    assert_eq!(merged["current-context"], "work");
+    let contexts: Vec<&str> = merged["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(contexts, ["work", "kstrap"]);
+    let out = w.up(&[]);
+    let all = text(&out);
+    assert!(!all.contains("sim-fake-token"), "the token never shows:\n{all}");
+}
+
+#[test]
+fn json_output_is_one_report_on_stdout_and_events_on_stderr() {
+    let w = World::new();
+    let args = w.up_args(&["-o", "json"]);
+    let out = w
+        .kstrap(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "ok");
+    assert_eq!(report["distro"], "k3s");
+    assert_eq!(report["steps"][1]["id"], "download-k3s");
+    assert_eq!(report["steps"][1]["outcome"], "changed");
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v["event"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn join_command_prints_the_token_only_on_stdout() {
+    let w = World::new();
+    w.up_ok(&[]);
+    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("k3s agent --server https://10.0.0.5:6443 --token-file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("K10fakeclustercafingerprint::server:fake-node-token"),
+        "{stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("fake-node-token"));
+    let out = w
+        .kstrap(&["join-command", "--address", "10.0.0.5", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "distro": "k3s",
+            "server_url": "https://10.0.0.5:6443",
+            "token": "K10fakeclustercafingerprint::server:fake-node-token"
+        })
+    );
+}
+
+#[test]
+fn k0s_join_command_asks_k0s_for_a_worker_token() {
+    let w = World::new();
+    w.up_ok(&["--distro", "k0s"]);
+    w.host.take_log();
+    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.host.take_log(), strs(&["k0s token create --role=worker"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fake-k0s-worker-token-H4sIAAAA"), "{stdout}");
+    assert!(stdout.contains("k0s install worker --token-file"), "{stdout}");
+}
