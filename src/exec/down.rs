@@ -2,7 +2,7 @@
 //!
 //! Order: stop and disable the service (k0s: `k0s stop`, then `k0s reset` unless data is kept),
 //! take the `kstrap` context out of the user's kubeconfig, remove the files kstrap wrote, reload
-//! systemd if a unit went, remove the data folders (unless `--keep-data`), the folders kstrap
+//! systemd if a unit went (remembered in the state until done), remove the data folders (unless `--keep-data`), the folders kstrap
 //! created (when empty), and the state file last. The state file is rewritten after each item,
 //! so an interrupted `down` can be run again and the state names exactly what is left.
 
@@ -14,9 +14,18 @@ use crate::distro::Distro;
 /// One thing `down` removes, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    StopService { distro: Distro, unit: String, reset: bool },
-    KubeconfigContext { path: String, context: String },
+    StopService {
+        distro: Distro,
+        unit: String,
+        reset: bool,
+    },
+    KubeconfigContext {
+        path: String,
+        context: String,
+    },
     File(String),
+    /// After unit files went: systemd forgets the unit.
+    DaemonReload,
     DataDir(String),
     Dirs,
     StateFile,
@@ -39,11 +48,19 @@ impl Item {
             Item::StopService { unit, .. } => format!("stop and disable {unit}"),
             Item::KubeconfigContext { path, context } => format!("remove context {context} from {path}"),
             Item::File(p) => format!("remove {p}"),
+            Item::DaemonReload => "reload systemd".into(),
             Item::DataDir(d) => format!("remove data folder {d}"),
             Item::Dirs => "remove the empty folders kstrap created".into(),
             Item::StateFile => format!("remove {}", state::STATE_PATH),
         }
     }
+}
+
+/// Marks in `State::pending` that a unit file is gone and systemd has not been reloaded yet.
+const RELOAD: &str = "down:daemon-reload";
+
+fn is_unit(path: &str) -> bool {
+    path.starts_with("/etc/systemd/")
 }
 
 /// What `down` would remove, in order.
@@ -64,6 +81,9 @@ pub fn items(state: &State, keep_data: bool) -> Vec<Item> {
         });
     }
     out.extend(state.files.keys().rev().map(|f| Item::File(f.clone())));
+    if state.files.keys().any(|f| is_unit(f)) || state.pending.contains(RELOAD) {
+        out.push(Item::DaemonReload);
+    }
     if !keep_data {
         out.extend(state.data_dirs.iter().map(|d| Item::DataDir(d.clone())));
     }
@@ -89,9 +109,8 @@ pub enum DownError {
 
 /// Removes everything in `items(state, keep_data)`, calling `done` after each.
 pub fn run(host: &Host, mut state: State, keep_data: bool, done: &mut dyn FnMut(&Item)) -> Result<(), DownError> {
-    let mut unit_removed = false;
     for item in items(&state, keep_data) {
-        let result = remove(host, &mut state, &item, &mut unit_removed);
+        let result = remove(host, &mut state, &item);
         if let Err(message) = result {
             let left: String = items(&state, keep_data)
                 .iter()
@@ -122,7 +141,7 @@ fn cmd(host: &Host, program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn remove(host: &Host, state: &mut State, item: &Item, unit_removed: &mut bool) -> Result<(), String> {
+fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
     let e = |e: HostError| e.to_string();
     match item {
         Item::StopService { distro, unit, reset } => {
@@ -154,17 +173,20 @@ fn remove(host: &Host, state: &mut State, item: &Item, unit_removed: &mut bool) 
         }
         Item::File(p) => {
             host.remove_file(p).map_err(e)?;
-            *unit_removed |= p.starts_with("/etc/systemd/");
+            if is_unit(p) {
+                state.pending.insert(RELOAD.into());
+            }
             state.files.remove(p);
+        }
+        Item::DaemonReload => {
+            cmd(host, "systemctl", &["daemon-reload"])?;
+            state.pending.remove(RELOAD);
         }
         Item::DataDir(d) => {
             host.remove_tree(d).map_err(e)?;
             state.data_dirs.retain(|x| x != d);
         }
         Item::Dirs => {
-            if *unit_removed {
-                cmd(host, "systemctl", &["daemon-reload"])?;
-            }
             for d in state.dirs.iter().rev() {
                 host.remove_dir_if_empty(d);
             }

@@ -137,7 +137,11 @@ pub struct ExecError {
 impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
-            FailureKind::Interrupted => write!(f, "interrupted before step {:?} ({})", self.step, self.title)?,
+            FailureKind::Interrupted => write!(
+                f,
+                "interrupted at step {:?} ({}): the steps before it are done, it and the rest did not run",
+                self.step, self.title
+            )?,
             _ => write!(f, "step {:?} ({}) failed: {}", self.step, self.title, self.message)?,
         }
         if !self.undone.is_empty() {

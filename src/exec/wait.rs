@@ -17,10 +17,11 @@ use tokio::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     #[error(
-        "timed out after {waited_s}s waiting for the cluster:\n  kubeconfig {kubeconfig}: {kubeconfig_state}\n  API server /readyz: {readyz}\n  node: {node}\n  fix: see the service's log (`journalctl -u {unit}`), then run `kstrap up` again"
+        "timed out after {waited} waiting for the cluster:\n  kubeconfig {kubeconfig}: {kubeconfig_state}\n  API server /readyz: {readyz}\n  node: {node}\n  fix: see the service's log (`journalctl -u {unit}`), then run `kstrap up` again"
     )]
     Timeout {
-        waited_s: u64,
+        /// "300s", or "0.3s" below a second.
+        waited: String,
         kubeconfig: String,
         kubeconfig_state: String,
         readyz: String,
@@ -67,7 +68,11 @@ pub async fn wait_cluster(
     match result {
         Ok(client) => Ok(client),
         Err(_) => Err(WaitError::Timeout {
-            waited_s: timeout.as_secs(),
+            waited: if timeout.as_secs() >= 1 {
+                format!("{}s", timeout.as_secs())
+            } else {
+                format!("{:.1}s", timeout.as_secs_f64())
+            },
             kubeconfig: kubeconfig_path.to_string(),
             kubeconfig_state: seen.kubeconfig,
             readyz: seen.readyz,

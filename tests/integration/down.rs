@@ -142,3 +142,28 @@ fn without_yes_and_without_a_terminal_up_and_down_refuse_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
     assert!(!w.host.root.join("usr/local/bin/k3s").exists());
 }
+
+#[test]
+fn an_interrupted_down_says_what_is_left_and_can_be_run_again() {
+    let w = World::new();
+    let before = w.host.tree(&[]);
+    w.up_ok(&[]);
+    let out = w
+        .kstrap(&["down", "--yes"])
+        .env("FAKE_HOST_FAIL", "systemctl daemon-reload")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reload systemd failed"), "{err}");
+    assert!(
+        err.contains("still on the machine (recorded in /var/lib/kstrap/state.json)"),
+        "{err}"
+    );
+    assert!(err.contains("- remove data folder /var/lib/rancher/k3s"), "{err}");
+    assert!(!err.contains("- remove /usr/local/bin/k3s"), "already removed:\n{err}");
+    assert!(!w.host.root.join("usr/local/bin/k3s").exists());
+    let out = w.kstrap(&["down", "--yes"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.host.tree(&[]), before);
+}

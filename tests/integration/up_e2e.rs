@@ -111,9 +111,19 @@ fn k3s_up_installs_converges_and_restarts_once_on_a_config_change() {
     assert!(w.host.active("k3s.service"));
     insta::assert_snapshot!("k3s_tree", w.host.tree(&[LOCK]));
 
-    // Second run: nothing written, nothing restarted.
+    // Second run: nothing written, nothing restarted, and the output says so.
     let before = w.host.stamps(&[LOCK]);
-    w.up_ok(&[]);
+    let out = w.up(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("  – Write the k3s configuration (unchanged)\n"), "{err}");
+    assert!(err.contains("  – Download k3s v1.35.3+k3s1 (unchanged)\n"), "{err}");
+    assert!(err.contains("  ✓ Wait for the k3s API server and node ("), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(0 of 9 steps changed something)"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         w.host.take_log(),
         strs(&[
@@ -425,4 +435,135 @@ fn k0s_join_command_asks_k0s_for_a_worker_token() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("fake-k0s-worker-token-H4sIAAAA"), "{stdout}");
     assert!(stdout.contains("k0s install worker --token-file"), "{stdout}");
+}
+
+mod wait {
+    //! `WaitCluster` alone: what the timeout message says when each part does not answer.
+
+    use crate::sim::{Fault, SimConfig, SimulatedApiServer};
+    use kstrap::exec::Interrupt;
+    use kstrap::exec::host::Host;
+    use kstrap::exec::wait::{WaitError, wait_cluster};
+    use std::time::Duration;
+
+    fn run(host: &Host, interrupt: &Interrupt, timeout_ms: u64) -> Result<(), Box<WaitError>> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(wait_cluster(
+            host,
+            "/etc/rancher/k3s/k3s.yaml",
+            "k3s.service",
+            Duration::from_millis(timeout_ms),
+            interrupt,
+        ))
+        .map(|_| ())
+        .map_err(Box::new)
+    }
+
+    fn host_with(kubeconfig: Option<&str>) -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        if let Some(k) = kubeconfig {
+            host.write_atomic("/etc/rancher/k3s/k3s.yaml", k.as_bytes(), 0o600)
+                .unwrap();
+        }
+        (dir, host)
+    }
+
+    #[test]
+    fn ready_cluster_answers_at_once() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        run(&host, &Interrupt::default(), 5000).unwrap();
+    }
+
+    #[test]
+    fn timeout_without_kubeconfig_says_it_was_never_written() {
+        let (_d, host) = host_with(None);
+        let err = run(&host, &Interrupt::default(), 300).unwrap_err().to_string();
+        assert!(err.starts_with("timed out after 0.3s waiting for the cluster"), "{err}");
+        assert!(
+            err.contains("kubeconfig /etc/rancher/k3s/k3s.yaml: not written yet"),
+            "{err}"
+        );
+        assert!(err.contains("journalctl -u k3s.service"), "{err}");
+    }
+
+    #[test]
+    fn timeout_with_failing_readyz_names_the_server_and_its_answer() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        sim.inject(Fault::ServerError {
+            method: None,
+            path_contains: "/readyz".into(),
+            times: 10_000,
+        });
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
+        assert!(err.contains(&format!("present, server {}", sim.url())), "{err}");
+        assert!(err.contains("API server /readyz: no answer yet"), "{err}");
+        assert!(err.contains("node: not asked"), "{err}");
+        assert!(!err.contains("sim-fake-token"), "{err}");
+    }
+
+    #[test]
+    fn timeout_with_ready_api_but_no_node_says_so() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        sim.inject(Fault::Slow {
+            path_contains: "/nodes".into(),
+            delay: Duration::from_secs(5),
+        });
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
+        assert!(err.contains("API server /readyz: answered ok"), "{err}");
+        assert!(err.contains("node: no node registered yet"), "{err}");
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_wait() {
+        let (_d, host) = host_with(None);
+        let interrupt = Interrupt::default();
+        interrupt.trigger();
+        assert!(matches!(
+            run(&host, &interrupt, 60_000).map_err(|e| *e),
+            Err(WaitError::Interrupted)
+        ));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_says_what_is_on_the_machine() {
+    let w = World::new();
+    w.sim.inject(crate::sim::Fault::ServerError {
+        method: None,
+        path_contains: "/readyz".into(),
+        times: 100_000,
+    });
+    let args = w.up_args(&["-o", "json"]);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
+    cmd.env_clear().envs(w.host.envs()).args(&args);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut rest = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "kstrap ended early");
+        if line.contains("\"event\":\"start\"") && line.contains("wait-k3s") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait().unwrap();
+    assert_eq!(out.code(), Some(1), "{rest}");
+    assert!(rest.contains("interrupted at step \"wait-k3s\""), "{rest}");
+    assert!(rest.contains("/usr/local/bin/k3s (installed by kstrap)"), "{rest}");
+    // Nothing was rolled back: the next run carries on and converges.
+    w.sim.clear_faults();
+    w.up_ok(&[]);
+    assert!(w.host.root.join("home/tester/.kube/config").exists());
 }
