@@ -3,7 +3,8 @@
 //! Order: stop and disable the service (k0s: `k0s stop`, then `k0s reset` unless data is kept),
 //! take the `kstrap` context out of the user's kubeconfig, remove the files kstrap wrote, reload
 //! systemd if a unit went (remembered in the state until done), remove the data folders (unless `--keep-data`), the folders kstrap
-//! created (when empty), and the state file last. The state file is rewritten after each item,
+//! created (when empty), and the state file last (kept with `--keep-data`, naming the kept data,
+//! so a later `up` takes it back and a later `down` removes it). The state file is rewritten after each item,
 //! so an interrupted `down` can be run again and the state names exactly what is left.
 
 use super::host::{Host, HostError};
@@ -88,6 +89,10 @@ pub fn items(state: &State, keep_data: bool) -> Vec<Item> {
         out.extend(state.data_dirs.iter().map(|d| Item::DataDir(d.clone())));
     }
     out.push(Item::Dirs);
+    // With kept data the state file stays, naming that data: `up` reuses it, `down` removes it.
+    if keep_data && !state.data_dirs.is_empty() {
+        return out;
+    }
     out.push(Item::StateFile);
     out
 }
@@ -157,6 +162,8 @@ fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
                 cmd(host, "systemctl", &["disable", "--now", unit])?;
             }
             state.services.retain(|u| u != unit);
+            // What the commands set up is gone with the service: a later `up` runs them again.
+            state.commands.clear();
         }
         Item::KubeconfigContext { path, context } => {
             if let Some(existing) = host.read(path).map_err(e)? {

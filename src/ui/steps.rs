@@ -37,12 +37,17 @@ impl StepProgress for StepLines {
 
     fn finished(&self, step: &Step, outcome: &Outcome, elapsed: Duration) {
         if self.printer.json_mode() {
-            self.event(serde_json::json!({
+            let mut event = serde_json::json!({
                 "event": "done",
                 "step": step.id,
-                "outcome": outcome,
                 "elapsed_ms": elapsed.as_millis() as u64,
-            }));
+            });
+            // `{"outcome": "changed"}` or `{"outcome": "skipped", "note": "..."}`, inline.
+            if let (Some(e), Ok(serde_json::Value::Object(o))) = (event.as_object_mut(), serde_json::to_value(outcome))
+            {
+                e.extend(o);
+            }
+            self.event(event);
             return;
         }
         let line = match outcome {

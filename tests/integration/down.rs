@@ -59,7 +59,42 @@ fn down_keep_data_keeps_the_data_dir_and_dry_run_changes_nothing() {
     assert!(w.host.root.join("var/lib/rancher/k3s/server/node-token").exists());
     assert!(!w.host.root.join("usr/local/bin/k3s").exists());
     assert!(!w.host.root.join("etc/systemd/system/k3s.service").exists());
+    // The state file stays, naming the kept data: `up` takes it back, `down` removes it.
+    let state = std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap();
+    assert!(state.contains("\"/var/lib/rancher/k3s\""), "{state}");
+    assert!(state.contains("\"files\": {}"), "{state}");
+    w.up_ok(&[]);
+    assert_eq!(
+        w.host.tree(&[LOCK]),
+        tree,
+        "up after down --keep-data is the same install again"
+    );
+    let out = w.kstrap(&["down", "--yes", "--keep-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = w.kstrap(&["down", "--yes"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!w.host.root.join("var/lib/rancher").exists());
     assert!(!w.host.root.join("var/lib/kstrap").exists());
+}
+
+#[test]
+fn replace_takes_over_a_cluster_kstrap_did_not_install() {
+    let w = World::new();
+    std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
+    std::fs::write(w.host.root.join("etc/systemd/system/k3s.service"), "[Service]\n").unwrap();
+    std::fs::create_dir_all(w.host.root.join("var/lib/rancher/k3s/server/db")).unwrap();
+    w.up_ok(&["--replace"]);
+    let log = w.host.take_log();
+    assert_eq!(log[0], "systemctl disable --now k3s.service", "{log:?}");
+    assert!(
+        !w.host.root.join("var/lib/rancher/k3s/server/db").exists(),
+        "its data is gone"
+    );
+    assert_ne!(
+        std::fs::read(w.host.root.join("usr/local/bin/k3s")).unwrap(),
+        b"someone else's"
+    );
+    assert!(w.host.active("k3s.service"));
 }
 
 #[test]

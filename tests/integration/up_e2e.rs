@@ -387,10 +387,20 @@ fn json_output_is_one_report_on_stdout_and_events_on_stderr() {
     assert_eq!(report["distro"], "k3s");
     assert_eq!(report["steps"][1]["id"], "download-k3s");
     assert_eq!(report["steps"][1]["outcome"], "changed");
+    let mut done = Vec::new();
     for line in String::from_utf8_lossy(&out.stderr).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(v["event"].is_string(), "{line}");
+        if v["event"] == "done" {
+            done.push((
+                v["step"].as_str().unwrap().to_string(),
+                v["outcome"].as_str().unwrap().to_string(),
+            ));
+        }
     }
+    assert_eq!(done[0], ("preflight".to_string(), "checked".to_string()));
+    assert_eq!(done[1], ("download-k3s".to_string(), "changed".to_string()));
+    assert_eq!(done.len(), report["steps"].as_array().unwrap().len());
 }
 
 #[test]
