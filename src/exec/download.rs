@@ -836,6 +836,7 @@ pub async fn copy_verified(
 
 /// Copies `source` into a fresh temp file beside `dest`, hashing it; mode set and fsynced.
 async fn copy_to_partial(source: &Path, dest: &Path, mode: Mode) -> Result<(PartialGuard, String, u64), DownloadError> {
+    let named = source.to_path_buf();
     let source = source.to_path_buf();
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(PartialGuard, String, u64), DownloadError> {
@@ -872,8 +873,8 @@ async fn copy_to_partial(source: &Path, dest: &Path, mode: Mode) -> Result<(Part
     })
     .await
     .map_err(|e| DownloadError::Io {
-        path: PathBuf::from("."),
-        action: "finish the copy task for".to_string(),
+        path: named,
+        action: "finish copying the air-gap file".to_string(),
         source: std::io::Error::other(e),
     })?
 }

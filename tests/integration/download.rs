@@ -788,3 +788,83 @@ async fn air_gap_missing_files_are_named() {
     );
     assert!(!dest.exists());
 }
+
+#[tokio::test]
+async fn a_cancelled_download_leaves_no_temporary_file() {
+    let server = ReleaseServer::start();
+    let release = server.release_layout("k3s", "v1.33.4+k3s1", "amd64");
+    server.set_behaviour(
+        &release.binary_path,
+        Behaviour::Slow {
+            chunk: 16 * 1024,
+            delay: Duration::from_millis(20),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("k3s");
+    let rec = Recorder::default();
+    let d = downloader();
+    let checksum = sums(&release.sums_url, "k3s");
+    let transfer = d.fetch_verified(&release.binary_url, &checksum, &dest, EXEC, &rec);
+    // Stop it part way (Ctrl-C in the CLI drops the future the same way).
+    let outcome = tokio::time::timeout(Duration::from_millis(150), transfer).await;
+    assert!(outcome.is_err(), "the transfer should still have been running");
+    assert!(
+        rec.events().iter().any(|e| matches!(e, Event::Advanced(_))),
+        "it had started writing: {:?}",
+        rec.events()
+    );
+    assert!(!dest.exists());
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+}
+
+#[tokio::test]
+async fn retry_after_is_capped_by_the_policy() {
+    let server = ReleaseServer::start();
+    let release = server.release_layout("k3s", "v1.33.4+k3s1", "amd64");
+    server.set_behaviour(&release.binary_path, Behaviour::RetryAfter { times: 1, secs: 3600 });
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::default();
+    let policy = RetryPolicy {
+        max_retry_after: Duration::from_millis(50),
+        ..policy()
+    };
+    Downloader::new(policy)
+        .unwrap()
+        .fetch_verified(
+            &release.binary_url,
+            &sums(&release.sums_url, "k3s"),
+            &dir.path().join("k3s"),
+            EXEC,
+            &rec,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rec.retries(), [(2, Duration::from_millis(50), "HTTP 429".to_string())]);
+}
+
+#[tokio::test]
+async fn a_folder_in_place_of_the_destination_is_named() {
+    let server = ReleaseServer::start();
+    let release = server.release_layout("k3s", "v1.33.4+k3s1", "amd64");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("k3s");
+    std::fs::create_dir(&dest).unwrap();
+    let err = downloader()
+        .fetch_verified(
+            &release.binary_url,
+            &sums(&release.sums_url, "k3s"),
+            &dest,
+            EXEC,
+            &Recorder::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DownloadError::Io { path, .. } if *path == dest),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("a folder is in the way"), "{err}");
+    assert!(dest.is_dir());
+    assert!(leftovers(dir.path()).is_empty());
+}
