@@ -988,3 +988,184 @@ fn works_from_sync_code_with_a_kubeconfig_file() {
         "Drop stops the server"
     );
 }
+
+#[tokio::test]
+async fn watch_bookmarks_timeouts_and_streaming_lists() {
+    let sim = SimulatedApiServer::start(SimConfig {
+        bookmark_interval: Duration::from_millis(30),
+        ..Default::default()
+    });
+    let client = sim.client().await;
+    let cms = api(&client, "v1", "ConfigMap", "configmaps", Some("default"));
+    cms.create(
+        &PostParams::default(),
+        &dyn_obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pre"}})),
+    )
+    .await
+    .unwrap();
+    let now = sim.resource_version().to_string();
+    let started = Instant::now();
+    let events: Vec<_> = cms
+        .watch(&WatchParams::default().timeout(1), &now)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "timeoutSeconds ends the stream: {elapsed:?}"
+    );
+    let bookmarks = events
+        .iter()
+        .filter(|e| matches!(e, Ok(WatchEvent::Bookmark(_))))
+        .count();
+    assert!(bookmarks >= 3, "{events:?}");
+
+    // kube's streaming-list watcher (sendInitialEvents) needs the initial-events-end bookmark
+    let cfg = kube::runtime::watcher::Config::default().streaming_lists();
+    let mut w = kube::runtime::watcher(cms.clone(), cfg).boxed();
+    let mut saw_init_done = false;
+    let mut names = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), w.next()).await {
+        match ev.unwrap() {
+            kube::runtime::watcher::Event::InitApply(o) => names.push(o.metadata.name.unwrap()),
+            kube::runtime::watcher::Event::InitDone => {
+                saw_init_done = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_init_done);
+    assert_eq!(names, ["pre"]);
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.query.contains("sendInitialEvents=true"))
+    );
+}
+
+#[tokio::test]
+async fn deletes_honour_finalizers_and_orphaning() {
+    let sim = SimulatedApiServer::start(SimConfig::default());
+    let client = sim.client().await;
+    let cms = api(&client, "v1", "ConfigMap", "configmaps", Some("default"));
+    apply(&cms, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "namespace": "default", "finalizers": ["example.com/keep"]}})).await;
+    let r = cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let obj = r.left().expect("an object with finalizers is returned, not deleted");
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    assert!(sim.get("v1", "ConfigMap", Some("default"), "held").is_some());
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        sim.get("v1", "ConfigMap", Some("default"), "held").is_none(),
+        "dropping the last finalizer completes the delete"
+    );
+    let err = cms.get("held").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"),
+        "{err:?}"
+    );
+
+    let deps = api(&client, "apps/v1", "Deployment", "deployments", Some("default"));
+    apply(&deps, deployment("keep", 1)).await;
+    apply(&deps, deployment("drop", 1)).await;
+    eventually("pods", || (sim.objects_of("v1", "Pod").len() == 2).then_some(())).await;
+    let status = deps
+        .delete("drop", &DeleteParams::background())
+        .await
+        .unwrap()
+        .right()
+        .expect("a Status");
+    assert_eq!(status.status, Some(kube::core::response::StatusSummary::Success));
+    assert_eq!(
+        sim.objects_of("apps/v1", "ReplicaSet").len(),
+        1,
+        "dependents are garbage-collected"
+    );
+    deps.delete("keep", &DeleteParams::orphan()).await.unwrap();
+    let rs = sim.objects_of("apps/v1", "ReplicaSet");
+    assert_eq!(rs.len(), 1, "orphaned ReplicaSet stays");
+    assert!(
+        rs[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn node_labels_slow_requests_helm_charts_and_explicit_unschedulable() {
+    let sim = SimulatedApiServer::start(SimConfig::default());
+    let client = sim.client().await;
+    let deps = api(&client, "apps/v1", "Deployment", "deployments", Some("default"));
+    let mut gpu = deployment("picky", 1);
+    gpu["spec"]["template"]["spec"]["nodeSelector"] = json!({"nvidia.com/gpu.present": "true"});
+    apply(&deps, gpu).await;
+    let pending = eventually("selector mismatch", || {
+        sim.objects_of("v1", "Pod")
+            .into_iter()
+            .find(|p| p["status"]["conditions"][0]["reason"] == "Unschedulable")
+    })
+    .await;
+    assert!(
+        pending["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("didn't match Pod's node affinity/selector")
+    );
+    sim.set_node_label("nvidia.com/gpu.present", "true");
+    eventually("picky ready", || {
+        readiness(&sim.get("apps/v1", "Deployment", Some("default"), "picky")?, &ctx())
+            .is_ready()
+            .then_some(())
+    })
+    .await;
+
+    sim.inject(Fault::Unschedulable {
+        owner_name: "never".into(),
+        message: "0/1 nodes are available: 1 Insufficient memory.".into(),
+    });
+    apply(&deps, deployment("never", 1)).await;
+    let ev = eventually("FailedScheduling", || {
+        sim.objects_of("v1", "Event").into_iter().find(|e| {
+            e["reason"] == "FailedScheduling" && e["involvedObject"]["name"].as_str().unwrap().starts_with("never-")
+        })
+    })
+    .await;
+    assert_eq!(ev["message"], "0/1 nodes are available: 1 Insufficient memory.");
+    assert_eq!(ev["source"]["component"], "default-scheduler");
+
+    let charts = api(
+        &client,
+        "helm.cattle.io/v1",
+        "HelmChart",
+        "helmcharts",
+        Some("kube-system"),
+    );
+    apply(&charts, json!({"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart", "metadata": {"name": "gpu-operator", "namespace": "kube-system"},
+        "spec": {"chart": "gpu-operator", "repo": "https://helm.ngc.nvidia.com/nvidia"}})).await;
+    eventually("helm job", || {
+        let j = sim.get("batch/v1", "Job", Some("kube-system"), "helm-install-gpu-operator")?;
+        readiness(&j, &ctx()).is_ready().then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim.get("helm.cattle.io/v1", "HelmChart", Some("kube-system"), "gpu-operator")
+            .unwrap()["status"]["jobName"],
+        "helm-install-gpu-operator"
+    );
+
+    sim.inject(Fault::Slow {
+        path_contains: "/version".into(),
+        delay: Duration::from_millis(200),
+    });
+    let t = Instant::now();
+    client.apiserver_version().await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(200));
+}

@@ -6,7 +6,10 @@
 //! tests, async tests and subprocess tests (the `kstrap` binary with `KUBECONFIG` pointing at
 //! [`SimulatedApiServer::write_kubeconfig`]) can all use it with the real `kube::Client`.
 //!
-//! What it does (checked against kube-apiserver's source and docs, see the report in git history):
+//! What it does (messages and codes checked against kube-apiserver sources: `managedfields/internal/
+//! conflict.go` for SSA conflicts, `apis/meta/v1/validation` for `fieldManager is required`, the
+//! watch cache's `too old resource version` 410; list items without apiVersion/kind for built-in
+//! kinds as in kubernetes/kubernetes#63676; kube 5's `Discovery::run`/`run_aggregated` requests):
 //! - `/readyz`, `/livez`, `/version`; discovery (`/api`, `/api/v1`, `/apis`, `/apis/{g}/{v}`,
 //!   plain lists and the aggregated `apidiscovery.k8s.io/v2` form when asked for it);
 //! - objects: POST, PUT, GET, LIST (label/field selectors), WATCH (resourceVersions, bounded event
@@ -42,7 +45,7 @@ mod store;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use faults::Fault;
@@ -307,13 +310,4 @@ impl Drop for SimulatedApiServer {
             let _ = t.join();
         }
     }
-}
-
-/// Shared lock helper type (kept here so submodules can name it).
-pub(crate) type Locked<'a> = std::sync::MutexGuard<'a, store::State>;
-
-#[allow(unused)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<Mutex<u8>>();
 }
