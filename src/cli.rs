@@ -133,6 +133,11 @@ pub struct PlanArgs {
     /// from DIR, verified like a download.
     #[arg(long, value_name = "DIR")]
     pub airgap: Option<PathBuf>,
+
+    /// Wait at most this many seconds for the API server and the node after starting the
+    /// distribution (default 300; slow disks and air-gapped image imports may need more).
+    #[arg(long, value_name = "SECONDS")]
+    pub cluster_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -215,8 +215,11 @@ struct Run<'p> {
     /// What changed and cannot be undone, for the failure message.
     irreversible: Vec<String>,
     report: Vec<StepReport>,
-    /// Data folders that did not exist when the run started (the service creates them).
+    /// The outermost missing folder of each data folder when the run started: everything under
+    /// it is created by the service.
     fresh_data_dirs: Vec<String>,
+    /// Units this run added to the state (dropped from it again by a rollback).
+    services_added: Vec<String>,
 }
 
 impl Executor<'_> {
@@ -243,12 +246,8 @@ impl Executor<'_> {
             client: None,
             irreversible: Vec::new(),
             report: Vec::new(),
-            fresh_data_dirs: paths
-                .data_dirs
-                .iter()
-                .filter(|d| !self.host.exists(d))
-                .map(|d| d.to_string())
-                .collect(),
+            fresh_data_dirs: fresh_roots(self.host, paths.data_dirs),
+            services_added: Vec::new(),
         };
         if let Err(e) = run.state.save(self.host) {
             return Err(self.fail(&mut run, &plan.steps[0], FailureKind::Failed, e.to_string()));
@@ -319,9 +318,9 @@ impl Executor<'_> {
                 // The state file forgets what was undone.
                 let host = self.host;
                 run.state.files.retain(|path, _| host.exists(path));
-                run.state
-                    .services
-                    .retain(|u| !undone.iter().any(|x| x.contains(u.as_str())));
+                // A unit added in this run was stopped by the rollback, or never started.
+                let added = std::mem::take(&mut run.services_added);
+                run.state.services.retain(|u| !added.contains(u));
             }
         }
         left.extend(run.irreversible.iter().cloned());
@@ -364,7 +363,7 @@ impl Executor<'_> {
                 let fetched = dl
                     .fetch_verified(url, checksum, &self.host.path(dest), *mode, self.download)
                     .await;
-                self.after_fetch(run, step, dest, mode.0, fetched)
+                self.after_fetch(run, dest, mode.0, fetched)
             }
             Action::CopyLocal {
                 source,
@@ -383,7 +382,7 @@ impl Executor<'_> {
                     *mode,
                 )
                 .await;
-                self.after_fetch(run, step, dest, mode.0, fetched)
+                self.after_fetch(run, dest, mode.0, fetched)
             }
             Action::WriteFile { path, mode, contents } => {
                 let Contents::Text(text) = contents else {
@@ -525,7 +524,6 @@ impl Executor<'_> {
     fn after_fetch(
         &self,
         run: &mut Run,
-        step: &Step,
         dest: &str,
         mode: u32,
         fetched: Result<download::Fetched, download::DownloadError>,
@@ -544,7 +542,6 @@ impl Executor<'_> {
             self.record_file(run, dest, Some(fetched.sha256), mode);
             return Ok(Outcome::Unchanged);
         }
-        let _ = step;
         let _ = self.mark_pending(run, dest)?;
         self.record_file(run, dest, Some(fetched.sha256), mode);
         run.changed.insert(dest.to_string());
@@ -604,6 +601,7 @@ impl Executor<'_> {
             SystemdOp::EnableNow => {
                 if !run.state.services.iter().any(|u| u == unit) {
                     run.state.services.push(unit.to_string());
+                    run.services_added.push(unit.to_string());
                     run.state.save(self.host)?;
                 }
                 let active = self.systemctl_ok(&["is-active", "--quiet", unit])?;
@@ -686,6 +684,25 @@ impl Executor<'_> {
         self.host.write_atomic(dest, merged.as_bytes(), 0o600)?;
         Ok(Outcome::Changed)
     }
+}
+
+/// For each folder in `dirs` that does not exist, its outermost missing ancestor (or itself).
+fn fresh_roots(host: &Host, dirs: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in dirs {
+        if host.exists(d) {
+            continue;
+        }
+        let root = host
+            .missing_parents(&format!("{d}/x"))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| d.to_string());
+        if !out.contains(&root) {
+            out.push(root);
+        }
+    }
+    out
 }
 
 /// What `up` found on the machine before changing anything.

@@ -128,6 +128,9 @@ async fn readyz(client: &::kube::Client, seen: &mut Seen) {
                     return;
                 }
                 Ok(text) => seen.readyz = format!("answered {:?}", text.chars().take(200).collect::<String>()),
+                Err(::kube::Error::Api(status)) => {
+                    seen.readyz = format!("no answer yet: HTTP {} {}", status.code, status.message)
+                }
                 Err(e) => seen.readyz = format!("no answer yet: {e}"),
             },
             Err(e) => seen.readyz = format!("cannot build the request: {e}"),

@@ -577,3 +577,40 @@ fn ctrl_c_stops_the_run_and_says_what_is_on_the_machine() {
     w.up_ok(&[]);
     assert!(w.host.root.join("home/tester/.kube/config").exists());
 }
+
+#[test]
+fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
+    let w = World::new();
+    w.sim.inject(crate::sim::Fault::ServerError {
+        method: None,
+        path_contains: "/readyz".into(),
+        times: 100_000,
+    });
+    let before = w.host.tree(&[]);
+    let out = w.up(&["--cluster-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step \"wait-k3s\" (Wait for the k3s API server and node) failed: timed out after 1s"),
+        "{err}"
+    );
+    assert!(err.contains("API server /readyz: no answer yet"), "{err}");
+    assert!(
+        err.contains("stopped and disabled k3s.service (started in this run)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("removed /var/lib/rancher (created by the service started in this run)"),
+        "{err}"
+    );
+    assert!(!w.host.active("k3s.service"));
+    assert_eq!(w.host.tree(&[LOCK]), before, "everything undone");
+    let log = w.host.take_log();
+    assert_eq!(
+        log[log.len() - 2..],
+        [
+            "systemctl disable --now k3s.service".to_string(),
+            "systemctl daemon-reload".to_string()
+        ]
+    );
+}
