@@ -214,8 +214,8 @@ fn k0s_up_installs_converges_and_restarts_once_on_upgrade() {
 }
 
 /// The step ids of a k3s `up --cluster-only` and the end state of an uninterrupted run.
-fn reference(w: &World) -> (Vec<String>, String) {
-    let args = w.up_args(&["-o", "json"]);
+fn reference(w: &World, distro: &str) -> (Vec<String>, String) {
+    let args = w.up_args(&["-o", "json", "--distro", distro]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = w.kstrap(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -231,14 +231,20 @@ fn reference(w: &World) -> (Vec<String>, String) {
 
 #[test]
 fn killed_at_any_step_boundary_a_rerun_ends_like_an_uninterrupted_run() {
+    for distro in ["k3s", "k0s"] {
+        killed_at_each_boundary(distro);
+    }
+}
+
+fn killed_at_each_boundary(distro: &str) {
     let clean = World::new();
-    let (ids, expected) = reference(&clean);
-    assert!(ids.len() >= 8, "{ids:?}");
+    let (ids, expected) = reference(&clean, distro);
+    assert!(ids.len() >= 7, "{ids:?}");
     for id in &ids[..ids.len() - 1] {
         let w = World::new();
         // The same API server URL as the reference, so kubeconfigs compare equal.
         std::fs::write(&w.host.kubeconfig, clean.sim.kubeconfig_yaml()).unwrap();
-        let args = w.up_args(&["-o", "json"]);
+        let args = w.up_args(&["-o", "json", "--distro", distro]);
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
         cmd.env_clear().envs(w.host.envs()).args(&args);
         cmd.stdout(std::process::Stdio::null())
@@ -260,8 +266,8 @@ fn killed_at_any_step_boundary_a_rerun_ends_like_an_uninterrupted_run() {
         let _ = child.wait();
         assert!(killed, "never saw step {id} finish");
         // The kernel released the flock with the process: the re-run gets it.
-        w.up_ok(&[]);
-        assert_eq!(w.host.tree(&[LOCK]), expected, "killed after step {id}");
+        w.up_ok(&["--distro", distro]);
+        assert_eq!(w.host.tree(&[LOCK]), expected, "{distro}: killed after step {id}");
     }
 }
 

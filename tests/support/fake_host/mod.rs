@@ -65,6 +65,7 @@ const K0S: &str = r#"
 case "$1" in
   install)
     mkdir -p "$root/etc/systemd/system"
+    shift 2
     printf '[Service]\nExecStart=/usr/local/bin/k0s controller %s\n' "$*" > "$root/etc/systemd/system/k0scontroller.service"
     touch "$st/enabled-k0scontroller.service";;
   start) start_unit k0scontroller.service;;
