@@ -176,6 +176,12 @@ fn without_yes_and_without_a_terminal_up_and_down_refuse_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
     assert!(!w.host.root.join("usr/local/bin/k3s").exists());
+
+    w.up_ok(&[]);
+    let out = w.kstrap(&["down"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+    assert!(w.host.root.join("usr/local/bin/k3s").exists(), "nothing removed");
 }
 
 #[test]
