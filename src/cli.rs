@@ -88,6 +88,8 @@ pub enum Command {
     /// Remove what kstrap installed (stack, GPU operator, distribution), and nothing else.
     Down(DownArgs),
     /// Print how to add a worker machine to this cluster (k3s token and URL, or a k0s join token).
+    /// The token is a secret and goes to stdout only; with `-o json` the output is
+    /// {"distro", "server_url", "token"}.
     JoinCommand(JoinArgs),
     /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
     Completions {
@@ -136,6 +138,11 @@ pub struct PlanArgs {
     /// (repeatable). Without it, the image is read from the environment variable KEY.
     #[arg(long = "image", value_name = "KEY=REF")]
     pub images: Vec<String>,
+
+    /// Wait at most this many seconds for the API server and the node after starting the
+    /// distribution (default 300; slow disks and air-gapped image imports may need more).
+    #[arg(long, value_name = "SECONDS")]
+    pub cluster_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +178,11 @@ pub struct UpArgs {
     /// Wait at most this many seconds per stack stage instead of the stack's own timeouts.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+
+    /// Stop once the cluster is up and your kubeconfig has the `kstrap` context: no GPU
+    /// operator, no stack (add them later with `kstrap up` or `kstrap apply`).
+    #[arg(long)]
+    pub cluster_only: bool,
 }
 
 /// Which cluster to talk to.

@@ -20,7 +20,8 @@ pub const RELEASE_MIRROR: &str = "KSTRAP_RELEASE_MIRROR";
 pub const FACTS: &str = "KSTRAP_FACTS";
 /// Path of the NVML library to load instead of `libnvidia-ml.so.1`.
 pub const NVML_LIB: &str = "KSTRAP_NVML_LIB";
-/// Root of the filesystem that detection reads (default `/`). For tests and rescue shells.
+/// Root of the filesystem that detection reads and `up`/`down` change (default `/`). For tests
+/// and rescue shells; with another root, commands run by name from `PATH`.
 pub const HOST_ROOT: &str = "KSTRAP_HOST_ROOT";
 /// Kubeconfig of a real cluster for the end-to-end tests (tests only).
 pub const TEST_KUBECONFIG: &str = "KSTRAP_TEST_KUBECONFIG";
@@ -43,7 +44,7 @@ pub const ALL: &[(&str, &str)] = &[
     (RELEASE_MIRROR, "base URL for release downloads (mirrors, tests)"),
     (FACTS, "host facts JSON to use instead of probing this machine"),
     (NVML_LIB, "path of the NVML library (default libnvidia-ml.so.1)"),
-    (HOST_ROOT, "root of the filesystem detection reads (default /)"),
+    (HOST_ROOT, "root of the filesystem kstrap reads and changes (default /)"),
     (TEST_KUBECONFIG, "kubeconfig of a real cluster for the end-to-end tests"),
     (NO_COLOR, "disable colour"),
     (

@@ -1,9 +1,109 @@
-//! `kstrap join-command`: how to add a worker to this cluster.
+//! `kstrap join-command`: how to add a worker to this cluster, so a user who outgrows one machine
+//! grows the same cluster.
+//!
+//! The join token is a secret: it is printed to stdout only, because the user asked for it, and
+//! never appears in logs or error messages.
 
+use super::up::host;
 use super::{Exit, Failure};
 use crate::cli::{GlobalArgs, JoinArgs};
+use crate::distro::Distro;
+use crate::exec::state::State;
 use crate::ui::Printer;
+use serde::Serialize;
 
-pub fn run(_global: &GlobalArgs, _args: &JoinArgs, _printer: &Printer) -> Result<Exit, Failure> {
-    Err(Failure::failed("`kstrap join-command` is not built yet (issue 4)"))
+#[derive(Serialize)]
+struct Join<'a> {
+    distro: Distro,
+    server_url: &'a str,
+    token: &'a str,
+}
+
+/// The address other machines most likely reach this one at: the source address of the default
+/// route (a UDP "connect" sends nothing).
+fn local_address() -> Option<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then(|| ip.to_string())
+}
+
+pub fn run(_global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let host = host();
+    let state = State::load(&host)
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .ok_or_else(|| Failure::failed("kstrap has not installed a cluster here\n  fix: run `kstrap up` first"))?;
+    let address = match &args.address {
+        Some(a) => a.clone(),
+        None => local_address().ok_or_else(|| {
+            Failure::failed(
+                "cannot tell this machine's address\n  fix: pass --address HOST (the name or IP workers reach it at)",
+            )
+        })?,
+    };
+    let server_url = format!("https://{address}:6443");
+    let paths = state.distro.paths();
+    let token = match state.distro {
+        Distro::K3s => {
+            let path = paths.node_token.unwrap_or("/var/lib/rancher/k3s/server/node-token");
+            let file = host
+                .read(path)
+                .map_err(|e| Failure::failed(e.to_string()))?
+                .ok_or_else(|| {
+                    Failure::failed(format!(
+                        "{path} does not exist: k3s writes it when the server starts\n  fix: check that k3s is running (`systemctl status k3s`)"
+                    ))
+                })?;
+            String::from_utf8_lossy(&file.bytes).trim().to_string()
+        }
+        Distro::K0s => {
+            let args = vec!["token".to_string(), "create".into(), "--role=worker".into()];
+            let out = host
+                .runner
+                .run(paths.binary, &args)
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            if !out.success {
+                return Err(Failure::failed(format!(
+                    "`k0s token create --role=worker` failed: {}\n  fix: check that k0s is running (`k0s status`)",
+                    out.stderr.trim()
+                )));
+            }
+            out.stdout.trim().to_string()
+        }
+    };
+    if token.is_empty() {
+        return Err(Failure::failed(
+            "the join token is empty\n  fix: check that the cluster is running",
+        ));
+    }
+    if printer.json_mode() {
+        printer.json(&Join {
+            distro: state.distro,
+            server_url: &server_url,
+            token: &token,
+        });
+        return Ok(Exit::Ok);
+    }
+    let text = match state.distro {
+        Distro::K3s => format!(
+            "To add a worker, on the new machine as root:\n\
+             \x20 1. install k3s {version} at /usr/local/bin/k3s (the same release; check it against the release's sha256sum file)\n\
+             \x20 2. save the token (a secret) in a root-only file:\n\
+             \x20      install -m 600 /dev/null /etc/rancher/k3s/agent-token && echo '{token}' > /etc/rancher/k3s/agent-token\n\
+             \x20 3. start the agent:\n\
+             \x20      k3s agent --server {server_url} --token-file /etc/rancher/k3s/agent-token\n\
+             \x20    (or with the upstream installer: curl -sfL https://get.k3s.io | K3S_URL={server_url} K3S_TOKEN='{token}' sh -)\n",
+            version = state.version,
+        ),
+        Distro::K0s => format!(
+            "To add a worker, on the new machine as root:\n\
+             \x20 1. install k0s {version} at /usr/local/bin/k0s (the same release; check it against the release's sha256sums.txt)\n\
+             \x20 2. save the token (a secret; it names this controller, {server_url}) in a root-only file:\n\
+             \x20      install -m 600 /dev/null /etc/k0s/worker-token && echo '{token}' > /etc/k0s/worker-token\n\
+             \x20 3. k0s install worker --token-file /etc/k0s/worker-token && k0s start\n",
+            version = state.version,
+        ),
+    };
+    printer.stdout(&text);
+    Ok(Exit::Ok)
 }

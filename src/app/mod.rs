@@ -177,7 +177,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         mirror,
         airgap: args.airgap.clone(),
         kubeconfig_dest: kubeconfig_dest(),
-        ..Settings::default()
+        cluster_timeout_s: args.cluster_timeout.unwrap_or(Settings::default().cluster_timeout_s),
     })
 }
 

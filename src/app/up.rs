@@ -1,15 +1,79 @@
-//! `kstrap up`: plan, then execute the plan (or only print it with --dry-run).
+//! `kstrap up`: plan, check that the machine is ours to change, confirm, then execute the plan.
+//!
+//! Refusals come before anything changes: preflight failures and a cluster kstrap did not
+//! install (or another distribution, or another version without --upgrade) end with exit 3.
 
-use super::{Exit, Failure, build_plan, plan_findings, show_plan};
+use super::{Exit, Failure, build_plan, plan_findings};
 use crate::checks;
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::ui::Printer;
+use crate::exec::download::{DownloadProgress, NoProgress};
+use crate::exec::host::Host;
+use crate::exec::{self, ClusterStepError, ClusterSteps, ExecError, FailureKind, Found, Interrupt, Outcome};
+use crate::plan::Plan;
+use crate::plan::step::{Phase, Step};
+use crate::ui::download_bar::DownloadBar;
+use crate::ui::steps::{StepLines, confirm};
+use crate::ui::{Printer, render};
+use crate::{env, exec::lock};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The machine to change: `/`, or `KSTRAP_HOST_ROOT` (a mounted system, a test folder).
+pub(crate) fn host() -> Host {
+    let root = std::env::var_os(env::HOST_ROOT)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Host::new(root, std::env::var_os(env::PATH))
+}
+
+/// The GPU and stack phases until the apply engine is wired in: says so and stops, after the
+/// cluster is up.
+// TODO(lead): replace with the apply engine (`crate::kube::apply_stack`) behind `ClusterSteps`.
+struct StackNotWired;
+
+impl ClusterSteps for StackNotWired {
+    fn run<'a>(
+        &'a mut self,
+        _client: &'a ::kube::Client,
+        step: &'a Step,
+    ) -> exec::BoxFuture<'a, Result<Outcome, ClusterStepError>> {
+        let message = format!(
+            "the cluster is up (kubeconfig context kstrap), but this build cannot run {} steps yet: the GPU operator and stack phase is not wired into `kstrap up`; pass --cluster-only to stop after the cluster",
+            step.phase.label()
+        );
+        Box::pin(async move {
+            Err(ClusterStepError {
+                message,
+                timed_out: false,
+            })
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct UpReport<'a> {
+    result: &'static str,
+    distro: String,
+    version: &'a str,
+    profile: &'a str,
+    kubeconfig_context: Option<&'a str>,
+    steps: &'a [exec::StepReport],
+}
 
 pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, Failure> {
-    if up.dry_run {
-        return show_plan(global, &up.plan, printer);
+    let mut plan = build_plan(global, &up.plan)?;
+    if up.cluster_only {
+        plan.steps.retain(|s| !matches!(s.phase, Phase::Gpu | Phase::Stack));
     }
-    let plan = build_plan(global, &up.plan)?;
+    if up.dry_run {
+        if printer.json_mode() {
+            printer.json(&plan);
+        } else {
+            printer.stdout(&render::plan(&plan, printer.verbosity));
+        }
+        return Ok(Exit::Ok);
+    }
     if plan.preflight.refused {
         let fails: Vec<String> = plan_findings(&plan)
             .iter()
@@ -21,7 +85,160 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             fails.join("\n")
         )));
     }
-    Err(Failure::failed(
-        "this kstrap build plans but does not execute yet: the executor (installing k3s/k0s) is a separate issue. Use `kstrap up --dry-run` to see the plan",
-    ))
+
+    let host = host();
+    let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
+    let found = exec::survey(&host).map_err(|e| Failure::failed(e.to_string()))?;
+    exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+
+    if !up.yes {
+        let question = format!(
+            "Install {} {} with profile {} on this machine ({} steps)?",
+            plan.distro,
+            plan.distro_version,
+            plan.profile,
+            plan.steps.len()
+        );
+        match confirm(&question) {
+            Ok(true) => {}
+            Ok(false) => return Err(Failure::failed("stopped: nothing was changed")),
+            Err(why) => return Err(Failure::usage(why)),
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let state = replace_first(&host, found, &plan, printer)?;
+
+    let interrupt = Arc::new(Interrupt::default());
+    let result = runtime.block_on(async {
+        let on_ctrl_c = interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.trigger();
+            }
+        });
+        let progress = StepLines { printer: *printer };
+        // JSON mode keeps stderr to JSON lines: no download bar or lines there.
+        let bar: Box<dyn DownloadProgress> = if printer.json_mode() {
+            Box::new(NoProgress)
+        } else {
+            Box::new(DownloadBar::new(printer))
+        };
+        let mut cluster = StackNotWired;
+        let mut executor = exec::Executor {
+            host: &host,
+            progress: &progress,
+            download: bar.as_ref(),
+            cluster: &mut cluster,
+            options: exec::Options {
+                merge_kubeconfig: !up.no_merge_kubeconfig,
+            },
+            interrupt: &interrupt,
+        };
+        executor.execute(&plan, state).await
+    });
+    runtime.shutdown_background();
+    match result {
+        Ok(steps) => {
+            report(&plan, &steps, up, printer);
+            Ok(Exit::Ok)
+        }
+        Err(e) => Err(failure(e)),
+    }
+}
+
+/// With --replace: removes kstrap's install of the other distribution, or stops a cluster kstrap
+/// did not install, before installing. Returns the state to carry on from.
+fn replace_first(
+    host: &Host,
+    found: Found,
+    plan: &Plan,
+    printer: &Printer,
+) -> Result<Option<exec::state::State>, Failure> {
+    match found {
+        Found::Nothing => Ok(None),
+        Found::Ours(state) if state.distro == plan.distro => Ok(Some(*state)),
+        Found::Ours(state) => {
+            printer.info(&format!(
+                "removing {} {} first (--replace)",
+                state.distro, state.version
+            ));
+            exec::down::run(host, *state, false, &mut |item| {
+                crate::ui::steps::removed(printer, &item.describe())
+            })
+            .map_err(|e| Failure::failed(e.to_string()))?;
+            Ok(None)
+        }
+        Found::Foreign { distro, .. } => {
+            let paths = distro.paths();
+            printer.info(&format!(
+                "stopping the {distro} kstrap did not install and removing its data (--replace)"
+            ));
+            if host.exists(paths.unit_file) {
+                let args = vec!["disable".to_string(), "--now".into(), paths.service_unit.into()];
+                let out = host
+                    .runner
+                    .run("systemctl", &args)
+                    .map_err(|e| Failure::failed(e.to_string()))?;
+                if !out.success {
+                    return Err(Failure::failed(format!(
+                        "--replace: `systemctl disable --now {}` failed: {}",
+                        paths.service_unit,
+                        out.stderr.trim()
+                    )));
+                }
+            }
+            for d in paths.data_dirs {
+                host.remove_tree(d).map_err(|e| Failure::failed(e.to_string()))?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn report(plan: &Plan, steps: &[exec::StepReport], up: &UpArgs, printer: &Printer) {
+    let context = (!up.no_merge_kubeconfig).then_some(crate::distro::KUBECONFIG_CONTEXT);
+    if printer.json_mode() {
+        printer.json(&UpReport {
+            result: "ok",
+            distro: plan.distro.to_string(),
+            version: &plan.distro_version,
+            profile: &plan.profile,
+            kubeconfig_context: context,
+            steps,
+        });
+        return;
+    }
+    let changed = steps.iter().filter(|s| s.outcome == Outcome::Changed).count();
+    let mut text = format!(
+        "{} {} is up with profile {} ({} of {} steps changed something).\n",
+        plan.distro,
+        plan.distro_version,
+        plan.profile,
+        changed,
+        steps.len()
+    );
+    match context {
+        Some(c) => text.push_str(&format!("Try: kubectl --context {c} get nodes\n")),
+        None => text.push_str(&format!(
+            "Your kubeconfig was left alone (--no-merge-kubeconfig); the admin one is {} (root only).\n",
+            plan.distro.paths().kubeconfig
+        )),
+    }
+    printer.stdout(&text);
+}
+
+fn failure(e: ExecError) -> Failure {
+    let exit = match e.kind {
+        FailureKind::TimedOut => Exit::Timeout,
+        FailureKind::Failed | FailureKind::Interrupted => Exit::Failed,
+    };
+    Failure {
+        exit,
+        message: e.to_string(),
+    }
 }

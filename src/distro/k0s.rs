@@ -11,7 +11,7 @@ use super::{
     BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, binary_steps, node_labels,
     release_arch, step,
 };
-use crate::plan::step::{Action, Contents, Mode, Phase, Step};
+use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
 use serde::Serialize;
 
 pub(super) static PATHS: Paths = Paths {
@@ -136,16 +136,18 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         Action::Command {
             program: PATHS.binary.into(),
             args: install_args(ctx)?,
+            creates: vec![PATHS.unit_file.into()],
         },
     ));
     steps.push(step(
         "start-k0s",
         Phase::Cluster,
         "Start k0s",
-        "starts the k0scontroller service that `k0s install` set up; it also starts at boot",
-        Action::Command {
-            program: PATHS.binary.into(),
-            args: vec!["start".into()],
+        "starts the k0scontroller service that `k0s install` set up and enabled (what `k0s start` does); restarted once if its binary, config or unit changed",
+        Action::Systemd {
+            unit: PATHS.service_unit.into(),
+            op: SystemdOp::EnableNow,
+            after_changes: vec![PATHS.binary.into(), PATHS.config.into(), PATHS.unit_file.into()],
         },
     ));
     steps.push(step(

@@ -104,6 +104,20 @@ ExecStartPre=-/sbin/modprobe overlay
 ExecStart=/usr/local/bin/k3s server
 ";
 
+/// The files a running k3s must be restarted for when they change.
+fn restart_inputs() -> Vec<String> {
+    [
+        Some(PATHS.binary),
+        Some(PATHS.config),
+        Some(PATHS.unit_file),
+        PATHS.env_file,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::from)
+    .collect()
+}
+
 pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
     let arch = release_arch(ctx.distro, ctx.arch)?;
     let binary = binary_asset_name(arch);
@@ -160,20 +174,26 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         "reload-systemd-k3s",
         Phase::Host,
         "Reload systemd",
-        "systemd only sees a new or changed unit file after a reload",
+        "systemd only sees a new or changed unit file after a reload; skipped when neither changed",
         Action::Systemd {
             unit: PATHS.service_unit.into(),
             op: SystemdOp::DaemonReload,
+            after_changes: [Some(PATHS.unit_file), PATHS.env_file]
+                .into_iter()
+                .flatten()
+                .map(String::from)
+                .collect(),
         },
     ));
     steps.push(step(
         "start-k3s",
         Phase::Cluster,
         "Enable and start k3s",
-        "enabled so the cluster comes back after a reboot; started so the API server comes up now",
+        "enabled so the cluster comes back after a reboot; started so the API server comes up now; restarted once if its binary, config or unit changed",
         Action::Systemd {
             unit: PATHS.service_unit.into(),
             op: SystemdOp::EnableNow,
+            after_changes: restart_inputs(),
         },
     ));
     steps.push(step(

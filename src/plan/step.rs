@@ -139,10 +139,28 @@ pub enum Action {
         mode: Mode,
         contents: Contents,
     },
-    /// Run a program with arguments (no shell).
-    Command { program: String, args: Vec<String> },
+    /// Run a program with arguments (no shell). The executor runs it again only when its
+    /// arguments differ from the last successful run's (kept in kstrap's state) or a file in
+    /// `creates` is missing.
+    Command {
+        program: String,
+        args: Vec<String>,
+        /// Files the command itself writes (the unit `k0s install` creates): kstrap records them
+        /// as its own, so `down` removes them.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        creates: Vec<String>,
+    },
     /// A systemctl operation on a unit.
-    Systemd { unit: String, op: SystemdOp },
+    ///
+    /// `after_changes` names the files the operation depends on. `daemon-reload` runs only when
+    /// one of them changed (empty: always). `enable-now` starts a stopped unit; a running one is
+    /// restarted exactly once when one of them changed, and left alone otherwise.
+    Systemd {
+        unit: String,
+        op: SystemdOp,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        after_changes: Vec<String>,
+    },
     /// Wait until the API server answers `/readyz` and the node is Ready.
     WaitCluster { kubeconfig: String, timeout_s: u64 },
     /// Write the admin kubeconfig for the user and merge it as context `context`.

@@ -8,6 +8,7 @@
 
 pub mod download_bar;
 pub mod render;
+pub mod steps;
 
 use crate::cli::OutputFormat;
 use serde::Serialize;

@@ -280,10 +280,10 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
                 }
             }
         }
-        Action::Command { program, args } => {
+        Action::Command { program, args, .. } => {
             let _ = writeln!(s, "{pad}run {program} {}", args.join(" "));
         }
-        Action::Systemd { unit, op } => {
+        Action::Systemd { unit, op, .. } => {
             let cmd = match op {
                 SystemdOp::DaemonReload => "systemctl daemon-reload".to_string(),
                 SystemdOp::EnableNow => format!("systemctl enable --now {unit}"),

@@ -1,8 +1,11 @@
 //! Integration tests, one binary split by area.
 
 mod cli;
+mod down;
 mod download;
 mod facts_fixtures;
+#[path = "../support/fake_host/mod.rs"]
+pub mod fake_host;
 mod invariants;
 mod preflight;
 mod profiles;
@@ -14,3 +17,4 @@ pub mod sim;
 mod sim_selftest;
 mod stacks;
 mod support;
+mod up_e2e;

@@ -1,0 +1,156 @@
+//! What kstrap installed on this machine: `/var/lib/kstrap/state.json` (under the host root).
+//!
+//! It is the only source `down` removes from, and what `up` compares with to decide between
+//! converging, upgrading and refusing. It is rewritten atomically after every step (and before a
+//! step that is about to claim a new path), so a run killed at any point leaves a state that
+//! names everything on the machine and lets the next run carry on. It holds no secrets, no
+//! times and no pids: two runs that end the same way leave the same file.
+
+use super::host::{Host, HostError};
+use crate::distro::Distro;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Host path of the state file (detection reads the same path).
+pub const STATE_PATH: &str = "/var/lib/kstrap/state.json";
+/// The folder kstrap keeps its own files in.
+pub const STATE_DIR: &str = "/var/lib/kstrap";
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub schema: u32,
+    pub distro: Distro,
+    pub version: String,
+    pub profile: String,
+    /// Files kstrap wrote or had a command write, by host path; `sha256` is `None` for files a
+    /// command wrote or a write that had not finished.
+    pub files: BTreeMap<String, FileRecord>,
+    /// Directories kstrap created (removed by `down` when empty), outermost first.
+    pub dirs: Vec<String>,
+    /// systemd units kstrap enabled.
+    pub services: Vec<String>,
+    /// The distribution's data folders (removed by `down` unless `--keep-data`).
+    pub data_dirs: Vec<String>,
+    /// Where the `kstrap` kubeconfig context was merged.
+    pub kubeconfig: Option<KubeconfigRecord>,
+    /// Arguments of each command step's last successful run, by step id.
+    pub commands: BTreeMap<String, Vec<String>>,
+    /// Steps that must act on the next run because a file they depend on changed before they
+    /// ran (a reload or restart interrupted by a crash must not be forgotten).
+    pub pending: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    pub sha256: Option<String>,
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigRecord {
+    pub path: String,
+    pub context: String,
+    /// kstrap created the file (so `down` removes it when nothing else is left in it).
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(
+        "{path} is not a state file this kstrap understands: {message}\n  fix: it records what kstrap installed; if it was edited by hand, restore it, or remove the install by hand"
+    )]
+    Corrupt { path: String, message: String },
+}
+
+impl State {
+    pub fn new(distro: Distro, version: &str, profile: &str) -> Self {
+        State {
+            schema: SCHEMA,
+            distro,
+            version: version.to_string(),
+            profile: profile.to_string(),
+            files: BTreeMap::new(),
+            dirs: Vec::new(),
+            services: Vec::new(),
+            data_dirs: Vec::new(),
+            kubeconfig: None,
+            commands: BTreeMap::new(),
+            pending: BTreeSet::new(),
+        }
+    }
+
+    pub fn load(host: &Host) -> Result<Option<State>, StateError> {
+        let Some(existing) = host.read(STATE_PATH)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&existing.bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: host.path(STATE_PATH).display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn save(&self, host: &Host) -> Result<(), StateError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| StateError::Corrupt {
+            path: STATE_PATH.into(),
+            message: e.to_string(),
+        })?;
+        text.push('\n');
+        // Unchanged state is not rewritten: a run that changes nothing writes nothing.
+        if host
+            .read(STATE_PATH)?
+            .is_some_and(|e| e.bytes == text.as_bytes() && e.mode == 0o600)
+        {
+            return Ok(());
+        }
+        host.write_atomic(STATE_PATH, text.as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    pub fn remove(host: &Host) -> Result<(), StateError> {
+        host.remove_file(STATE_PATH)?;
+        Ok(())
+    }
+
+    /// Records directories about to be created by a write.
+    pub fn add_dirs(&mut self, dirs: &[String]) {
+        for d in dirs {
+            if !self.dirs.contains(d) && d != STATE_DIR {
+                self.dirs.push(d.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_a_corrupt_file_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        assert_eq!(State::load(&host).unwrap(), None);
+        let mut s = State::new(Distro::K3s, "v1.35.3+k3s1", "rtx-5090");
+        s.files.insert(
+            "/usr/local/bin/k3s".into(),
+            FileRecord {
+                sha256: Some("ab".into()),
+                mode: "0755".into(),
+            },
+        );
+        s.save(&host).unwrap();
+        assert_eq!(State::load(&host).unwrap(), Some(s));
+        assert_eq!(host.read(STATE_PATH).unwrap().unwrap().mode, 0o600);
+        std::fs::write(dir.path().join("var/lib/kstrap/state.json"), "{\"schema\": 1").unwrap();
+        let err = State::load(&host).unwrap_err().to_string();
+        assert!(err.contains("var/lib/kstrap/state.json is not a state file"), "{err}");
+    }
+}

@@ -1,0 +1,622 @@
+//! `kstrap up` for real into a temp root: the binary (assert_cmd) against a fake host (TEST
+//! DOUBLE: fake systemctl/k3s/k0s on PATH), a local release server (TEST DOUBLE) and the
+//! simulated API server (TEST DOUBLE) the fake services point their kubeconfig at. Files, modes,
+//! contents and the command sequence are checked; re-runs must change nothing; a config change
+//! must mean exactly one restart; a run killed at any step boundary must end, once re-run, in
+//! the same state as an uninterrupted one.
+
+use crate::fake_host::FakeHost;
+use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
+use crate::sim::{SimConfig, SimulatedApiServer};
+use crate::support::fixture_path;
+use assert_cmd::Command;
+use std::io::BufRead;
+use std::process::Output;
+
+pub const LOCK: &str = "/run/kstrap.lock";
+pub const K3S: &str = "v1.35.3+k3s1";
+pub const K0S: &str = "v1.35.3+k0s.0";
+
+/// One test's world: API server, release server, host.
+pub struct World {
+    pub sim: SimulatedApiServer,
+    pub releases: ReleaseServer,
+    pub host: FakeHost,
+}
+
+impl World {
+    pub fn new() -> World {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        let releases = ReleaseServer::start();
+        for (d, v) in [("k3s", K3S), ("k0s", K0S)] {
+            releases.release_layout(d, v, "amd64");
+        }
+        // The next patch releases, with binaries that differ from the default ones.
+        for (d, v, sep) in [("k3s", "v1.35.4+k3s1", "  "), ("k0s", "v1.35.4+k0s.0", " *")] {
+            let r = releases.release_layout(d, v, "amd64");
+            let bytes = fake_binary(&format!("{d} {v}"), 2048);
+            releases.add(&r.binary_path, bytes.clone());
+            releases.add(&r.sums_path, format!("{}{sep}{}\n", sha256_hex(&bytes), r.entry));
+        }
+        let host = FakeHost::new(&sim.kubeconfig_yaml());
+        World { sim, releases, host }
+    }
+
+    /// `kstrap <args>` on this host, with a clean environment.
+    pub fn kstrap(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("kstrap").unwrap();
+        c.env_clear();
+        for (k, v) in self.host.envs() {
+            c.env(k, v);
+        }
+        c.args(args);
+        c
+    }
+
+    /// The usual `up` arguments plus `extra`.
+    pub fn up_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--release-mirror",
+            &self.releases.url(),
+            "--yes",
+            "--cluster-only",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn up(&self, extra: &[&str]) -> Output {
+        let args = self.up_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kstrap(&args).output().unwrap()
+    }
+
+    pub fn up_ok(&self, extra: &[&str]) {
+        let out = self.up(extra);
+        assert_eq!(out.status.code(), Some(0), "up {extra:?} failed:\n{}", text(&out));
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn k3s_up_installs_converges_and_restarts_once_on_a_config_change() {
+    let w = World::new();
+    w.up_ok(&[]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl daemon-reload",
+            "systemctl is-active --quiet k3s.service",
+            "systemctl is-enabled --quiet k3s.service",
+            "systemctl enable --now k3s.service",
+        ])
+    );
+    assert!(w.host.active("k3s.service"));
+    insta::assert_snapshot!("k3s_tree", w.host.tree(&[LOCK]));
+
+    // Second run: nothing written, nothing restarted, and the output says so.
+    let before = w.host.stamps(&[LOCK]);
+    let out = w.up(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("  – Write the k3s configuration (unchanged)\n"), "{err}");
+    assert!(err.contains("  – Download k3s v1.35.3+k3s1 (unchanged)\n"), "{err}");
+    assert!(err.contains("  ✓ Wait for the k3s API server and node ("), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(0 of 9 steps changed something)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl is-enabled --quiet k3s.service",
+        ])
+    );
+    assert_eq!(
+        w.host.stamps(&[LOCK]),
+        before,
+        "a converged re-run must not rewrite any file"
+    );
+
+    // Another profile: another node label in config.yaml → rewrite + exactly one restart, no reload.
+    w.up_ok(&["--profile", "cpu-fallback"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl restart k3s.service"
+        ])
+    );
+    let config = std::fs::read_to_string(w.host.root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(config.contains("kstrap.dev/profile=cpu-fallback"), "{config}");
+    // And back to converged.
+    w.up_ok(&["--profile", "cpu-fallback"]);
+    assert_eq!(w.host.take_log().len(), 2);
+}
+
+#[test]
+fn k3s_other_version_needs_upgrade_and_then_restarts_once() {
+    let w = World::new();
+    w.up_ok(&[]);
+    w.host.take_log();
+    let out = w.up(&["--distro-version", "v1.35.4+k3s1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("k3s v1.35.3+k3s1 is installed here by kstrap"), "{err}");
+    assert!(err.contains("--upgrade"), "{err}");
+    assert!(w.host.take_log().is_empty(), "a refusal runs nothing");
+
+    w.up_ok(&["--distro-version", "v1.35.4+k3s1", "--upgrade"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k3s.service",
+            "systemctl restart k3s.service"
+        ])
+    );
+    let bin = std::fs::read(w.host.root.join("usr/local/bin/k3s")).unwrap();
+    assert_eq!(bin, fake_binary("k3s v1.35.4+k3s1", 2048));
+    let state = std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap();
+    assert!(state.contains("\"version\": \"v1.35.4+k3s1\""), "{state}");
+}
+
+#[test]
+fn k0s_up_installs_converges_and_restarts_once_on_upgrade() {
+    let w = World::new();
+    w.up_ok(&["--distro", "k0s"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "k0s install controller --enable-worker --no-taints --config /etc/k0s/k0s.yaml --force --labels=kstrap.dev/profile=rtx-5090",
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl is-enabled --quiet k0scontroller.service",
+            "systemctl enable --now k0scontroller.service",
+        ])
+    );
+    insta::assert_snapshot!("k0s_tree", w.host.tree(&[LOCK]));
+    let before = w.host.stamps(&[LOCK]);
+    w.up_ok(&["--distro", "k0s"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl is-enabled --quiet k0scontroller.service",
+        ])
+    );
+    assert_eq!(w.host.stamps(&[LOCK]), before);
+    w.up_ok(&["--distro", "k0s", "--distro-version", "v1.35.4+k0s.0", "--upgrade"]);
+    assert_eq!(
+        w.host.take_log(),
+        strs(&[
+            "systemctl is-active --quiet k0scontroller.service",
+            "systemctl restart k0scontroller.service",
+        ])
+    );
+}
+
+/// The step ids of a k3s `up --cluster-only` and the end state of an uninterrupted run.
+fn reference(w: &World, distro: &str) -> (Vec<String>, String) {
+    let args = w.up_args(&["-o", "json", "--distro", distro]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.kstrap(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, w.host.tree(&[LOCK]))
+}
+
+#[test]
+fn killed_at_any_step_boundary_a_rerun_ends_like_an_uninterrupted_run() {
+    for distro in ["k3s", "k0s"] {
+        killed_at_each_boundary(distro);
+    }
+}
+
+fn killed_at_each_boundary(distro: &str) {
+    let clean = World::new();
+    let (ids, expected) = reference(&clean, distro);
+    assert!(ids.len() >= 7, "{ids:?}");
+    for id in &ids[..ids.len() - 1] {
+        let w = World::new();
+        // The same API server URL as the reference, so kubeconfigs compare equal.
+        std::fs::write(&w.host.kubeconfig, clean.sim.kubeconfig_yaml()).unwrap();
+        let args = w.up_args(&["-o", "json", "--distro", distro]);
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
+        cmd.env_clear().envs(w.host.envs()).args(&args);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut killed = false;
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["event"] == "done" && event["step"] == id.as_str() {
+                child.kill().unwrap(); // SIGKILL
+                killed = true;
+                break;
+            }
+        }
+        let _ = child.wait();
+        assert!(killed, "never saw step {id} finish");
+        // The kernel released the flock with the process: the re-run gets it.
+        w.up_ok(&["--distro", distro]);
+        assert_eq!(w.host.tree(&[LOCK]), expected, "{distro}: killed after step {id}");
+    }
+}
+
+#[test]
+fn airgap_install_from_a_folder() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = fake_binary("k3s", 4096);
+    let images = b"fake image archive".to_vec();
+    std::fs::write(dir.path().join("k3s"), &binary).unwrap();
+    std::fs::write(dir.path().join("k3s-airgap-images-amd64.tar.zst"), &images).unwrap();
+    std::fs::write(
+        dir.path().join("sha256sum-amd64.txt"),
+        format!(
+            "{}  k3s\n{}  k3s-airgap-images-amd64.tar.zst\n",
+            sha256_hex(&binary),
+            sha256_hex(&images)
+        ),
+    )
+    .unwrap();
+    let out = w
+        .kstrap(&[
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--airgap",
+            dir.path().to_str().unwrap(),
+            "--yes",
+            "--cluster-only",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(w.host.root.join("usr/local/bin/k3s")).unwrap(), binary);
+    let placed = w
+        .host
+        .root
+        .join("var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst");
+    assert_eq!(std::fs::read(&placed).unwrap(), images);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&placed).unwrap().permissions().mode() & 0o777, 0o644);
+    assert!(w.releases.hits("/k3s-io/k3s/releases/download/v1.35.3%2Bk3s1/k3s") == 0);
+}
+
+#[test]
+fn a_failed_start_undoes_the_files_it_wrote() {
+    let w = World::new();
+    let before = w.host.tree(&[]);
+    let out = w
+        .kstrap(&w.up_args(&[]).iter().map(String::as_str).collect::<Vec<_>>())
+        .env("FAKE_HOST_FAIL", "systemctl enable --now")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step \"start-k3s\" (Enable and start k3s) failed"),
+        "{err}"
+    );
+    assert!(err.contains("failing on purpose"), "{err}");
+    assert!(err.contains("removed /usr/local/bin/k3s (new in this run)"), "{err}");
+    assert!(
+        err.contains("nothing kstrap did in this run is left on the machine"),
+        "{err}"
+    );
+    assert_eq!(w.host.tree(&[LOCK]), before, "everything undone");
+    assert_eq!(w.host.take_log().last().unwrap(), "systemctl daemon-reload");
+}
+
+#[test]
+fn kubeconfig_is_merged_beside_other_contexts_and_a_malformed_one_is_refused() {
+    let w = World::new();
+    let kube = w.host.root.join("home/tester/.kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let mine = "apiVersion: v1\nkind: Config\nclusters:\n- name: work\n  cluster: {server: 'https://work:6443'}\nusers:\n- name: me\n  user: {token: abc}\ncontexts:\n- name: work\n  context: {cluster: work, user: me}\ncurrent-context: work\n";
+    std::fs::write(kube.join("config"), "clusters:\n- name: x\n  cluster: {server: [\n").unwrap();
+    let out = w.up(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/home/tester/.kube/config: not valid YAML at line"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kube.join("config")).unwrap(),
+        "clusters:\n- name: x\n  cluster: {server: [\n",
+        "nothing written"
+    );
+    assert!(err.contains("left on the machine"), "{err}");
+    assert!(
+        w.host.active("k3s.service"),
+        "the cluster was up: a kubeconfig problem leaves it running"
+    );
+
+    std::fs::write(kube.join("config"), mine).unwrap();
+    w.up_ok(&[]);
+    let merged: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kube.join("config")).unwrap()).unwrap();
+    assert_eq!(merged["current-context"], "work");
+    let contexts: Vec<&str> = merged["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(contexts, ["work", "kstrap"]);
+    let out = w.up(&[]);
+    let all = text(&out);
+    assert!(!all.contains("sim-fake-token"), "the token never shows:\n{all}");
+}
+
+#[test]
+fn json_output_is_one_report_on_stdout_and_events_on_stderr() {
+    let w = World::new();
+    let args = w.up_args(&["-o", "json"]);
+    let out = w
+        .kstrap(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "ok");
+    assert_eq!(report["distro"], "k3s");
+    assert_eq!(report["steps"][1]["id"], "download-k3s");
+    assert_eq!(report["steps"][1]["outcome"], "changed");
+    let mut done = Vec::new();
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v["event"].is_string(), "{line}");
+        if v["event"] == "done" {
+            done.push((
+                v["step"].as_str().unwrap().to_string(),
+                v["outcome"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert_eq!(done[0], ("preflight".to_string(), "checked".to_string()));
+    assert_eq!(done[1], ("download-k3s".to_string(), "changed".to_string()));
+    assert_eq!(done.len(), report["steps"].as_array().unwrap().len());
+}
+
+#[test]
+fn join_command_prints_the_token_only_on_stdout() {
+    let w = World::new();
+    w.up_ok(&[]);
+    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("k3s agent --server https://10.0.0.5:6443 --token-file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("K10fakeclustercafingerprint::server:fake-node-token"),
+        "{stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("fake-node-token"));
+    let out = w
+        .kstrap(&["join-command", "--address", "10.0.0.5", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "distro": "k3s",
+            "server_url": "https://10.0.0.5:6443",
+            "token": "K10fakeclustercafingerprint::server:fake-node-token"
+        })
+    );
+}
+
+#[test]
+fn k0s_join_command_asks_k0s_for_a_worker_token() {
+    let w = World::new();
+    w.up_ok(&["--distro", "k0s"]);
+    w.host.take_log();
+    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(w.host.take_log(), strs(&["k0s token create --role=worker"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fake-k0s-worker-token-H4sIAAAA"), "{stdout}");
+    assert!(stdout.contains("k0s install worker --token-file"), "{stdout}");
+}
+
+mod wait {
+    //! `WaitCluster` alone: what the timeout message says when each part does not answer.
+
+    use crate::sim::{Fault, SimConfig, SimulatedApiServer};
+    use kstrap::exec::Interrupt;
+    use kstrap::exec::host::Host;
+    use kstrap::exec::wait::{WaitError, wait_cluster};
+    use std::time::Duration;
+
+    fn run(host: &Host, interrupt: &Interrupt, timeout_ms: u64) -> Result<(), Box<WaitError>> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(wait_cluster(
+            host,
+            "/etc/rancher/k3s/k3s.yaml",
+            "k3s.service",
+            Duration::from_millis(timeout_ms),
+            interrupt,
+        ))
+        .map(|_| ())
+        .map_err(Box::new)
+    }
+
+    fn host_with(kubeconfig: Option<&str>) -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        if let Some(k) = kubeconfig {
+            host.write_atomic("/etc/rancher/k3s/k3s.yaml", k.as_bytes(), 0o600)
+                .unwrap();
+        }
+        (dir, host)
+    }
+
+    #[test]
+    fn ready_cluster_answers_at_once() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        run(&host, &Interrupt::default(), 5000).unwrap();
+    }
+
+    #[test]
+    fn timeout_without_kubeconfig_says_it_was_never_written() {
+        let (_d, host) = host_with(None);
+        let err = run(&host, &Interrupt::default(), 300).unwrap_err().to_string();
+        assert!(err.starts_with("timed out after 0.3s waiting for the cluster"), "{err}");
+        assert!(
+            err.contains("kubeconfig /etc/rancher/k3s/k3s.yaml: not written yet"),
+            "{err}"
+        );
+        assert!(err.contains("journalctl -u k3s.service"), "{err}");
+    }
+
+    #[test]
+    fn timeout_with_failing_readyz_names_the_server_and_its_answer() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        sim.inject(Fault::ServerError {
+            method: None,
+            path_contains: "/readyz".into(),
+            times: 10_000,
+        });
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
+        assert!(err.contains(&format!("present, server {}", sim.url())), "{err}");
+        assert!(err.contains("API server /readyz: no answer yet"), "{err}");
+        assert!(err.contains("node: not asked"), "{err}");
+        assert!(!err.contains("sim-fake-token"), "{err}");
+    }
+
+    #[test]
+    fn timeout_with_ready_api_but_no_node_says_so() {
+        let sim = SimulatedApiServer::start(SimConfig::default());
+        sim.inject(Fault::Slow {
+            path_contains: "/nodes".into(),
+            delay: Duration::from_secs(5),
+        });
+        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
+        assert!(err.contains("API server /readyz: answered ok"), "{err}");
+        assert!(err.contains("node: no node registered yet"), "{err}");
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_wait() {
+        let (_d, host) = host_with(None);
+        let interrupt = Interrupt::default();
+        interrupt.trigger();
+        assert!(matches!(
+            run(&host, &interrupt, 60_000).map_err(|e| *e),
+            Err(WaitError::Interrupted)
+        ));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_says_what_is_on_the_machine() {
+    let w = World::new();
+    w.sim.inject(crate::sim::Fault::ServerError {
+        method: None,
+        path_contains: "/readyz".into(),
+        times: 100_000,
+    });
+    let args = w.up_args(&["-o", "json"]);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
+    cmd.env_clear().envs(w.host.envs()).args(&args);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut rest = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "kstrap ended early");
+        if line.contains("\"event\":\"start\"") && line.contains("wait-k3s") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait().unwrap();
+    assert_eq!(out.code(), Some(1), "{rest}");
+    assert!(rest.contains("interrupted at step \"wait-k3s\""), "{rest}");
+    assert!(rest.contains("/usr/local/bin/k3s (installed by kstrap)"), "{rest}");
+    // Nothing was rolled back: the next run carries on and converges.
+    w.sim.clear_faults();
+    w.up_ok(&[]);
+    assert!(w.host.root.join("home/tester/.kube/config").exists());
+}
+
+#[test]
+fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
+    let w = World::new();
+    w.sim.inject(crate::sim::Fault::ServerError {
+        method: None,
+        path_contains: "/readyz".into(),
+        times: 100_000,
+    });
+    let before = w.host.tree(&[]);
+    let out = w.up(&["--cluster-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step \"wait-k3s\" (Wait for the k3s API server and node) failed: timed out after 1s"),
+        "{err}"
+    );
+    assert!(err.contains("API server /readyz: no answer yet"), "{err}");
+    assert!(
+        err.contains("stopped and disabled k3s.service (started in this run)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("removed /var/lib/rancher (created by the service started in this run)"),
+        "{err}"
+    );
+    assert!(!w.host.active("k3s.service"));
+    assert_eq!(w.host.tree(&[LOCK]), before, "everything undone");
+    let log = w.host.take_log();
+    assert_eq!(
+        log[log.len() - 2..],
+        [
+            "systemctl disable --now k3s.service".to_string(),
+            "systemctl daemon-reload".to_string()
+        ]
+    );
+}
