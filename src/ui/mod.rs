@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod render;
+pub mod stage_progress;
 
 use crate::cli::OutputFormat;
 use serde::Serialize;
