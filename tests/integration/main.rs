@@ -7,4 +7,7 @@ mod invariants;
 mod preflight;
 mod profiles;
 mod selection;
+#[path = "../support/sim/mod.rs"]
+pub mod sim;
+mod sim_selftest;
 mod support;
