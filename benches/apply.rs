@@ -157,6 +157,14 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(100);
         let sim = SimulatedApiServer::start(SimConfig::default());
+        // The namespace exists before the trials (a stack without its Namespace, like `up`'s
+        // later stacks): each trial is one Deployment only.
+        rt.block_on(async {
+            let client = sim.client().await;
+            let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+            let obj = serde_json::from_value(serde_json::json!({"metadata": {"name": "lat"}})).unwrap();
+            ns.create(&Default::default(), &obj).await.unwrap();
+        });
         let mut latencies = Vec::with_capacity(trials);
         for i in 0..trials {
             let name = format!("lat{i}");

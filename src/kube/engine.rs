@@ -202,7 +202,7 @@ pub async fn client_from(kubeconfig: Option<&Path>, context: Option<&str>) -> Re
     };
     let file = match kubeconfig {
         Some(p) => p.display().to_string(),
-        None => match std::env::var_os("KUBECONFIG") {
+        None => match std::env::var_os(crate::env::KUBECONFIG) {
             Some(v) if !v.is_empty() => v.to_string_lossy().into_owned(),
             _ => "~/.kube/config".to_string(),
         },

@@ -6,13 +6,10 @@
 //! (`scripts/e2e.sh`); tests that need fault injection then print why they skip. The one switch
 //! is [`Cluster::start`].
 
-#[path = "../support/sim/mod.rs"]
-mod sim;
-
+use crate::sim::{Fault, SimConfig, SimulatedApiServer};
 use assert_cmd::Command;
 use kstrap::kube::{ApplyError, ApplyOptions, ApplyProgress, ApplyReport, Outcome, apply_stack, client_from};
 use serde_json::{Value, json};
-use sim::{Fault, SimConfig, SimulatedApiServer};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
