@@ -666,6 +666,9 @@ fn the_binary_applies_and_reports_json_without_secret_values() {
         stdout.contains("stage app") && stdout.contains("0 created, 0 configured, 3 unchanged"),
         "{stdout}"
     );
+    // Not a terminal: plain progress lines on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stage app: ready ("), "{stderr}");
 }
 
 #[test]
@@ -715,4 +718,41 @@ fn the_binary_exits_4_on_timeout_and_1_on_failure() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad-kubeconfig"), "{stderr}");
     assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_saying_what_is_left() {
+    let cluster = Cluster::start();
+    let Some(sim) = cluster.sim_or_skip("ctrl_c_stops_cleanly_saying_what_is_left") else {
+        return;
+    };
+    let t = TestStack::new();
+    sim.hold("apps/v1", "Deployment", Some(&t.ns), "web");
+    let kubeconfig = cluster.kubeconfig(t.dir.path());
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"))
+        .args(["apply", "--stack", &t.name, "--timeout", "30", "--stack-dir"])
+        .arg(t.dir.path())
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("E2E_API_KEY", "s3cr3t")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the engine waits on stage app, then interrupt it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.get("apps/v1", "Deployment", Some(&t.ns), "web").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted during stage app"), "{stderr}");
+    assert!(stderr.contains(&format!("Deployment/web -n {}", t.ns)), "{stderr}");
 }
