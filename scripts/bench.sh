@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Wall time (median, p90) and peak RSS of `kstrap detect` and `kstrap plan` for a release build.
+# Wall time (median, p90) and peak RSS of `kstrap detect` and `kstrap plan` for a release build,
+# then the stack engine benchmark (benches/apply.rs).
 # Targets (issue 2): plan < 50 ms median without a GPU; with NVML, at most NVML's own init + 20 ms.
 # Usage: scripts/bench.sh [runs]   (default 50). Prints a table; nothing is asserted here.
 set -euo pipefail
@@ -39,3 +40,8 @@ measure "detect -o json (probe this host)" "$bin" detect -o json
 measure "plan (probe this host)" "$bin" plan
 measure "plan --facts rtx5090-96gb" "$bin" plan --facts "$fixtures/rtx5090-96gb.json"
 measure "plan -o json --facts two-gpus" "$bin" plan -o json --facts "$fixtures/two-gpus.json"
+
+# Stack engine against the simulated API server (issue 3): 300-object apply + wait (objects/s,
+# peak RSS < 60 MB) and reaction latency (p50 < 20 ms, p99 < 100 ms).
+echo
+cargo bench --quiet --bench apply

@@ -25,6 +25,9 @@ pub const NVML_LIB: &str = "KSTRAP_NVML_LIB";
 pub const HOST_ROOT: &str = "KSTRAP_HOST_ROOT";
 /// Kubeconfig of a real cluster for the end-to-end tests (tests only).
 pub const TEST_KUBECONFIG: &str = "KSTRAP_TEST_KUBECONFIG";
+/// Kubeconfig file(s) of the cluster `kstrap apply` uses when `--kubeconfig` is not given (read by
+/// kube's own loader; kstrap reads it only to name the file in errors).
+pub const KUBECONFIG: &str = "KUBECONFIG";
 /// Disables colour when set to any value (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Set by sudo: the user whose `~/.kube/config` receives the `kstrap` context.
@@ -46,6 +49,7 @@ pub const ALL: &[(&str, &str)] = &[
     (NVML_LIB, "path of the NVML library (default libnvidia-ml.so.1)"),
     (HOST_ROOT, "root of the filesystem kstrap reads and changes (default /)"),
     (TEST_KUBECONFIG, "kubeconfig of a real cluster for the end-to-end tests"),
+    (KUBECONFIG, "kubeconfig for kstrap apply when --kubeconfig is not given"),
     (NO_COLOR, "disable colour"),
     (
         SUDO_USER,

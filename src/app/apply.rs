@@ -1,9 +1,227 @@
-//! `kstrap apply`: apply a stack to the current cluster and wait until it is ready.
+//! `kstrap apply`: apply a stack to the cluster of the current kubeconfig, stage by stage, wait
+//! until each stage is ready, prune what left the stack, and report.
+//!
+//! Settings are resolved before any cluster call: the stack (named, or the chosen profile's),
+//! the secrets it declares (from `--secret-file KEY=PATH` or the environment variable KEY; never
+//! printed), the options. The engine (`crate::kube::engine`) runs on a tokio runtime made here;
+//! its errors map to exit codes 4 (timed out), 2 (bad kubeconfig or manifests) and 1.
 
-use super::{Exit, Failure};
+use super::{Exit, Failure, gather_facts, load_profiles, select_error};
 use crate::cli::{ApplyArgs, GlobalArgs};
+use crate::kube::{ApplyError, ApplyOptions, apply_stack, client_from};
+use crate::profile::{self, Overrides};
+use crate::stack::{self, Stack};
 use crate::ui::Printer;
+use crate::ui::stage_progress::{self, Mode, StageProgress};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-pub fn run(_global: &GlobalArgs, _args: &ApplyArgs, _printer: &Printer) -> Result<Exit, Failure> {
-    Err(Failure::failed("`kstrap apply` is not built yet (issue 3)"))
+pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let stack = load_stack(global, args)?;
+    let opts = options(args)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let progress = StageProgress::new(Mode::for_printer(printer), printer.verbosity, opts.dry_run);
+    let result = runtime.block_on(async {
+        let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
+            .await
+            .map_err(Prepare::Apply)?;
+        let extra = secret_objects(&client, &stack, &args.secret_files)
+            .await
+            .map_err(Prepare::Failure)?;
+        apply_stack(client, &stack, extra, &opts, &progress)
+            .await
+            .map_err(Prepare::Apply)
+    });
+    drop(progress);
+
+    match result {
+        Ok(report) => {
+            if printer.json_mode() {
+                printer.json(&json!({ "ok": true, "report": report }));
+            } else {
+                printer.stdout(&stage_progress::report(&report, printer.verbosity));
+            }
+            Ok(Exit::Ok)
+        }
+        Err(Prepare::Failure(f)) => Err(f),
+        Err(Prepare::Apply(e)) => {
+            let exit = exit_of(&e);
+            printer.error(&stage_progress::failure(&e));
+            if printer.json_mode() {
+                printer.json(&failure_json(&stack.name, &e));
+            }
+            Ok(exit)
+        }
+    }
+}
+
+/// What can stop `apply` once the runtime runs: preparing its input, or the engine.
+enum Prepare {
+    Failure(Failure),
+    Apply(ApplyError),
+}
+
+fn exit_of(e: &ApplyError) -> Exit {
+    match e.exit_code() {
+        4 => Exit::Timeout,
+        2 => Exit::Usage,
+        _ => Exit::Failed,
+    }
+}
+
+/// The one JSON document on stdout when applying failed.
+fn failure_json(stack: &str, e: &ApplyError) -> Value {
+    let (kind, stage) = match e {
+        ApplyError::Timeout { stage, .. } => ("timeout", Some(stage.as_str())),
+        ApplyError::Failed { stage, .. } => ("failed", Some(stage.as_str())),
+        ApplyError::Interrupted { stage, .. } => ("interrupted", Some(stage.as_str())),
+        ApplyError::Conflict { .. } => ("conflict", None),
+        ApplyError::Kubeconfig { .. } => ("kubeconfig", None),
+        ApplyError::UnknownKind { .. } => ("unknown_kind", None),
+        ApplyError::Invalid { .. } => ("invalid", None),
+        ApplyError::Inventory { .. } => ("inventory", None),
+        ApplyError::Api { .. } => ("api", None),
+        ApplyError::Network { .. } => ("network", None),
+    };
+    json!({
+        "ok": false,
+        "stack": stack,
+        "error": kind,
+        "stage": stage,
+        "message": e.to_string(),
+        "exit_code": e.exit_code(),
+        "not_ready": e.diagnoses(),
+    })
+}
+
+/// The stack to apply: named, or the chosen profile's; sized for that profile (the named
+/// `--profile`, else this host's choice) and with the user's images filled in.
+fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<Stack, Failure> {
+    let facts = gather_facts(global)?;
+    let profiles = load_profiles(global)?;
+    // The cluster may be another machine: a named profile is taken as asked.
+    let overrides = Overrides {
+        profile: args.profile.clone(),
+        distro: None,
+        force: args.profile.is_some(),
+    };
+    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
+    let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
+    prepared_stack(global, &name, &selection.profile.name, &args.images)
+}
+
+/// A stack as it is applied: loaded, sized for `profile`, the user's images filled in (after
+/// sizing, so an image of a service the profile leaves out is not asked for).
+pub(crate) fn prepared_stack(
+    global: &GlobalArgs,
+    name: &str,
+    profile: &str,
+    images: &[String],
+) -> Result<Stack, Failure> {
+    let stack = stack::load(name, global.stack_dir.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?
+        .sized(profile);
+    let given = stack::parse_image_flags(images).map_err(|e| Failure::usage(e.to_string()))?;
+    stack::resolve_images(&stack, &given, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+fn options(args: &ApplyArgs) -> Result<ApplyOptions, Failure> {
+    if args.timeout == Some(0) {
+        return Err(Failure::usage(
+            "--timeout 0: give the seconds each stage may take, at least 1",
+        ));
+    }
+    Ok(ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        prune: !args.no_prune,
+        stage_timeout: args.timeout.map(Duration::from_secs),
+        dry_run: args.dry_run,
+        ..ApplyOptions::default()
+    })
+}
+
+/// The Secrets the stack declares, as objects to apply: each key from `--secret-file KEY=PATH`,
+/// the environment variable KEY, the Secret already in the cluster, or generated (see
+/// `stack::secrets`). Errors name the flag, file or variable; values never appear in them.
+pub(crate) async fn secret_objects(
+    client: &::kube::Client,
+    stack: &Stack,
+    secret_files: &[String],
+) -> Result<Vec<Value>, Failure> {
+    use crate::stack::secrets::{self, SecretValue};
+    use k8s_openapi::api::core::v1::Secret;
+    let files = secrets::parse_secret_files(secret_files).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut existing: BTreeMap<String, BTreeMap<String, SecretValue>> = BTreeMap::new();
+    let api: ::kube::Api<Secret> = ::kube::Api::namespaced(client.clone(), &stack.namespace);
+    for decl in &stack.secrets {
+        let found = api.get_opt(&decl.name).await.map_err(|e| {
+            Failure::failed(format!(
+                "cannot read Secret {}/{} to keep its values: {e}",
+                stack.namespace, decl.name
+            ))
+        })?;
+        let data = found.and_then(|s| s.data).unwrap_or_default();
+        let values = data
+            .into_iter()
+            .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, SecretValue::new(v))))
+            .collect();
+        existing.insert(decl.name.clone(), values);
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let mut random_error = None;
+    let mut random = |n: usize| match secrets::random_alphanumeric(n) {
+        Ok(v) => v,
+        Err(e) => {
+            random_error = Some(e.to_string());
+            String::new()
+        }
+    };
+    let resolved =
+        secrets::resolve(stack, &files, &env, &existing, &mut random).map_err(|e| Failure::usage(e.to_string()))?;
+    if let Some(e) = random_error {
+        return Err(Failure::failed(format!(
+            "cannot read random bytes for generated secrets: {e}"
+        )));
+    }
+    Ok(resolved.iter().map(|r| r.object(&stack.namespace)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_follow_the_flags() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "kstrap",
+            "apply",
+            "--timeout",
+            "7",
+            "--force-conflicts",
+            "--no-prune",
+            "--dry-run",
+        ])
+        .unwrap();
+        let crate::cli::Command::Apply(args) = cli.command else {
+            panic!("not apply")
+        };
+        let o = options(&args).unwrap();
+        assert_eq!(o.stage_timeout, Some(Duration::from_secs(7)));
+        assert!(o.force_conflicts && !o.prune && o.dry_run);
+        assert_eq!(o.field_manager, "kstrap");
+        assert_eq!(o.concurrency, 8);
+        let cli = crate::cli::Cli::try_parse_from(["kstrap", "apply", "--timeout", "0"]).unwrap();
+        let crate::cli::Command::Apply(args) = cli.command else {
+            panic!("not apply")
+        };
+        assert_eq!(options(&args).unwrap_err().exit, Exit::Usage);
+    }
 }

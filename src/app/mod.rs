@@ -6,7 +6,6 @@ use crate::cli::{Cli, Command, GlobalArgs, PlanArgs};
 use crate::facts::{self, HostFacts};
 use crate::plan::{self, Plan, Settings};
 use crate::profile::{self, Overrides, Profile, SelectError, Selection};
-use crate::stack;
 use crate::ui::{Printer, render};
 use crate::{distro, env};
 use serde::Serialize;
@@ -193,14 +192,7 @@ pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, F
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = stack::load(&stack_name, global.stack_dir.as_deref())
-        .map_err(|e| Failure::usage(e.to_string()))?
-        .sized(&selection.profile.name);
-    // Images only their authors have are given by the user; resolved after sizing so a service
-    // the profile leaves out is not asked for.
-    let given = stack::parse_image_flags(&args.images).map_err(|e| Failure::usage(e.to_string()))?;
-    let stack = stack::resolve_images(&stack, &given, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let stack = apply::prepared_stack(global, &stack_name, &selection.profile.name, &args.images)?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(plan)

@@ -1,3 +1,19 @@
-//! Talking to the cluster: readiness rules now; server-side apply and the watch-based waiter later.
+//! Talking to the cluster: server-side apply of a stack's objects, the ApplySet inventory and
+//! pruning, watch-based readiness waits, and diagnosis of what is not ready.
+//!
+//! Pure parts (readiness rules, diagnosis, ApplySet names and labels) are separate from the parts
+//! that call the API server (`ops`, `wait`, `engine`), so the rules are tested from JSON fixtures
+//! and the calls against the simulated API server or a real cluster.
 
+pub mod applyset;
+pub mod diagnose;
+pub mod engine;
+pub mod ops;
 pub mod readiness;
+pub mod wait;
+
+pub use diagnose::Diagnosis;
+pub use engine::{
+    AppliedObject, ApplyError, ApplyOptions, ApplyProgress, ApplyReport, NoProgress, Outcome, StageReport, apply_stack,
+    client_from,
+};

@@ -135,6 +135,15 @@ pub fn readiness(obj: &Value, ctx: &Context) -> Readiness {
     }
 }
 
+/// The readiness of a `DynamicObject` (it must carry apiVersion and kind: list items from the
+/// API server do not, so the waiter fills them in from discovery before calling [`readiness`]).
+pub fn readiness_of(obj: &::kube::api::DynamicObject, ctx: &Context) -> Readiness {
+    match serde_json::to_value(obj) {
+        Ok(v) => readiness(&v, ctx),
+        Err(e) => Readiness::failed(format!("cannot read the object: {e}")),
+    }
+}
+
 /// "apps/v1" → "apps"; "v1" → "" (the core group).
 fn api_group(api_version: &str) -> &str {
     match api_version.rsplit_once('/') {
@@ -1137,5 +1146,19 @@ mod tests {
         fn arbitrary_strings_never_panic_the_time_parser(s in ".{0,40}") {
             let _ = parse_rfc3339(&s);
         }
+    }
+
+    #[test]
+    fn readiness_of_a_dynamic_object_matches_the_json_rules() {
+        let json = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "d", "generation": 2},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                       "availableReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]}});
+        let obj: ::kube::api::DynamicObject = serde_json::from_value(json.clone()).unwrap();
+        let ctx = Context::default();
+        let r = readiness_of(&obj, &ctx);
+        assert_eq!(r, readiness(&json, &ctx));
+        assert!(r.reason().unwrap().contains("generation 2"), "{r:?}");
     }
 }

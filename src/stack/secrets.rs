@@ -41,7 +41,7 @@ pub enum Origin {
     Cluster,
 }
 
-/// A Secret ready to apply: the object (with `stringData`) and where each key came from.
+/// A Secret ready to apply: the object (values under `data`) and where each key came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedSecret {
     pub name: String,
@@ -52,20 +52,31 @@ pub struct ResolvedSecret {
 }
 
 impl ResolvedSecret {
-    /// The `v1 Secret` for `namespace`. Holds the values: never print it.
+    /// The `v1 Secret` for `namespace`, values base64-encoded under `data` (not the write-only
+    /// `stringData`, which the API server folds into `data` and never returns: applying `data`
+    /// lets a re-run compare like with like). Holds the values: never print it.
     pub fn object(&self, namespace: &str) -> Value {
         let data: serde_json::Map<String, Value> = self
             .values
             .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.expose().to_string())))
+            .map(|(k, v)| {
+                let encoded = serde_json::to_value(k8s_openapi::ByteString(v.expose().as_bytes().to_vec()))
+                    .unwrap_or(Value::Null);
+                (k.clone(), encoded)
+            })
             .collect();
         json!({
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": { "name": self.name, "namespace": namespace },
             "type": "Opaque",
-            "stringData": data,
+            "data": data,
         })
+    }
+
+    /// The value of `key`, decoded (for tests and for comparing with the cluster).
+    pub fn value(&self, key: &str) -> Option<&SecretValue> {
+        self.values.get(key)
     }
 }
 
@@ -259,6 +270,12 @@ mod tests {
         }
     }
 
+    /// A value of a Secret object, base64-decoded as the API server would.
+    fn decoded(secret: &Value, key: &str) -> String {
+        let b: k8s_openapi::ByteString = serde_json::from_value(secret["data"][key].clone()).unwrap();
+        String::from_utf8(b.0).unwrap()
+    }
+
     fn counter() -> impl FnMut(usize) -> String {
         let mut n = 0;
         move |len| {
@@ -285,12 +302,12 @@ mod tests {
         )]);
         let out = resolve(&s, &files, &env, &existing, &mut counter()).unwrap();
         let one = out[0].object("demo");
-        assert_eq!(one["stringData"]["A"], "from-file", "one trailing newline dropped");
-        assert_eq!(one["stringData"]["B"], "env-B");
+        assert_eq!(decoded(&one, "A"), "from-file", "one trailing newline dropped");
+        assert_eq!(decoded(&one, "B"), "env-B");
         assert_eq!(one["metadata"]["namespace"], "demo");
         let two = out[1].object("demo");
-        assert_eq!(two["stringData"]["C"], "kept");
-        assert_eq!(two["stringData"]["D"], "k: 1111");
+        assert_eq!(decoded(&two, "C"), "kept");
+        assert_eq!(decoded(&two, "D"), "k: 1111");
         assert_eq!(out[0].origins["A"], Origin::File);
         assert_eq!(out[1].origins["C"], Origin::Cluster);
         assert_eq!(out[1].origins["D"], Origin::Generated);
@@ -364,7 +381,8 @@ mod tests {
             .find(|r| r.name == "livekit-keys")
             .unwrap()
             .object("voice-ai");
-        let v = lk["stringData"]["LIVEKIT_KEYS"].as_str().unwrap();
+        let v = decoded(&lk, "LIVEKIT_KEYS");
+        let v = v.as_str();
         let (key, secret) = v.split_once(": ").unwrap();
         assert_eq!(key, "kstrap");
         assert!(secret.len() >= 32, "LiveKit wants secrets of 32+ characters");

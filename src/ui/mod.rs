@@ -8,6 +8,7 @@
 
 pub mod download_bar;
 pub mod render;
+pub mod stage_progress;
 pub mod steps;
 
 use crate::cli::OutputFormat;

@@ -1,5 +1,6 @@
 //! Integration tests, one binary split by area.
 
+mod apply_e2e;
 mod cli;
 mod down;
 mod download;

@@ -1,0 +1,406 @@
+//! The cluster calls the engine makes, each one careful: a discovery cache (kinds → resources,
+//! refreshed when CRDs appear), retries with backoff for 429 (honouring the server's
+//! retry-after) and 5xx, server-side apply of one object with its outcome, and the mapping of API
+//! errors to the engine's [`ApplyError`](super::engine::ApplyError).
+
+use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
+use ::kube::core::{ApiResource, GroupVersion};
+use ::kube::discovery::{ApiCapabilities, Scope};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::engine::{ApplyError, Outcome};
+
+/// A kind the cluster serves.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+type GroupResources = Arc<Vec<(ApiResource, ApiCapabilities)>>;
+
+/// Discovery results per `apiVersion`, fetched once and dropped when CRDs change a group.
+pub struct Discovery {
+    client: ::kube::Client,
+    cache: Mutex<HashMap<String, Option<GroupResources>>>,
+}
+
+impl Discovery {
+    pub fn new(client: ::kube::Client) -> Self {
+        Discovery {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The resource serving `kind` at `api_version`, or None when the cluster does not serve it.
+    pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<Option<Resolved>, ::kube::Error> {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(api_version).cloned());
+        let resources = match cached {
+            Some(r) => r,
+            None => {
+                let fetched = self.fetch(api_version).await?;
+                if let Ok(mut c) = self.cache.lock() {
+                    c.insert(api_version.to_string(), fetched.clone());
+                }
+                fetched
+            }
+        };
+        Ok(resources.and_then(|list| {
+            list.iter().find(|(ar, _)| ar.kind == kind).map(|(ar, caps)| Resolved {
+                resource: ar.clone(),
+                namespaced: caps.scope == Scope::Namespaced,
+            })
+        }))
+    }
+
+    async fn fetch(&self, api_version: &str) -> Result<Option<GroupResources>, ::kube::Error> {
+        let Ok(gv) = api_version.parse::<GroupVersion>() else {
+            return Ok(None);
+        };
+        let result = retry(|| ::kube::discovery::pinned_group(&self.client, &gv)).await;
+        match result {
+            Ok(group) => Ok(Some(Arc::new(group.versioned_resources(&gv.version)))),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forget what is known about `api_version` (a CRD for it just became Established).
+    pub fn invalidate(&self, api_version: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(api_version);
+        }
+    }
+
+    /// The served version of a group's kind, for objects the stack no longer names (pruning).
+    pub async fn resolve_group_kind(&self, group: &str, kind: &str) -> Result<Option<Resolved>, ::kube::Error> {
+        let result = retry(|| ::kube::discovery::oneshot::group(&self.client, group)).await;
+        match result {
+            Ok(g) => Ok(g.recommended_kind(kind).map(|(ar, caps)| Resolved {
+                resource: ar,
+                namespaced: caps.scope == Scope::Namespaced,
+            })),
+            Err(::kube::Error::Discovery(_)) => Ok(None),
+            Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The typed API for one resource in one namespace (or cluster-wide).
+pub fn api_for(client: &::kube::Client, r: &Resolved, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (r.namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &r.resource),
+        (true, None) => Api::all_with(client.clone(), &r.resource),
+        (false, _) => Api::all_with(client.clone(), &r.resource),
+    }
+}
+
+pub fn is_status(e: &::kube::Error, code: u16) -> bool {
+    matches!(e, ::kube::Error::Api(s) if s.code == code)
+}
+
+/// How long to wait before attempt `attempt` (0-based) after error `e`, or None to give up.
+pub fn retry_delay(e: &::kube::Error, attempt: u32) -> Option<Duration> {
+    const ATTEMPTS: u32 = 8;
+    if attempt + 1 >= ATTEMPTS {
+        return None;
+    }
+    let backoff = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(2));
+    match e {
+        ::kube::Error::Api(s) if s.code == 429 => {
+            let server = s
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|&s| s > 0)
+                .map(|s| Duration::from_secs(u64::from(s).min(10)));
+            Some(server.unwrap_or(backoff))
+        }
+        ::kube::Error::Api(s) if matches!(s.code, 500 | 502 | 503 | 504) => Some(backoff),
+        ::kube::Error::HyperError(_) | ::kube::Error::Service(_) | ::kube::Error::ReadEvents(_) => Some(backoff),
+        _ => None,
+    }
+}
+
+/// Runs `f` until it succeeds, retrying 429s and server errors with backoff.
+pub async fn retry<T, F, Fut>(mut f: F) -> Result<T, ::kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ::kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => match retry_delay(&e, attempt) {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// The field manager and field of a server-side apply conflict (409), from the Status details
+/// (`conflict with "helm" using apps/v1`, field `.spec.replicas`) or, failing that, its message.
+pub fn conflict_of(e: &::kube::Error) -> Option<(String, String)> {
+    let ::kube::Error::Api(s) = e else { return None };
+    if s.code != 409 {
+        return None;
+    }
+    let manager_in = |text: &str| -> Option<String> {
+        let start = ["conflict with \"", "conflicts with \""]
+            .iter()
+            .find_map(|p| text.find(p).map(|i| i + p.len()))?;
+        let rest = &text[start..];
+        rest.find('"').map(|end| rest[..end].to_string())
+    };
+    let causes = s.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    for c in causes {
+        if let Some(m) = manager_in(&c.message) {
+            return Some((m, c.field.clone()));
+        }
+    }
+    let manager = manager_in(&s.message)?;
+    // "…conflict with \"x\" using apps/v1: .spec.replicas" or a "- .field" list on later lines.
+    let field = s
+        .message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- ").map(str::to_string))
+        .or_else(|| s.message.rsplit_once(": ").map(|(_, f)| f.trim().to_string()))
+        .filter(|f| f.starts_with('.'))
+        .unwrap_or_default();
+    Some((manager, field))
+}
+
+/// A short description of an API error, without request bodies.
+pub fn describe(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => {
+            let mut text = format!("{} {}", s.code, s.reason);
+            if !s.message.is_empty() {
+                text.push_str(&format!(": {}", s.message));
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Maps an error from a call about `object` to the engine's error.
+pub fn api_error(object: &str, e: ::kube::Error) -> ApplyError {
+    if let Some((manager, field)) = conflict_of(&e) {
+        return ApplyError::Conflict {
+            object: object.to_string(),
+            manager,
+            field,
+        };
+    }
+    match e {
+        ::kube::Error::Api(_) => ApplyError::Api {
+            object: object.to_string(),
+            message: describe(&e),
+        },
+        other => ApplyError::Network {
+            message: format!("{object}: {other}"),
+        },
+    }
+}
+
+fn resource_version(obj: &DynamicObject) -> Option<String> {
+    obj.metadata.resource_version.clone()
+}
+
+/// Server-side applies one object and says whether it was created, changed or left as it was.
+pub async fn apply_one(
+    client: &::kube::Client,
+    r: &Resolved,
+    display: &str,
+    value: &Value,
+    params: &PatchParams,
+) -> Result<Outcome, ApplyError> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    let api = api_for(client, r, ns);
+    let before = retry(|| api.get_opt(name)).await.map_err(|e| api_error(display, e))?;
+    let patch = Patch::Apply(value);
+    let after = retry(|| api.patch(name, params, &patch))
+        .await
+        .map_err(|e| api_error(display, e))?;
+    Ok(match before {
+        None => Outcome::Created,
+        Some(b) if resource_version(&b) == resource_version(&after) => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
+    })
+}
+
+/// For `--dry-run`: what applying would do, judged from the live object without writing. An
+/// object whose every field already has the wanted value is unchanged.
+pub async fn dry_run_one(
+    client: &::kube::Client,
+    r: &Resolved,
+    display: &str,
+    value: &Value,
+) -> Result<Outcome, ApplyError> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    let api = api_for(client, r, ns);
+    let live = retry(|| api.get_opt(name)).await.map_err(|e| api_error(display, e))?;
+    Ok(match live {
+        None => Outcome::Created,
+        Some(live) => {
+            let live = serde_json::to_value(&live).unwrap_or(Value::Null);
+            if contains(&live, value) {
+                Outcome::Unchanged
+            } else {
+                Outcome::Configured
+            }
+        }
+    })
+}
+
+/// Whether `have` holds every field of `want` with the same value (lists compared whole).
+pub fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| contains(hv, wv))),
+        (Value::Array(h), Value::Array(w)) => h.len() == w.len() && h.iter().zip(w).all(|(a, b)| contains(a, b)),
+        (h, w) => h == w,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::kube::core::{Status, response::StatusDetails};
+    use serde_json::json;
+
+    fn details(v: Value) -> StatusDetails {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn api(code: u16, message: &str) -> ::kube::Error {
+        ::kube::Error::Api(Status::failure(message, "x").with_code(code).boxed())
+    }
+
+    #[test]
+    fn retries_429_and_5xx_but_not_client_errors() {
+        assert!(retry_delay(&api(500, ""), 0).is_some());
+        assert!(retry_delay(&api(503, ""), 3).is_some());
+        assert!(retry_delay(&api(429, ""), 0).is_some());
+        assert!(retry_delay(&api(404, ""), 0).is_none());
+        assert!(retry_delay(&api(409, ""), 0).is_none());
+        assert!(retry_delay(&api(422, ""), 0).is_none());
+        assert!(retry_delay(&api(500, ""), 7).is_none(), "gives up after 8 attempts");
+        // Backoff grows and is capped.
+        let d0 = retry_delay(&api(500, ""), 0).unwrap();
+        let d3 = retry_delay(&api(500, ""), 3).unwrap();
+        assert!(d3 > d0);
+        assert!(retry_delay(&api(500, ""), 6).unwrap() <= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retry_after_from_the_server_wins() {
+        let s = Status::failure("slow down", "TooManyRequests")
+            .with_code(429)
+            .with_details(details(json!({"retryAfterSeconds": 2})));
+        let e = ::kube::Error::Api(s.boxed());
+        assert_eq!(retry_delay(&e, 0), Some(Duration::from_secs(2)));
+    }
+
+    #[tokio::test]
+    async fn retry_runs_until_success_or_a_final_error() {
+        let mut calls = 0;
+        let r: Result<u8, _> = retry(|| {
+            calls += 1;
+            let n = calls;
+            async move { if n < 3 { Err(api(500, "boom")) } else { Ok(7) } }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls, 3);
+        let mut calls = 0;
+        let r: Result<u8, _> = retry(|| {
+            calls += 1;
+            async { Err(api(403, "forbidden")) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn conflicts_name_the_manager_and_field() {
+        let s = Status::failure(
+            "Apply failed with 1 conflict: conflict with \"helm\" using apps/v1: .spec.replicas",
+            "Conflict",
+        )
+        .with_code(409)
+        .with_details(details(json!({"causes": [{
+            "reason": "FieldManagerConflict",
+            "message": "conflict with \"helm\" using apps/v1",
+            "field": ".spec.replicas"
+        }]})));
+        let e = ::kube::Error::Api(s.boxed());
+        assert_eq!(conflict_of(&e), Some(("helm".into(), ".spec.replicas".into())));
+        // Message only, single and multiple conflicts.
+        let e = api(
+            409,
+            "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using v1: .data.key",
+        );
+        assert_eq!(
+            conflict_of(&e),
+            Some(("kubectl-client-side-apply".into(), ".data.key".into()))
+        );
+        let e = api(
+            409,
+            "Apply failed with 2 conflicts: conflicts with \"kubectl\" using apps/v1:\n- .spec.replicas\n- .spec.template",
+        );
+        assert_eq!(conflict_of(&e), Some(("kubectl".into(), ".spec.replicas".into())));
+        let e = api(409, "Operation cannot be fulfilled: the object has been modified");
+        assert_eq!(conflict_of(&e), None);
+        assert_eq!(conflict_of(&api(500, "conflict with \"x\"")), None);
+        match api_error("ConfigMap/a -n d", api(409, "conflict with \"helm\" using v1: .data.x")) {
+            ApplyError::Conflict { object, manager, field } => {
+                assert_eq!(
+                    (object.as_str(), manager.as_str(), field.as_str()),
+                    ("ConfigMap/a -n d", "helm", ".data.x")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn contains_compares_wanted_fields_only() {
+        let live = json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1", "y": "2"}},
+                          "data": {"k": "v"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
+        assert!(contains(
+            &live,
+            &json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}})
+        ));
+        assert!(!contains(&live, &json!({"data": {"k": "w"}})));
+        assert!(!contains(&live, &json!({"data": {"new": "v"}})));
+        assert!(
+            contains(&live, &json!({"spec": {"ports": [{"port": 80}]}})),
+            "server defaults are fine"
+        );
+        assert!(!contains(
+            &live,
+            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})
+        ));
+    }
+}
