@@ -979,16 +979,17 @@ fn secret_keys_can_be_named_apart_from_their_variable() {
     let none = BTreeMap::new();
     let out = secrets::resolve(&s, &BTreeMap::new(), &env, &none, &mut |_| String::new()).unwrap();
     let obj = out[0].object("demo");
-    assert_eq!(obj["stringData"]["openrouter-api-key"], "v-OPENROUTER_API_KEY");
-    assert_eq!(obj["stringData"]["PLAIN"], "v-PLAIN");
-    assert!(obj["stringData"].get("OPENROUTER_API_KEY").is_none());
+    assert_eq!(out[0].value("openrouter-api-key").unwrap().expose(), "v-OPENROUTER_API_KEY");
+    assert_eq!(out[0].value("PLAIN").unwrap().expose(), "v-PLAIN");
+    assert!(obj["data"].get("OPENROUTER_API_KEY").is_none());
+    assert!(obj["data"].get("openrouter-api-key").is_some());
     let existing = BTreeMap::from([(
         "api-keys".to_string(),
         BTreeMap::from([("openrouter-api-key".to_string(), secrets::SecretValue::new("kept"))]),
     )]);
     let only_plain = |k: &str| (k == "PLAIN").then(|| "p".to_string());
     let out = secrets::resolve(&s, &BTreeMap::new(), &only_plain, &existing, &mut |_| String::new()).unwrap();
-    assert_eq!(out[0].object("demo")["stringData"]["openrouter-api-key"], "kept");
+    assert_eq!(out[0].value("openrouter-api-key").unwrap().expose(), "kept");
 
     let bad: &[(&str, &str)] = &[
         ("[{env: A, key: 'bad key'}]", "not a valid key of a Secret"),
