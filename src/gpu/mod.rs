@@ -9,6 +9,7 @@
 
 pub mod objects;
 pub mod readiness;
+pub mod wait;
 pub mod values;
 pub mod verify;
 
