@@ -179,6 +179,11 @@ pub struct UpArgs {
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
+    /// A secret value the stack declares, from a file: KEY=PATH (repeatable). Without it, the
+    /// value is read from the environment variable KEY, kept from the cluster, or generated.
+    #[arg(long = "secret-file", value_name = "KEY=PATH")]
+    pub secret_files: Vec<String>,
+
     /// Stop once the cluster is up and your kubeconfig has the `kstrap` context: no GPU
     /// operator, no stack (add them later with `kstrap up` or `kstrap apply`).
     #[arg(long)]

@@ -6,12 +6,14 @@ use crate::cli::{Cli, Command, GlobalArgs, PlanArgs};
 use crate::facts::{self, HostFacts};
 use crate::plan::{self, Plan, Settings};
 use crate::profile::{self, Overrides, Profile, SelectError, Selection};
+use crate::stack;
 use crate::ui::{Printer, render};
 use crate::{distro, env};
 use serde::Serialize;
 use std::path::PathBuf;
 
 mod apply;
+mod cluster_steps;
 mod down;
 mod join;
 mod status;
@@ -180,7 +182,20 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
     })
 }
 
+/// Everything `up` decides before acting: the plan and what it was made from.
+pub(crate) struct Planned {
+    pub plan: Plan,
+    pub facts: HostFacts,
+    pub selection: Selection,
+    /// The stack as it will be applied (sized, images filled in).
+    pub stack: stack::Stack,
+}
+
 pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
+    Ok(build(global, args)?.plan)
+}
+
+pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
     let profiles = load_profiles(global)?;
@@ -195,7 +210,12 @@ pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, F
     let stack = apply::prepared_stack(global, &stack_name, &selection.profile.name, &args.images)?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(plan)
+    Ok(Planned {
+        plan,
+        facts,
+        selection,
+        stack,
+    })
 }
 
 pub(crate) fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {

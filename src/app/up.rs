@@ -3,14 +3,15 @@
 //! Refusals come before anything changes: preflight failures and a cluster kstrap did not
 //! install (or another distribution, or another version without --upgrade) end with exit 3.
 
-use super::{Exit, Failure, build_plan, plan_findings};
+use super::cluster_steps::EngineSteps;
+use super::{Exit, Failure, build, plan_findings};
 use crate::checks;
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::exec::download::{DownloadProgress, NoProgress};
 use crate::exec::host::Host;
-use crate::exec::{self, ClusterStepError, ClusterSteps, ExecError, FailureKind, Found, Interrupt, Outcome};
+use crate::exec::{self, ExecError, FailureKind, Found, Interrupt, Outcome};
 use crate::plan::Plan;
-use crate::plan::step::{Phase, Step};
+use crate::plan::step::Phase;
 use crate::ui::download_bar::DownloadBar;
 use crate::ui::steps::{StepLines, confirm};
 use crate::ui::{Printer, render};
@@ -27,30 +28,6 @@ pub(crate) fn host() -> Host {
     Host::new(root, std::env::var_os(env::PATH))
 }
 
-/// The GPU and stack phases until the apply engine is wired in: says so and stops, after the
-/// cluster is up.
-// TODO(lead): replace with the apply engine (`crate::kube::apply_stack`) behind `ClusterSteps`.
-struct StackNotWired;
-
-impl ClusterSteps for StackNotWired {
-    fn run<'a>(
-        &'a mut self,
-        _client: &'a ::kube::Client,
-        step: &'a Step,
-    ) -> exec::BoxFuture<'a, Result<Outcome, ClusterStepError>> {
-        let message = format!(
-            "the cluster is up (kubeconfig context kstrap), but this build cannot run {} steps yet: the GPU operator and stack phase is not wired into `kstrap up`; pass --cluster-only to stop after the cluster",
-            step.phase.label()
-        );
-        Box::pin(async move {
-            Err(ClusterStepError {
-                message,
-                timed_out: false,
-            })
-        })
-    }
-}
-
 #[derive(Serialize)]
 struct UpReport<'a> {
     result: &'static str,
@@ -62,7 +39,8 @@ struct UpReport<'a> {
 }
 
 pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let mut plan = build_plan(global, &up.plan)?;
+    let planned = build(global, &up.plan)?;
+    let mut plan = planned.plan;
     if up.cluster_only {
         plan.steps.retain(|s| !matches!(s.phase, Phase::Gpu | Phase::Stack));
     }
@@ -128,7 +106,14 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         } else {
             Box::new(DownloadBar::new(printer))
         };
-        let mut cluster = StackNotWired;
+        let mut cluster = EngineSteps::new(
+            planned.stack,
+            crate::gpu::gpu_objects(&planned.facts, &planned.selection),
+            printer,
+        );
+        cluster.stage_timeout = up.timeout.map(std::time::Duration::from_secs);
+        cluster.verify_gpu = up.verify_gpu;
+        cluster.secret_files = up.secret_files.clone();
         let mut executor = exec::Executor {
             host: &host,
             progress: &progress,

@@ -737,18 +737,23 @@ async fn apply_phase(
             resolved[i] = Some(r.ok_or_else(|| o.unknown_kind())?);
         }
     }
-    let jobs = which.iter().filter_map(|&i| {
-        let r = resolved[i].clone()?;
-        let o = &objs[i];
-        Some(async move {
-            let outcome = if opts.dry_run {
-                ops::dry_run_one(client, &r, &o.display, &o.value).await
-            } else {
-                ops::apply_one(client, &r, &o.display, &o.value, params).await
-            };
-            (i, outcome)
+    // Collected first: a lazy iterator of async blocks held across the awaits below makes this
+    // future not `Send` for every lifetime (rustc #110338), which `kstrap up` needs.
+    let jobs: Vec<_> = which
+        .iter()
+        .filter_map(|&i| resolved[i].clone().map(|r| (i, r)))
+        .map(|(i, r)| {
+            let o = &objs[i];
+            async move {
+                let outcome = if opts.dry_run {
+                    ops::dry_run_one(client, &r, &o.display, &o.value).await
+                } else {
+                    ops::apply_one(client, &r, &o.display, &o.value, params).await
+                };
+                (i, outcome)
+            }
         })
-    });
+        .collect();
     let mut results = stream::iter(jobs).buffer_unordered(opts.concurrency.max(1));
     let mut first_error = None;
     while let Some((i, outcome)) = results.next().await {

@@ -620,3 +620,97 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
         ]
     );
 }
+
+/// The whole `up`, stack phase included: the cluster comes up, the stack is applied by the same
+/// engine as `kstrap apply` (with its generated secret), and a re-run converges: the stack steps
+/// report unchanged and the API server sees no write.
+#[test]
+fn up_applies_the_stack_and_a_rerun_writes_nothing() {
+    let w = World::new();
+    let stacks = tempfile::tempdir().unwrap();
+    let root = stacks.path().join("tiny");
+    std::fs::create_dir_all(root.join("00-base")).unwrap();
+    std::fs::create_dir_all(root.join("10-app")).unwrap();
+    std::fs::write(
+        root.join("stack.yaml"),
+        "name: tiny\ndescription: a tiny stack\nnamespace: tiny\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\nsecrets:\n  - name: app-key\n    description: the app's key\n    keys: [TINY_KEY]\n    generate: {length: 32}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("00-base/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tiny\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("10-app/app.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n",
+    )
+    .unwrap();
+    let args = |json: bool| {
+        let mut a: Vec<String> = strs(&[
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--profile",
+            "cpu-fallback",
+            "--release-mirror",
+            &w.releases.url(),
+            "--yes",
+            "--stack",
+            "tiny",
+            "--stack-dir",
+            stacks.path().to_str().unwrap(),
+            "--timeout",
+            "20",
+        ]);
+        if json {
+            a.extend(strs(&["-o", "json"]));
+        }
+        a
+    };
+    let run = |json: bool| {
+        let a = args(json);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = w.kstrap(&a).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        out
+    };
+    run(false);
+    let deploy = w
+        .sim
+        .get("apps/v1", "Deployment", Some("tiny"), "app")
+        .expect("the stack was applied");
+    assert_eq!(deploy["status"]["readyReplicas"], 1, "{deploy}");
+    let secret = w
+        .sim
+        .get("v1", "Secret", Some("tiny"), "app-key")
+        .expect("the generated secret");
+    let value = secret["data"]["TINY_KEY"].as_str().unwrap().to_string();
+
+    let before = w.sim.mutations();
+    let out = run(true);
+    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stack_steps: Vec<&serde_json::Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"].as_str().is_some_and(|id| id.starts_with("stage-")))
+        .collect();
+    assert_eq!(stack_steps.len(), 2, "{report}");
+    for s in stack_steps {
+        assert_eq!(s["outcome"], "unchanged", "{s}");
+    }
+    let again = w.sim.get("v1", "Secret", Some("tiny"), "app-key").unwrap();
+    assert_eq!(
+        again["data"]["TINY_KEY"].as_str().unwrap(),
+        value,
+        "the generated secret was kept"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(&value), "the secret leaked into output");
+}
