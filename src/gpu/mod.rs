@@ -9,9 +9,9 @@
 
 pub mod objects;
 pub mod readiness;
-pub mod wait;
 pub mod values;
 pub mod verify;
+pub mod wait;
 
 #[cfg(test)]
 mod tests;

@@ -979,7 +979,10 @@ fn secret_keys_can_be_named_apart_from_their_variable() {
     let none = BTreeMap::new();
     let out = secrets::resolve(&s, &BTreeMap::new(), &env, &none, &mut |_| String::new()).unwrap();
     let obj = out[0].object("demo");
-    assert_eq!(out[0].value("openrouter-api-key").unwrap().expose(), "v-OPENROUTER_API_KEY");
+    assert_eq!(
+        out[0].value("openrouter-api-key").unwrap().expose(),
+        "v-OPENROUTER_API_KEY"
+    );
     assert_eq!(out[0].value("PLAIN").unwrap().expose(), "v-PLAIN");
     assert!(obj["data"].get("OPENROUTER_API_KEY").is_none());
     assert!(obj["data"].get("openrouter-api-key").is_some());
