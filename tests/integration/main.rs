@@ -7,6 +7,7 @@ mod download;
 mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
+mod gpu_e2e;
 mod invariants;
 mod preflight;
 mod profiles;

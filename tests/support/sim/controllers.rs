@@ -18,7 +18,7 @@ use super::discovery;
 use super::faults::Fault;
 use super::store::{Actor, ObjectKey, Propagation, Shared, State, now_rfc3339, owner_uids, s};
 
-const CONTROLLED: [&str; 11] = [
+const CONTROLLED: [&str; 12] = [
     "Deployment",
     "StatefulSet",
     "DaemonSet",
@@ -30,6 +30,7 @@ const CONTROLLED: [&str; 11] = [
     "CustomResourceDefinition",
     "Namespace",
     "HelmChart",
+    "Chart",
 ];
 
 pub fn is_controlled_kind(kind: &str) -> bool {
@@ -78,6 +79,9 @@ fn schedule(st: &mut State, key: &ObjectKey) {
 pub fn on_client_write(st: &mut State, key: &ObjectKey, obj: &Value) {
     if key.kind == "Namespace" && obj.pointer("/metadata/deletionTimestamp").is_none() {
         return;
+    }
+    if key.kind == "ConfigMap" {
+        super::gpu_operator::on_configmap(st, key);
     }
     if is_controlled_kind(&key.kind) {
         if let Some(owner) = controller_owner(st, obj)
@@ -219,7 +223,10 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
     match key.kind.as_str() {
         "Deployment" => deployment(st, key, &obj),
         "StatefulSet" => statefulset(st, key, &obj),
-        "DaemonSet" => daemonset(st, key, &obj),
+        "DaemonSet" => {
+            daemonset(st, key, &obj);
+            super::gpu_operator::after_daemonset(st, key);
+        }
         "ReplicaSet" if owner_uids(&obj).is_empty() => {
             let name = key.name.clone();
             replicaset(st, key, &obj, &name);
@@ -234,7 +241,13 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             Some(owner) => schedule_now(st, &owner),
             None => {
                 let name = key.name.clone();
-                settle_pod(st, key, &name, PodMode::Run);
+                // A bare pod that is never restarted runs to completion (the verification pod).
+                let mode = if s(&obj, &["spec", "restartPolicy"]) == "Never" {
+                    PodMode::Succeed
+                } else {
+                    PodMode::Run
+                };
+                settle_pod(st, key, &name, mode);
                 bind_claims_of(st, key);
             }
         },
@@ -242,7 +255,14 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
         "Service" => service(st, key, &obj),
         "CustomResourceDefinition" => crd(st, key, &obj),
         "Namespace" => namespace(st, key, &obj),
-        "HelmChart" => helmchart(st, key, &obj),
+        "HelmChart" => {
+            helmchart(st, key, &obj);
+            super::gpu_operator::on_chart(st, key);
+        }
+        "Chart" => {
+            k0s_chart(st, key, &obj);
+            super::gpu_operator::on_chart(st, key);
+        }
         _ => {}
     }
 }
@@ -1213,7 +1233,7 @@ fn service(st: &mut State, key: &ObjectKey, svc: &Value) {
     }
 }
 
-fn crd(st: &mut State, key: &ObjectKey, c: &Value) {
+pub fn crd(st: &mut State, key: &ObjectKey, c: &Value) {
     let types = discovery::from_crd(c);
     if types.is_empty() || s(c, &["spec", "group"]).is_empty() {
         return;
@@ -1278,6 +1298,16 @@ fn helmchart(st: &mut State, key: &ObjectKey, hc: &Value) {
     job(st, &jk, &st.objects.get(&jk).cloned().unwrap_or(json!({})));
     let mut status = hc.get("status").cloned().unwrap_or(json!({}));
     status["jobName"] = json!(job_name);
+    if write_status(st, key, status) {
+        mark_ready(st, key);
+    }
+}
+
+/// k0s's Helm extension installs the chart itself (no Job) and reports the release in the status.
+fn k0s_chart(st: &mut State, key: &ObjectKey, chart: &Value) {
+    let status = json!({"releaseName": s(chart, &["spec", "releaseName"]), "namespace": s(chart, &["spec", "namespace"]),
+        "version": s(chart, &["spec", "version"]), "appVersion": s(chart, &["spec", "version"]), "revision": 1,
+        "status": "deployed", "updated": now_rfc3339()});
     if write_status(st, key, status) {
         mark_ready(st, key);
     }

@@ -225,6 +225,7 @@ pub fn builtin() -> Vec<ResourceType> {
         ),
         rt("coordination.k8s.io/v1", "leases", "Lease", true, false, false, &[]),
         rt("helm.cattle.io/v1", "helmcharts", "HelmChart", true, true, true, &[]),
+        rt("helm.k0sproject.io/v1beta1", "charts", "Chart", true, true, true, &[]),
         rt(
             "helm.cattle.io/v1",
             "helmchartconfigs",

@@ -45,4 +45,9 @@ pub enum Fault {
     Unschedulable { owner_name: String, message: String },
     /// This Job fails with `BackoffLimitExceeded`.
     JobFails { name: String },
+    /// The GPU operator finds no GPU node: ClusterPolicy ready with reason `NoGPUNodes`.
+    GpuNoNodes,
+    /// The GPU operator's container toolkit crash-loops: ClusterPolicy `notReady`, a
+    /// `nvidia-container-toolkit-daemonset` pod in CrashLoopBackOff, no GPU advertised.
+    GpuToolkitStuck,
 }

@@ -23,6 +23,10 @@
 //!   delay, Jobs complete, PVCs bind (honouring `WaitForFirstConsumer`), LoadBalancer Services get an
 //!   address (like k3s servicelb), CRDs become Established and are then served, namespaces terminate,
 //!   a one-node scheduler checks requests against allocatable and `nodeSelector`;
+//! - a GPU-operator simulation (`gpu_operator`): a `gpu-operator` chart object (k3s HelmChart or
+//!   k0s Chart) gets the ClusterPolicy CRD and object, the operator DaemonSets, and node
+//!   allocatable `nvidia.com/gpu` = `SimConfig.gpus` × the time-slicing replicas once the device
+//!   plugin (re)starts; bare pods with `restartPolicy: Never` run to completion;
 //! - fault injection ([`Fault`]).
 //!
 //! What it does NOT simulate: authentication/authorization (any bearer token is accepted, no RBAC),
@@ -40,6 +44,7 @@ mod apply;
 mod controllers;
 mod discovery;
 mod faults;
+mod gpu_operator;
 mod http;
 mod store;
 mod watch;
@@ -88,6 +93,8 @@ pub struct SimConfig {
     pub event_history: usize,
     /// `gitVersion` served at `/version`.
     pub git_version: String,
+    /// Physical GPUs the simulated GPU operator finds on the node (`gpu_operator`).
+    pub gpus: u32,
 }
 
 impl Default for SimConfig {
@@ -113,6 +120,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(1),
             event_history: 1000,
             git_version: "v1.35.3+k3s1".to_string(),
+            gpus: 0,
         }
     }
 }

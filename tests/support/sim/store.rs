@@ -120,6 +120,7 @@ pub struct State {
     pub pending: BTreeMap<ObjectKey, Instant>,
     pub node_allocatable: BTreeMap<String, String>,
     pub node_labels: BTreeMap<String, String>,
+    pub gpu: super::gpu_operator::GpuSim,
 }
 
 impl State {
@@ -145,6 +146,7 @@ impl State {
             ready_delays: HashMap::new(),
             held: HashSet::new(),
             pending: BTreeMap::new(),
+            gpu: Default::default(),
         };
         st.bootstrap();
         st
