@@ -26,7 +26,11 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let sim = SimulatedApiServer::start(SimConfig::default());
+        World::with(SimConfig::default())
+    }
+
+    pub fn with(config: SimConfig) -> World {
+        let sim = SimulatedApiServer::start(config);
         let releases = ReleaseServer::start();
         for (d, v) in [("k3s", K3S), ("k0s", K0S)] {
             releases.release_layout(d, v, "amd64");
@@ -627,25 +631,7 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 #[test]
 fn up_applies_the_stack_and_a_rerun_writes_nothing() {
     let w = World::new();
-    let stacks = tempfile::tempdir().unwrap();
-    let root = stacks.path().join("tiny");
-    std::fs::create_dir_all(root.join("00-base")).unwrap();
-    std::fs::create_dir_all(root.join("10-app")).unwrap();
-    std::fs::write(
-        root.join("stack.yaml"),
-        "name: tiny\ndescription: a tiny stack\nnamespace: tiny\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\nsecrets:\n  - name: app-key\n    description: the app's key\n    keys: [TINY_KEY]\n    generate: {length: 32}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("00-base/ns.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tiny\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("10-app/app.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n",
-    )
-    .unwrap();
+    let stacks = tiny_stack();
     let args = |json: bool| {
         let mut a: Vec<String> = strs(&[
             "up",
@@ -713,4 +699,111 @@ fn up_applies_the_stack_and_a_rerun_writes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(&value), "the secret leaked into output");
+}
+
+/// A two-stage stack `tiny` (namespace; a Deployment) with a generated secret, in a temp dir.
+fn tiny_stack() -> tempfile::TempDir {
+    let stacks = tempfile::tempdir().unwrap();
+    let root = stacks.path().join("tiny");
+    std::fs::create_dir_all(root.join("00-base")).unwrap();
+    std::fs::create_dir_all(root.join("10-app")).unwrap();
+    std::fs::write(
+        root.join("stack.yaml"),
+        "name: tiny\ndescription: a tiny stack\nnamespace: tiny\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\nsecrets:\n  - name: app-key\n    description: the app's key\n    keys: [TINY_KEY]\n    generate: {length: 32}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("00-base/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tiny\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("10-app/app.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n",
+    )
+    .unwrap();
+    stacks
+}
+
+/// On a GPU profile `up` installs the GPU operator through k3s's HelmChart, waits until the node
+/// advertises GPUs × replicas (the simulated operator sets it once the device plugin read the
+/// time-slicing config), runs the --verify-gpu pod, then the stack; a re-run writes nothing.
+#[test]
+fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
+    let w = World::with(SimConfig {
+        gpus: 1,
+        ..SimConfig::default()
+    });
+    let stacks = tiny_stack();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = strs(&[
+            "up",
+            "--facts",
+            fixture_path("rtx5090-96gb").to_str().unwrap(),
+            "--profile",
+            "rtx-5090",
+            "--release-mirror",
+            &w.releases.url(),
+            "--yes",
+            "--stack",
+            "tiny",
+            "--stack-dir",
+            stacks.path().to_str().unwrap(),
+            "--timeout",
+            "20",
+            "-o",
+            "json",
+        ]);
+        a.extend(strs(extra));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = w.kstrap(&a).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let outcome = |report: &serde_json::Value, id: &str| -> String {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no step {id} in {report}"))
+    };
+    let first = run(&["--verify-gpu"]);
+    assert_eq!(outcome(&first, "install-gpu-operator"), "changed");
+    assert_eq!(outcome(&first, "wait-gpu"), "checked");
+    assert!(
+        w.sim
+            .get("helm.cattle.io/v1", "HelmChart", Some("kube-system"), "gpu-operator")
+            .is_some()
+    );
+    let node = w.sim.get("v1", "Node", None, "sim-node").unwrap();
+    assert_eq!(node["status"]["allocatable"]["nvidia.com/gpu"], "4", "{node}");
+    let cm = w
+        .sim
+        .get("v1", "ConfigMap", Some("gpu-operator"), "kstrap-time-slicing")
+        .unwrap();
+    assert!(cm.to_string().contains("replicas: 4"), "{cm}");
+    assert!(
+        w.sim
+            .get("v1", "Pod", Some("gpu-operator"), "kstrap-verify-gpu")
+            .is_none(),
+        "the verification pod is removed after it succeeded"
+    );
+    assert!(
+        w.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/api/v1/namespaces/gpu-operator/pods" && r.status == 201),
+        "the verification pod was created"
+    );
+
+    let before = w.sim.mutations();
+    let again = run(&[]);
+    assert_eq!(outcome(&again, "install-gpu-operator"), "unchanged");
+    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
 }
