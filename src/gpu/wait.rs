@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::readiness::{GpuReadiness, gpu_stage_readiness};
 use super::verify::{VERIFY_IMAGE, VERIFY_POD, verify_pod};
 use super::{CLUSTER_POLICY, GPU_RESOURCE, NAMESPACE};
+use crate::kube::wait::to_value;
 
 /// Label of the operator's validator pods.
 pub const VALIDATOR_SELECTOR: &str = "app=nvidia-operator-validator";
@@ -64,17 +65,6 @@ fn crd_resource() -> ApiResource {
 /// `nvidia.com/v1 ClusterPolicy`, built by hand: its CRD may not exist when the wait starts.
 pub fn cluster_policy_resource() -> ApiResource {
     resource("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies")
-}
-
-/// A watched object as the readiness rules read it: list items come without apiVersion/kind.
-fn to_value(obj: DynamicObject, ar: &ApiResource) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
-    if let Some(map) = v.as_object_mut() {
-        map.entry("apiVersion")
-            .or_insert_with(|| Value::String(ar.api_version.clone()));
-        map.entry("kind").or_insert_with(|| Value::String(ar.kind.clone()));
-    }
-    v
 }
 
 /// The objects one watcher has shown, by name; a re-list replaces them all at `InitDone`.

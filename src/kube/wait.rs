@@ -115,7 +115,7 @@ async fn cluster_context(client: &::kube::Client) -> Context {
 }
 
 /// A watched object as the readiness rules read it: list items come without apiVersion/kind.
-fn to_value(obj: DynamicObject, ar: &ApiResource) -> Value {
+pub(crate) fn to_value(obj: DynamicObject, ar: &ApiResource) -> Value {
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
     if let Some(map) = v.as_object_mut() {
         map.entry("apiVersion")

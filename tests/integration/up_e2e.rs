@@ -632,30 +632,9 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 fn up_applies_the_stack_and_a_rerun_writes_nothing() {
     let w = World::new();
     let stacks = tiny_stack();
-    let args = |json: bool| {
-        let mut a: Vec<String> = strs(&[
-            "up",
-            "--facts",
-            fixture_path("rtx5090-96gb").to_str().unwrap(),
-            "--profile",
-            "cpu-fallback",
-            "--release-mirror",
-            &w.releases.url(),
-            "--yes",
-            "--stack",
-            "tiny",
-            "--stack-dir",
-            stacks.path().to_str().unwrap(),
-            "--timeout",
-            "20",
-        ]);
-        if json {
-            a.extend(strs(&["-o", "json"]));
-        }
-        a
-    };
     let run = |json: bool| {
-        let a = args(json);
+        let extra: &[&str] = if json { &["-o", "json"] } else { &[] };
+        let a = stack_up_args(&w, &stacks, "cpu-fallback", extra);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let out = w.kstrap(&a).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -735,30 +714,8 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
         ..SimConfig::default()
     });
     let stacks = tiny_stack();
-    let args = |extra: &[&str]| {
-        let mut a: Vec<String> = strs(&[
-            "up",
-            "--facts",
-            fixture_path("rtx5090-96gb").to_str().unwrap(),
-            "--profile",
-            "rtx-5090",
-            "--release-mirror",
-            &w.releases.url(),
-            "--yes",
-            "--stack",
-            "tiny",
-            "--stack-dir",
-            stacks.path().to_str().unwrap(),
-            "--timeout",
-            "20",
-            "-o",
-            "json",
-        ]);
-        a.extend(strs(extra));
-        a
-    };
     let run = |extra: &[&str]| {
-        let a = args(extra);
+        let a = stack_up_args(&w, &stacks, "rtx-5090", &[&["-o", "json"], extra].concat());
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let out = w.kstrap(&a).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -806,4 +763,26 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
     let again = run(&[]);
     assert_eq!(outcome(&again, "install-gpu-operator"), "unchanged");
     assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+}
+
+/// `up` of the `tiny` stack in `stacks` with `profile`, on the rtx5090 host fixture.
+fn stack_up_args(w: &World, stacks: &tempfile::TempDir, profile: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = strs(&[
+        "up",
+        "--facts",
+        fixture_path("rtx5090-96gb").to_str().unwrap(),
+        "--profile",
+        profile,
+        "--release-mirror",
+        &w.releases.url(),
+        "--yes",
+        "--stack",
+        "tiny",
+        "--stack-dir",
+        stacks.path().to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    a.extend(strs(extra));
+    a
 }
