@@ -319,8 +319,11 @@ fn write_status(st: &mut State, key: &ObjectKey, status: Value) -> bool {
     true
 }
 
+/// Records when `key` became ready: the moment of its last write (the status that made it
+/// ready), which precedes the watch event any client sees.
 fn mark_ready(st: &mut State, key: &ObjectKey) {
-    st.ready_marks.push((key.clone(), Instant::now()));
+    let at = st.last_write.get(key).copied().unwrap_or_else(Instant::now);
+    st.ready_marks.push((key.clone(), at));
 }
 
 fn insert_nonzero(m: &mut Map<String, Value>, k: &str, v: i64) {

@@ -115,6 +115,9 @@ pub struct State {
     pub requests: Vec<RequestRecord>,
     pub faults: Vec<Fault>,
     pub ready_marks: Vec<(ObjectKey, Instant)>,
+    /// When each object was last stored, taken before its watch event is sent: a ready mark
+    /// uses the time of the write that made the object ready, so no watcher can see it earlier.
+    pub last_write: BTreeMap<ObjectKey, Instant>,
     pub ready_delays: HashMap<String, Duration>,
     pub held: HashSet<ObjectKey>,
     pub pending: BTreeMap<ObjectKey, Instant>,
@@ -143,6 +146,7 @@ impl State {
             mutations: 0,
             requests: Vec::new(),
             ready_marks: Vec::new(),
+            last_write: BTreeMap::new(),
             ready_delays: HashMap::new(),
             held: HashSet::new(),
             pending: BTreeMap::new(),
@@ -311,6 +315,7 @@ impl State {
         self.rv += 1;
         ensure_object(&mut obj, "metadata").insert("resourceVersion".into(), json!(self.rv.to_string()));
         let prev = self.objects.insert(key.clone(), obj.clone());
+        self.last_write.insert(key.clone(), Instant::now());
         let etype = if prev.is_some() { "MODIFIED" } else { "ADDED" };
         self.push_event(etype, key.clone(), obj.clone(), prev);
         if actor == Actor::Client {
