@@ -219,6 +219,24 @@ fn resource_version(obj: &DynamicObject) -> Option<String> {
     obj.metadata.resource_version.clone()
 }
 
+/// The API for `value`'s resource and namespace, its name, and the live object (if any).
+async fn live_object(
+    client: &::kube::Client,
+    r: &Resolved,
+    display: &str,
+    value: &Value,
+) -> Result<(Api<DynamicObject>, String, Option<DynamicObject>), ApplyError> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    let api = api_for(client, r, ns);
+    let live = retry(|| api.get_opt(&name)).await.map_err(|e| api_error(display, e))?;
+    Ok((api, name, live))
+}
+
 /// Server-side applies one object and says whether it was created, changed or left as it was.
 pub async fn apply_one(
     client: &::kube::Client,
@@ -227,13 +245,8 @@ pub async fn apply_one(
     value: &Value,
     params: &PatchParams,
 ) -> Result<Outcome, ApplyError> {
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
-    let api = api_for(client, r, ns);
-    let before = retry(|| api.get_opt(name)).await.map_err(|e| api_error(display, e))?;
+    let (api, name, before) = live_object(client, r, display, value).await?;
+    let name = name.as_str();
     let patch = Patch::Apply(value);
     let after = retry(|| api.patch(name, params, &patch))
         .await
@@ -253,13 +266,7 @@ pub async fn dry_run_one(
     display: &str,
     value: &Value,
 ) -> Result<Outcome, ApplyError> {
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
-    let api = api_for(client, r, ns);
-    let live = retry(|| api.get_opt(name)).await.map_err(|e| api_error(display, e))?;
+    let (_, _, live) = live_object(client, r, display, value).await?;
     Ok(match live {
         None => Outcome::Created,
         Some(live) => {
