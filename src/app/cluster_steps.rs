@@ -35,6 +35,8 @@ pub(crate) struct EngineSteps<'p> {
     pub printer: &'p Printer,
     /// The engine's report once the stack was applied (at the first stage step).
     pub applied: Option<ApplyReport>,
+    /// The node's address, read once the stack is up (for the URLs of the summary).
+    pub node_address: Option<String>,
 }
 
 impl<'p> EngineSteps<'p> {
@@ -47,6 +49,7 @@ impl<'p> EngineSteps<'p> {
             verify_gpu: false,
             printer,
             applied: None,
+            node_address: None,
         }
     }
 
@@ -125,6 +128,7 @@ impl<'p> EngineSteps<'p> {
                 .map_err(engine_error)?;
             drop(progress);
             self.applied = Some(report);
+            self.node_address = super::summary::node_address(client).await;
         }
         let Some(report) = &self.applied else {
             return Err(unexpected(step));

@@ -17,6 +17,7 @@ mod cluster_steps;
 mod down;
 mod join;
 mod status;
+pub(crate) mod summary;
 mod up;
 
 /// Documented exit codes (see `kstrap --help` and README).

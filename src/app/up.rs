@@ -4,12 +4,13 @@
 //! install (or another distribution, or another version without --upgrade) end with exit 3.
 
 use super::cluster_steps::EngineSteps;
+use super::summary::{Inputs, Summary, summarize};
 use super::{Exit, Failure, build, plan_findings};
 use crate::checks;
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::exec::download::{DownloadProgress, NoProgress};
 use crate::exec::host::Host;
-use crate::exec::{self, ExecError, FailureKind, Found, Interrupt, Outcome};
+use crate::exec::{self, ExecError, FailureKind, Found, Interrupt};
 use crate::plan::Plan;
 use crate::plan::step::Phase;
 use crate::ui::download_bar::DownloadBar;
@@ -36,6 +37,8 @@ struct UpReport<'a> {
     profile: &'a str,
     kubeconfig_context: Option<&'a str>,
     steps: &'a [exec::StepReport],
+    /// What runs now and where to open it (the human summary, as data).
+    summary: &'a Summary,
 }
 
 pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, Failure> {
@@ -92,7 +95,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     let state = replace_first(&host, found, &plan, printer)?;
 
     let interrupt = Arc::new(Interrupt::default());
-    let result = runtime.block_on(async {
+    let (result, applied, node_address) = runtime.block_on(async {
         let on_ctrl_c = interrupt.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -107,7 +110,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             Box::new(DownloadBar::new(printer))
         };
         let mut cluster = EngineSteps::new(
-            planned.stack,
+            planned.stack.clone(),
             crate::gpu::gpu_objects(&planned.facts, &planned.selection),
             printer,
         );
@@ -124,12 +127,22 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             },
             interrupt: &interrupt,
         };
-        executor.execute(&plan, state).await
+        let result = executor.execute(&plan, state).await;
+        (result, cluster.applied.take(), cluster.node_address.take())
     });
     runtime.shutdown_background();
     match result {
         Ok(steps) => {
-            report(&plan, &steps, up, printer);
+            let context = (!up.no_merge_kubeconfig).then_some(crate::distro::KUBECONFIG_CONTEXT);
+            let summary = summarize(&Inputs {
+                plan: &plan,
+                steps: &steps,
+                stack: &planned.stack,
+                applied: applied.as_ref(),
+                node_address: node_address.as_deref(),
+                kubeconfig_context: context,
+            });
+            report(&plan, &steps, &summary, printer);
             Ok(Exit::Ok)
         }
         Err(e) => Err(failure(e)),
@@ -185,36 +198,20 @@ fn replace_first(
     }
 }
 
-fn report(plan: &Plan, steps: &[exec::StepReport], up: &UpArgs, printer: &Printer) {
-    let context = (!up.no_merge_kubeconfig).then_some(crate::distro::KUBECONFIG_CONTEXT);
+fn report(plan: &Plan, steps: &[exec::StepReport], summary: &Summary, printer: &Printer) {
     if printer.json_mode() {
         printer.json(&UpReport {
             result: "ok",
             distro: plan.distro.to_string(),
             version: &plan.distro_version,
             profile: &plan.profile,
-            kubeconfig_context: context,
+            kubeconfig_context: summary.kubeconfig_context.as_deref(),
             steps,
+            summary,
         });
         return;
     }
-    let changed = steps.iter().filter(|s| s.outcome == Outcome::Changed).count();
-    let mut text = format!(
-        "{} {} is up with profile {} ({} of {} steps changed something).\n",
-        plan.distro,
-        plan.distro_version,
-        plan.profile,
-        changed,
-        steps.len()
-    );
-    match context {
-        Some(c) => text.push_str(&format!("Try: kubectl --context {c} get nodes\n")),
-        None => text.push_str(&format!(
-            "Your kubeconfig was left alone (--no-merge-kubeconfig); the admin one is {} (root only).\n",
-            plan.distro.paths().kubeconfig
-        )),
-    }
-    printer.stdout(&text);
+    printer.stdout(&crate::ui::summary::render(summary));
 }
 
 fn failure(e: ExecError) -> Failure {

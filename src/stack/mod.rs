@@ -8,6 +8,7 @@
 //! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
 
 mod check;
+pub mod endpoints;
 mod error;
 mod format;
 pub mod images;

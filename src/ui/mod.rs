@@ -10,6 +10,7 @@ pub mod download_bar;
 pub mod render;
 pub mod stage_progress;
 pub mod steps;
+pub mod summary;
 
 use crate::cli::OutputFormat;
 use serde::Serialize;

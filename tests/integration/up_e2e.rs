@@ -640,7 +640,18 @@ fn up_applies_the_stack_and_a_rerun_writes_nothing() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         out
     };
-    run(false);
+    let first = run(false);
+    // The summary: what runs and where to open it, on the node's address and on this machine.
+    let summary = String::from_utf8_lossy(&first.stdout);
+    let node_ip = SimConfig::default().node_ip;
+    for want in [
+        "stack tiny".to_string(),
+        "Ready: app".to_string(),
+        format!("http://{node_ip}:30999/  (NodePort; on this machine http://localhost:30999/)"),
+        "Try: kubectl --context kstrap".to_string(),
+    ] {
+        assert!(summary.contains(&want), "{want:?} missing from the summary:\n{summary}");
+    }
     let deploy = w
         .sim
         .get("apps/v1", "Deployment", Some("tiny"), "app")
@@ -666,6 +677,20 @@ fn up_applies_the_stack_and_a_rerun_writes_nothing() {
     for s in stack_steps {
         assert_eq!(s["outcome"], "unchanged", "{s}");
     }
+    let summary = &report["summary"];
+    assert_eq!(
+        summary["open"][0]["url"],
+        format!("http://{node_ip}:30999/"),
+        "{summary}"
+    );
+    assert_eq!(summary["workloads"][0]["name"], "app", "{summary}");
+    let stages: Vec<&str> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["unchanged", "unchanged"], "{summary}");
     let again = w.sim.get("v1", "Secret", Some("tiny"), "app-key").unwrap();
     assert_eq!(
         again["data"]["TINY_KEY"].as_str().unwrap(),
@@ -698,7 +723,7 @@ fn tiny_stack() -> tempfile::TempDir {
     .unwrap();
     std::fs::write(
         root.join("10-app/app.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app\nspec:\n  type: NodePort\n  selector: {app: tiny}\n  ports:\n    - {name: http, port: 80, nodePort: 30999}\n",
     )
     .unwrap();
     stacks

@@ -196,6 +196,39 @@ pub fn defaults_on_create(st: &mut State, obj: &mut Value) {
     }
 }
 
+/// Defaulting the API server repeats on every write: a Service whose manifest leaves out a
+/// port's protocol or targetPort gets them again on update, and keeps the node port it was
+/// given, so re-applying an unchanged manifest changes nothing (as on a real cluster).
+pub fn defaults_on_update(old: &Value, new: &mut Value) {
+    if s(new, &["kind"]) != "Service" {
+        return;
+    }
+    let old_ports = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for p in ports.iter_mut() {
+        if p.get("protocol").is_none() {
+            p["protocol"] = json!("TCP");
+        }
+        if p.get("targetPort").is_none() {
+            p["targetPort"] = p.get("port").cloned().unwrap_or(json!(80));
+        }
+        if p.get("nodePort").is_none()
+            && let Some(was) = old_ports
+                .iter()
+                .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"))
+                .and_then(|o| o.get("nodePort"))
+        {
+            p["nodePort"] = was.clone();
+        }
+    }
+}
+
 fn qos_class(pod: &Value) -> &'static str {
     let containers = pod
         .pointer("/spec/containers")

@@ -669,6 +669,7 @@ fn finish_update(
         }
         meta.insert("managedFields".into(), apply::managed_fields(&entries));
     }
+    controllers::defaults_on_update(old, &mut new);
     if t.rt.generation && apply::spec_part(old) != apply::spec_part(&new) {
         let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         new["metadata"]["generation"] = json!(g);
