@@ -18,7 +18,8 @@ use super::discovery;
 use super::faults::Fault;
 use super::store::{Actor, ObjectKey, Propagation, Shared, State, now_rfc3339, owner_uids, s};
 
-const CONTROLLED: [&str; 12] = [
+const CONTROLLED: [&str; 13] = [
+    "PersistentVolume",
     "Deployment",
     "StatefulSet",
     "DaemonSet",
@@ -285,6 +286,7 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             }
         },
         "PersistentVolumeClaim" => bind_pvc(st, key),
+        "PersistentVolume" => static_pv(st, key, &obj),
         "Service" => service(st, key, &obj),
         "CustomResourceDefinition" => crd(st, key, &obj),
         "Namespace" => namespace(st, key, &obj),
@@ -1177,11 +1179,70 @@ fn bind_claims_of(st: &mut State, pod_key: &ObjectKey) {
     }
 }
 
+/// A PersistentVolume made by hand (not by the provisioner): Available until a claim that names
+/// it binds it, as the persistentvolume-controller does.
+fn static_pv(st: &mut State, key: &ObjectKey, pv: &Value) {
+    if pv.pointer("/status/phase").is_none() && write_status(st, key, json!({"phase": "Available"})) {
+        mark_ready(st, key);
+    }
+    // A claim that was waiting for this volume binds now.
+    let waiting: Vec<ObjectKey> = st
+        .objects
+        .iter()
+        .filter(|(k, c)| k.kind == "PersistentVolumeClaim" && s(c, &["spec", "volumeName"]) == key.name)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for claim in waiting {
+        bind_pvc(st, &claim);
+    }
+}
+
+/// A claim naming its volume (`spec.volumeName`) binds to it when it exists: both go Bound.
+fn bind_static(st: &mut State, key: &ObjectKey, pvc: &Value, volume: &str) {
+    let pv_key = ObjectKey::new("v1", "PersistentVolume", None, volume);
+    let Some(mut pv) = st.objects.get(&pv_key).cloned() else {
+        record_event(
+            st,
+            pvc,
+            "Warning",
+            "FailedBinding",
+            &format!("volume \"{volume}\" not found"),
+            "persistentvolume-controller",
+        );
+        return;
+    };
+    let ns = key.namespace.clone().unwrap_or_default();
+    pv["spec"]["claimRef"] = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": key.name,
+        "namespace": ns, "uid": s(pvc, &["metadata", "uid"])});
+    pv["status"] = json!({"phase": "Bound"});
+    st.store(pv, Actor::Controller);
+    let mut pvc = pvc.clone();
+    pvc["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] = json!("yes");
+    let capacity = st
+        .objects
+        .get(&pv_key)
+        .and_then(|v| v.pointer("/spec/capacity").cloned())
+        .unwrap_or(json!({}));
+    pvc["status"] = json!({"phase": "Bound", "accessModes": pvc.pointer("/spec/accessModes").cloned().unwrap_or(json!([])),
+        "capacity": capacity});
+    st.store(pvc, Actor::Controller);
+    mark_ready(st, key);
+}
+
 fn bind_pvc(st: &mut State, key: &ObjectKey) {
     let Some(pvc) = st.objects.get(key).cloned() else {
         return;
     };
     if s(&pvc, &["status", "phase"]) == "Bound" {
+        return;
+    }
+    let volume = s(&pvc, &["spec", "volumeName"]).to_string();
+    if !volume.is_empty()
+        && pvc
+            .pointer("/metadata/annotations/pv.kubernetes.io~1bind-completed")
+            .is_none()
+    {
+        bind_static(st, key, &pvc, &volume);
         return;
     }
     let Some((sc, mode)) = st.storage_class_mode(&pvc) else {
