@@ -18,5 +18,6 @@ mod selection;
 pub mod sim;
 mod sim_selftest;
 mod stacks;
+mod status_e2e;
 mod support;
 mod up_e2e;
