@@ -243,7 +243,15 @@ pub struct ApplyArgs {
     pub dry_run: bool,
 }
 
+const STATUS_AFTER_HELP: &str = "\
+Exit codes:
+  0  every node is Ready, every object of every stack kstrap applied is ready, and (with the GPU
+     operator installed) each GPU node advertises GPUs × replicas nvidia.com/gpu
+  1  something is not ready (the output says what and why), or the API server cannot be reached
+  2  the kubeconfig or context cannot be used";
+
 #[derive(Debug, Args)]
+#[command(after_help = STATUS_AFTER_HELP)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub kube: KubeArgs,

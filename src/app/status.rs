@@ -1,9 +1,112 @@
-//! `kstrap status`: the cluster, GPU sharing and the stack at a glance.
+//! `kstrap status`: the cluster, GPU sharing and the stacks at a glance.
+//!
+//! One read of the cluster of the kubeconfig (`crate::kube::status::gather`), judged by pure rules
+//! (`evaluate`), shown by `ui::status` or as one JSON document. Exit 0 when everything is ready,
+//! 1 when something is not (the output says what) or the API server cannot be reached, 2 for a
+//! kubeconfig or context that cannot be used (named, never shown: it holds credentials).
 
 use super::{Exit, Failure};
-use crate::cli::{GlobalArgs, StatusArgs};
+use crate::cli::{GlobalArgs, KubeArgs, StatusArgs};
+use crate::kube::client_from;
+use crate::kube::status::{self, StatusError};
 use crate::ui::Printer;
 
-pub fn run(_global: &GlobalArgs, _args: &StatusArgs, _printer: &Printer) -> Result<Exit, Failure> {
-    Err(Failure::failed("`kstrap status` is not built yet (issue 5)"))
+pub fn run(_global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(async {
+        let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
+            .await
+            .map_err(|e| match e.exit_code() {
+                2 => Failure::usage(e.to_string()),
+                _ => Failure::failed(e.to_string()),
+            })?;
+        status::gather(&client)
+            .await
+            .map(|g| status::evaluate(&g))
+            .map_err(|e| gather_failure(&args.kube, e))
+    })?;
+    if printer.json_mode() {
+        printer.json(&report);
+    } else {
+        printer.stdout(&crate::ui::status::report(&report, printer.verbosity));
+    }
+    Ok(if report.ok { Exit::Ok } else { Exit::Failed })
+}
+
+/// Which kubeconfig was used, for messages (its name only).
+fn kubeconfig_name(kube: &KubeArgs) -> String {
+    match &kube.kubeconfig {
+        Some(p) => p.display().to_string(),
+        None => match std::env::var_os(crate::env::KUBECONFIG) {
+            Some(v) if !v.is_empty() => v.to_string_lossy().into_owned(),
+            _ => "~/.kube/config".to_string(),
+        },
+    }
+}
+
+fn gather_failure(kube: &KubeArgs, e: StatusError) -> Failure {
+    let file = kubeconfig_name(kube);
+    let context = kube
+        .context
+        .as_deref()
+        .map(|c| format!(", context {c}"))
+        .unwrap_or_default();
+    match e {
+        StatusError::Unreachable { message } => {
+            let fix = if message.contains("certificate") {
+                "the kubeconfig's certificate authority does not match the server: take the kubeconfig again from this cluster (`sudo kstrap up` merges it as context kstrap)".to_string()
+            } else {
+                "is the cluster running? try `sudo systemctl status k3s` (k3s) or `sudo systemctl status k0scontroller` (k0s), and check that the kubeconfig's server address is this cluster's".to_string()
+            };
+            Failure::failed(format!(
+                "cannot reach the cluster's API server (kubeconfig {file}{context}): {message}\n  fix: {fix}"
+            ))
+        }
+        StatusError::Api { .. } => Failure::failed(format!("{e} (kubeconfig {file}{context})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn failures_name_the_kubeconfig_and_say_what_to_try() {
+        let kube = KubeArgs {
+            kubeconfig: Some(PathBuf::from("/tmp/k.yaml")),
+            context: Some("kstrap".into()),
+        };
+        let f = gather_failure(
+            &kube,
+            StatusError::Unreachable {
+                message: "client error (Connect): Connection refused".into(),
+            },
+        );
+        assert_eq!(f.exit, Exit::Failed);
+        assert!(f.message.contains("/tmp/k.yaml, context kstrap"), "{}", f.message);
+        assert!(f.message.contains("cannot reach"), "{}", f.message);
+        assert!(f.message.contains("sudo systemctl status k3s"), "{}", f.message);
+        assert!(f.message.contains("k0scontroller"), "{}", f.message);
+        let f = gather_failure(
+            &kube,
+            StatusError::Unreachable {
+                message: "invalid peer certificate: UnknownIssuer".into(),
+            },
+        );
+        assert!(f.message.contains("certificate authority"), "{}", f.message);
+        let f = gather_failure(
+            &kube,
+            StatusError::Api {
+                what: "listing nodes".into(),
+                message: "403 Forbidden: nodes is forbidden".into(),
+            },
+        );
+        assert_eq!(f.exit, Exit::Failed);
+        assert!(f.message.starts_with("listing nodes: 403 Forbidden"), "{}", f.message);
+    }
 }

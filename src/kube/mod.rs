@@ -10,6 +10,7 @@ pub mod diagnose;
 pub mod engine;
 pub mod ops;
 pub mod readiness;
+pub mod status;
 pub mod wait;
 
 pub use diagnose::Diagnosis;

@@ -9,6 +9,7 @@
 pub mod download_bar;
 pub mod render;
 pub mod stage_progress;
+pub mod status;
 pub mod steps;
 pub mod summary;
 

@@ -19,5 +19,6 @@ pub mod sim;
 mod sim_selftest;
 mod stacks;
 mod stacks_e2e;
+mod status_e2e;
 mod support;
 mod up_e2e;
