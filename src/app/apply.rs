@@ -286,6 +286,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_kubelet_version_names_the_distribution() {
+        assert_eq!(distro_of_kubelet("v1.35.3+k3s1"), Some(Distro::K3s));
+        assert_eq!(distro_of_kubelet("v1.31.4+k3s2"), Some(Distro::K3s));
+        assert_eq!(distro_of_kubelet("v1.35.3+k0s"), Some(Distro::K0s));
+        for other in ["v1.35.3", "v1.30.2-eks-1552ad0", "v1.29.1+rke2r1", ""] {
+            assert_eq!(distro_of_kubelet(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn options_follow_the_flags() {
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from([

@@ -20,3 +20,4 @@ mod sim_selftest;
 mod stacks;
 mod support;
 mod up_e2e;
+mod voice_e2e;
