@@ -212,6 +212,11 @@ pub struct ApplyArgs {
     #[arg(long, short = 'p', value_name = "NAME", env = env::PROFILE)]
     pub profile: Option<String>,
 
+    /// Apply the stack's changes for this distribution (k0s has no Ingress controller) instead of
+    /// the one the cluster's nodes report.
+    #[arg(long, value_enum, env = env::DISTRO)]
+    pub distro: Option<Distro>,
+
     #[command(flatten)]
     pub kube: KubeArgs,
 

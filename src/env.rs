@@ -49,7 +49,10 @@ pub const ALL: &[(&str, &str)] = &[
     (NVML_LIB, "path of the NVML library (default libnvidia-ml.so.1)"),
     (HOST_ROOT, "root of the filesystem kstrap reads and changes (default /)"),
     (TEST_KUBECONFIG, "kubeconfig of a real cluster for the end-to-end tests"),
-    (KUBECONFIG, "kubeconfig for kstrap apply and status when --kubeconfig is not given"),
+    (
+        KUBECONFIG,
+        "kubeconfig for kstrap apply and status when --kubeconfig is not given",
+    ),
     (NO_COLOR, "disable colour"),
     (
         SUDO_USER,

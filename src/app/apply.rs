@@ -8,6 +8,7 @@
 
 use super::{Exit, Failure, gather_facts, load_profiles, select_error};
 use crate::cli::{ApplyArgs, GlobalArgs};
+use crate::distro::Distro;
 use crate::kube::{ApplyError, ApplyOptions, apply_stack, client_from};
 use crate::profile::{self, Overrides};
 use crate::stack::{self, Stack};
@@ -18,7 +19,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let stack = load_stack(global, args)?;
+    let (loaded, profile) = load_stack(global, args)?;
+    let images = stack::parse_image_flags(&args.images).map_err(|e| Failure::usage(e.to_string()))?;
+    // With --distro the stack is complete before any cluster call; else the cluster says.
+    let ready = match args.distro {
+        Some(d) => Some(prepare(&loaded, &profile, Some(d), &images)?),
+        None => None,
+    };
     let opts = options(args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -31,6 +38,13 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
         let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
             .await
             .map_err(Prepare::Apply)?;
+        let stack = match ready {
+            Some(stack) => stack,
+            None => {
+                let distro = cluster_distro(&client, printer).await;
+                prepare(&loaded, &profile, distro, &images).map_err(Prepare::Failure)?
+            }
+        };
         let extra = secret_objects(&client, &stack, &args.secret_files)
             .await
             .map_err(Prepare::Failure)?;
@@ -54,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
             let exit = exit_of(&e);
             printer.error(&stage_progress::failure(&e));
             if printer.json_mode() {
-                printer.json(&failure_json(&stack.name, &e));
+                printer.json(&failure_json(&loaded.name, &e));
             }
             Ok(exit)
         }
@@ -100,9 +114,9 @@ fn failure_json(stack: &str, e: &ApplyError) -> Value {
     })
 }
 
-/// The stack to apply: named, or the chosen profile's; sized for that profile (the named
-/// `--profile`, else this host's choice) and with the user's images filled in.
-fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<Stack, Failure> {
+/// The stack to apply, as loaded (named, or the chosen profile's), and the profile to size it
+/// for (the named `--profile`, else this host's choice).
+fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String), Failure> {
     let facts = gather_facts(global)?;
     let profiles = load_profiles(global)?;
     // The cluster may be another machine: a named profile is taken as asked.
@@ -113,23 +127,97 @@ fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<Stack, Failure> {
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    prepared_stack(global, &name, &selection.profile.name, &args.images)
+    let stack = stack::load(&name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok((stack, selection.profile.name.clone()))
 }
 
-/// A stack as it is applied: loaded, sized for `profile`, the user's images filled in (after
-/// sizing, so an image of a service the profile leaves out is not asked for).
+/// A stack as it is applied: loaded, sized for `profile` and the cluster's `distro`, the user's
+/// images filled in (after sizing, so an image of a service left out is not asked for).
 pub(crate) fn prepared_stack(
     global: &GlobalArgs,
     name: &str,
     profile: &str,
+    distro: Option<Distro>,
     images: &[String],
 ) -> Result<Stack, Failure> {
-    let stack = stack::load(name, global.stack_dir.as_deref())
-        .map_err(|e| Failure::usage(e.to_string()))?
-        .sized(profile);
+    let stack = stack::load(name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let given = stack::parse_image_flags(images).map_err(|e| Failure::usage(e.to_string()))?;
-    stack::resolve_images(&stack, &given, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    prepare(&stack, profile, distro, &given)
+}
+
+/// A loaded stack sized for `profile` and `distro`, with the user's images (`given`, else the
+/// environment) filled in.
+fn prepare(
+    stack: &Stack,
+    profile: &str,
+    distro: Option<Distro>,
+    given: &BTreeMap<String, String>,
+) -> Result<Stack, Failure> {
+    let sized = stack.sized_for(profile, distro);
+    stack::resolve_images(&sized, given, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// The distribution the cluster runs, told by its nodes' kubelet versions (`v1.35.3+k3s1`,
+/// `v1.35.3+k0s`), for the stack's per-distribution overlays. None, said at -v (or as a warning
+/// when the nodes cannot be read), when no node names k3s or k0s: then only the profile's
+/// overlays apply, and `--distro` chooses.
+async fn cluster_distro(client: &::kube::Client, printer: &Printer) -> Option<Distro> {
+    use k8s_openapi::api::core::v1::Node;
+    let api: ::kube::Api<Node> = ::kube::Api::all(client.clone());
+    let params = ::kube::api::ListParams::default();
+    let nodes = match crate::kube::ops::retry(|| api.list(&params)).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            printer.warn(&format!(
+                "cannot read the cluster's nodes to tell its distribution ({}); applying no distribution's changes (pass --distro k3s or --distro k0s)",
+                crate::kube::ops::describe(&e)
+            ));
+            return None;
+        }
+    };
+    let kubelets: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let version = n
+                .status
+                .as_ref()
+                .and_then(|s| s.node_info.as_ref())
+                .map(|i| i.kubelet_version.clone())
+                .unwrap_or_default();
+            (name, version)
+        })
+        .collect();
+    let found = kubelets
+        .iter()
+        .find_map(|(node, version)| distro_of_kubelet(version).map(|d| (d, node, version)));
+    if printer.verbosity >= 1 {
+        match &found {
+            Some((d, node, version)) => printer.info(&format!(
+                "the cluster runs {d} (node {node}: kubelet {version}): applying the stack's {d} changes"
+            )),
+            None => {
+                let seen: Vec<String> = kubelets.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+                printer.info(&format!(
+                    "the cluster's nodes ({}) run neither k3s nor k0s: applying no distribution's changes (pass --distro to choose)",
+                    if seen.is_empty() { "none listed".to_string() } else { seen.join(", ") }
+                ));
+            }
+        }
+    }
+    found.map(|(d, _, _)| d)
+}
+
+/// The distribution a kubelet version names: k3s builds say `+k3s1`, k0s builds `+k0s`.
+fn distro_of_kubelet(version: &str) -> Option<Distro> {
+    if version.contains("+k3s") {
+        Some(Distro::K3s)
+    } else if version.contains("+k0s") {
+        Some(Distro::K0s)
+    } else {
+        None
+    }
 }
 
 fn options(args: &ApplyArgs) -> Result<ApplyOptions, Failure> {
@@ -196,6 +284,16 @@ pub(crate) async fn secret_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kubelet_version_names_the_distribution() {
+        assert_eq!(distro_of_kubelet("v1.35.3+k3s1"), Some(Distro::K3s));
+        assert_eq!(distro_of_kubelet("v1.31.4+k3s2"), Some(Distro::K3s));
+        assert_eq!(distro_of_kubelet("v1.35.3+k0s"), Some(Distro::K0s));
+        for other in ["v1.35.3", "v1.30.2-eks-1552ad0", "v1.29.1+rke2r1", ""] {
+            assert_eq!(distro_of_kubelet(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn options_follow_the_flags() {

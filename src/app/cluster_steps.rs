@@ -201,6 +201,7 @@ pub(crate) fn gpu_stack(objects: Vec<Value>) -> Stack {
             objects,
         }],
         profiles: Default::default(),
+        distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
     }

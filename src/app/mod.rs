@@ -208,7 +208,13 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = apply::prepared_stack(global, &stack_name, &selection.profile.name, &args.images)?;
+    let stack = apply::prepared_stack(
+        global,
+        &stack_name,
+        &selection.profile.name,
+        Some(selection.distro),
+        &args.images,
+    )?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(Planned {

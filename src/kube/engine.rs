@@ -891,6 +891,7 @@ mod tests {
                 objects,
             }],
             profiles: Default::default(),
+            distros: Default::default(),
             secrets: Vec::new(),
             images: Vec::new(),
         }

@@ -1,9 +1,10 @@
 //! The cluster calls the engine makes, each one careful: a discovery cache (kinds → resources,
 //! refreshed when CRDs appear), retries with backoff for 429 (honouring the server's
-//! retry-after) and 5xx, server-side apply of one object with its outcome, and the mapping of API
-//! errors to the engine's [`ApplyError`](super::engine::ApplyError).
+//! retry-after) and 5xx, server-side apply of one object with its outcome (a Job whose immutable
+//! pod template changed, or that failed before, is replaced), and the mapping of API errors to
+//! the engine's [`ApplyError`](super::engine::ApplyError).
 
-use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
+use ::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use ::kube::core::{ApiResource, GroupVersion};
 use ::kube::discovery::{ApiCapabilities, Scope};
 use serde_json::Value;
@@ -238,6 +239,11 @@ async fn live_object(
 }
 
 /// Server-side applies one object and says whether it was created, changed or left as it was.
+///
+/// A Job is one run of its pod template, and the API server refuses to change that template
+/// (422 `spec.template: ... field is immutable`). So a Job whose template changed (another model,
+/// another image) is deleted, gone for good, and applied again; so is a Job that failed on an
+/// earlier run, so that running kstrap again runs it again. Both count as configured.
 pub async fn apply_one(
     client: &::kube::Client,
     r: &Resolved,
@@ -248,14 +254,94 @@ pub async fn apply_one(
     let (api, name, before) = live_object(client, r, display, value).await?;
     let name = name.as_str();
     let patch = Patch::Apply(value);
-    let after = retry(|| api.patch(name, params, &patch))
-        .await
-        .map_err(|e| api_error(display, e))?;
+    let apply = || async { retry(|| api.patch(name, params, &patch)).await };
+    if let Some(live) = before.as_ref().filter(|b| is_job(r) && job_failed(b)) {
+        replace_job(&api, name, live, display).await?;
+        apply().await.map_err(|e| api_error(display, e))?;
+        return Ok(Outcome::Configured);
+    }
+    let after = match apply().await {
+        Ok(after) => after,
+        Err(e) if is_job(r) && template_immutable(&e) => {
+            let Some(live) = &before else {
+                return Err(api_error(display, e));
+            };
+            replace_job(&api, name, live, display).await?;
+            apply().await.map_err(|e| api_error(display, e))?;
+            return Ok(Outcome::Configured);
+        }
+        Err(e) => return Err(api_error(display, e)),
+    };
     Ok(match before {
         None => Outcome::Created,
         Some(b) if resource_version(&b) == resource_version(&after) => Outcome::Unchanged,
         Some(_) => Outcome::Configured,
     })
+}
+
+/// How long a deleted Job may take to disappear before kstrap gives up replacing it. Without
+/// finalizers the API server removes it at once (its pods go in the background).
+const JOB_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn is_job(r: &Resolved) -> bool {
+    r.resource.group == "batch" && r.resource.kind == "Job"
+}
+
+/// Whether a live Job has failed (`Failed=True`: backoff limit or deadline reached).
+fn job_failed(job: &DynamicObject) -> bool {
+    job.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Failed")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// Whether the API server refused an update because it changes a Job's pod template:
+/// 422 Invalid, `Job.batch "x" is invalid: spec.template: Invalid value: ...: field is immutable`.
+pub fn template_immutable(e: &::kube::Error) -> bool {
+    let ::kube::Error::Api(s) = e else { return false };
+    let causes = s.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let names_template =
+        s.message.contains("spec.template") || causes.iter().any(|c| c.field.starts_with("spec.template"));
+    let immutable =
+        s.message.contains("field is immutable") || causes.iter().any(|c| c.message.contains("field is immutable"));
+    s.code == 422 && names_template && immutable
+}
+
+/// Deletes the Job `live` (its pods in the background) and waits, watching it, until that Job
+/// (by uid) is gone, so that applying it again creates a new one.
+async fn replace_job(
+    api: &Api<DynamicObject>,
+    name: &str,
+    live: &DynamicObject,
+    display: &str,
+) -> Result<(), ApplyError> {
+    use ::kube::runtime::wait::{await_condition, conditions};
+    let uid = live.metadata.uid.clone().unwrap_or_default();
+    let background = DeleteParams::background();
+    match retry(|| api.delete(name, &background)).await {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 404) => return Ok(()),
+        Err(e) => return Err(api_error(display, e)),
+    }
+    let gone = await_condition(api.clone(), name, conditions::is_deleted(&uid));
+    match tokio::time::timeout(JOB_GONE_TIMEOUT, gone).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ApplyError::Network {
+            message: format!("{display}: watching the old Job go to replace it: {e}"),
+        }),
+        Err(_) => Err(ApplyError::Api {
+            object: display.to_string(),
+            message: format!(
+                "deleted to replace it (its pod template changed, or it failed before), but it is still there after {} s; see `kubectl describe` for finalizers holding it",
+                JOB_GONE_TIMEOUT.as_secs()
+            ),
+        }),
+    }
 }
 
 /// For `--dry-run`: what applying would do, judged from the live object without writing. An
@@ -269,6 +355,8 @@ pub async fn dry_run_one(
     let (_, _, live) = live_object(client, r, display, value).await?;
     Ok(match live {
         None => Outcome::Created,
+        // Replaced when applied (see `apply_one`).
+        Some(live) if is_job(r) && job_failed(&live) => Outcome::Configured,
         Some(live) => {
             let live = serde_json::to_value(&live).unwrap_or(Value::Null);
             if contains(&live, value) {
@@ -389,6 +477,56 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refused_job_template_change_is_recognised() {
+        // kube-apiserver's answer (batch/validation, field.Invalid → "field is immutable").
+        let real = Status::failure(
+            "Job.batch \"ollama-model-pull\" is invalid: spec.template: Invalid value: core.PodTemplateSpec{ObjectMeta:v1.ObjectMeta{Name:\"\"}}: field is immutable",
+            "Invalid",
+        )
+        .with_code(422)
+        .with_details(details(json!({"name": "ollama-model-pull", "group": "batch", "kind": "Job",
+            "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: core.PodTemplateSpec{}: field is immutable", "field": "spec.template"}]})));
+        assert!(template_immutable(&::kube::Error::Api(real.boxed())));
+        // The message alone is enough; the causes alone too.
+        assert!(template_immutable(&api(
+            422,
+            "Job.batch \"x\" is invalid: spec.template: Invalid value: \"...\": field is immutable"
+        )));
+        let causes_only = Status::failure("Job.batch \"x\" is invalid", "Invalid")
+            .with_code(422)
+            .with_details(details(json!({"causes": [{"reason": "FieldValueInvalid",
+                "message": "Invalid value: {}: field is immutable", "field": "spec.template.spec.containers"}]})));
+        assert!(template_immutable(&::kube::Error::Api(causes_only.boxed())));
+        // Other refusals are not.
+        assert!(!template_immutable(&api(
+            422,
+            "Job.batch \"x\" is invalid: spec.parallelism: Invalid value: -1: must be greater than or equal to 0"
+        )));
+        assert!(!template_immutable(&api(
+            422,
+            "Service \"x\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.1\"}: field is immutable"
+        )));
+        assert!(!template_immutable(&api(409, "spec.template: field is immutable")));
+    }
+
+    #[test]
+    fn failed_jobs_are_told_from_running_and_complete_ones() {
+        let job = |conditions: Value| -> DynamicObject {
+            serde_json::from_value(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+                "status": {"conditions": conditions}}),
+            )
+            .unwrap()
+        };
+        assert!(job_failed(&job(
+            json!([{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}])
+        )));
+        assert!(!job_failed(&job(json!([{"type": "Complete", "status": "True"}]))));
+        assert!(!job_failed(&job(json!([{"type": "Failed", "status": "False"}]))));
+        assert!(!job_failed(&job(json!([]))));
     }
 
     #[test]

@@ -203,6 +203,7 @@ mod tests {
                 objects,
             }],
             profiles: Default::default(),
+            distros: Default::default(),
             secrets: Vec::new(),
             images: Vec::new(),
         }

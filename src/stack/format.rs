@@ -3,6 +3,7 @@
 //! or a timeout must stop kstrap rather than silently change what gets applied.
 
 use super::StackError;
+use crate::distro::Distro;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -17,11 +18,36 @@ pub(crate) struct StackFile {
     /// profile name → object (`Kind/name`) → sizing overlay (see `overlay.rs`).
     #[serde(default)]
     pub profiles: BTreeMap<String, BTreeMap<String, Spanned<super::overlay::Overlay>>>,
+    /// distribution → object (`Kind/name`) → overlay, applied after the profile's.
+    #[serde(default)]
+    pub distros: DistrosFile,
     #[serde(default)]
     pub secrets: Vec<SecretFile>,
     /// Images only a service's authors have: the user names them (`--image KEY=REF`).
     #[serde(default)]
     pub images: Vec<Spanned<ImageFile>>,
+}
+
+/// Overlays per distribution. A field per distribution kstrap installs (not a map), so that a
+/// misspelt one is an unknown field with its line, like any other typo in stack.yaml.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DistrosFile {
+    #[serde(default)]
+    pub k3s: BTreeMap<String, Spanned<super::overlay::Overlay>>,
+    #[serde(default)]
+    pub k0s: BTreeMap<String, Spanned<super::overlay::Overlay>>,
+}
+
+impl DistrosFile {
+    /// The overlays for each distribution that has any.
+    pub fn into_map(self) -> BTreeMap<Distro, BTreeMap<String, Spanned<super::overlay::Overlay>>> {
+        let DistrosFile { k3s, k0s } = self;
+        [(Distro::K3s, k3s), (Distro::K0s, k0s)]
+            .into_iter()
+            .filter(|(_, o)| !o.is_empty())
+            .collect()
+    }
 }
 
 /// One required image: its key (also the environment variable it is read from), what it is,
@@ -91,7 +117,9 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
     let file: StackFile = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line() as usize).unwrap_or(0);
         let message = super::yaml::bare_message(&e);
-        let hint = if message.contains("unknown field") {
+        let hint = if message.contains("expected one of k3s, k0s") {
+            "distros: takes the distributions kstrap installs, k3s and k0s"
+        } else if message.contains("unknown field") {
             "remove the field or correct its spelling; manifests/README.md lists the fields of stack.yaml"
         } else if message.contains("untagged enum KeyFile") {
             "write each secret key as NAME or as {env: NAME, key: secret-key}"

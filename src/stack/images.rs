@@ -260,7 +260,7 @@ pub(crate) fn check(
     path: &str,
     images: &[(ImageDecl, usize)],
     stages: &[Stage],
-    profiles: &BTreeMap<String, BTreeMap<String, PlacedOverlay>>,
+    sections: &[(String, &BTreeMap<String, PlacedOverlay>)],
 ) -> Result<(), StackError> {
     for (decl, line) in images {
         for c in &decl.containers {
@@ -288,7 +288,7 @@ pub(crate) fn check(
                     hint: "name a container of the stack's workloads as Kind/name/container".into(),
                 });
             }
-            for (profile, overlays) in profiles {
+            for (section, overlays) in sections {
                 let key = format!("{}/{}", c.kind, c.name);
                 if let Some(placed) = overlays.get(&key)
                     && placed
@@ -301,7 +301,7 @@ pub(crate) fn check(
                         path: path.to_string(),
                         line: placed.line,
                         message: format!(
-                            "profiles.{profile}.{key}: container {} sets image, but its image is the user's ({})",
+                            "{section}.{key}: container {} sets image, but its image is the user's ({})",
                             c.container, decl.key
                         ),
                         hint: "leave image out of the overlay: the user names this image with --image".into(),

@@ -23,6 +23,7 @@ pub(crate) use check::is_dns_label;
 pub use error::{Place, StackError};
 pub use images::{ImageDecl, ImageError, parse_image_flags, resolve_images};
 
+use crate::distro::Distro;
 use crate::plan::step::ObjectRef;
 use include_dir::{Dir, include_dir};
 use serde_json::Value;
@@ -41,6 +42,9 @@ pub struct Stack {
     /// Per-profile sizing: profile name → object (`Kind/name`) → overlay, checked against the
     /// objects; `Stack::sized` applies them.
     pub profiles: BTreeMap<String, BTreeMap<String, overlay::PlacedOverlay>>,
+    /// Per-distribution overlays (what differs between k3s and k0s clusters), checked like the
+    /// profiles'; `Stack::sized_for` applies them after the profile's.
+    pub distros: BTreeMap<Distro, BTreeMap<String, overlay::PlacedOverlay>>,
     /// Secrets the stack's objects refer to; their values come from the environment or files
     /// when the stack is applied, never from the repository.
     pub secrets: Vec<SecretDecl>,
@@ -377,22 +381,29 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         });
     }
 
+    let placed = |overlays: BTreeMap<String, serde_saphyr::Spanned<overlay::Overlay>>| {
+        overlays
+            .into_iter()
+            .map(|(key, o)| {
+                let line = o.referenced.line() as usize;
+                (key, overlay::PlacedOverlay { overlay: o.value, line })
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
     let profiles: BTreeMap<String, BTreeMap<String, overlay::PlacedOverlay>> = file
         .profiles
         .into_iter()
-        .map(|(profile, overlays)| {
-            let placed = overlays
-                .into_iter()
-                .map(|(key, o)| {
-                    let line = o.referenced.line() as usize;
-                    (key, overlay::PlacedOverlay { overlay: o.value, line })
-                })
-                .collect();
-            (profile, placed)
-        })
+        .map(|(profile, overlays)| (profile, placed(overlays)))
         .collect();
-    overlay::check(&stack_path, &stages, &profiles)?;
-    images::check(&stack_path, &images, &stages, &profiles)?;
+    let distros: BTreeMap<Distro, BTreeMap<String, overlay::PlacedOverlay>> = file
+        .distros
+        .into_map()
+        .into_iter()
+        .map(|(distro, overlays)| (distro, placed(overlays)))
+        .collect();
+    let sections = overlay::sections(&profiles, &distros);
+    overlay::check(&stack_path, &stages, &sections)?;
+    images::check(&stack_path, &images, &stages, &sections)?;
 
     Ok(Stack {
         name: name.to_string(),
@@ -400,6 +411,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         namespace,
         stages,
         profiles,
+        distros,
         secrets: file
             .secrets
             .into_iter()

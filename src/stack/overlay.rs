@@ -1,11 +1,13 @@
-//! Per-profile sizing: structured overlays from `stack.yaml`'s `profiles:` applied to the parsed
-//! objects, never text templating.
+//! Per-profile sizing and per-distribution changes: structured overlays from `stack.yaml`'s
+//! `profiles:` and `distros:` applied to the parsed objects, never text templating.
 //!
 //! A stack's YAML carries one set of figures; a profile's overlay changes only what sizing needs
 //! (replicas, container images for CPU/GPU variants, requests and limits, environment values,
-//! storage sizes, GPU shares) on named objects, or leaves an object out. Every overlay is checked
-//! when the stack is loaded, against the objects it names, so a typo in `stack.yaml` stops
-//! kstrap with the file and line rather than silently leaving a service unsized.
+//! storage sizes, GPU shares) on named objects, or leaves an object out; a distribution's overlay
+//! does the same for what differs between clusters (k0s has no ingress controller, so an Ingress
+//! is left out there). Every overlay is checked when the stack is loaded, against the objects it
+//! names, so a typo in `stack.yaml` stops kstrap with the file and line rather than silently
+//! leaving a service unsized.
 
 use super::check::{containers, image_problem};
 use super::error::StackError;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+use crate::distro::Distro;
 use crate::gpu::{GPU_RESOURCE, RUNTIME_CLASS as GPU_RUNTIME_CLASS};
 
 /// A resource quantity as Kubernetes writes it: `500m`, `2`, `1.5Gi`. YAML numbers are accepted
@@ -124,18 +127,30 @@ pub struct PlacedOverlay {
 
 const REPLICATED: &[&str] = &["Deployment", "StatefulSet", "ReplicaSet"];
 
-/// Checks every profile's overlays against the stack's objects. `path` is stack.yaml's shown path.
+/// Every set of overlays in stack.yaml, each with where it is written: (`profiles.laptop-8gb` or
+/// `distros.k0s`, its overlays), profiles first. Errors name an overlay by that prefix.
+pub(crate) fn sections<'a>(
+    profiles: &'a BTreeMap<String, BTreeMap<String, PlacedOverlay>>,
+    distros: &'a BTreeMap<Distro, BTreeMap<String, PlacedOverlay>>,
+) -> Vec<(String, &'a BTreeMap<String, PlacedOverlay>)> {
+    let profiles = profiles.iter().map(|(p, o)| (format!("profiles.{p}"), o));
+    let distros = distros.iter().map(|(d, o)| (format!("distros.{}", d.name()), o));
+    profiles.chain(distros).collect()
+}
+
+/// Checks every overlay (see [`sections`]) against the stack's objects. `path` is stack.yaml's
+/// shown path.
 pub(crate) fn check(
     path: &str,
     stages: &[Stage],
-    profiles: &BTreeMap<String, BTreeMap<String, PlacedOverlay>>,
+    sections: &[(String, &BTreeMap<String, PlacedOverlay>)],
 ) -> Result<(), StackError> {
-    for (profile, overlays) in profiles {
-        for (key, placed) in overlays {
+    for (section, overlays) in sections {
+        for (key, placed) in overlays.iter() {
             let err = |message: String, hint: &str| StackError::StackFile {
                 path: path.to_string(),
                 line: placed.line,
-                message: format!("profiles.{profile}.{key}: {message}"),
+                message: format!("{section}.{key}: {message}"),
                 hint: hint.to_string(),
             };
             let Some((kind, name)) = key.split_once('/') else {
@@ -296,13 +311,29 @@ impl Stack {
 
     /// The stack sized for `profile`: its overlays applied to copies of the objects, omitted
     /// objects removed. A profile the stack has no sizing for gets the objects as written (the
-    /// caller says so to the user).
+    /// caller says so to the user). No distribution's overlays: see [`Stack::sized_for`].
     pub fn sized(&self, profile: &str) -> Stack {
         let mut out = self.clone();
-        let Some(overlays) = self.profiles.get(profile) else {
-            return out;
-        };
-        for stage in &mut out.stages {
+        if let Some(overlays) = self.profiles.get(profile) {
+            out.overlay(overlays);
+        }
+        out
+    }
+
+    /// The stack as it is applied on a cluster of `distro` for `profile`: the profile's
+    /// overlays, then the distribution's (a later one wins where both set a field). `None`: the
+    /// distribution is not known, only the profile's overlays apply.
+    pub fn sized_for(&self, profile: &str, distro: Option<Distro>) -> Stack {
+        let mut out = self.sized(profile);
+        if let Some(overlays) = distro.and_then(|d| self.distros.get(&d)) {
+            out.overlay(overlays);
+        }
+        out
+    }
+
+    /// Applies checked overlays to this stack's objects, removing the omitted ones.
+    fn overlay(&mut self, overlays: &BTreeMap<String, PlacedOverlay>) {
+        for stage in &mut self.stages {
             stage.objects.retain(|o| {
                 let key = format!("{}/{}", o.reference.kind, o.reference.name);
                 !overlays.get(&key).is_some_and(|p| p.overlay.omit)
@@ -314,7 +345,6 @@ impl Stack {
                 }
             }
         }
-        out
     }
 }
 

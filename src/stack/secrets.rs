@@ -255,6 +255,7 @@ mod tests {
             namespace: "demo".into(),
             stages: Vec::new(),
             profiles: BTreeMap::new(),
+            distros: BTreeMap::new(),
             secrets,
             images: Vec::new(),
         }

@@ -56,9 +56,9 @@ fn embedded_voice_ai_loads_with_stages_in_order() {
     let s = load("voice-ai", None).unwrap();
     assert_eq!(s.namespace, "voice-ai");
     let stages: Vec<&str> = s.stages.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(stages, ["base", "storage", "ai", "web"]);
+    assert_eq!(stages, ["base", "storage", "ai", "models", "web"]);
     let dirs: Vec<&str> = s.stages.iter().map(|s| s.dir.as_str()).collect();
-    assert_eq!(dirs, ["00-base", "10-storage", "20-ai", "30-web"]);
+    assert_eq!(dirs, ["00-base", "10-storage", "20-ai", "25-models", "30-web"]);
     assert_eq!(s.stages[0].objects[0].reference.kind, "Namespace");
     let ollama = s.stages[2]
         .objects
@@ -704,6 +704,146 @@ fn every_embedded_stack_sizes_for_every_profile_it_names() {
             }
         }
     }
+}
+
+// ---- per-distribution overlays (distros:) ----------------------------------------------------
+
+/// The stack `s` of `WORKLOADS` with `tail` (profiles:, distros:) appended to its stack.yaml.
+fn with_tail(tail: &str) -> Result<Stack, StackError> {
+    let text = format!("{STACK_YAML}{tail}");
+    let dir = stack_with(Some(&text), &[("00-base/w.yaml", WORKLOADS)]);
+    load("s", Some(dir.path()))
+}
+
+fn env_of(stack: &Stack, name: &str) -> BTreeMap<String, String> {
+    object(stack, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn distro_overlays_apply_after_the_profile_and_only_for_their_distro() {
+    use crate::distro::Distro;
+    let stack = with_tail(
+        "profiles:
+  small:
+    Deployment/llm:
+      containers:
+        server:
+          env: {MODEL: small, FROM: profile}
+distros:
+  k0s:
+    Deployment/extra: {omit: true}
+  k3s:
+    Deployment/llm:
+      containers:
+        server:
+          env: {FROM: k3s}
+",
+    )
+    .unwrap();
+    assert_eq!(
+        stack.distros.keys().copied().collect::<Vec<_>>(),
+        [Distro::K3s, Distro::K0s]
+    );
+
+    // k0s: the profile's sizing, and the object k0s leaves out is gone.
+    let k0s = stack.sized_for("small", Some(Distro::K0s));
+    assert!(object(&k0s, "Deployment", "extra").is_none());
+    assert_eq!(env_of(&k0s, "llm")["MODEL"], "small");
+    assert_eq!(env_of(&k0s, "llm")["FROM"], "profile");
+
+    // k3s: both overlays; where both set a value, the distribution's wins.
+    let k3s = stack.sized_for("small", Some(Distro::K3s));
+    assert!(object(&k3s, "Deployment", "extra").is_some());
+    assert_eq!(env_of(&k3s, "llm")["MODEL"], "small");
+    assert_eq!(env_of(&k3s, "llm")["FROM"], "k3s");
+
+    // No distribution known: exactly the profile's sizing.
+    assert_eq!(stack.sized_for("small", None), stack.sized("small"));
+    // A profile without sizing still gets the distribution's changes.
+    let bare = stack.sized_for("unknown-profile", Some(Distro::K0s));
+    assert!(object(&bare, "Deployment", "extra").is_none());
+    assert_eq!(env_of(&bare, "llm")["MODEL"], "big");
+}
+
+#[test]
+fn every_distribution_kstrap_installs_can_have_overlays() {
+    use clap::ValueEnum;
+    for d in crate::distro::Distro::value_variants() {
+        let stack = with_tail(&format!(
+            "distros:
+  {}:
+    Deployment/extra: {{omit: true}}
+",
+            d.name()
+        ))
+        .unwrap();
+        assert!(stack.distros.contains_key(d), "{d}");
+        assert!(
+            object(&stack.sized_for("p", Some(*d)), "Deployment", "extra").is_none(),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn distro_overlay_errors_name_the_line_and_the_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "distros:\n  k8s:\n    Deployment/extra: {omit: true}\n",
+            "s/stack.yaml:10:",
+            "unknown field `k8s`, expected one of k3s, k0s",
+        ),
+        (
+            "distros:\n  k0s:\n    Ingress/web: {omit: true}\n",
+            "s/stack.yaml:11:",
+            "distros.k0s.Ingress/web: no Ingress named \"web\" in the stack",
+        ),
+        (
+            "distros:\n  k3s:\n    Deployment/llm:\n      containers:\n        srv: {env: {A: b}}\n",
+            "s/stack.yaml:12:",
+            "distros.k3s.Deployment/llm: no container \"srv\"",
+        ),
+        (
+            "distros:\n  k3s:\n    Deployment/extra: {omit: true, replicas: 2}\n",
+            "s/stack.yaml:11:",
+            "omit: true together with sizing",
+        ),
+        (
+            "distros:\n  k3s:\n    Deployment/extra: {omitt: true}\n",
+            "s/stack.yaml:11:",
+            "unknown field `omitt`",
+        ),
+        ("distros: [k3s]\n", "s/stack.yaml:9:", "expected mapping"),
+    ];
+    for (tail, at, want) in cases {
+        let msg = with_tail(tail).unwrap_err().to_string();
+        assert!(msg.starts_with(at), "want {at} in:\n{msg}");
+        assert!(msg.contains(want), "want {want:?} in:\n{msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+    let msg = with_tail(cases[0].0).unwrap_err().to_string();
+    insta::assert_snapshot!(msg);
+    // A distribution's overlay may not replace the user's image either.
+    let app = deployment("app", "app", PLACEHOLDER);
+    let text = format!(
+        "{APP_IMAGE}distros:\n  k3s:\n    Deployment/app:\n      containers:\n        app: {{image: 'other:1.0'}}\n"
+    );
+    let msg = with_images(&text, &[("00-base/a.yaml", &app)]).unwrap_err().to_string();
+    assert!(msg.starts_with("s/stack.yaml:16:"), "{msg}");
+    assert!(
+        msg.contains("distros.k3s.Deployment/app: container app sets image"),
+        "{msg}"
+    );
 }
 
 #[test]

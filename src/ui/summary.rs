@@ -51,8 +51,9 @@ pub fn render(s: &Summary) -> String {
     if !s.open.is_empty() {
         let _ = writeln!(out, "Open:");
         let width = s.open.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        let url_width = s.open.iter().map(|o| o.url.len()).max().unwrap_or(0);
         for o in &s.open {
-            let _ = write!(out, "  {:<width$}  {}  ({}", o.name, o.url, o.via.label());
+            let _ = write!(out, "  {:<width$}  {:<url_width$}  ({}", o.name, o.url, o.via.label());
             if let Some(local) = &o.local_url {
                 let _ = write!(out, "; on this machine {local}");
             }

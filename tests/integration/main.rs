@@ -22,3 +22,4 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod voice_e2e;

@@ -5,8 +5,9 @@
 //! ConfigMaps, Secrets, Ingress backends, network-policy peers) that resolve inside the stack.
 //! Real stacks, real YAML parsing: nothing here is a double.
 
+use kstrap::distro::Distro;
 use kstrap::stack::{self, Stack};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Pods allowed to run as root: (stack, `Kind/name`, why). The manifest says the same next to
@@ -93,7 +94,8 @@ fn strs(v: Option<&Value>) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Every stack with each variant to check: as written, and sized for each profile it names.
+/// Every stack with each variant to check: as written, and sized for each profile it names on
+/// each distribution (`laptop-8gb on k0s`).
 fn variants() -> Vec<(String, String, Stack)> {
     let names = stack::embedded_names();
     for want in ["voice-ai", "multimodal-ai", "imagepod"] {
@@ -104,7 +106,9 @@ fn variants() -> Vec<(String, String, Stack)> {
         let s = stack::load(&name, None).unwrap();
         assert!(!s.sized_profiles().is_empty(), "{name} names no profile");
         for p in s.sized_profiles() {
-            out.push((name.clone(), p.to_string(), s.sized(p)));
+            for d in [Distro::K3s, Distro::K0s] {
+                out.push((name.clone(), format!("{p} on {d}"), s.sized_for(p, Some(d))));
+            }
         }
         out.push((name, "(as written)".to_string(), s));
     }
@@ -251,7 +255,13 @@ fn every_stack_fits_each_profile_it_names() {
             let p = profiles
                 .get(pname)
                 .unwrap_or_else(|| panic!("{name} sizes for {pname}, which is no built-in profile"));
-            let (cpu, mem, gpu) = s.sized(pname).total_requests();
+            // On either distribution (--distro may differ from the profile's).
+            let (cpu, mem, gpu) = [Distro::K3s, Distro::K0s]
+                .iter()
+                .map(|d| s.sized_for(pname, Some(*d)).total_requests())
+                .fold((0.0f64, 0.0f64, 0u32), |a, b| {
+                    (a.0.max(b.0), a.1.max(b.1), a.2.max(b.2))
+                });
             let cpu_budget = p.requires.cpus as f64 - HEADROOM_CPU;
             let mem_budget = p.requires.memory_gib * 1024.0 * 1024.0 * 1024.0 - HEADROOM_MEM;
             assert!(cpu > 0.0 && mem > 0.0, "{name}/{pname}: requests nothing");
@@ -458,4 +468,409 @@ fn the_user_images_are_placeholders_until_resolved() {
             }
         }
     }
+}
+
+// ---- network paths: what must get through the default deny --------------------------------
+
+/// Where traffic comes from or goes to, for the policy check: a pod (its namespace and labels)
+/// or an address outside the cluster's pods.
+#[derive(Debug, Clone)]
+enum Peer {
+    Pod { ns: String, labels: Value },
+    Outside,
+}
+
+fn pod_peer(ns: &str, labels: Value) -> Peer {
+    Peer::Pod {
+        ns: ns.to_string(),
+        labels,
+    }
+}
+
+/// Whether a label selector (matchLabels only; `{}` selects everything) selects `labels`.
+fn selects(selector: Option<&Value>, labels: &Value) -> bool {
+    let Some(sel) = selector else { return true };
+    assert!(
+        sel.get("matchExpressions").is_none(),
+        "this check reads matchLabels only: {sel}"
+    );
+    labels_match(sel.get("matchLabels").unwrap_or(&json!({})), labels)
+}
+
+/// Whether one `from`/`to` entry of a policy in namespace `policy_ns` matches `peer`.
+fn peer_matches(entry: &Value, policy_ns: &str, peer: &Peer) -> bool {
+    match peer {
+        Peer::Outside => entry.pointer("/ipBlock/cidr").is_some_and(|c| c == "0.0.0.0/0"),
+        Peer::Pod { ns, labels } => {
+            if entry.get("ipBlock").is_some() {
+                return false; // pod addresses are private; the stacks' ipBlocks except them
+            }
+            let ns_ok = match entry.get("namespaceSelector") {
+                None => ns == policy_ns,
+                Some(sel) => selects(Some(sel), &json!({"kubernetes.io/metadata.name": ns})),
+            };
+            ns_ok && selects(entry.get("podSelector"), labels)
+        }
+    }
+}
+
+/// Whether a rule's ports admit `port` (number) or `name` (a named container port), TCP.
+fn port_matches(rule: &Value, port: u64, name: &str) -> bool {
+    let Some(ports) = rule.get("ports").and_then(Value::as_array) else {
+        return true;
+    };
+    ports.is_empty()
+        || ports.iter().any(|p| {
+            p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "TCP"
+                && match p.get("port") {
+                    None => true,
+                    Some(Value::Number(n)) => n.as_u64() == Some(port),
+                    Some(Value::String(s)) => s == name,
+                    _ => false,
+                }
+        })
+}
+
+/// Whether traffic from `from` to `to` on TCP `port` (`name`) gets through the stack's network
+/// policies: allowed out of `from` (when it is one of the stack's pods) and into `to`. A pod no
+/// policy of a direction selects is open in that direction, as in Kubernetes.
+fn allowed(s: &Stack, from: &Peer, to: &Peer, port: u64, name: &str) -> bool {
+    let policies: Vec<&stack::StackObject> = objects(s).filter(|o| o.reference.kind == "NetworkPolicy").collect();
+    let direction = |pod: &Peer, other: &Peer, kind: &str, field: &str, peers: &str| -> bool {
+        let Peer::Pod { ns, labels } = pod else { return true };
+        let selecting: Vec<&Value> = policies
+            .iter()
+            .filter(|p| p.reference.namespace.as_deref() == Some(ns.as_str()))
+            .map(|p| &p.value)
+            .filter(|p| selects(p.pointer("/spec/podSelector"), labels))
+            .filter(|p| strs(p.pointer("/spec/policyTypes")).contains(&kind))
+            .collect();
+        selecting.is_empty()
+            || selecting.iter().any(|p| {
+                p.pointer(&format!("/spec/{field}"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|rule| {
+                        let who = match rule.get(peers).and_then(Value::as_array) {
+                            None => true,
+                            Some(list) => list.iter().any(|e| peer_matches(e, ns, other)),
+                        };
+                        who && port_matches(rule, port, name)
+                    })
+            })
+    };
+    direction(from, to, "Egress", "egress", "to") && direction(to, from, "Ingress", "ingress", "from")
+}
+
+/// The pods a Service selects, each as a peer, with the container port its `port` leads to:
+/// (peer, port number, port name).
+fn service_backends(s: &Stack, svc: &stack::StackObject, port: &Value) -> Vec<(Peer, u64, String)> {
+    let ns = svc.reference.namespace.clone().unwrap_or_default();
+    let sel = svc.value.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+    let sp = svc
+        .value
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| &p["port"] == port)
+        .unwrap_or_else(|| panic!("Service {} has no port {port}", svc.reference.name));
+    let target = sp.get("targetPort").unwrap_or(&sp["port"]).clone();
+    let mut out = Vec::new();
+    for o in objects(s) {
+        let Some((pod, labels)) = pod(o) else { continue };
+        if !labels_match(&sel, labels) {
+            continue;
+        }
+        for c in containers(pod) {
+            for cp in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
+                let name = cp.get("name").and_then(Value::as_str).unwrap_or("");
+                let hit = match &target {
+                    Value::String(t) => t == name,
+                    t => &cp["containerPort"] == t,
+                };
+                if hit {
+                    let number = cp["containerPort"].as_u64().unwrap();
+                    out.push((pod_peer(&ns, labels.clone()), number, name.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// k3s's bundled Traefik: namespace kube-system, pods labelled by its chart
+/// (`app.kubernetes.io/name: {{ template "traefik.name" }}` = traefik; k3s sets no override).
+fn traefik() -> Peer {
+    pod_peer(
+        "kube-system",
+        json!({"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system"}),
+    )
+}
+
+#[test]
+fn ingress_backends_admit_traefik_and_node_ports_admit_anyone() {
+    let mut ingresses = 0;
+    let mut node_ports = 0;
+    for (name, profile, s) in variants() {
+        for ing in objects(&s).filter(|o| o.reference.kind == "Ingress") {
+            for path in ing
+                .value
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
+            {
+                let svc_name = path["backend"]["service"]["name"].as_str().unwrap();
+                let svc = objects(&s)
+                    .find(|o| o.reference.kind == "Service" && o.reference.name == svc_name)
+                    .unwrap();
+                let backends = service_backends(&s, svc, &path["backend"]["service"]["port"]["number"]);
+                assert!(
+                    !backends.is_empty(),
+                    "{name} ({profile}): {svc_name} selects no pod port"
+                );
+                for (pod, port, port_name) in backends {
+                    assert!(
+                        allowed(&s, &traefik(), &pod, port, &port_name),
+                        "{name} ({profile}): Ingress {}: no network policy lets Traefik (kube-system) reach {svc_name}'s pods on {port}",
+                        ing.reference.name
+                    );
+                    ingresses += 1;
+                }
+            }
+        }
+        for svc in objects(&s).filter(|o| {
+            o.reference.kind == "Service"
+                && matches!(
+                    o.value.pointer("/spec/type").and_then(Value::as_str),
+                    Some("NodePort" | "LoadBalancer")
+                )
+        }) {
+            for sp in svc
+                .value
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for (pod, port, port_name) in service_backends(&s, svc, &sp["port"]) {
+                    // kube-proxy may hand the pod the client's address or the node's.
+                    for from in [Peer::Outside, pod_peer("kube-system", json!({}))] {
+                        assert!(
+                            allowed(&s, &from, &pod, port, &port_name),
+                            "{name} ({profile}): Service {} is a {}, but its pods do not admit {from:?} on {port}",
+                            svc.reference.name,
+                            svc.value["spec"]["type"]
+                        );
+                    }
+                    node_ports += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        ingresses >= 2 && node_ports >= 2,
+        "{ingresses} Ingress paths, {node_ports} node ports checked"
+    );
+}
+
+/// The policy check itself refuses what it should: the Traefik peer is not the front end,
+/// another port is not the port, and a pod of another namespace is not one of this one.
+#[test]
+fn the_policy_check_refuses_paths_no_policy_opens() {
+    let s = stack::load("voice-ai", None).unwrap();
+    let ns = "voice-ai";
+    let webui = pod_peer(ns, json!({"app.kubernetes.io/name": "open-webui"}));
+    let ollama = pod_peer(ns, json!({"app.kubernetes.io/name": "ollama"}));
+    let kokoro = pod_peer(ns, json!({"app.kubernetes.io/name": "kokoro"}));
+    assert!(allowed(&s, &webui, &ollama, 11434, "http"));
+    assert!(
+        !allowed(&s, &traefik(), &ollama, 11434, "http"),
+        "Traefik may not call Ollama"
+    );
+    assert!(!allowed(&s, &webui, &ollama, 8080, ""), "another port");
+    assert!(
+        !allowed(&s, &kokoro, &ollama, 11434, "http"),
+        "workers do not call each other"
+    );
+    let elsewhere = pod_peer("default", json!({"app.kubernetes.io/name": "open-webui"}));
+    assert!(
+        !allowed(&s, &elsewhere, &ollama, 11434, "http"),
+        "same labels, other namespace"
+    );
+    assert!(!allowed(&s, &kokoro, &Peer::Outside, 443, ""), "Kokoro has no way out");
+}
+
+// ---- voice-ai: the model per profile, the Ingress per distribution ----------------------------
+
+fn env_of(o: &stack::StackObject, container: &str, var: &str) -> Option<String> {
+    let (pod, _) = pod(o)?;
+    containers(pod)
+        .into_iter()
+        .find(|c| c["name"] == container)?
+        .get("env")?
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)?
+        .get("value")?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn find<'a>(s: &'a Stack, kind: &str, name: &str) -> Option<&'a stack::StackObject> {
+    objects(s).find(|o| o.reference.kind == kind && o.reference.name == name)
+}
+
+#[test]
+fn voice_ai_pulls_each_profiles_own_model_and_open_webui_defaults_to_it() {
+    let s = stack::load("voice-ai", None).unwrap();
+    let mut models = BTreeMap::new();
+    for p in s.sized_profiles() {
+        // stack.yaml's value for this profile, and what the sized objects carry.
+        let written = &s.profiles[p]["Job/ollama-model-pull"].overlay.containers["pull"].env["MODEL"];
+        for d in [Distro::K3s, Distro::K0s] {
+            let sized = s.sized_for(p, Some(d));
+            let job = find(&sized, "Job", "ollama-model-pull").unwrap();
+            let model = env_of(job, "pull", "MODEL").unwrap();
+            assert_eq!(&model, written, "{p} on {d}");
+            let webui = find(&sized, "Deployment", "open-webui").unwrap();
+            assert_eq!(
+                env_of(webui, "open-webui", "DEFAULT_MODELS").as_ref(),
+                Some(&model),
+                "{p} on {d}"
+            );
+            // The Job pulls through the Ollama Service, which the policies let it reach.
+            assert_eq!(
+                env_of(job, "pull", "OLLAMA_HOST").as_deref(),
+                Some("http://ollama:11434")
+            );
+            let puller = pod_peer("voice-ai", json!({"app.kubernetes.io/name": "ollama-model-pull"}));
+            let ollama = pod_peer("voice-ai", json!({"app.kubernetes.io/name": "ollama"}));
+            assert!(allowed(&sized, &puller, &ollama, 11434, "http"), "{p} on {d}");
+            assert!(
+                allowed(&sized, &ollama, &Peer::Outside, 443, ""),
+                "Ollama reaches the registry"
+            );
+            assert!(
+                !allowed(&sized, &puller, &Peer::Outside, 443, ""),
+                "the Job itself needs no internet"
+            );
+        }
+        models.insert(p.to_string(), written.clone());
+    }
+    let distinct: BTreeSet<&String> = models.values().collect();
+    assert_eq!(distinct.len(), models.len(), "each profile its own model: {models:?}");
+    // The base manifest's model is one of them (what a profile without sizing gets).
+    let base = env_of(find(&s, "Job", "ollama-model-pull").unwrap(), "pull", "MODEL").unwrap();
+    assert!(distinct.contains(&base), "{base} vs {models:?}");
+}
+
+#[test]
+fn voice_ai_has_its_ingress_on_k3s_only() {
+    let s = stack::load("voice-ai", None).unwrap();
+    for p in s.sized_profiles() {
+        let k3s = s.sized_for(p, Some(Distro::K3s));
+        let ing = find(&k3s, "Ingress", "open-webui").unwrap_or_else(|| panic!("{p} on k3s: no Ingress"));
+        assert_eq!(ing.value["spec"]["ingressClassName"], "traefik");
+        let rule = &ing.value["spec"]["rules"][0];
+        assert!(rule.get("host").is_none(), "any host: http://<machine>/ works");
+        assert_eq!(rule["http"]["paths"][0]["path"], "/");
+        let k0s = s.sized_for(p, Some(Distro::K0s));
+        assert!(find(&k0s, "Ingress", "open-webui").is_none(), "{p} on k0s");
+        // Everything else is the same on both.
+        let rest = |st: &Stack| -> Vec<String> {
+            objects(st)
+                .filter(|o| o.reference.kind != "Ingress")
+                .map(|o| format!("{} {}", o.reference, o.value))
+                .collect()
+        };
+        assert_eq!(rest(&k3s), rest(&k0s), "{p}");
+        // The NodePort serves on both.
+        for st in [&k3s, &k0s] {
+            assert_eq!(
+                find(st, "Service", "open-webui").unwrap().value["spec"]["ports"][0]["nodePort"],
+                30080
+            );
+        }
+    }
+}
+
+// ---- schema: every object is what the Kubernetes API accepts --------------------------------
+
+/// Whether `have` holds every field of `want` with the same value (lists element by element).
+fn holds(have: &Value, want: &Value, at: &str) -> Result<(), String> {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => {
+            for (k, wv) in w {
+                match h.get(k) {
+                    Some(hv) => holds(hv, wv, &format!("{at}.{k}"))?,
+                    None => return Err(format!("{at}.{k}: not a field of the API type")),
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(h), Value::Array(w)) if h.len() == w.len() => {
+            for (i, (a, b)) in h.iter().zip(w).enumerate() {
+                holds(a, b, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (h, w) if h == w => Ok(()),
+        (h, w) => Err(format!("{at}: {w} became {h}")),
+    }
+}
+
+/// `value` read as the k8s-openapi type `T` and written back: a field the type does not have
+/// (a typo, a wrong level) is dropped on the way and reported; a wrong type fails to read.
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    holds(&back, value, "")
+}
+
+fn schema_problem(kind: &str, value: &Value) -> Result<(), String> {
+    use k8s_openapi::api::{apps, batch, core, networking};
+    match kind {
+        "Namespace" => round_trip::<core::v1::Namespace>(value),
+        "ConfigMap" => round_trip::<core::v1::ConfigMap>(value),
+        "Secret" => round_trip::<core::v1::Secret>(value),
+        "Service" => round_trip::<core::v1::Service>(value),
+        "PersistentVolumeClaim" => round_trip::<core::v1::PersistentVolumeClaim>(value),
+        "PersistentVolume" => round_trip::<core::v1::PersistentVolume>(value),
+        "Deployment" => round_trip::<apps::v1::Deployment>(value),
+        "StatefulSet" => round_trip::<apps::v1::StatefulSet>(value),
+        "DaemonSet" => round_trip::<apps::v1::DaemonSet>(value),
+        "Job" => round_trip::<batch::v1::Job>(value),
+        "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(value),
+        "Ingress" => round_trip::<networking::v1::Ingress>(value),
+        other => Err(format!(
+            "kind {other} is not in this test's list: add its k8s-openapi type"
+        )),
+    }
+}
+
+#[test]
+fn every_object_reads_as_its_kubernetes_api_type() {
+    let mut checked = 0;
+    for (name, profile, s) in variants() {
+        for o in objects(&s) {
+            if let Err(e) = schema_problem(&o.reference.kind, &o.value) {
+                panic!("{name} ({profile}): {} ({}:{}): {e}", o.reference, o.source, o.line);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    // The check finds a misplaced field and a wrong type.
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "x:1", "env": [{"name": "A", "vaule": "b"}]}]}}}});
+    let err = schema_problem("Job", &job).unwrap_err();
+    assert!(err.contains(".spec.template.spec.containers[0].env[0].vaule"), "{err}");
+    let mut bad_type = job.clone();
+    bad_type["spec"]["backoffLimit"] = json!("four");
+    assert!(schema_problem("Job", &bad_type).is_err());
 }

@@ -1,7 +1,8 @@
 //! Write semantics of the simulated API server (test double): server-side apply with field
 //! managers (simplified structured-merge-diff: maps merge, lists are atomic), conflicts and force,
 //! removal of fields a manager stopped applying, `Update` managers for PUT/merge patches, JSON merge
-//! patch, `metadata.generation` bumps and `managedFields` rendering.
+//! patch, `metadata.generation` bumps, `managedFields` rendering, and the immutable fields update
+//! validation refuses to change (a Job's pod template).
 
 use serde_json::{Map, Value, json};
 
@@ -166,6 +167,20 @@ pub fn spec_part(v: &Value) -> Value {
         m.remove("status");
     }
     v
+}
+
+/// The field of `new` that kube-apiserver's update validation refuses to change from `old`, if
+/// any, with its new value. A Job's `spec.template` is immutable (`ValidateJobSpecUpdate` in
+/// pkg/apis/batch/validation: `field is immutable`); the scheduling directives a suspended Job
+/// that never started may change are not simulated.
+pub fn immutable_change(group: &str, kind: &str, old: &Value, new: &Value) -> Option<(&'static str, Value)> {
+    if group == "batch" && kind == "Job" {
+        let template = |v: &Value| v.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        if template(old) != template(new) {
+            return Some(("spec.template", template(new)));
+        }
+    }
+    None
 }
 
 /// How a conflicting manager is printed, as `printManager` in k8s.io/apiserver's fieldmanager.

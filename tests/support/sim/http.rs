@@ -291,6 +291,14 @@ fn invalid(rt: &ResourceType, name: &str, field: &str, value: &str, msg: &str) -
     )
 }
 
+/// Update validation of immutable fields (`apply::immutable_change`): 422 Invalid as
+/// kube-apiserver answers, `Job.batch "x" is invalid: spec.template: Invalid value: ...: field
+/// is immutable`.
+fn immutable(t: &Target, name: &str, old: &Value, new: &Value) -> Option<Reply> {
+    let (field, value) = apply::immutable_change(&t.rt.group, &t.rt.kind, old, new)?;
+    Some(invalid(&t.rt, name, field, &value.to_string(), "field is immutable"))
+}
+
 fn ok_json(v: Value) -> Reply {
     Reply::Json(200, v, vec![])
 }
@@ -805,6 +813,9 @@ fn replace(st: &mut State, r: &Req, t: &Target) -> Reply {
         .get("fieldManager")
         .cloned()
         .unwrap_or_else(|| apply::default_manager(&r.user_agent));
+    if let Some(refused) = immutable(t, &url_name, &old, &new) {
+        return refused;
+    }
     let mut entries = st.managers.get(&key).cloned().unwrap_or_default();
     apply::record_update(
         Some(&old),
@@ -950,6 +961,9 @@ fn patch(st: &mut State, r: &Req, t: &Target) -> Reply {
                 Reply::Json(201, obj, vec![])
             }
             Some(old) => {
+                if let Some(refused) = immutable(t, &url_name, &old, &new) {
+                    return refused;
+                }
                 let (obj, _) = finish_update(st, t, &key, &old, new, entries);
                 ok_json(obj)
             }
@@ -1008,6 +1022,9 @@ fn patch(st: &mut State, r: &Req, t: &Target) -> Reply {
         .get("fieldManager")
         .cloned()
         .unwrap_or_else(|| apply::default_manager(&r.user_agent));
+    if let Some(refused) = immutable(t, &url_name, &old, &new) {
+        return refused;
+    }
     let mut entries = st.managers.get(&key).cloned().unwrap_or_default();
     apply::record_update(
         Some(&old),
