@@ -179,6 +179,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         airgap: args.airgap.clone(),
         kubeconfig_dest: kubeconfig_dest(),
         cluster_timeout_s: args.cluster_timeout.unwrap_or(Settings::default().cluster_timeout_s),
+        addons: args.with.clone(),
     })
 }
 
@@ -189,6 +190,8 @@ pub(crate) struct Planned {
     pub selection: Selection,
     /// The stack as it will be applied (sized, images filled in).
     pub stack: stack::Stack,
+    /// kstrap's add-ons the plan installs (what its `ApplyAddon` steps name).
+    pub addons: Vec<crate::addons::Addon>,
 }
 
 pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
@@ -210,11 +213,13 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     let stack = apply::prepared_stack(global, &stack_name, &selection.profile.name, &args.images)?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
+    let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,
         selection,
         stack,
+        addons,
     })
 }
 

@@ -114,6 +114,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         cluster.stage_timeout = up.timeout.map(std::time::Duration::from_secs);
         cluster.verify_gpu = up.verify_gpu;
         cluster.secret_files = up.secret_files.clone();
+        cluster.addons = planned.addons;
         let mut executor = exec::Executor {
             host: &host,
             progress: &progress,
@@ -214,7 +215,31 @@ fn report(plan: &Plan, steps: &[exec::StepReport], up: &UpArgs, printer: &Printe
             plan.distro.paths().kubeconfig
         )),
     }
+    if let Some(line) = grafana_hint(plan, steps) {
+        text.push_str(&line);
+    }
     printer.stdout(&text);
+}
+
+/// Where Grafana is and how to read its admin password, once the monitoring add-on ran.
+fn grafana_hint(plan: &Plan, steps: &[exec::StepReport]) -> Option<String> {
+    use crate::addons::monitoring as m;
+    let id = format!("addon-{}", m::STACK);
+    let ran = plan.steps.iter().any(|s| s.id == id)
+        && steps
+            .iter()
+            .any(|s| s.id == id && !matches!(s.outcome, Outcome::Skipped(_)));
+    ran.then(|| {
+        format!(
+            "Grafana: http://<this machine>:{} (user {}; password: kubectl --context {} -n {} get secret {} -o jsonpath='{{.data.{}}}' | base64 -d)\n",
+            m::GRAFANA_NODE_PORT,
+            m::ADMIN_USER,
+            crate::distro::KUBECONFIG_CONTEXT,
+            m::NAMESPACE,
+            m::ADMIN_SECRET,
+            m::ADMIN_PASSWORD_KEY
+        )
+    })
 }
 
 fn failure(e: ExecError) -> Failure {
