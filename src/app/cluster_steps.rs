@@ -313,7 +313,7 @@ async fn wait_made_objects(
     progress.stage_started(&stage, targets.len());
     let started = std::time::Instant::now();
     let left = std::sync::Mutex::new(Vec::new());
-    let outcome = wait::wait_ready(
+    let waiting = wait::wait_ready(
         client,
         WaitSpec {
             stage: &stage,
@@ -327,8 +327,20 @@ async fn wait_made_objects(
         },
         progress,
         &left,
-    )
-    .await;
+    );
+    // Ctrl-C stops the wait as it stops the engine's: with what was left.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        o = waiting => o,
+        _ = interrupted => {
+            let not_done = left.lock().map(|l| l.clone()).unwrap_or_default();
+            return Err(ApplyError::Interrupted { stage, left: not_done });
+        }
+    };
     match outcome {
         WaitOutcome::Ready => {
             progress.stage_done(&stage, started.elapsed());
