@@ -22,7 +22,8 @@ Examples:
   sudo kstrap up --yes               install unattended
 
 Environment: KSTRAP_PROFILE, KSTRAP_DISTRO, KSTRAP_STACK, KSTRAP_PROFILES_DIR, KSTRAP_STACK_DIR,
-KSTRAP_RELEASE_MIRROR, KSTRAP_FACTS, KSTRAP_NVML_LIB, KSTRAP_HOST_ROOT, NO_COLOR (see README).";
+KSTRAP_RELEASE_MIRROR, KSTRAP_FACTS, KSTRAP_NVML_LIB, KSTRAP_HOST_ROOT, KSTRAP_WITH,
+KSTRAP_GRAFANA_ADMIN_PASSWORD, NO_COLOR (see README).";
 
 /// Turn this Linux laptop or GPU workstation into a single-node Kubernetes cluster running a
 /// local AI stack, and bring it back to that state on every re-run.
@@ -143,6 +144,11 @@ pub struct PlanArgs {
     /// distribution (default 300; slow disks and air-gapped image imports may need more).
     #[arg(long, value_name = "SECONDS")]
     pub cluster_timeout: Option<u64>,
+
+    /// Also install an optional add-on (repeatable): `monitoring` is Prometheus and Grafana
+    /// (Grafana on NodePort 30030, admin password generated into Secret monitoring/grafana-admin).
+    #[arg(long = "with", value_name = "ADDON", value_enum, env = env::WITH, value_delimiter = ',')]
+    pub with: Vec<crate::addons::Optional>,
 }
 
 #[derive(Debug, Args)]
@@ -175,7 +181,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub verify_gpu: bool,
 
-    /// Wait at most this many seconds per stack stage instead of the stack's own timeouts.
+    /// Wait at most this many seconds per stack stage (and per add-on wait) instead of the stack's
+    /// own timeouts.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
@@ -185,7 +192,8 @@ pub struct UpArgs {
     pub secret_files: Vec<String>,
 
     /// Stop once the cluster is up and your kubeconfig has the `kstrap` context: no GPU
-    /// operator, no stack (add them later with `kstrap up` or `kstrap apply`).
+    /// operator, no stack (add them later with `kstrap up` or `kstrap apply`). Add-ons still
+    /// come: k0s's default StorageClass, and those asked for with --with.
     #[arg(long)]
     pub cluster_only: bool,
 }

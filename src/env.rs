@@ -18,6 +18,11 @@ pub const STACK: &str = "KSTRAP_STACK";
 pub const RELEASE_MIRROR: &str = "KSTRAP_RELEASE_MIRROR";
 /// Host facts as JSON instead of probing this machine (same as `--facts`).
 pub const FACTS: &str = "KSTRAP_FACTS";
+/// Optional add-ons `up` and `plan` install, comma-separated (same as `--with`): `monitoring`.
+pub const WITH: &str = "KSTRAP_WITH";
+/// Grafana's admin password for `--with monitoring`; without it the one in the cluster is kept, or
+/// one is generated. Never printed.
+pub const GRAFANA_ADMIN_PASSWORD: &str = "KSTRAP_GRAFANA_ADMIN_PASSWORD";
 /// Path of the NVML library to load instead of `libnvidia-ml.so.1`.
 pub const NVML_LIB: &str = "KSTRAP_NVML_LIB";
 /// Root of the filesystem that detection reads and `up`/`down` change (default `/`). For tests
@@ -46,6 +51,11 @@ pub const ALL: &[(&str, &str)] = &[
     (STACK, "stack to install"),
     (RELEASE_MIRROR, "base URL for release downloads (mirrors, tests)"),
     (FACTS, "host facts JSON to use instead of probing this machine"),
+    (WITH, "optional add-ons to install, comma-separated (monitoring)"),
+    (
+        GRAFANA_ADMIN_PASSWORD,
+        "Grafana's admin password for --with monitoring (default: kept or generated)",
+    ),
     (NVML_LIB, "path of the NVML library (default libnvidia-ml.so.1)"),
     (HOST_ROOT, "root of the filesystem kstrap reads and changes (default /)"),
     (TEST_KUBECONFIG, "kubeconfig of a real cluster for the end-to-end tests"),

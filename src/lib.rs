@@ -6,6 +6,7 @@
 // Nothing from outside the program may be unwrapped; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod addons;
 pub mod app;
 pub mod checks;
 pub mod cli;

@@ -1,6 +1,12 @@
-//! The GPU and stack phases of `kstrap up`: the executor hands each `Apply`, `WaitGpu` and
-//! `ApplyStage` step here, and this runs it with the same engine as `kstrap apply`.
+//! The add-on, GPU and stack phases of `kstrap up`: the executor hands each `ApplyAddon`,
+//! `Apply`, `WaitGpu` and `ApplyStage` step here, and this runs it with the same engine as
+//! `kstrap apply`.
 //!
+//! - `ApplyAddon`: one of kstrap's add-ons (`crate::addons`) applied as a stack of its own (its
+//!   own ApplySet), its declared Secrets kept or generated like a stack's; then, watch-based with
+//!   the engine's waiter and readiness rules, the objects its controllers make (`wait_for`: the
+//!   monitoring charts' Deployments), with the same diagnosis on timeout. The k0s storage add-on
+//!   is skipped when the cluster already has another default StorageClass.
 //! - `Apply` (GPU phase): the GPU operator's objects (`gpu::gpu_objects`) applied as a stack of
 //!   their own, `gpu-operator`, so they get an ApplySet like any stack (a re-run prunes what
 //!   left it, `down` knows them). When the time-slicing ConfigMap changed, the device plugin is
@@ -12,9 +18,12 @@
 
 use super::Failure;
 use super::apply::secret_objects;
+use crate::addons::{Addon, AddonKind, storage};
 use crate::exec::{self, ClusterStepError, ClusterSteps, Outcome};
 use crate::gpu;
-use crate::kube::{ApplyError, ApplyOptions, ApplyReport, apply_stack};
+use crate::kube::ops::Discovery;
+use crate::kube::wait::{self, WaitOutcome, WaitSpec, WaitTarget};
+use crate::kube::{ApplyError, ApplyOptions, ApplyProgress, ApplyReport, apply_stack};
 use crate::plan::step::{Action, ObjectRef, Step};
 use crate::stack::{Stack, StackObject, Stage};
 use crate::ui::Printer;
@@ -37,6 +46,8 @@ pub(crate) struct EngineSteps<'p> {
     pub applied: Option<ApplyReport>,
     /// The node's address, read once the stack is up (for the URLs of the summary).
     pub node_address: Option<String>,
+    /// kstrap's add-ons the plan's `ApplyAddon` steps name.
+    pub addons: Vec<Addon>,
 }
 
 impl<'p> EngineSteps<'p> {
@@ -50,6 +61,7 @@ impl<'p> EngineSteps<'p> {
             printer,
             applied: None,
             node_address: None,
+            addons: Vec::new(),
         }
     }
 
@@ -111,6 +123,49 @@ impl<'p> EngineSteps<'p> {
         Ok(Outcome::Checked)
     }
 
+    async fn apply_addon(&self, client: &::kube::Client, step: &Step) -> Result<Outcome, ClusterStepError> {
+        let Action::ApplyAddon { addon, timeout_s, .. } = &step.action else {
+            return Err(unexpected(step));
+        };
+        let Some(addon) = self.addons.iter().find(|a| a.name() == addon) else {
+            return Err(unexpected(step));
+        };
+        if addon.kind == AddonKind::LocalPathStorage
+            && let Some(why) = storage_conflict(client).await?
+        {
+            return Ok(Outcome::Skipped(why));
+        }
+        let mut extra = Vec::new();
+        if !addon.stack.secrets.is_empty() {
+            // The user's --secret-file keys are the stack's, not the add-on's: none here.
+            extra = secret_objects(client, &addon.stack, &[])
+                .await
+                .map_err(|f: Failure| ClusterStepError {
+                    message: f.message,
+                    timed_out: false,
+                })?;
+            for secret in &mut extra {
+                addon.complete_secret(secret);
+            }
+        }
+        let timeout = self.stage_timeout.unwrap_or(Duration::from_secs(*timeout_s));
+        let options = ApplyOptions {
+            stage_timeout: Some(timeout),
+            ..ApplyOptions::default()
+        };
+        let progress = self.progress();
+        let report = apply_stack(client.clone(), &addon.stack, extra, &options, &progress)
+            .await
+            .map_err(engine_error)?;
+        if !addon.wait_for.is_empty() {
+            wait_made_objects(client, addon, timeout, &progress)
+                .await
+                .map_err(engine_error)?;
+        }
+        drop(progress);
+        Ok(outcome(&report))
+    }
+
     async fn apply_stage(&mut self, client: &::kube::Client, step: &Step) -> Result<Outcome, ClusterStepError> {
         let Action::ApplyStage { stage, .. } = &step.action else {
             return Err(unexpected(step));
@@ -150,6 +205,7 @@ impl ClusterSteps for EngineSteps<'_> {
     ) -> exec::BoxFuture<'a, Result<Outcome, ClusterStepError>> {
         Box::pin(async move {
             match &step.action {
+                Action::ApplyAddon { .. } => self.apply_addon(client, step).await,
                 Action::Apply { .. } => self.apply_gpu(client).await,
                 Action::WaitGpu { .. } => self.wait_gpu(client, step).await,
                 Action::ApplyStage { .. } => self.apply_stage(client, step).await,
@@ -204,6 +260,103 @@ pub(crate) fn gpu_stack(objects: Vec<Value>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+    }
+}
+
+/// Why the k0s storage add-on must not be installed on this cluster (`storage::conflict` over
+/// its StorageClasses), if it must not.
+async fn storage_conflict(client: &::kube::Client) -> Result<Option<String>, ClusterStepError> {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let api: ::kube::Api<StorageClass> = ::kube::Api::all(client.clone());
+    let list = api
+        .list(&::kube::api::ListParams::default())
+        .await
+        .map_err(|e| ClusterStepError {
+            message: format!(
+                "cannot list StorageClasses to see whether the cluster has a default one: {}",
+                crate::kube::ops::describe(&e)
+            ),
+            timed_out: false,
+        })?;
+    let classes: Vec<Value> = list
+        .items
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    Ok(storage::conflict(&classes))
+}
+
+/// Waits, on watches with the engine's readiness rules, until the objects an add-on's
+/// controllers make (`Addon::wait_for`, e.g. a chart's Deployments) exist and are ready; on
+/// timeout the error names each one not ready and why (pods' waiting reasons, events).
+async fn wait_made_objects(
+    client: &::kube::Client,
+    addon: &Addon,
+    timeout: Duration,
+    progress: &dyn ApplyProgress,
+) -> Result<(), ApplyError> {
+    let discovery = Discovery::new(client.clone());
+    let mut targets = Vec::new();
+    for r in &addon.wait_for {
+        let display = r.to_string();
+        let resolved = discovery
+            .resolve(&r.api_version, &r.kind)
+            .await
+            .map_err(|e| crate::kube::ops::api_error(&display, e))?
+            .ok_or_else(|| ApplyError::Api {
+                object: display.clone(),
+                message: format!("the cluster serves no {} in {}", r.kind, r.api_version),
+            })?;
+        targets.push(WaitTarget {
+            display,
+            resolved,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        });
+    }
+    let stage = format!("{} workloads", addon.name());
+    progress.stage_started(&stage, targets.len());
+    let started = std::time::Instant::now();
+    let left = std::sync::Mutex::new(Vec::new());
+    let waiting = wait::wait_ready(
+        client,
+        WaitSpec {
+            stage: &stage,
+            targets,
+            timeout,
+            started,
+            // Not members of the add-on's ApplySet (the Helm controller made them): every object
+            // of their kinds in their namespace is watched, and the targets are picked by name.
+            selector: "",
+            report: true,
+        },
+        progress,
+        &left,
+    );
+    // Ctrl-C stops the wait as it stops the engine's: with what was left.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        o = waiting => o,
+        _ = interrupted => {
+            let not_done = left.lock().map(|l| l.clone()).unwrap_or_default();
+            return Err(ApplyError::Interrupted { stage, left: not_done });
+        }
+    };
+    match outcome {
+        WaitOutcome::Ready => {
+            progress.stage_done(&stage, started.elapsed());
+            Ok(())
+        }
+        WaitOutcome::Failed(failed) => Err(ApplyError::Failed { stage, failed }),
+        WaitOutcome::TimedOut(not_ready) => Err(ApplyError::Timeout {
+            stage,
+            timeout,
+            not_ready,
+        }),
     }
 }
 

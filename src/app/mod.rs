@@ -180,6 +180,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         airgap: args.airgap.clone(),
         kubeconfig_dest: kubeconfig_dest(),
         cluster_timeout_s: args.cluster_timeout.unwrap_or(Settings::default().cluster_timeout_s),
+        addons: args.with.clone(),
     })
 }
 
@@ -190,6 +191,8 @@ pub(crate) struct Planned {
     pub selection: Selection,
     /// The stack as it will be applied (sized, images filled in).
     pub stack: stack::Stack,
+    /// kstrap's add-ons the plan installs (what its `ApplyAddon` steps name).
+    pub addons: Vec<crate::addons::Addon>,
 }
 
 pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
@@ -217,11 +220,13 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     )?;
     let plan =
         plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
+    let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,
         selection,
         stack,
+        addons,
     })
 }
 

@@ -51,7 +51,7 @@ pub struct StageTime {
     pub objects: usize,
     /// Created or configured objects (0 on a re-run that found everything in place).
     pub changed: usize,
-    /// `changed`, `unchanged` or `checked` (a wait that applies nothing).
+    /// `changed`, `unchanged`, `checked` (a wait that applies nothing) or `skipped`.
     pub outcome: &'static str,
     pub elapsed_ms: u64,
 }
@@ -92,17 +92,23 @@ pub fn summarize(i: &Inputs) -> Summary {
     let mut stages: Vec<StageTime> = Vec::new();
     // GPU and add-on phases: their steps' own timings (apply plus wait).
     for (step, report) in plan.steps.iter().zip(i.steps) {
-        if step.phase == Phase::Stack || !matches!(step.action, Action::Apply { .. } | Action::WaitGpu { .. }) {
+        if step.phase == Phase::Stack
+            || !matches!(
+                step.action,
+                Action::Apply { .. } | Action::WaitGpu { .. } | Action::ApplyAddon { .. }
+            )
+        {
             continue;
         }
         let objects = match &step.action {
-            Action::Apply { objects } => objects.len(),
+            Action::Apply { objects } | Action::ApplyAddon { objects, .. } => objects.len(),
             _ => 0,
         };
         let outcome = match report.outcome {
             Outcome::Changed => "changed",
             Outcome::Unchanged => "unchanged",
-            Outcome::Checked | Outcome::Skipped(_) => "checked",
+            Outcome::Checked => "checked",
+            Outcome::Skipped(_) => "skipped",
         };
         stages.push(StageTime {
             name: step.id.clone(),
@@ -188,6 +194,8 @@ pub fn summarize(i: &Inputs) -> Summary {
     } else {
         Vec::new()
     };
+    let mut open = open;
+    open.extend(grafana(plan, i.steps, i.node_address, i.kubeconfig_context));
 
     Summary {
         profile: plan.profile.clone(),
@@ -211,6 +219,35 @@ pub fn summarize(i: &Inputs) -> Summary {
             .is_none()
             .then(|| plan.distro.paths().kubeconfig.to_string()),
     }
+}
+
+/// Grafana's NodePort and how to read its admin password, when the monitoring add-on ran.
+fn grafana(plan: &Plan, steps: &[StepReport], node: Option<&str>, context: Option<&str>) -> Option<OpenUrl> {
+    use crate::addons::monitoring as m;
+    let id = format!("addon-{}", m::STACK);
+    let ran = plan
+        .steps
+        .iter()
+        .zip(steps)
+        .any(|(step, report)| step.id == id && !matches!(report.outcome, Outcome::Skipped(_)));
+    if !ran {
+        return None;
+    }
+    let url = |host: &str| format!("http://{host}:{}/", m::GRAFANA_NODE_PORT);
+    let context = context.map(|c| format!("--context {c} ")).unwrap_or_default();
+    Some(OpenUrl {
+        name: "grafana".into(),
+        via: Via::NodePort,
+        url: url(node.unwrap_or("localhost")),
+        local_url: node.map(|_| url("localhost")),
+        note: Some(format!(
+            "user {}; password: kubectl {context}-n {} get secret {} -o jsonpath='{{.data.{}}}' | base64 -d",
+            m::ADMIN_USER,
+            m::NAMESPACE,
+            m::ADMIN_SECRET,
+            m::ADMIN_PASSWORD_KEY
+        )),
+    })
 }
 
 /// The first node's InternalIP (single-node clusters: the machine's address on its network),
@@ -262,6 +299,10 @@ mod tests {
     use serde_json::json;
 
     fn gpu_stack() -> (crate::app::Planned, ApplyReport) {
+        planned_with(Vec::new())
+    }
+
+    fn planned_with(with: Vec<crate::addons::Optional>) -> (crate::app::Planned, ApplyReport) {
         let global = crate::cli::GlobalArgs {
             output: crate::cli::OutputFormat::Human,
             verbose: 0,
@@ -282,6 +323,7 @@ mod tests {
             airgap: None,
             images: Vec::new(),
             cluster_timeout: None,
+            with,
         };
         let planned = match crate::app::build(&global, &args) {
             Ok(p) => p,
@@ -383,6 +425,45 @@ mod tests {
         assert_eq!(s.admin_kubeconfig.as_deref(), Some("/etc/rancher/k3s/k3s.yaml"));
         let text = crate::ui::summary::render(&s);
         assert!(text.contains("/etc/rancher/k3s/k3s.yaml"), "{text}");
+    }
+
+    #[test]
+    fn with_monitoring_the_summary_has_its_stage_and_grafanas_url_and_how_to_read_the_password() {
+        let (planned, report) = planned_with(vec![crate::addons::Optional::Monitoring]);
+        let steps = step_reports(&planned.plan);
+        let s = summarize(&Inputs {
+            plan: &planned.plan,
+            steps: &steps,
+            stack: &planned.stack,
+            applied: Some(&report),
+            node_address: Some("10.1.2.3"),
+            kubeconfig_context: Some("kstrap"),
+        });
+        assert!(s.stages.iter().any(|t| t.name == "addon-monitoring"), "{:?}", s.stages);
+        let grafana = s.open.iter().find(|o| o.name == "grafana").expect("grafana");
+        assert_eq!(grafana.url, "http://10.1.2.3:30030/");
+        let note = grafana.note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains("--context kstrap -n monitoring get secret grafana-admin"),
+            "{note}"
+        );
+
+        // A skipped add-on step (another default StorageClass, say) promises no URL.
+        let mut skipped = steps.clone();
+        for (step, r) in planned.plan.steps.iter().zip(skipped.iter_mut()) {
+            if step.id == "addon-monitoring" {
+                r.outcome = Outcome::Skipped("test".into());
+            }
+        }
+        let s = summarize(&Inputs {
+            plan: &planned.plan,
+            steps: &skipped,
+            stack: &planned.stack,
+            applied: Some(&report),
+            node_address: None,
+            kubeconfig_context: None,
+        });
+        assert!(s.open.iter().all(|o| o.name != "grafana"), "{:?}", s.open);
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         cluster.stage_timeout = up.timeout.map(std::time::Duration::from_secs);
         cluster.verify_gpu = up.verify_gpu;
         cluster.secret_files = up.secret_files.clone();
+        cluster.addons = planned.addons;
         let mut executor = exec::Executor {
             host: &host,
             progress: &progress,

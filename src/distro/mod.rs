@@ -8,6 +8,7 @@
 //! - `k3s`, `k0s`: each distribution's files, commands and steps.
 //! - here: what both share — paths, release asset URLs, architecture names, the step list.
 
+pub mod helm;
 mod k0s;
 mod k3s;
 mod version;

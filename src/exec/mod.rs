@@ -61,7 +61,8 @@ pub struct ClusterStepError {
     pub timed_out: bool,
 }
 
-/// Runs the steps of phase Gpu and Stack (`Apply`, `WaitGpu`, `ApplyStage`) against the cluster.
+/// Runs the steps of phases Addons, Gpu and Stack (`ApplyAddon`, `Apply`, `WaitGpu`, `ApplyStage`)
+/// against the cluster.
 pub trait ClusterSteps {
     fn run<'a>(
         &'a mut self,
@@ -256,7 +257,7 @@ impl Executor<'_> {
             if self.interrupt.is_set() {
                 return Err(self.fail(&mut run, step, FailureKind::Interrupted, String::new()));
             }
-            if matches!(step.phase, Phase::Gpu | Phase::Stack) {
+            if matches!(step.phase, Phase::Addons | Phase::Gpu | Phase::Stack) {
                 self.commit(&mut run);
             }
             self.progress.started(step);
@@ -453,7 +454,7 @@ impl Executor<'_> {
                 Ok(Outcome::Checked)
             }
             Action::Kubeconfig { source, dest, context } => self.kubeconfig(run, source, dest, context),
-            Action::Apply { .. } | Action::WaitGpu { .. } | Action::ApplyStage { .. } => {
+            Action::Apply { .. } | Action::WaitGpu { .. } | Action::ApplyAddon { .. } | Action::ApplyStage { .. } => {
                 let Some(client) = run.client.clone() else {
                     return Err(StepError::Cluster(
                         "no cluster to talk to: the plan has no wait step before this one".into(),

@@ -69,21 +69,9 @@ pub fn shares_per_gpu(sharing: Sharing, replicas: u32) -> u32 {
     }
 }
 
-fn obj(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> ObjectRef {
-    ObjectRef {
-        api_version: api_version.into(),
-        kind: kind.into(),
-        namespace: namespace.map(Into::into),
-        name: name.into(),
-    }
-}
-
 /// The chart object for the distribution's Helm controller.
 pub fn chart_object(distro: Distro) -> ObjectRef {
-    match distro {
-        Distro::K3s => obj("helm.cattle.io/v1", "HelmChart", Some("kube-system"), CHART),
-        Distro::K0s => obj("helm.k0sproject.io/v1beta1", "Chart", Some("kube-system"), CHART),
-    }
+    crate::distro::helm::chart_ref(distro, CHART)
 }
 
 /// The reference naming a generated object.

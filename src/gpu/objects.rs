@@ -10,6 +10,7 @@ use super::{
     TIME_SLICING_CONFIG, TIME_SLICING_KEY, shares_per_gpu,
 };
 use crate::distro::Distro;
+use crate::distro::helm::{self, ChartSource};
 use crate::facts::HostFacts;
 use crate::profile::{Selection, Sharing};
 use serde::Serialize;
@@ -127,45 +128,20 @@ pub fn chart_url() -> String {
     format!("{REPO}/charts/{CHART}-{CHART_VERSION}.tgz")
 }
 
-/// The chart object for the distribution's Helm controller, in `kube-system` where both
-/// controllers look for them.
-///
-/// - k3s: `helm.cattle.io/v1 HelmChart` with `repo`, `chart`, `version`, `targetNamespace`,
-///   `createNamespace` and the values as a YAML string in `valuesContent`.
-/// - k0s: `helm.k0sproject.io/v1beta1 Chart` (spec fields `chartName`, `releaseName`, `version`,
-///   `values` — a YAML string too —, `namespace`, `timeout`, `order`). The Chart CR has no
-///   repository field (repositories live in k0s.yaml), so `chartName` is the archive's URL, which
-///   Helm's chart downloader fetches directly; nothing in k0s.yaml has to change.
+/// The chart object for the distribution's Helm controller (`distro::helm::chart_object`): a k3s
+/// `HelmChart` with the repository, or a k0s `Chart` with the archive's URL ([`chart_url`]).
 pub fn chart(distro: Distro, values: &OperatorValues) -> Value {
-    let yaml = values_yaml(values);
-    match distro {
-        Distro::K3s => json!({
-            "apiVersion": "helm.cattle.io/v1",
-            "kind": "HelmChart",
-            "metadata": { "name": CHART, "namespace": "kube-system", "labels": labels() },
-            "spec": {
-                "repo": REPO,
-                "chart": CHART,
-                "version": CHART_VERSION,
-                "targetNamespace": NAMESPACE,
-                "createNamespace": true,
-                "valuesContent": yaml,
-            },
-        }),
-        Distro::K0s => json!({
-            "apiVersion": "helm.k0sproject.io/v1beta1",
-            "kind": "Chart",
-            "metadata": { "name": CHART, "namespace": "kube-system", "labels": labels() },
-            "spec": {
-                "chartName": chart_url(),
-                "releaseName": CHART,
-                "version": CHART_VERSION,
-                "namespace": NAMESPACE,
-                "timeout": HELM_TIMEOUT,
-                "values": yaml,
-            },
-        }),
-    }
+    let source = ChartSource {
+        release: CHART.into(),
+        repo: REPO.into(),
+        chart: CHART.into(),
+        version: CHART_VERSION.into(),
+        archive_url: chart_url(),
+        namespace: NAMESPACE.into(),
+        values: values_yaml(values),
+        timeout: HELM_TIMEOUT.into(),
+    };
+    helm::chart_object(distro, &source)
 }
 
 /// Whether the selection puts GPUs under the operator at all.

@@ -130,11 +130,6 @@ pub fn operator_values(facts: &HostFacts, sel: &Selection) -> OperatorValues {
 }
 
 /// The values as YAML, for `valuesContent` / `values`.
-///
-/// serde-saphyr cannot fail on these plain structs (string keys, no floats); should it ever, the
-/// JSON form is used instead, which is valid YAML with the same meaning.
 pub fn values_yaml(values: &OperatorValues) -> String {
-    serde_saphyr::to_string(values)
-        .or_else(|_| serde_json::to_string(values))
-        .unwrap_or_default()
+    crate::distro::helm::values_yaml(values)
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub kubeconfig_dest: String,
     /// Seconds to wait for the API server and node.
     pub cluster_timeout_s: u64,
+    /// Optional add-ons asked for with `--with`.
+    pub addons: Vec<crate::addons::Optional>,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             airgap: None,
             kubeconfig_dest: "~/.kube/config".to_string(),
             cluster_timeout_s: 300,
+            addons: Vec::new(),
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct Plan {
 pub enum PlanError {
     #[error(transparent)]
     Distro(#[from] distro::DistroError),
+    #[error(transparent)]
+    Addon(#[from] crate::addons::AddonError),
 }
 
 /// Builds the plan. Pure: the same inputs give the same plan.
@@ -126,6 +131,8 @@ pub fn plan(
         wait_timeout_s: settings.cluster_timeout_s,
     };
     steps.extend(distro::host_steps(&ctx)?);
+    // Add-ons before the GPU operator and the stack: their claims need k0s's StorageClass.
+    steps.extend(crate::addons::steps(&crate::addons::planned(sel, &settings.addons)?));
     steps.extend(crate::gpu::steps(facts, sel));
 
     for stage in &stack.stages {

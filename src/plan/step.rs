@@ -14,6 +14,8 @@ pub enum Phase {
     Preflight,
     Host,
     Cluster,
+    /// kstrap's built-in add-ons (k0s storage, --with monitoring), before the GPU operator.
+    Addons,
     Gpu,
     Stack,
 }
@@ -24,6 +26,7 @@ impl Phase {
             Phase::Preflight => "preflight",
             Phase::Host => "host",
             Phase::Cluster => "cluster",
+            Phase::Addons => "addons",
             Phase::Gpu => "gpu",
             Phase::Stack => "stack",
         }
@@ -176,6 +179,16 @@ pub enum Action {
         gpus: u32,
         replicas: u32,
         expected: u32,
+        timeout_s: u64,
+    },
+    /// Apply one of kstrap's built-in add-ons as a stack of its own (its own ApplySet) and wait
+    /// until its objects are ready, then until `wait_for` (objects its controllers make, such as
+    /// a chart's Deployments) are ready, each wait at most `timeout_s`.
+    ApplyAddon {
+        addon: String,
+        objects: Vec<ObjectRef>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        wait_for: Vec<ObjectRef>,
         timeout_s: u64,
     },
     /// Apply one stage of a stack and wait until every object in it is ready.

@@ -114,7 +114,12 @@ fn random_only() -> String {
 
 /// Names of the stacks built into the binary, sorted.
 pub fn embedded_names() -> Vec<String> {
-    let mut names: Vec<String> = EMBEDDED
+    names_in(&EMBEDDED)
+}
+
+/// Names of the stacks in a folder embedded in the binary (its sub-folders with a stack.yaml).
+fn names_in(root: &Dir<'_>) -> Vec<String> {
+    let mut names: Vec<String> = root
         .dirs()
         .filter(|d| d.get_file(d.path().join("stack.yaml")).is_some())
         .filter_map(|d| d.path().file_name()?.to_str().map(str::to_string))
@@ -130,6 +135,13 @@ pub fn load(name: &str, dir: Option<&Path>) -> Result<Stack, StackError> {
         Some(dir) => read_dir(name, dir)?,
     };
     build(name, raw)
+}
+
+/// Loads stack `name` from a folder of stacks embedded in the binary other than `manifests/`
+/// (kstrap's built-in add-ons in `addons/`), with the same checks as [`load`]; `folder` is the
+/// folder's name in the repository, for messages.
+pub fn load_embedded(root: &Dir<'_>, folder: &str, name: &str) -> Result<Stack, StackError> {
+    build(name, read_embedded_in(root, folder, name)?)
 }
 
 // ---- reading the files ----------------------------------------------------------------------
@@ -150,13 +162,17 @@ struct RawFile {
 }
 
 fn read_embedded(name: &str) -> Result<RawStack, StackError> {
-    let Some(root) = EMBEDDED
+    read_embedded_in(&EMBEDDED, "manifests", name)
+}
+
+fn read_embedded_in(stacks: &Dir<'_>, folder: &str, name: &str) -> Result<RawStack, StackError> {
+    let Some(root) = stacks
         .get_dir(name)
         .filter(|d| d.get_file(d.path().join("stack.yaml")).is_some())
     else {
         return Err(StackError::UnknownStack {
             name: name.to_string(),
-            available: embedded_names(),
+            available: names_in(stacks),
         });
     };
     let file_name = |p: &Path| p.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
@@ -177,7 +193,7 @@ fn read_embedded(name: &str) -> Result<RawStack, StackError> {
         stages.insert(dir_name, files);
     }
     Ok(RawStack {
-        prefix: format!("manifests/{name}/"),
+        prefix: format!("{folder}/{name}/"),
         stack_file: root
             .get_file(root.path().join("stack.yaml"))
             .map(|f| f.contents_utf8().unwrap_or_default().to_string()),

@@ -313,6 +313,20 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
                 "{pad}wait ≤ {timeout_s}s for node allocatable nvidia.com/gpu = {expected}"
             );
         }
+        Action::ApplyAddon {
+            objects,
+            wait_for,
+            timeout_s,
+            ..
+        } => {
+            for o in objects {
+                let _ = writeln!(s, "{pad}apply {o}");
+            }
+            if !wait_for.is_empty() {
+                let names: Vec<String> = wait_for.iter().map(ToString::to_string).collect();
+                let _ = writeln!(s, "{pad}then wait ≤ {timeout_s}s until ready: {}", names.join(", "));
+            }
+        }
         Action::ApplyStage { objects, .. } => {
             for o in objects {
                 let _ = writeln!(s, "{pad}apply {o}");

@@ -1,5 +1,6 @@
 //! Integration tests, one binary split by area.
 
+mod addons_e2e;
 mod apply_e2e;
 mod cli;
 mod down;

@@ -706,7 +706,7 @@ fn up_applies_the_stack_and_a_rerun_writes_nothing() {
 }
 
 /// A two-stage stack `tiny` (namespace; a Deployment) with a generated secret, in a temp dir.
-fn tiny_stack() -> tempfile::TempDir {
+pub(crate) fn tiny_stack() -> tempfile::TempDir {
     let stacks = tempfile::tempdir().unwrap();
     let root = stacks.path().join("tiny");
     std::fs::create_dir_all(root.join("00-base")).unwrap();
@@ -791,7 +791,7 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
 }
 
 /// `up` of the `tiny` stack in `stacks` with `profile`, on the rtx5090 host fixture.
-fn stack_up_args(w: &World, stacks: &tempfile::TempDir, profile: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn stack_up_args(w: &World, stacks: &tempfile::TempDir, profile: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = strs(&[
         "up",
         "--facts",

@@ -293,10 +293,12 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
         "HelmChart" => {
             helmchart(st, key, &obj);
             super::gpu_operator::on_chart(st, key);
+            super::helm_charts::on_chart(st, key);
         }
         "Chart" => {
             k0s_chart(st, key, &obj);
             super::gpu_operator::on_chart(st, key);
+            super::helm_charts::on_chart(st, key);
         }
         _ => {}
     }

@@ -27,6 +27,8 @@
 //!   k0s Chart) gets the ClusterPolicy CRD and object, the operator DaemonSets, and node
 //!   allocatable `nvidia.com/gpu` = `SimConfig.gpus` × the time-slicing replicas once the device
 //!   plugin (re)starts; bare pods with `restartPolicy: Never` run to completion;
+//! - a Helm-controller simulation for kstrap's monitoring add-on (`helm_charts`): a `prometheus`
+//!   or `grafana` chart object gets the Deployments (and claim, Service) its values name;
 //! - fault injection ([`Fault`]).
 //!
 //! What it does NOT simulate: authentication/authorization (any bearer token is accepted, no RBAC),
@@ -45,6 +47,7 @@ mod controllers;
 mod discovery;
 mod faults;
 mod gpu_operator;
+mod helm_charts;
 mod http;
 mod store;
 mod watch;

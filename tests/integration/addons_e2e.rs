@@ -1,0 +1,464 @@
+//! kstrap's add-ons end to end: the `kstrap` binary runs `up` for real into a fake host (TEST
+//! DOUBLE) against the simulated API server (TEST DOUBLE; its Helm-controller simulation for the
+//! monitoring charts is `tests/support/sim/helm_charts.rs`). `--with monitoring` applies the chart
+//! objects as their own stack and waits until the charts' Deployments are ready; on k0s the
+//! local-path provisioner is installed first and the stack's claims get its default class; a
+//! stuck Grafana pod is named on timeout (exit 4); Grafana's admin password never shows.
+
+use crate::sim::{Fault, SimConfig, SimulatedApiServer};
+use crate::support::fixture_path;
+use crate::up_e2e::{World, stack_up_args, text, tiny_stack};
+use serde_json::Value;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const CHART_K3S: &str = "helm.cattle.io/v1";
+const CHART_K0S: &str = "helm.k0sproject.io/v1beta1";
+
+fn run(w: &World, args: &[String], env: &[(&str, &str)]) -> Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = w.kstrap(&a);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(w: &World, args: &[String], env: &[(&str, &str)]) -> Output {
+    let out = run(w, args, env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
+}
+
+fn report(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+fn outcome(report: &Value, id: &str) -> String {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+fn decoded(secret: &Value, key: &str) -> String {
+    let b: k8s_openapi::ByteString = serde_json::from_value(secret["data"][key].clone()).unwrap();
+    String::from_utf8(b.0).unwrap()
+}
+
+fn ready_replicas(sim: &SimulatedApiServer, ns: &str, name: &str) -> i64 {
+    sim.get("apps/v1", "Deployment", Some(ns), name)
+        .and_then(|d| d["status"]["readyReplicas"].as_i64())
+        .unwrap_or(0)
+}
+
+fn everything(outs: &[&Output]) -> String {
+    outs.iter()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .collect()
+}
+
+fn applyset_label(obj: &Value) -> String {
+    obj["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `up --with monitoring` on k3s: the two HelmCharts are applied as stack `monitoring`, `up`
+/// waits until Prometheus's and Grafana's Deployments are ready (it is still running while
+/// Grafana's is held back), Grafana's password is generated into its Secret, a re-run writes
+/// nothing, and the password shows in no output.
+#[test]
+fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
+    let w = World::new();
+    let stacks = tiny_stack();
+    w.sim.hold("apps/v1", "Deployment", Some("monitoring"), "grafana");
+    let args = stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring", "-o", "json"]);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
+    cmd.env_clear().envs(w.host.envs()).args(&args);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+
+    // Prometheus comes up, Grafana's Deployment exists but is held: up must still be waiting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(ready_replicas(&w.sim, "monitoring", "prometheus-server") == 1
+        && w.sim
+            .get("apps/v1", "Deployment", Some("monitoring"), "grafana")
+            .is_some())
+    {
+        assert!(Instant::now() < deadline, "the charts' Deployments never appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "up ended before the charts' workloads were made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "up finished while Grafana's Deployment was not ready"
+    );
+    assert!(
+        w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").is_none(),
+        "the stack comes after the add-ons"
+    );
+    w.sim.release("apps/v1", "Deployment", Some("monitoring"), "grafana");
+    let first = child.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let first_report = report(&first);
+    assert_eq!(outcome(&first_report, "addon-monitoring"), "changed");
+    assert_eq!(ready_replicas(&w.sim, "monitoring", "grafana"), 1);
+    assert_eq!(ready_replicas(&w.sim, "tiny", "app"), 1);
+
+    // The chart objects, members of the add-on's own ApplySet.
+    let prometheus = w
+        .sim
+        .get(CHART_K3S, "HelmChart", Some("kube-system"), "prometheus")
+        .expect("HelmChart prometheus");
+    let grafana = w
+        .sim
+        .get(CHART_K3S, "HelmChart", Some("kube-system"), "grafana")
+        .expect("HelmChart grafana");
+    let set = applyset_label(&prometheus);
+    assert!(!set.is_empty());
+    assert_eq!(applyset_label(&grafana), set);
+    let tiny = w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").unwrap();
+    assert_ne!(applyset_label(&tiny), set, "the add-on has its own ApplySet");
+    assert!(
+        w.sim
+            .get("v1", "Secret", Some("kube-system"), "applyset-monitoring")
+            .is_some(),
+        "the add-on's ApplySet parent"
+    );
+    // cpu-fallback uses no GPU: no DCGM job.
+    assert!(!prometheus["spec"]["valuesContent"].as_str().unwrap().contains("dcgm"));
+    // Grafana on its NodePort, reading the admin Secret.
+    let svc = w.sim.get("v1", "Service", Some("monitoring"), "grafana").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30030);
+    let secret = w
+        .sim
+        .get("v1", "Secret", Some("monitoring"), "grafana-admin")
+        .expect("the admin Secret");
+    assert_eq!(decoded(&secret, "admin-user"), "admin");
+    let password = decoded(&secret, "admin-password");
+    assert_eq!(password.len(), 32);
+    let pod_env = w
+        .sim
+        .get("apps/v1", "Deployment", Some("monitoring"), "grafana")
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+        .to_string();
+    assert!(pod_env.contains("grafana-admin"), "{pod_env}");
+
+    // A re-run: nothing written, the step unchanged, the password kept.
+    let before = w.sim.mutations();
+    let again = ok(&w, &args, &[]);
+    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    assert_eq!(outcome(&report(&again), "addon-monitoring"), "unchanged");
+    let kept = w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
+    assert_eq!(decoded(&kept, "admin-password"), password);
+
+    // Human output with -vv, the plan with -vv, the dry run: the password shows nowhere.
+    let human = ok(
+        &w,
+        &stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring", "-vv"]),
+        &[],
+    );
+    let human_text = String::from_utf8_lossy(&human.stdout);
+    // The summary says where Grafana is (on the node's address) and how to read the password.
+    assert!(
+        human_text.contains("grafana") && human_text.contains(":30030/"),
+        "{human_text}"
+    );
+    assert!(
+        human_text.contains("-n monitoring get secret grafana-admin"),
+        "{human_text}"
+    );
+    let mut plan_args = stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring", "-vv"]);
+    plan_args[0] = "plan".into();
+    plan_args.retain(|a| a != "--yes" && a != "--timeout" && a != "20");
+    let plan = ok(&w, &plan_args, &[]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("grafana-admin"));
+    let dry = ok(
+        &w,
+        &stack_up_args(
+            &w,
+            &stacks,
+            "cpu-fallback",
+            &["--with", "monitoring", "--dry-run", "-vv", "-o", "json"],
+        ),
+        &[],
+    );
+    let all = everything(&[&first, &again, &human, &plan, &dry]);
+    assert!(!all.contains(&password), "Grafana's password leaked into output");
+
+    // A password the user chooses replaces it, and does not show either.
+    let chosen = "chosen-Grafana-pass-8241";
+    let set_by_env = ok(&w, &args, &[("KSTRAP_GRAFANA_ADMIN_PASSWORD", chosen)]);
+    let now = w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
+    assert_eq!(decoded(&now, "admin-password"), chosen);
+    assert!(!everything(&[&set_by_env]).contains(chosen));
+}
+
+/// A two-stage stack `claims`: a namespace, then a claim that names no StorageClass and a
+/// Deployment that mounts it.
+fn claims_stack() -> tempfile::TempDir {
+    let stacks = tempfile::tempdir().unwrap();
+    let root = stacks.path().join("claims");
+    std::fs::create_dir_all(root.join("00-base")).unwrap();
+    std::fs::create_dir_all(root.join("10-app")).unwrap();
+    std::fs::write(
+        root.join("stack.yaml"),
+        "name: claims\ndescription: a claim and its consumer\nnamespace: claims\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("00-base/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: claims\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("10-app/app.yaml"),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 1Gi}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: claims}\n  template:\n    metadata:\n      labels: {app: claims}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n          volumeMounts: [{name: data, mountPath: /data}]\n      volumes:\n        - name: data\n          persistentVolumeClaim: {claimName: data}\n",
+    )
+    .unwrap();
+    stacks
+}
+
+fn k0s_args(w: &World, stacks: &tempfile::TempDir, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "up",
+        "--facts",
+        fixture_path("rtx5090-96gb").to_str().unwrap(),
+        "--profile",
+        "cpu-fallback",
+        "--distro",
+        "k0s",
+        "--release-mirror",
+        &w.releases.url(),
+        "--yes",
+        "--stack",
+        "claims",
+        "--stack-dir",
+        stacks.path().to_str().unwrap(),
+        "--timeout",
+        "20",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// On k0s (a cluster without any StorageClass, as k0s is), `up` installs the local-path
+/// provisioner as its own stack, waits for its Deployment, and the stack's claim that names no
+/// class gets `local-path` and binds; with `--with monitoring` the charts are k0s `Chart`s and
+/// Prometheus's claim gets the class too. A re-run writes nothing.
+#[test]
+fn k0s_gets_local_path_storage_before_the_stack() {
+    let w = World::with(SimConfig {
+        storage_classes: Vec::new(),
+        ..SimConfig::default()
+    });
+    let stacks = claims_stack();
+    let args = k0s_args(&w, &stacks, &["--with", "monitoring"]);
+    let first = report(&ok(&w, &args, &[]));
+    assert_eq!(outcome(&first, "addon-local-path-storage"), "changed");
+    assert_eq!(outcome(&first, "addon-monitoring"), "changed");
+    let ids: Vec<&str> = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let pos = |id: &str| ids.iter().position(|i| *i == id).unwrap();
+    assert!(pos("addon-local-path-storage") < pos("addon-monitoring"));
+    assert!(pos("addon-monitoring") < pos("stage-base"), "{ids:?}");
+
+    assert_eq!(
+        ready_replicas(&w.sim, "local-path-storage", "local-path-provisioner"),
+        1
+    );
+    let sc = w
+        .sim
+        .get("storage.k8s.io/v1", "StorageClass", None, "local-path")
+        .expect("StorageClass local-path");
+    assert_eq!(
+        sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    assert!(!applyset_label(&sc).is_empty());
+    assert!(
+        w.sim
+            .get("v1", "Secret", Some("kube-system"), "applyset-local-path-storage")
+            .is_some()
+    );
+    let claim = w
+        .sim
+        .get("v1", "PersistentVolumeClaim", Some("claims"), "data")
+        .expect("the stack's claim");
+    assert_eq!(claim["spec"]["storageClassName"], "local-path", "{claim}");
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+    assert_eq!(ready_replicas(&w.sim, "claims", "app"), 1);
+
+    // Monitoring through k0s's Helm extension, its claim on the same default class.
+    assert!(
+        w.sim
+            .get(CHART_K0S, "Chart", Some("kube-system"), "prometheus")
+            .is_some()
+    );
+    assert!(w.sim.get(CHART_K0S, "Chart", Some("kube-system"), "grafana").is_some());
+    let prom_claim = w
+        .sim
+        .get("v1", "PersistentVolumeClaim", Some("monitoring"), "prometheus-server")
+        .unwrap();
+    assert_eq!(prom_claim["spec"]["storageClassName"], "local-path");
+    assert_eq!(ready_replicas(&w.sim, "monitoring", "prometheus-server"), 1);
+    assert_eq!(ready_replicas(&w.sim, "monitoring", "grafana"), 1);
+
+    let before = w.sim.mutations();
+    let again = report(&ok(&w, &args, &[]));
+    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    assert_eq!(outcome(&again, "addon-local-path-storage"), "unchanged");
+    assert_eq!(outcome(&again, "addon-monitoring"), "unchanged");
+}
+
+/// k0s on a cluster that already has a default StorageClass kstrap did not make: the add-on is
+/// skipped and says why; no second default appears.
+#[test]
+fn k0s_with_another_default_class_skips_local_path() {
+    let w = World::new(); // the simulated cluster comes with a default class `local-path`
+    let stacks = claims_stack();
+    let out = ok(&w, &k0s_args(&w, &stacks, &[]), &[]);
+    let r = report(&out);
+    let step = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "addon-local-path-storage")
+        .unwrap()
+        .clone();
+    assert_eq!(step["outcome"], "skipped", "{step}");
+    assert!(
+        step["note"].as_str().unwrap().contains("already the cluster's default"),
+        "{step}"
+    );
+    let defaults: Vec<Value> = w
+        .sim
+        .objects_of("storage.k8s.io/v1", "StorageClass")
+        .into_iter()
+        .filter(|c| c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true")
+        .collect();
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert!(applyset_label(&defaults[0]).is_empty(), "not kstrap's");
+    assert!(
+        w.sim
+            .get(
+                "apps/v1",
+                "Deployment",
+                Some("local-path-storage"),
+                "local-path-provisioner"
+            )
+            .is_none()
+    );
+}
+
+/// Grafana's pod never pulls its image: the add-on's wait times out (exit 4) naming the
+/// Deployment and why, and the stack is not applied.
+#[test]
+fn a_stuck_grafana_pod_is_named_on_timeout() {
+    let w = World::with(SimConfig {
+        faults: vec![Fault::PodWaiting {
+            owner_name: "grafana".into(),
+            reason: "ImagePullBackOff".into(),
+            message: "Back-off pulling image \"docker.io/grafana/grafana:12.4.3\"".into(),
+        }],
+        ..SimConfig::default()
+    });
+    let stacks = tiny_stack();
+    let mut args = stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring"]);
+    let at = args.iter().position(|a| a == "--timeout").unwrap();
+    args[at + 1] = "3".into();
+    let started = Instant::now();
+    let out = run(&w, &args, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("addon-monitoring"), "{err}");
+    assert!(err.contains("monitoring workloads"), "{err}");
+    assert!(err.contains("Deployment/grafana -n monitoring"), "{err}");
+    assert!(err.contains("ImagePullBackOff"), "{err}");
+    let not_ready = &err[err.find("not ready:").unwrap()..];
+    let not_ready = &not_ready[..not_ready.find("left on the machine").unwrap_or(not_ready.len())];
+    assert!(
+        !not_ready.contains("prometheus-server"),
+        "only what is not ready is named: {not_ready}"
+    );
+    assert!(w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").is_none());
+    let password = decoded(
+        &w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap(),
+        "admin-password",
+    );
+    assert!(!everything(&[&out]).contains(&password));
+}
+
+/// `kstrap plan --with monitoring` on a GPU workstation: the add-on step, its objects and waits,
+/// and the DCGM scrape in its reason.
+#[test]
+fn plan_with_monitoring_on_a_gpu_workstation() {
+    let w = World::new();
+    let args: Vec<String> = [
+        "plan",
+        "--facts",
+        fixture_path("rtx5090-96gb").to_str().unwrap(),
+        "--with",
+        "monitoring",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = ok(&w, &args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    // The add-on's step: its header line up to the next step's.
+    let is_header = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with(|c: char| c.is_ascii_digit()) && t.contains(". [")
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("[addons]"))
+        .expect("an addons step");
+    let len = lines[start + 1..].iter().position(|l| is_header(l)).unwrap();
+    assert!(
+        lines[start + 1 + len].contains("[gpu]"),
+        "the GPU steps follow the add-on"
+    );
+    let block = lines[start..=start + len].join("\n");
+    insta::assert_snapshot!("plan_rtx5090_with_monitoring_addon_step", block);
+    // KSTRAP_WITH does the same.
+    let mut plain = args.clone();
+    plain.truncate(3);
+    let by_env = ok(&w, &plain, &[("KSTRAP_WITH", "monitoring")]);
+    assert_eq!(String::from_utf8_lossy(&by_env.stdout), stdout);
+    // An unknown add-on is bad usage, naming the ones there are.
+    let mut bad = plain.clone();
+    bad.extend(["--with".to_string(), "logging".to_string()]);
+    let out = run(&w, &bad, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("logging") && err.contains("monitoring"), "{err}");
+}
