@@ -130,7 +130,16 @@ pub fn retry_delay(e: &::kube::Error, attempt: u32) -> Option<Duration> {
 }
 
 /// Runs `f` until it succeeds, retrying 429s and server errors with backoff.
-pub async fn retry<T, F, Fut>(mut f: F) -> Result<T, ::kube::Error>
+pub async fn retry<T, F, Fut>(f: F) -> Result<T, ::kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ::kube::Error>>,
+{
+    retry_if(|_| true, f).await
+}
+
+/// [`retry`], for errors `worth` accepts only; others are returned at once.
+pub async fn retry_if<T, F, Fut>(worth: impl Fn(&::kube::Error) -> bool, mut f: F) -> Result<T, ::kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ::kube::Error>>,
@@ -139,6 +148,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
+            Err(e) if !worth(&e) => return Err(e),
             Err(e) => match retry_delay(&e, attempt) {
                 Some(delay) => {
                     tokio::time::sleep(delay).await;

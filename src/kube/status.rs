@@ -560,25 +560,12 @@ fn status_error(what: &str, e: ::kube::Error) -> StatusError {
 /// Runs `f`, retrying only answers worth retrying (429 and 5xx, with `ops::retry_delay`'s
 /// backoff). A server that does not answer at all is reported at once: a status is a snapshot,
 /// and "is the cluster running?" should not take seconds to say.
-async fn retry_api<T, F, Fut>(mut f: F) -> Result<T, ::kube::Error>
+async fn retry_api<T, F, Fut>(f: F) -> Result<T, ::kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ::kube::Error>>,
 {
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e @ ::kube::Error::Api(_)) => match ops::retry_delay(&e, attempt) {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
+    ops::retry_if(|e| matches!(e, ::kube::Error::Api(_)), f).await
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {

@@ -213,26 +213,12 @@ fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
 /// A two-stage stack `claims`: a namespace, then a claim that names no StorageClass and a
 /// Deployment that mounts it.
 fn claims_stack() -> tempfile::TempDir {
-    let stacks = tempfile::tempdir().unwrap();
-    let root = stacks.path().join("claims");
-    std::fs::create_dir_all(root.join("00-base")).unwrap();
-    std::fs::create_dir_all(root.join("10-app")).unwrap();
-    std::fs::write(
-        root.join("stack.yaml"),
-        "name: claims\ndescription: a claim and its consumer\nnamespace: claims\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("00-base/ns.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: claims\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("10-app/app.yaml"),
+    crate::support::two_stage_stack(
+        "claims",
+        "a claim and its consumer",
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 1Gi}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: claims}\n  template:\n    metadata:\n      labels: {app: claims}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n          volumeMounts: [{name: data, mountPath: /data}]\n      volumes:\n        - name: data\n          persistentVolumeClaim: {claimName: data}\n",
+        "",
     )
-    .unwrap();
-    stacks
 }
 
 fn k0s_args(w: &World, stacks: &tempfile::TempDir, extra: &[&str]) -> Vec<String> {

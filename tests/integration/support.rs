@@ -28,3 +28,26 @@ pub fn all_fixtures() -> Vec<String> {
     names.sort();
     names
 }
+
+/// A stack `name` in a fresh temp dir (the `--stack-dir`): a namespace stage `base`, then a stage
+/// `app` holding `app_yaml`; `extra` is appended to stack.yaml (secrets, profiles).
+pub fn two_stage_stack(name: &str, description: &str, app_yaml: &str, extra: &str) -> tempfile::TempDir {
+    let stacks = tempfile::tempdir().unwrap();
+    let root = stacks.path().join(name);
+    std::fs::create_dir_all(root.join("00-base")).unwrap();
+    std::fs::create_dir_all(root.join("10-app")).unwrap();
+    std::fs::write(
+        root.join("stack.yaml"),
+        format!(
+            "name: {name}\ndescription: {description}\nnamespace: {name}\nstages:\n  - {{dir: 00-base, name: base, timeout_s: 30, description: namespace}}\n  - {{dir: 10-app, name: app, timeout_s: 30, description: app}}\n{extra}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("00-base/ns.yaml"),
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("10-app/app.yaml"), app_yaml).unwrap();
+    stacks
+}

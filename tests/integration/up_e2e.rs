@@ -707,26 +707,12 @@ fn up_applies_the_stack_and_a_rerun_writes_nothing() {
 
 /// A two-stage stack `tiny` (namespace; a Deployment) with a generated secret, in a temp dir.
 pub(crate) fn tiny_stack() -> tempfile::TempDir {
-    let stacks = tempfile::tempdir().unwrap();
-    let root = stacks.path().join("tiny");
-    std::fs::create_dir_all(root.join("00-base")).unwrap();
-    std::fs::create_dir_all(root.join("10-app")).unwrap();
-    std::fs::write(
-        root.join("stack.yaml"),
-        "name: tiny\ndescription: a tiny stack\nnamespace: tiny\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\nsecrets:\n  - name: app-key\n    description: the app's key\n    keys: [TINY_KEY]\n    generate: {length: 32}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("00-base/ns.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tiny\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("10-app/app.yaml"),
+    crate::support::two_stage_stack(
+        "tiny",
+        "a tiny stack",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tiny}\n  template:\n    metadata:\n      labels: {app: tiny}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app\nspec:\n  type: NodePort\n  selector: {app: tiny}\n  ports:\n    - {name: http, port: 80, nodePort: 30999}\n",
+        "secrets:\n  - name: app-key\n    description: the app's key\n    keys: [TINY_KEY]\n    generate: {length: 32}\n",
     )
-    .unwrap();
-    stacks
 }
 
 /// On a GPU profile `up` installs the GPU operator through k3s's HelmChart, waits until the node
