@@ -17,18 +17,27 @@ use std::time::{Duration, Instant};
 
 // ---- the one switch: simulated API server or a real cluster --------------------------------
 
-enum Cluster {
+pub(crate) enum Cluster {
     Sim(SimulatedApiServer),
     Real(PathBuf),
 }
 
 impl Cluster {
     /// A real cluster when `KSTRAP_TEST_KUBECONFIG` is set, else a fresh simulated API server.
-    fn start() -> Cluster {
+    pub(crate) fn start() -> Cluster {
         match std::env::var_os(kstrap::env::TEST_KUBECONFIG) {
             Some(path) if !path.is_empty() => Cluster::Real(PathBuf::from(path)),
             _ => Cluster::Sim(SimulatedApiServer::start(SimConfig::default())),
         }
+    }
+
+    /// Whether the tests run against a real cluster, saying that `test` skips there.
+    pub(crate) fn is_real(test: &str) -> bool {
+        let real = std::env::var_os(kstrap::env::TEST_KUBECONFIG).is_some_and(|p| !p.is_empty());
+        if real {
+            eprintln!("skipping {test}: it needs the simulated API server (GPU operator, faults)");
+        }
+        real
     }
 
     /// The simulator, or None (after printing why the test skips) on a real cluster.
@@ -52,7 +61,7 @@ impl Cluster {
         }
     }
 
-    fn kubeconfig(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn kubeconfig(&self, dir: &Path) -> PathBuf {
         match self {
             Cluster::Sim(s) => {
                 let path = dir.join("kubeconfig");
@@ -64,7 +73,7 @@ impl Cluster {
     }
 
     /// Stage timeouts: short against the simulator, room for image pulls on a real cluster.
-    fn timeout(&self, sim: Duration) -> Duration {
+    pub(crate) fn timeout(&self, sim: Duration) -> Duration {
         match self {
             Cluster::Sim(_) => sim,
             Cluster::Real(_) => Duration::from_secs(180),

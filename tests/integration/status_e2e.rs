@@ -8,54 +8,15 @@
 //! cluster may hold others); tests that need the simulator's GPU operator or fault injection
 //! print why they skip there.
 
+use crate::apply_e2e::Cluster;
 use crate::sim::{Fault, SimConfig, SimulatedApiServer};
 use crate::up_e2e::{World, text};
 use assert_cmd::Command;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-enum Cluster {
-    Sim(SimulatedApiServer),
-    Real(PathBuf),
-}
-
-impl Cluster {
-    /// A real cluster when `KSTRAP_TEST_KUBECONFIG` is set, else a fresh simulated API server.
-    fn start() -> Cluster {
-        match std::env::var_os(kstrap::env::TEST_KUBECONFIG) {
-            Some(path) if !path.is_empty() => Cluster::Real(PathBuf::from(path)),
-            _ => Cluster::Sim(SimulatedApiServer::start(SimConfig::default())),
-        }
-    }
-
-    fn is_real(test: &str) -> bool {
-        let real = std::env::var_os(kstrap::env::TEST_KUBECONFIG).is_some_and(|p| !p.is_empty());
-        if real {
-            eprintln!("skipping {test}: it needs the simulated API server (GPU operator, faults)");
-        }
-        real
-    }
-
-    fn kubeconfig(&self, dir: &Path) -> PathBuf {
-        match self {
-            Cluster::Sim(s) => {
-                let path = dir.join("kubeconfig");
-                s.write_kubeconfig(&path);
-                path
-            }
-            Cluster::Real(path) => path.clone(),
-        }
-    }
-
-    fn timeout(&self) -> &'static str {
-        match self {
-            Cluster::Sim(_) => "10",
-            Cluster::Real(_) => "180",
-        }
-    }
-}
+use std::time::Duration;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -144,7 +105,11 @@ fn stack<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn status_after_apply_reports_the_stack_ready() {
     let cluster = Cluster::start();
     let t = TestStack::new();
-    let out = apply(&cluster, &t, cluster.timeout());
+    let out = apply(
+        &cluster,
+        &t,
+        &cluster.timeout(Duration::from_secs(10)).as_secs().to_string(),
+    );
     assert_eq!(out.status.code(), Some(0), "apply: {}", text(&out));
     let kubeconfig = cluster.kubeconfig(t.dir.path());
 
