@@ -448,26 +448,9 @@ fn chart_fields(file: &str, version: &str) -> (BTreeSet<String>, Vec<String>) {
     (exact, free)
 }
 
-/// Dotted paths of every leaf (scalars, lists) of a values document.
-fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, child) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaf_paths(child, &path, out);
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
 fn unknown_fields(values: &Value, (exact, free): &(BTreeSet<String>, Vec<String>)) -> Vec<String> {
     let mut paths = Vec::new();
-    leaf_paths(values, "", &mut paths);
+    crate::gpu::tests::leaf_paths(values, "", &mut paths);
     paths
         .into_iter()
         .filter(|p| !exact.contains(p) && !free.iter().any(|f| p.starts_with(f.as_str())))

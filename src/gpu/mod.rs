@@ -14,7 +14,7 @@ pub mod verify;
 pub mod wait;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use objects::{
     chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected, namespace,

@@ -250,8 +250,9 @@ fn chart_fields() -> BTreeSet<String> {
         .collect()
 }
 
-/// Dotted paths of every leaf (scalars, lists) of a values document.
-fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+/// Dotted paths of every leaf (scalars, lists) of a values document (also the add-ons' values
+/// tests).
+pub(crate) fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
