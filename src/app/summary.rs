@@ -361,6 +361,23 @@ mod tests {
         (planned, report)
     }
 
+    fn of(
+        planned: &crate::app::Planned,
+        steps: &[StepReport],
+        applied: Option<&ApplyReport>,
+        node_address: Option<&str>,
+        kubeconfig_context: Option<&str>,
+    ) -> Summary {
+        summarize(&Inputs {
+            plan: &planned.plan,
+            steps,
+            stack: &planned.stack,
+            applied,
+            node_address,
+            kubeconfig_context,
+        })
+    }
+
     fn step_reports(plan: &Plan) -> Vec<StepReport> {
         plan.steps
             .iter()
@@ -377,14 +394,7 @@ mod tests {
     fn gpu_profile_summary_counts_the_stacks_gpu_shares_and_lists_every_workload_and_url() {
         let (planned, report) = gpu_stack();
         let steps = step_reports(&planned.plan);
-        let s = summarize(&Inputs {
-            plan: &planned.plan,
-            steps: &steps,
-            stack: &planned.stack,
-            applied: Some(&report),
-            node_address: Some("192.168.1.20"),
-            kubeconfig_context: Some("kstrap"),
-        });
+        let s = of(&planned, &steps, Some(&report), Some("192.168.1.20"), Some("kstrap"));
         let gpu = s.gpu.as_ref().expect("GPU profile");
         assert_eq!((gpu.gpus, gpu.replicas, gpu.allocatable), (1, 4, 4));
         // Ollama, Whisper and Kokoro each hold one share on rtx-5090 (stack.yaml).
@@ -413,14 +423,7 @@ mod tests {
     fn cluster_only_has_no_workloads_or_urls_and_without_context_names_the_admin_kubeconfig() {
         let (planned, _) = gpu_stack();
         let steps = step_reports(&planned.plan);
-        let s = summarize(&Inputs {
-            plan: &planned.plan,
-            steps: &steps,
-            stack: &planned.stack,
-            applied: None,
-            node_address: None,
-            kubeconfig_context: None,
-        });
+        let s = of(&planned, &steps, None, None, None);
         assert!(s.workloads.is_empty() && s.open.is_empty());
         assert_eq!(s.admin_kubeconfig.as_deref(), Some("/etc/rancher/k3s/k3s.yaml"));
         let text = crate::ui::summary::render(&s);
@@ -431,14 +434,7 @@ mod tests {
     fn with_monitoring_the_summary_has_its_stage_and_grafanas_url_and_how_to_read_the_password() {
         let (planned, report) = planned_with(vec![crate::addons::Optional::Monitoring]);
         let steps = step_reports(&planned.plan);
-        let s = summarize(&Inputs {
-            plan: &planned.plan,
-            steps: &steps,
-            stack: &planned.stack,
-            applied: Some(&report),
-            node_address: Some("10.1.2.3"),
-            kubeconfig_context: Some("kstrap"),
-        });
+        let s = of(&planned, &steps, Some(&report), Some("10.1.2.3"), Some("kstrap"));
         assert!(s.stages.iter().any(|t| t.name == "addon-monitoring"), "{:?}", s.stages);
         let grafana = s.open.iter().find(|o| o.name == "grafana").expect("grafana");
         assert_eq!(grafana.url, "http://10.1.2.3:30030/");
@@ -455,14 +451,7 @@ mod tests {
                 r.outcome = Outcome::Skipped("test".into());
             }
         }
-        let s = summarize(&Inputs {
-            plan: &planned.plan,
-            steps: &skipped,
-            stack: &planned.stack,
-            applied: Some(&report),
-            node_address: None,
-            kubeconfig_context: None,
-        });
+        let s = of(&planned, &skipped, Some(&report), None, None);
         assert!(s.open.iter().all(|o| o.name != "grafana"), "{:?}", s.open);
     }
 

@@ -7,7 +7,7 @@
 
 use crate::sim::{Fault, SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
-use crate::up_e2e::{World, stack_up_args, text, tiny_stack};
+use crate::up_e2e::{World, outcome, stack_up_args, text, tiny_stack};
 use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -32,16 +32,6 @@ fn ok(w: &World, args: &[String], env: &[(&str, &str)]) -> Output {
 
 fn report(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
-
-fn outcome(report: &Value, id: &str) -> String {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
-        .unwrap_or_else(|| panic!("no step {id} in {report}"))
 }
 
 fn decoded(secret: &Value, key: &str) -> String {

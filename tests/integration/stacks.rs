@@ -88,6 +88,15 @@ fn selects_all(selector: Option<&Value>) -> bool {
     }
 }
 
+/// The HTTP paths of every rule of an Ingress.
+fn ingress_paths(ing: &Value) -> impl Iterator<Item = &Value> {
+    ing.pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
+}
+
 fn strs(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -323,14 +332,7 @@ fn references_resolve_inside_each_stack() {
         }
         // Ingress backends are Services of the stack, on a port they expose.
         for ing in objects(&s).filter(|o| o.reference.kind == "Ingress") {
-            for path in ing
-                .value
-                .pointer("/spec/rules")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
-            {
+            for path in ingress_paths(&ing.value) {
                 let svc = path
                     .pointer("/backend/service/name")
                     .and_then(Value::as_str)
@@ -615,14 +617,7 @@ fn ingress_backends_admit_traefik_and_node_ports_admit_anyone() {
     let mut node_ports = 0;
     for (name, profile, s) in variants() {
         for ing in objects(&s).filter(|o| o.reference.kind == "Ingress") {
-            for path in ing
-                .value
-                .pointer("/spec/rules")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
-            {
+            for path in ingress_paths(&ing.value) {
                 let svc_name = path["backend"]["service"]["name"].as_str().unwrap();
                 let svc = objects(&s)
                     .find(|o| o.reference.kind == "Service" && o.reference.name == svc_name)

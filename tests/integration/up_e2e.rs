@@ -87,6 +87,17 @@ impl World {
     }
 }
 
+/// The outcome (`changed`, `unchanged`, ...) of step `id` in `up -o json`'s report.
+pub(crate) fn outcome(report: &serde_json::Value, id: &str) -> String {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
@@ -731,15 +742,6 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
         let out = w.kstrap(&a).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let outcome = |report: &serde_json::Value, id: &str| -> String {
-        report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_else(|| panic!("no step {id} in {report}"))
     };
     let first = run(&["--verify-gpu"]);
     assert_eq!(outcome(&first, "install-gpu-operator"), "changed");
