@@ -267,29 +267,17 @@ pub async fn node_address(client: &::kube::Client) -> Option<String> {
     })
 }
 
-/// `nvidia.com/gpu` a workload's pod template asks for (limits, else requests), per replica.
+/// `nvidia.com/gpu` a workload's pod template asks for (counted as the scheduler counts a
+/// pod's), times its replicas.
 fn gpu_requests(workload: &serde_json::Value) -> u32 {
-    let Some(containers) = workload
-        .pointer("/spec/template/spec/containers")
-        .and_then(serde_json::Value::as_array)
-    else {
+    let Some(template) = workload.pointer("/spec/template") else {
         return 0;
     };
     let replicas = workload
         .pointer("/spec/replicas")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(1) as u32;
-    let per_pod: u32 = containers
-        .iter()
-        .map(|c| {
-            ["limits", "requests"]
-                .iter()
-                .find_map(|k| c.pointer(&format!("/resources/{k}/nvidia.com~1gpu")))
-                .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-                .unwrap_or(0) as u32
-        })
-        .sum();
-    per_pod * replicas
+    crate::kube::status::pod_gpu_count(template) * replicas
 }
 
 #[cfg(test)]
@@ -456,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn gpu_requests_reads_limits_or_requests_times_replicas() {
+    fn gpu_requests_counts_the_template_like_a_pod_times_replicas() {
         let w = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
             {"resources": {"limits": {"nvidia.com/gpu": 1}}},
             {"resources": {"requests": {"nvidia.com/gpu": "1"}}},
