@@ -456,21 +456,22 @@ fn pod_requests(pod: &Value) -> BTreeMap<String, f64> {
     out
 }
 
-/// The one-node scheduler: Err(message) if the pod does not fit.
-fn fits(st: &State, pod: &Value) -> Result<(), String> {
-    let selector = pod
-        .pointer("/spec/nodeSelector")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+/// Whether the node's labels match a pod's (or pod template's) `spec.nodeSelector`.
+fn node_selects(st: &State, pod: &Value) -> bool {
     let node = st
         .objects
         .get(&ObjectKey::new("v1", "Node", None, &st.config.node_name));
-    let node_labels = node
-        .and_then(|n| n.pointer("/metadata/labels"))
-        .cloned()
-        .unwrap_or(json!({}));
-    if selector.iter().any(|(k, v)| node_labels.get(k) != Some(v)) {
+    let labels = node.and_then(|n| n.pointer("/metadata/labels"));
+    pod.pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// The one-node scheduler: Err(message) if the pod does not fit.
+fn fits(st: &State, pod: &Value) -> Result<(), String> {
+    if !node_selects(st, pod) {
         return Err("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".into());
     }
     let want = pod_requests(pod);
@@ -1015,19 +1016,7 @@ fn statefulset(st: &mut State, key: &ObjectKey, sts: &Value) {
 fn daemonset(st: &mut State, key: &ObjectKey, ds: &Value) {
     let template = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = short_hash(&template, 10);
-    let selector = template
-        .pointer("/spec/nodeSelector")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let node = st
-        .objects
-        .get(&ObjectKey::new("v1", "Node", None, &st.config.node_name))
-        .cloned()
-        .unwrap_or(json!({}));
-    let on_node = selector
-        .iter()
-        .all(|(k, v)| node.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v));
+    let on_node = node_selects(st, &template);
     let ns = key.namespace.clone().unwrap_or_default();
     let uid = s(ds, &["metadata", "uid"]).to_string();
     for (k, p) in owned_by(st, "Pod", &ns, &uid) {
