@@ -138,12 +138,7 @@ impl<'p> EngineSteps<'p> {
         let mut extra = Vec::new();
         if !addon.stack.secrets.is_empty() {
             // The user's --secret-file keys are the stack's, not the add-on's: none here.
-            extra = secret_objects(client, &addon.stack, &[])
-                .await
-                .map_err(|f: Failure| ClusterStepError {
-                    message: f.message,
-                    timed_out: false,
-                })?;
+            extra = secret_objects(client, &addon.stack, &[]).await.map_err(failure_error)?;
             for secret in &mut extra {
                 addon.complete_secret(secret);
             }
@@ -173,10 +168,7 @@ impl<'p> EngineSteps<'p> {
         if self.applied.is_none() {
             let extra = secret_objects(client, &self.stack, &self.secret_files)
                 .await
-                .map_err(|f: Failure| ClusterStepError {
-                    message: f.message,
-                    timed_out: false,
-                })?;
+                .map_err(failure_error)?;
             let progress = self.progress();
             let report = apply_stack(client.clone(), &self.stack, extra, &self.options(), &progress)
                 .await
@@ -414,6 +406,13 @@ fn engine_error(e: ApplyError) -> ClusterStepError {
     ClusterStepError {
         timed_out: e.exit_code() == 4,
         message: stage_progress::failure(&e),
+    }
+}
+
+fn failure_error(f: Failure) -> ClusterStepError {
+    ClusterStepError {
+        message: f.message,
+        timed_out: false,
     }
 }
 
