@@ -14,6 +14,7 @@ pub mod distro;
 pub mod env;
 pub mod exec;
 pub mod facts;
+pub mod finding;
 pub mod gpu;
 pub mod kube;
 pub mod plan;
