@@ -8,6 +8,7 @@
 
 pub mod addons;
 pub mod app;
+pub mod applyset;
 pub mod checks;
 pub mod cli;
 pub mod distro;
