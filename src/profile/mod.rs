@@ -222,7 +222,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
             "remove the field or correct its spelling; the fields a profile takes are listed in profiles/README.md"
         } else if message.contains("missing field") {
             "add the field; every profile states requires, recommends, distro, stack, priority and description"
-        } else if message.contains("tabs") || message.contains("tabulator") || message.contains(" tab ") {
+        } else if message.contains("tabs") || message.contains(" tab") {
             "YAML does not allow tabs for indentation: indent with spaces"
         } else if message.contains("unknown variant") {
             "use one of the values the message lists"
