@@ -104,8 +104,12 @@ fn schemes(s: &str) -> String {
             .find(|c: char| !(c.is_ascii_alphanumeric() || "-._~+/=:".contains(c)))
             .unwrap_or(s.len() - start);
         out.push_str(&s[i..start]);
-        // A word after "Basic " shorter than 8 characters is prose ("basic auth"), not a credential.
-        if cred_len >= 8 {
+        // A credential is at least 8 characters and looks encoded (a digit, `+/=`, or mixed
+        // case); a plain word after "basic " or "bearer " is prose ("basic authentication").
+        let cred = &s[start..start + cred_len];
+        let encoded = cred.bytes().any(|b| b.is_ascii_digit() || b"+/=".contains(&b))
+            || (cred.bytes().any(|b| b.is_ascii_uppercase()) && cred.bytes().any(|b| b.is_ascii_lowercase()));
+        if cred_len >= 8 && encoded {
             out.push_str(MASK);
         } else {
             out.push_str(&s[start..start + cred_len]);
@@ -142,6 +146,8 @@ mod tests {
             "authorization: basic ***"
         );
         assert_eq!(text("uses basic auth"), "uses basic auth");
+        assert_eq!(text("needs basic authentication"), "needs basic authentication");
+        assert_eq!(text("Bearer s3cr3ttoken"), "Bearer ***");
     }
 
     #[test]

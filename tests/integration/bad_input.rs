@@ -154,7 +154,8 @@ impl Bench {
                 }
             };
             let (so, se) = (keep(&stdout), keep(&stderr));
-            if !(json && c.code != 0) && !so.trim().is_empty() {
+            let json_error = json && c.code != 0;
+            if !json_error && !so.trim().is_empty() {
                 report.push_str(&format!("stdout:\n{}\n", so.trim_end()));
             }
             if json && c.code != 0 {
@@ -685,8 +686,7 @@ fn secret_files() {
         2,
     )]));
     std::fs::write(b.host.root.join("home/tester/.kube/config"), "clusters: 7\n").unwrap();
-    report.push_str(
-        &b.run(vec![
+    report.push_str(&b.run(vec![
             case(
                 "up: ~/.kube/config clusters is not a list",
                 &["up", "--dry-run", "--facts", r],
@@ -698,8 +698,7 @@ fn secret_files() {
                 0,
             )
             .grep("kubeconfig"),
-        ]),
-    );
+        ]));
     insta::assert_snapshot!("bad_input_secret_files", report);
 }
 
