@@ -13,6 +13,7 @@ mod error;
 mod format;
 pub mod images;
 pub mod overlay;
+mod overlay_check;
 pub mod reference;
 pub mod secrets;
 mod yaml;
