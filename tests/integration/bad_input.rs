@@ -1336,3 +1336,73 @@ fn a_priority_tie_is_explained_as_a_tie() {
     assert!(!text.contains("30 > 30"), "{text}");
     assert!(text.contains("same priority 30"), "{text}");
 }
+
+// ---- what a server sends back ---------------------------------------------------------------
+
+/// TEST DOUBLE: an "API server" (or a proxy before it) that answers every request with HTTP 500
+/// and a Kubernetes `Status` body echoing the request's Authorization header and the token, as
+/// a misconfigured proxy or a debugging server does. The body follows the `metav1.Status` shape
+/// the API server uses for errors (kind Status, status Failure, message, reason, code).
+fn echoing_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let auth = request
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .unwrap_or("authorization: none")
+                .to_string();
+            let body = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("proxy error; you sent {auth}; token tok-3nvy-s3cr3t-abcdef"),
+                "reason": "InternalError", "code": 500
+            })
+            .to_string();
+            let _ = write!(
+                s,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_server_echoing_the_token_never_gets_it_printed() {
+    let b = Bench::new();
+    let server = echoing_server();
+    let kc = b.write(
+        "kube/echo",
+        &kubeconfig(&server).replace("tok-3nvy-s3cr3t", "tok-3nvy-s3cr3t-abcdef"),
+    );
+    for json in [false, true] {
+        let mut args = vec!["status", "--kubeconfig", kc.as_str()];
+        if json {
+            args.splice(0..0, ["-o", "json"]);
+        }
+        let out = assert_cmd::Command::cargo_bin("kstrap")
+            .unwrap()
+            .envs(b.host.envs())
+            .args(&args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0), "{all}");
+        assert!(
+            !all.contains("s3cr3t") && !all.contains("3nvy"),
+            "the token shows:\n{all}"
+        );
+    }
+}
