@@ -42,7 +42,10 @@ struct UpReport<'a> {
 }
 
 pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, Failure> {
+    // Every input the run reads is checked first, the dry run included.
+    let stage_timeout = crate::limits::wait_flag("--timeout", up.timeout).map_err(Failure::usage)?;
     let planned = build(global, &up.plan)?;
+    check_inputs(up, &planned)?;
     let mut plan = planned.plan;
     if up.cluster_only {
         plan.steps.retain(|s| !matches!(s.phase, Phase::Gpu | Phase::Stack));
@@ -114,7 +117,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             crate::gpu::gpu_objects(&planned.facts, &planned.selection),
             printer,
         );
-        cluster.stage_timeout = up.timeout.map(std::time::Duration::from_secs);
+        cluster.stage_timeout = stage_timeout;
         cluster.verify_gpu = up.verify_gpu;
         cluster.secret_files = up.secret_files.clone();
         cluster.addons = planned.addons;
@@ -148,6 +151,34 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         }
         Err(e) => Err(failure(e)),
     }
+}
+
+/// What the run reads later, checked now (a dry run too): the secret files and secret variables
+/// of the stack and the add-ons, and the kubeconfig the `kstrap` context is merged into.
+fn check_inputs(up: &UpArgs, planned: &super::Planned) -> Result<(), Failure> {
+    use crate::stack::secrets;
+    let env = |k: &str| std::env::var(k).ok();
+    let usage = |e: secrets::SecretError| Failure::usage(e.to_string());
+    secrets::check_files(&planned.stack, &up.secret_files).map_err(usage)?;
+    if !up.cluster_only {
+        secrets::check_env(&planned.stack, &up.secret_files, &env).map_err(usage)?;
+    }
+    for addon in &planned.addons {
+        secrets::check_env(&addon.stack, &[], &env).map_err(usage)?;
+    }
+    if up.no_merge_kubeconfig {
+        return Ok(());
+    }
+    let host = host();
+    for step in &planned.plan.steps {
+        if let crate::plan::step::Action::Kubeconfig { dest, .. } = &step.action
+            && let Some(existing) = host.read(dest).map_err(|e| Failure::usage(e.to_string()))?
+        {
+            crate::exec::kubeconfig::check_mergeable(&String::from_utf8_lossy(&existing.bytes), dest)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// With --replace: removes kstrap's install of the other distribution, or stops a cluster kstrap

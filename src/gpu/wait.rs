@@ -242,7 +242,7 @@ pub async fn wait_for_gpus(
     replicas: u32,
     timeout: Duration,
 ) -> Result<u32, GpuWaitError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::limits::deadline(timeout);
     let node_ar = node_resource();
     let pod_ar = pod_resource();
     let crd_ar = crd_resource();

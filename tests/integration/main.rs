@@ -2,12 +2,14 @@
 
 mod addons_e2e;
 mod apply_e2e;
+mod bad_input;
 mod cli;
 mod down;
 mod download;
 mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
+mod fuzz;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
