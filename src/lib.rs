@@ -8,12 +8,14 @@
 
 pub mod addons;
 pub mod app;
+pub mod applyset;
 pub mod checks;
 pub mod cli;
 pub mod distro;
 pub mod env;
 pub mod exec;
 pub mod facts;
+pub mod finding;
 pub mod gpu;
 pub mod kube;
 pub mod plan;

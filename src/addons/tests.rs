@@ -5,8 +5,8 @@
 
 use super::monitoring::{self as m, Sizing};
 use super::*;
+use crate::applyset::{ApplySet, PART_OF_LABEL};
 use crate::facts::HostFacts;
-use crate::kube::applyset::{ApplySet, PART_OF_LABEL};
 use crate::plan::{self, Plan, Settings};
 use crate::profile::{self, Overrides};
 use serde_json::{Value, json};

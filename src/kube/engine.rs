@@ -5,7 +5,7 @@
 //! Order within a stage: CRDs and Namespaces, then (after those CRDs are Established and
 //! discovery is refreshed) cluster-scoped objects, then namespaced ones; each phase applies with
 //! bounded concurrency. Every object is labelled as a member of the stack's ApplySet
-//! ([`applyset`](super::applyset)); the parent records the kinds and namespaces before anything is
+//! ([`applyset`](crate::applyset)); the parent records the kinds and namespaces before anything is
 //! applied (so an interrupted run can still be pruned later) and is narrowed after pruning.
 //! Errors carry what a person needs: the stage, each object not ready and why, or the other field
 //! manager of a conflict. Progress goes through [`ApplyProgress`]; only the CLI prints.
@@ -16,9 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::applyset::{self, ApplySet, GroupKind, Member};
 use super::ops::{self, Discovery, Resolved};
 use super::wait::{self, WaitOutcome, WaitSpec, WaitTarget};
+use crate::applyset::{self, ApplySet, GroupKind, Member};
 use crate::stack::Stack;
 
 mod error;

@@ -21,11 +21,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::applyset::{self, ApplySet, GroupKind};
 use super::diagnose;
 use super::ops::{self, Discovery, Resolved};
 use super::readiness::{Context, Readiness, readiness};
 use super::wait::{context_from_storage_classes, to_value};
+use crate::applyset::{self, ApplySet, GroupKind};
 use crate::gpu::readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness};
 use crate::gpu::wait::{VALIDATOR_SELECTOR, cluster_policy_resource};
 use crate::gpu::{CLUSTER_POLICY, GPU_RESOURCE, NAMESPACE as GPU_NAMESPACE};

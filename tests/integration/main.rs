@@ -10,8 +10,11 @@ mod facts_fixtures;
 pub mod fake_host;
 mod gpu_e2e;
 mod invariants;
+mod node_standin;
 mod preflight;
 mod profiles;
+#[path = "../support/real/mod.rs"]
+pub mod real;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;

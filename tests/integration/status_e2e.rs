@@ -122,7 +122,7 @@ fn status_after_apply_reports_the_stack_ready() {
     assert_eq!(mine["not_ready"], serde_json::json!([]));
     assert_eq!(
         mine["applyset"],
-        kstrap::kube::applyset::ApplySet::for_stack(&t.name).id.as_str()
+        kstrap::applyset::ApplySet::for_stack(&t.name).id.as_str()
     );
     let human = status(&kubeconfig, &[]);
     let stdout = String::from_utf8_lossy(&human.stdout).to_string();

@@ -1,8 +1,8 @@
 //! Unit tests of the stack engine's pure parts: preparing objects, CRD kinds, error wording.
 
 use super::*;
-use crate::plan::step::ObjectRef;
 use crate::kube::diagnose::Diagnosis;
+use crate::plan::step::ObjectRef;
 use crate::stack::{StackObject, Stage};
 use serde_json::json;
 
