@@ -3,6 +3,8 @@
 mod addons_e2e;
 mod apply_e2e;
 mod cli;
+#[path = "../support/counting.rs"]
+pub mod counting;
 mod down;
 mod download;
 mod facts_fixtures;
@@ -11,6 +13,7 @@ pub mod fake_host;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
+mod noop_e2e;
 mod preflight;
 mod profiles;
 #[path = "../support/real/mod.rs"]
