@@ -4,6 +4,8 @@ mod addons_e2e;
 mod apply_e2e;
 mod bad_input;
 mod cli;
+#[path = "../support/counting.rs"]
+pub mod counting;
 mod down;
 mod download;
 mod facts_fixtures;
@@ -13,6 +15,7 @@ mod fuzz;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
+mod noop_e2e;
 mod preflight;
 mod profiles;
 #[path = "../support/real/mod.rs"]

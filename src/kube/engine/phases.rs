@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::prepare::Prepared;
 use super::{ApplyError, ApplyOptions, ApplyProgress, Outcome};
-use crate::kube::applyset::{self, ApplySet, GroupKind, Member};
+use crate::applyset::{self, ApplySet, GroupKind, Member};
 use crate::kube::ops::{self, Discovery, Resolved};
 
 /// Applies `which` objects with bounded concurrency; resolves kinds not resolved yet.

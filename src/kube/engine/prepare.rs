@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::ApplyError;
-use crate::kube::applyset::{ApplySet, GroupKind};
+use crate::applyset::{ApplySet, GroupKind};
 use crate::stack::Stack;
 
 /// One object ready to apply: labelled, with where it came from.
