@@ -17,7 +17,7 @@
 //!   the stack-secrets machinery (`stack::secrets`), never printed.
 //!
 //! Values are typed models serialized to YAML, never string templates; a test checks every field
-//! against the charts' own field lists (`tests/fixtures/monitoring-values-fields.txt`). Sizing is a
+//! against the charts' own field lists (`tests/fixtures/upstream/{prometheus,grafana}/values-fields.txt`). Sizing is a
 //! function of the profile ([`Sizing::for_profile`]).
 
 use super::{Addon, AddonKind};

@@ -451,8 +451,8 @@ fn unknown_fields(values: &Value, (exact, free): &(BTreeSet<String>, Vec<String>
 
 #[test]
 fn every_values_field_exists_in_its_chart() {
-    let prometheus_fields = chart_fields("prometheus-values-fields.txt", m::PROMETHEUS_VERSION);
-    let grafana_fields = chart_fields("grafana-values-fields.txt", m::GRAFANA_VERSION);
+    let prometheus_fields = chart_fields("upstream/prometheus/values-fields.txt", m::PROMETHEUS_VERSION);
+    let grafana_fields = chart_fields("upstream/grafana/values-fields.txt", m::GRAFANA_VERSION);
     for (name, sel) in cases() {
         // What the Helm controller parses: the YAML strings in the chart objects.
         let (prometheus, grafana) = charts(&sel);
@@ -471,10 +471,10 @@ fn every_values_field_exists_in_its_chart() {
 
 #[test]
 fn a_misspelt_values_field_is_caught() {
-    let fields = chart_fields("prometheus-values-fields.txt", m::PROMETHEUS_VERSION);
+    let fields = chart_fields("upstream/prometheus/values-fields.txt", m::PROMETHEUS_VERSION);
     let typo = json!({"server": {"retension": "3d", "resources": {"limits": {"memory": "1Gi"}}}, "alertmanager": {"enabled": false}});
     assert_eq!(unknown_fields(&typo, &fields), vec!["server.retension".to_string()]);
-    let fields = chart_fields("grafana-values-fields.txt", m::GRAFANA_VERSION);
+    let fields = chart_fields("upstream/grafana/values-fields.txt", m::GRAFANA_VERSION);
     let typo = json!({"admin": {"existingSecrets": "x"}, "datasources": {"datasources.yaml": {"apiVersion": 1}}});
     assert_eq!(
         unknown_fields(&typo, &fields),

@@ -260,7 +260,7 @@ fn device_plugin_config_names_the_configmap_and_its_key() {
 // ---- field names against the chart's values ----------------------------------------------
 
 fn chart_fields() -> BTreeSet<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu-operator-values-fields.txt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream/gpu-operator/values-fields.txt");
     let text = std::fs::read_to_string(path).expect("fields list");
     let header = text.lines().next().unwrap_or_default();
     assert!(

@@ -4,7 +4,7 @@
 //! Only the fields kstrap must set are modelled; everything else keeps the chart's default. The
 //! field names are the chart's own (`deployments/gpu-operator/values.yaml` in NVIDIA/gpu-operator);
 //! a test checks every serialized leaf against the trimmed list in
-//! `tests/fixtures/gpu-operator-values-fields.txt`, so a misspelt field (which Helm would silently
+//! `tests/fixtures/upstream/gpu-operator/values-fields.txt`, so a misspelt field (which Helm would silently
 //! ignore) fails the build instead of a user's install.
 
 use super::{TIME_SLICING_CONFIG, TIME_SLICING_KEY};
