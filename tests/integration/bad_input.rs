@@ -685,8 +685,7 @@ fn secret_files() {
         2,
     )]));
     std::fs::write(b.host.root.join("home/tester/.kube/config"), "clusters: 7\n").unwrap();
-    report.push_str(
-        &b.run(vec![
+    report.push_str(&b.run(vec![
             case(
                 "up: ~/.kube/config clusters is not a list",
                 &["up", "--dry-run", "--facts", r],
@@ -698,8 +697,7 @@ fn secret_files() {
                 0,
             )
             .grep("kubeconfig"),
-        ]),
-    );
+        ]));
     insta::assert_snapshot!("bad_input_secret_files", report);
 }
 

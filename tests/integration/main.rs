@@ -31,4 +31,5 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod upstream;
 mod voice_e2e;
