@@ -92,6 +92,11 @@ pub struct Overlay {
     /// Leave the object out for this profile (a service the machine cannot carry).
     #[serde(default)]
     pub omit: bool,
+    /// The user id the pod runs as, when an image variant's user differs from the manifest's
+    /// (Kokoro-FastAPI's GPU image runs as uid 1001, its CPU image as 1000): sets the pod's
+    /// `securityContext.runAsUser`, `runAsGroup` and `fsGroup`.
+    #[serde(default)]
+    pub uid: Option<u32>,
     /// Changes per container, by container name.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerOverlay>,
@@ -218,6 +223,13 @@ fn apply(kind: &str, object: &mut Value, overlay: &Overlay) {
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &["spec", "template", "spec"],
     };
+    if let Some(uid) = overlay.uid {
+        for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+            let mut path = spec_path.to_vec();
+            path.extend(["securityContext", field]);
+            set(object, &path, json!(uid));
+        }
+    }
     let mut wants_gpu = false;
     for (name, c) in &overlay.containers {
         let Some(container) = container_mut(object, spec_path, name) else {

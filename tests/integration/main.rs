@@ -4,6 +4,8 @@ mod addons_e2e;
 mod apply_e2e;
 mod bad_input;
 mod cli;
+#[path = "../support/counting.rs"]
+pub mod counting;
 mod down;
 mod download;
 mod facts_fixtures;
@@ -12,8 +14,12 @@ pub mod fake_host;
 mod fuzz;
 mod gpu_e2e;
 mod invariants;
+mod node_standin;
+mod noop_e2e;
 mod preflight;
 mod profiles;
+#[path = "../support/real/mod.rs"]
+pub mod real;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;
@@ -25,4 +31,5 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod upstream;
 mod voice_e2e;

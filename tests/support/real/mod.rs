@@ -1,0 +1,251 @@
+//! The real Kubernetes control plane for the end-to-end suites: kube-apiserver, etcd,
+//! kube-controller-manager and kube-scheduler v1.36.2 (`../shared/k8s/control-plane`, started by
+//! `.ci/run`), plus the **test doubles** that stand in for what cannot run here: a node
+//! ([`node::NodeStandIn`], kubelet behaviour) with k3s's local-path provisioner and servicelb.
+//!
+//! Where the real server answers, it is right: validation, defaulting, server-side apply field
+//! ownership, watches, garbage collection, the Deployment → ReplicaSet → Pod controllers, the
+//! scheduler. The stand-ins only play the parts of a node.
+//!
+//! How a suite gets the cluster: [`RealCluster::get`] returns `None` (after printing why the test
+//! skips) when no real control plane was named, so `cargo test` passes on a machine without
+//! `../shared`. It is named by:
+//! - `KSTRAP_TEST_KUBECONFIG=PATH`: the admin kubeconfig of a running control plane (what
+//!   `.ci/run` sets after `../shared/k8s/control-plane start target/k8s`);
+//! - with `KSTRAP_TEST_REQUIRE_CLUSTER=1` (set by `.ci/run`), a missing or unreachable control
+//!   plane fails the test instead of skipping it.
+//!
+//! Isolation: tests run in parallel threads of one process against one cluster. Each test uses
+//! its own namespace(s) and unique names for cluster-scoped objects ([`unique`]) and removes them
+//! when it ends ([`Cleanup`]). Tests that change what the whole cluster shares — the node's
+//! distribution or GPUs, the GPU operator's singleton ClusterPolicy, default StorageClasses —
+//! take [`RealCluster::exclusive`]; all others take [`RealCluster::shared`].
+
+#![allow(dead_code)]
+
+pub mod node;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+pub use node::{NodeConfig, NodeStandIn};
+
+/// The variable `.ci/run` sets so that a missing control plane fails instead of skipping.
+pub const REQUIRE_CLUSTER: &str = "KSTRAP_TEST_REQUIRE_CLUSTER";
+
+/// The node every suite's pods land on (one per test process; see [`node`]).
+pub const NODE_NAME: &str = "kstrap-test-node";
+
+/// The one real cluster of this test process.
+pub struct RealCluster {
+    kubeconfig: PathBuf,
+    /// Shared for tests that touch only their own objects; exclusive for those that change what
+    /// every test sees (node distribution, GPUs, the GPU operator, default StorageClass).
+    lock: RwLock<()>,
+    node: NodeStandIn,
+}
+
+static CLUSTER: OnceLock<Option<RealCluster>> = OnceLock::new();
+
+impl RealCluster {
+    /// The cluster, or `None` after printing why `test` skips. Panics when the control plane is
+    /// required (`KSTRAP_TEST_REQUIRE_CLUSTER=1`) but missing, or named but not answering.
+    pub fn get(test: &str) -> Option<&'static RealCluster> {
+        let cluster = CLUSTER.get_or_init(|| {
+            let path = std::env::var_os(kstrap::env::TEST_KUBECONFIG).filter(|p| !p.is_empty())?;
+            let kubeconfig = PathBuf::from(path);
+            let node = match NodeStandIn::start(&kubeconfig, NodeConfig::default()) {
+                Ok(n) => n,
+                Err(e) => panic!(
+                    "{}={}: the control plane does not answer: {e}",
+                    kstrap::env::TEST_KUBECONFIG,
+                    kubeconfig.display()
+                ),
+            };
+            Some(RealCluster {
+                kubeconfig,
+                lock: RwLock::new(()),
+                node,
+            })
+        });
+        match cluster {
+            Some(c) => Some(c),
+            None => {
+                if std::env::var(REQUIRE_CLUSTER).is_ok_and(|v| v == "1") {
+                    panic!(
+                        "{test}: {REQUIRE_CLUSTER}=1 but {} is not set: start ../shared/k8s/control-plane first",
+                        kstrap::env::TEST_KUBECONFIG
+                    );
+                }
+                eprintln!(
+                    "skipping {test}: no real Kubernetes API server (run `bash .ci/run`, or start one with \
+                     `../shared/k8s/control-plane start DIR` and set {}=DIR/kubeconfig)",
+                    kstrap::env::TEST_KUBECONFIG
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether a real control plane was named (without starting anything or printing).
+    pub fn configured() -> bool {
+        std::env::var_os(kstrap::env::TEST_KUBECONFIG).is_some_and(|p| !p.is_empty())
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The admin kubeconfig's text (for fake hosts whose k3s/k0s hand it out).
+    pub fn kubeconfig_yaml(&self) -> String {
+        match std::fs::read_to_string(&self.kubeconfig) {
+            Ok(s) => s,
+            Err(e) => panic!("{}: {e}", self.kubeconfig.display()),
+        }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        match kstrap::kube::client_from(Some(&self.kubeconfig), None).await {
+            Ok(c) => c,
+            Err(e) => panic!("{}: {e}", self.kubeconfig.display()),
+        }
+    }
+
+    /// For tests that touch only objects of their own (namespaces, uniquely named objects).
+    /// Held for the whole test, across awaits: each test has its own runtime, and the lock only
+    /// orders tests against the exclusive ones.
+    pub fn shared(&self) -> ClusterGuard<'_> {
+        ClusterGuard::Shared(self.lock.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// For tests that change what every test sees. The node is back to its defaults when this
+    /// is taken (a test that changed it and panicked does not leak its changes).
+    pub fn exclusive(&self) -> ClusterGuard<'_> {
+        let guard = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        self.node.reset();
+        ClusterGuard::Exclusive(guard)
+    }
+
+    /// The node stand-in (to switch its distribution, GPUs, runtime handlers; only under
+    /// [`RealCluster::exclusive`]).
+    pub fn node(&self) -> &NodeStandIn {
+        &self.node
+    }
+}
+
+/// A test's hold on the cluster: shared with other tests, or exclusive.
+pub enum ClusterGuard<'a> {
+    Shared(RwLockReadGuard<'a, ()>),
+    Exclusive(RwLockWriteGuard<'a, ()>),
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test of this run or of an earlier run uses: `prefix-<pid>-<n>` (DNS-1123).
+pub fn unique(prefix: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id() % 100_000)
+}
+
+/// Deletes what a test made when it ends, passed or failed: namespaces (with everything in them,
+/// waited for so their pods leave the node) and cluster-scoped objects.
+pub struct Cleanup {
+    kubeconfig: PathBuf,
+    namespaces: Vec<String>,
+    cluster_scoped: Vec<(ApiResource, String)>,
+}
+
+impl Cleanup {
+    pub fn new(cluster: &RealCluster) -> Cleanup {
+        Cleanup {
+            kubeconfig: cluster.kubeconfig.clone(),
+            namespaces: Vec::new(),
+            cluster_scoped: Vec::new(),
+        }
+    }
+
+    pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
+        self.namespaces.push(ns.to_string());
+        self
+    }
+
+    /// A cluster-scoped object, e.g. `("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)`.
+    pub fn cluster_object(&mut self, api_version: &str, kind: &str, plural: &str, name: &str) -> &mut Cleanup {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        self.cluster_scoped
+            .push((ApiResource::from_gvk_with_plural(&gvk, plural), name.to_string()));
+        self
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let namespaces = std::mem::take(&mut self.namespaces);
+        let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
+        let kubeconfig = self.kubeconfig.clone();
+        // Its own thread and runtime: Drop can run inside a test's runtime.
+        let done = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(_) => return,
+            };
+            rt.block_on(async move {
+                let Ok(client) = kstrap::kube::client_from(Some(&kubeconfig), None).await else {
+                    return;
+                };
+                for (ar, name) in &cluster_scoped {
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+                    let _ = api.delete(name, &DeleteParams::background()).await;
+                }
+                delete_namespaces(&client, &namespaces, Duration::from_secs(60)).await;
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+/// Deletes namespaces and waits (bounded) until they are gone.
+pub async fn delete_namespaces(client: &kube::Client, namespaces: &[String], within: Duration) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in namespaces {
+        let _ = api.delete(ns, &DeleteParams::background()).await;
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    for ns in namespaces {
+        while tokio::time::Instant::now() < deadline {
+            match api.get_opt(ns).await {
+                Ok(None) => break,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+/// Server-side applies `obj` (a whole object as JSON) with field manager `manager`, forced.
+pub async fn apply_json(client: &kube::Client, obj: &Value, manager: &str) -> Result<DynamicObject, kube::Error> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let ns = obj["metadata"]["namespace"].as_str();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let (ar, _caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(obj))
+        .await
+}
+
+/// A namespace object, for [`apply_json`].
+pub fn namespace_json(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
