@@ -824,7 +824,7 @@ fn distro_overlay_errors_name_the_line_and_the_fix() {
             "s/stack.yaml:11:",
             "unknown field `omitt`",
         ),
-        ("distros: [k3s]\n", "s/stack.yaml:9:", "expected mapping"),
+        ("distros: [k3s]\n", "s/stack.yaml:9:", "expected a mapping"),
     ];
     for (tail, at, want) in cases {
         let msg = with_tail(tail).unwrap_err().to_string();

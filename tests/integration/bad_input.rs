@@ -154,7 +154,7 @@ impl Bench {
                 }
             };
             let (so, se) = (keep(&stdout), keep(&stderr));
-            if !(json && c.code != 0) && !so.trim().is_empty() {
+            if !(so.trim().is_empty() || json && c.code != 0) {
                 report.push_str(&format!("stdout:\n{}\n", so.trim_end()));
             }
             if json && c.code != 0 {
