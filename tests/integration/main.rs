@@ -4,6 +4,8 @@ mod addons_e2e;
 mod apply_e2e;
 mod cli;
 mod down;
+mod down_host;
+mod down_hostile;
 mod download;
 mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
