@@ -79,8 +79,11 @@ pub fn survey(host: &Host, u: &Uninstall) -> Result<Found, String> {
     Ok(found)
 }
 
-/// (pid, ppid, args) of every process: `ps -e -o pid= -o ppid= -o args=`.
-fn processes(host: &Host) -> Result<Option<Vec<(u32, u32, String)>>, String> {
+/// pid, parent pid, command line.
+type Process = (u32, u32, String);
+
+/// Every process: `ps -e -o pid= -o ppid= -o args=`.
+fn processes(host: &Host) -> Result<Option<Vec<Process>>, String> {
     let Some(text) = run(host, "ps", &["-e", "-o", "pid=", "-o", "ppid=", "-o", "args="])? else {
         return Ok(None);
     };
@@ -98,7 +101,7 @@ fn processes(host: &Host) -> Result<Option<Vec<(u32, u32, String)>>, String> {
 
 /// k3s-killall's `getshims` (`grep -w "${K3S_DATA_DIR}"'/data/[^/]*/bin/containerd-shim'`) and
 /// `killtree` (each shim, then its children, recursively).
-fn shim_tree(procs: &[(u32, u32, String)], prefix: &str) -> Vec<u32> {
+fn shim_tree(procs: &[Process], prefix: &str) -> Vec<u32> {
     let is_shim = |args: &str| {
         args.match_indices(prefix).any(|(i, _)| {
             let rest = &args[i + prefix.len()..];
@@ -107,7 +110,7 @@ fn shim_tree(procs: &[(u32, u32, String)], prefix: &str) -> Vec<u32> {
         })
     };
     let mut out = Vec::new();
-    fn add(pid: u32, procs: &[(u32, u32, String)], out: &mut Vec<u32>) {
+    fn add(pid: u32, procs: &[Process], out: &mut Vec<u32>) {
         if out.contains(&pid) {
             return;
         }

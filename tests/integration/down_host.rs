@@ -302,3 +302,37 @@ fn toolkit_files_another_toolkit_wrote_are_kept_and_k0s_drop_in_goes() {
     assert!(!w.host.root.join("etc/k0s").exists());
     assert!(!w.host.root.join("usr/local/nvidia").exists());
 }
+
+#[test]
+fn up_replace_over_a_k3s_kstrap_did_not_install_kills_and_unmounts_before_removing_its_data() {
+    let w = world();
+    std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
+    std::fs::write(w.host.root.join("etc/systemd/system/k3s.service"), "[Service]\n").unwrap();
+    mkdirs(&w, &["/var/lib/rancher/k3s/storage", "/var/lib/rancher/k3s/server/db"]);
+    live_k3s(&w);
+    // A disk mounted in its data folder: --replace stops before deleting anything in it.
+    let mut mounts = vec![UNRELATED, "/var/lib/rancher/k3s/storage"];
+    mounts.extend_from_slice(MOUNTS);
+    w.host.set_mounts(&mounts);
+    w.host.take_log();
+    let out = w.up(&["--replace"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/var/lib/rancher/k3s still has something mounted under it (/var/lib/rancher/k3s/storage)"),
+        "{err}"
+    );
+    assert!(w.host.root.join("var/lib/rancher/k3s/server/db").exists());
+    let effects = w.host.take_effects();
+    assert_eq!(effects[0], "systemctl disable --now k3s.service", "{effects:?}");
+    assert_eq!(effects[1], "kill -9 600 601 602 603 610 611", "{effects:?}");
+    assert!(effects.contains(&format!("umount -f {}", MOUNTS[5])), "{effects:?}");
+    assert_eq!(w.host.mounts(), [UNRELATED, "/var/lib/rancher/k3s/storage"]);
+    assert_eq!(w.host.table("ps"), PS_AFTER);
+
+    // Unmounted by the user: --replace goes on and installs.
+    w.host.set_mounts(&[UNRELATED]);
+    w.up_ok(&["--replace"]);
+    assert!(!w.host.root.join("var/lib/rancher/k3s/server/db").exists());
+    assert!(w.host.active("k3s.service"));
+}

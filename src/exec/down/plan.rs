@@ -60,19 +60,20 @@ pub fn check(host: &Host, state: &State) -> Result<(), String> {
             entry("data_dirs", d, format!("is not one of {}'s data folders", state.distro));
         }
     }
+    // The kubeconfig is edited (kstrap's context taken out), and removed only when kstrap
+    // created it and nothing else is left in it.
     let kube = state.kubeconfig.as_ref().map(|k| k.path.as_str());
-    if let Some(k) = kube {
-        if let Err(why) = safe(k) {
-            entry("kubeconfig.path", k, why);
-        } else if !k.ends_with("/.kube/config") {
-            entry("kubeconfig.path", k, "is not a ~/.kube/config".into());
-        }
+    if let Some(k) = kube
+        && let Err(why) = safe(k)
+    {
+        entry("kubeconfig.path", k, why);
     }
     // Folders kstrap created are removed only when empty, and only on the way to what it may
-    // write: the list above, the distribution's data folders, a `~/.kube` (so a `down` that
-    // already removed some of those can be run again).
+    // write: the list above, the distribution's data folders, the kubeconfig's folder or a
+    // `~/.kube` (so a `down` that already removed some of those can be run again).
     let holds = |d: &str| {
         d.ends_with("/.kube")
+            || kube.is_some_and(|k| is_within(k, d))
             || files
                 .iter()
                 .chain(trees.iter())
@@ -259,7 +260,7 @@ pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownE
     out.extend(toolkit(host, st.distro));
     out.push(Item::Dirs);
     // With kept data the state file stays, naming that data: `up` reuses it, `down` removes it.
-    if !(keep_data && !st.data_dirs.is_empty()) {
+    if !keep_data || st.data_dirs.is_empty() {
         out.push(Item::StateFile);
     }
     Ok(out)

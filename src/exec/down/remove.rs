@@ -47,7 +47,7 @@ fn walk(dir: &Path, host_dir: &str, dev: u64, keep: &[String]) -> Result<bool, S
         let entry = entry.map_err(io(host_dir))?;
         let name = entry.file_name();
         let host_path = format!("{host_dir}/{}", name.to_string_lossy());
-        if keep.iter().any(|k| *k == host_path) {
+        if keep.contains(&host_path) {
             empty = false;
             continue;
         }

@@ -241,9 +241,15 @@ impl FakeHost {
         self.take_log()
             .into_iter()
             .filter(|l| {
-                !(l.starts_with("ps ") || l.starts_with("ip netns show") || l.starts_with("ip link show"))
-                    && !l.starts_with("iptables-save")
-                    && !l.starts_with("ip6tables-save")
+                ![
+                    "ps ",
+                    "ip netns show",
+                    "ip link show",
+                    "iptables-save",
+                    "ip6tables-save",
+                ]
+                .iter()
+                .any(|read| l.starts_with(read))
             })
             .collect()
     }
