@@ -2,10 +2,10 @@
 //! delete from, and the host-side effects it performs before deleting.
 //!
 //! k3s: the `k3s-killall.sh` and `k3s-uninstall.sh` scripts that k3s-io/k3s `install.sh` writes
-//! (`create_killall`, `create_uninstall`; copies in tests/fixtures/upstream/k3s/, provenance in
-//! tests/fixtures/upstream/SOURCE.md). The unit has `KillMode=process`, so stopping it leaves every
-//! containerd shim and container running; killall kills them, unmounts what they mounted, and
-//! removes the CNI namespaces, interfaces and iptables rules. kstrap does the same, effect by
+//! (`create_killall`, `create_uninstall`; copies in tests/fixtures/upstream/uninstall/k3s/,
+//! provenance in tests/fixtures/upstream/uninstall/SOURCE.md). The unit has `KillMode=process`,
+//! so stopping it leaves every containerd shim and container running; killall kills them,
+//! unmounts what they mounted, and removes the CNI namespaces, interfaces and iptables rules. kstrap does the same, effect by
 //! effect, through the host seam, so each one is planned and shown by `down --dry-run`.
 //!
 //! k0s: `k0s reset` (k0sproject/k0s v1.35.3+k0s.0 `pkg/cleanup`) stops every container through
@@ -60,7 +60,8 @@ pub struct Uninstall {
     pub delegated: bool,
 }
 
-/// k3s-killall.sh and k3s-uninstall.sh (k3s-io/k3s install.sh; see tests/fixtures/upstream/k3s).
+/// k3s-killall.sh and k3s-uninstall.sh (k3s-io/k3s install.sh; copies in
+/// tests/fixtures/upstream/uninstall/k3s).
 pub static K3S: Uninstall = Uninstall {
     // getshims: grep -w "${K3S_DATA_DIR}"'/data/[^/]*/bin/containerd-shim'
     shim_prefix: Some("/var/lib/rancher/k3s/data/"),
@@ -107,7 +108,8 @@ pub static K3S: Uninstall = Uninstall {
     delegated: false,
 };
 
-/// `k0s reset` (k0sproject/k0s v1.35.3+k0s.0 pkg/cleanup; see tests/fixtures/upstream/k0s).
+/// `k0s reset` (k0sproject/k0s v1.35.3+k0s.0 pkg/cleanup; excerpts in
+/// tests/fixtures/upstream/uninstall/k0s).
 pub static K0S: Uninstall = Uninstall {
     shim_prefix: None,
     // directories.Run: everything mounted under the data dir and the kubelet root dir;

@@ -1,6 +1,6 @@
 //! `kstrap down` on a host where k3s ran: what k3s-killall.sh and k3s-uninstall.sh do (k3s-io/k3s
-//! install.sh, copies in tests/fixtures/upstream/k3s), done through the host seam against the
-//! fake host's stand-ins (TEST DOUBLES: process list, mount table, network namespaces, links and
+//! install.sh, copies in tests/fixtures/upstream/uninstall/k3s), done through the host seam
+//! against the fake host's stand-ins (TEST DOUBLES: process list, mount table, network namespaces, links and
 //! iptables rules kept as files, with `ps`/`kill`/`umount`/`ip`/`iptables-*` scripts that read
 //! and edit them), and what the GPU operator's toolkit left.
 

@@ -1,10 +1,11 @@
-//! The uninstall data against the upstream copies in tests/fixtures/upstream (see SOURCE.md there).
+//! The uninstall data against the upstream copies in tests/fixtures/upstream/uninstall (see
+//! SOURCE.md there).
 
 use super::*;
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/upstream")
+        .join("tests/fixtures/upstream/uninstall")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
