@@ -71,9 +71,19 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     }
 
     let host = host();
-    let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
-    let found = exec::survey(&host).map_err(|e| Failure::failed(e.to_string()))?;
-    exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+    let survey = |host: &Host| {
+        let found = exec::survey(host).map_err(|e| {
+            if e.is_bad_input() {
+                Failure::usage(e.to_string())
+            } else {
+                Failure::failed(e.to_string())
+            }
+        })?;
+        exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+        Ok::<_, Failure>(found)
+    };
+    // Refusals write nothing: the machine is looked at, and the user asked, before the lock.
+    survey(&host)?;
 
     if !up.yes {
         let question = format!(
@@ -89,6 +99,11 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             Err(why) => return Err(Failure::usage(why)),
         }
     }
+
+    // Agreed and about to act: take the lock, then look again under it (another run may have
+    // changed the machine in between).
+    let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
+    let found = survey(&host)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -200,7 +215,7 @@ fn replace_first(
             exec::down::run(host, *state, false, &mut |item| {
                 crate::ui::steps::removed(printer, &item.describe())
             })
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            .map_err(super::down::down_failure)?;
             Ok(None)
         }
         Found::Foreign { distro, .. } => {
@@ -222,8 +237,10 @@ fn replace_first(
                     )));
                 }
             }
+            // What k3s-killall.sh does, then the data: never through a live mount.
+            exec::down::killall(host, distro).map_err(Failure::failed)?;
             for d in paths.data_dirs {
-                host.remove_tree(d).map_err(|e| Failure::failed(e.to_string()))?;
+                exec::down::remove_tree(host, d, &[]).map_err(Failure::failed)?;
             }
             Ok(None)
         }

@@ -7,6 +7,8 @@ mod cli;
 #[path = "../support/counting.rs"]
 pub mod counting;
 mod down;
+mod down_host;
+mod down_hostile;
 mod download;
 mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]

@@ -295,11 +295,9 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
         }
-        "Chart" => {
-            if k0s_chart(st, key, &obj) {
-                super::gpu_operator::on_chart(st, key);
-                super::helm_charts::on_chart(st, key);
-            }
+        "Chart" if k0s_chart(st, key, &obj) => {
+            super::gpu_operator::on_chart(st, key);
+            super::helm_charts::on_chart(st, key);
         }
         _ => {}
     }
