@@ -216,10 +216,6 @@ pub(crate) struct Planned {
     pub addons: Vec<crate::addons::Addon>,
 }
 
-pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
-    Ok(build(global, args)?.plan)
-}
-
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
@@ -251,11 +247,96 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
 }
 
 pub(crate) fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let plan = build_plan(global, args)?;
-    if printer.json_mode() {
-        printer.json(&plan);
-    } else {
-        printer.stdout(&render::plan(&plan, printer.verbosity));
-    }
+    let planned = build(global, args)?;
+    print_plan(&planned, &planned.plan, printer);
     Ok(Exit::Ok)
+}
+
+/// Prints a plan (human or JSON). With `-vv` it also shows every object kstrap will apply, as it
+/// will be sent (YAML in human output, an `objects` list in JSON), Secret values redacted.
+pub(crate) fn print_plan(planned: &Planned, plan: &Plan, printer: &Printer) {
+    let objects = if printer.verbosity >= 2 {
+        planned_objects(planned, plan)
+    } else {
+        Vec::new()
+    };
+    if printer.json_mode() {
+        let mut value = serde_json::to_value(plan).unwrap_or_default();
+        if printer.verbosity >= 2
+            && let Some(m) = value.as_object_mut()
+        {
+            m.insert("objects".into(), serde_json::Value::Array(objects));
+        }
+        printer.json(&value);
+    } else {
+        let mut text = render::plan(plan, printer.verbosity);
+        if !objects.is_empty() {
+            text.push_str(&render::objects_yaml(&objects));
+        }
+        printer.stdout(&text);
+    }
+}
+
+/// Every object the plan's steps apply, in step order, as it will be sent: the GPU phase's
+/// (`gpu::gpu_objects`), each add-on's, the stack's. Secret values are redacted.
+pub(crate) fn planned_objects(planned: &Planned, plan: &Plan) -> Vec<serde_json::Value> {
+    use crate::plan::step::Phase;
+    let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
+    let mut out = Vec::new();
+    if phases.contains(&Phase::Gpu) {
+        out.extend(crate::gpu::gpu_objects(&planned.facts, &planned.selection));
+    }
+    for addon in &planned.addons {
+        out.extend(
+            addon
+                .stack
+                .stages
+                .iter()
+                .flat_map(|s| s.objects.iter().map(|o| o.value.clone())),
+        );
+    }
+    if phases.contains(&Phase::Stack) {
+        out.extend(
+            planned
+                .stack
+                .stages
+                .iter()
+                .flat_map(|s| s.objects.iter().map(|o| o.value.clone())),
+        );
+    }
+    out.iter_mut().for_each(redact_secret);
+    out
+}
+
+/// A Secret's values replaced by `<redacted>` (keys kept, so a reader sees what it holds).
+fn redact_secret(object: &mut serde_json::Value) {
+    if object.get("kind").and_then(serde_json::Value::as_str) != Some("Secret") {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(m) = object.get_mut(field).and_then(serde_json::Value::as_object_mut) {
+            for v in m.values_mut() {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod plan_objects_tests {
+    use super::redact_secret;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_are_redacted_and_keys_kept() {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
+            "data": {"password": "c2VjcmV0"}, "stringData": {"token": "hunter2"}});
+        redact_secret(&mut s);
+        assert_eq!(s["data"]["password"], "<redacted>");
+        assert_eq!(s["stringData"]["token"], "<redacted>");
+        assert!(!s.to_string().contains("hunter2") && !s.to_string().contains("c2VjcmV0"));
+        let mut cm = json!({"kind": "ConfigMap", "data": {"a": "b"}});
+        redact_secret(&mut cm);
+        assert_eq!(cm["data"]["a"], "b");
+    }
 }

@@ -13,9 +13,9 @@ use crate::exec::host::Host;
 use crate::exec::{self, ExecError, FailureKind, Found, Interrupt};
 use crate::plan::Plan;
 use crate::plan::step::Phase;
+use crate::ui::Printer;
 use crate::ui::download_bar::DownloadBar;
 use crate::ui::steps::{StepLines, confirm};
-use crate::ui::{Printer, render};
 use crate::{env, exec::lock};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -46,16 +46,12 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     let stage_timeout = crate::limits::wait_flag("--timeout", up.timeout).map_err(Failure::usage)?;
     let planned = build(global, &up.plan)?;
     check_inputs(up, &planned)?;
-    let mut plan = planned.plan;
+    let mut plan = planned.plan.clone();
     if up.cluster_only {
         plan.steps.retain(|s| !matches!(s.phase, Phase::Gpu | Phase::Stack));
     }
     if up.dry_run {
-        if printer.json_mode() {
-            printer.json(&plan);
-        } else {
-            printer.stdout(&render::plan(&plan, printer.verbosity));
-        }
+        super::print_plan(&planned, &plan, printer);
         return Ok(Exit::Ok);
     }
     if plan.preflight.refused {

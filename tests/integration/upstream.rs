@@ -351,3 +351,132 @@ async fn the_dry_run_rejects_a_field_upstream_lacks() {
     let got = dry_run(&client, "bad chart", &bad, "charts").await;
     assert!(got.as_ref().is_err_and(|e| e.contains("repo")), "{got:?}");
 }
+
+// ---- images ---------------------------------------------------------------------------------
+
+/// Image references in an object: every `image` string field, and `image:` lines inside string
+/// values (a ConfigMap carrying a pod template, as local-path-provisioner's helper pod).
+fn images_in(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("image", Value::String(s)) => {
+                        out.insert(s.clone());
+                    }
+                    _ => images_in(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| images_in(v, out)),
+        Value::String(s) if s.contains("image:") => {
+            for line in s.lines() {
+                if let Some(rest) = line.trim().trim_start_matches("- ").strip_prefix("image:") {
+                    let image = rest.trim().trim_matches('"').trim_matches('\'');
+                    if !image.is_empty() {
+                        out.insert(image.to_string());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The images `manifests/IMAGES.md` lists (first column, in backticks).
+fn image_table() -> BTreeSet<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/IMAGES.md")).expect("IMAGES.md");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            l.split_once('`')
+                .map(|(image, rest)| (image.to_string(), rest.to_string()))
+        })
+        .map(|(image, rest)| {
+            let cells: Vec<&str> = rest.split('|').map(str::trim).collect();
+            // | image | used by | evidence | checked |
+            assert!(
+                cells.len() >= 4 && !cells[2].is_empty(),
+                "{image}: no evidence in IMAGES.md"
+            );
+            image
+        })
+        .collect()
+}
+
+fn chart_images(chart: &str) -> Vec<String> {
+    std::fs::read_to_string(upstream(&format!("{chart}/images.txt")))
+        .expect("images.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every image kstrap can deploy: each stack's sized objects for every profile and distribution
+/// (and as written), the add-ons, the `--verify-gpu` pod, and what the charts pull.
+fn deployable_images() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for name in kstrap::stack::embedded_names() {
+        let s = kstrap::stack::load(&name, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut variants = vec![s.clone()];
+        for p in s.sized_profiles() {
+            for d in [Distro::K3s, Distro::K0s] {
+                variants.push(s.sized_for(p, Some(d)));
+            }
+        }
+        for v in &variants {
+            for stage in &v.stages {
+                for o in &stage.objects {
+                    images_in(&o.value, &mut out);
+                }
+            }
+        }
+    }
+    let storage = kstrap::addons::storage::stack().expect("local-path-storage add-on");
+    for stage in &storage.stages {
+        for o in &stage.objects {
+            images_in(&o.value, &mut out);
+        }
+    }
+    out.insert(kstrap::gpu::VERIFY_IMAGE.to_string());
+    for chart in ["gpu-operator", "prometheus", "grafana"] {
+        out.extend(chart_images(chart));
+    }
+    // Images the user names are exempt.
+    out.retain(|i| !kstrap::stack::images::is_placeholder(i));
+    out
+}
+
+#[test]
+fn every_image_kstrap_can_deploy_is_listed() {
+    let table = image_table();
+    let deployable = deployable_images();
+    assert!(deployable.len() >= 15, "{deployable:?}");
+    let missing: Vec<&String> = deployable.difference(&table).collect();
+    assert!(
+        missing.is_empty(),
+        "images kstrap can deploy that manifests/IMAGES.md lacks: {missing:?}"
+    );
+    let stale: Vec<&String> = table.difference(&deployable).collect();
+    assert!(
+        stale.is_empty(),
+        "rows of manifests/IMAGES.md nothing deploys: {stale:?}"
+    );
+}
+
+/// The image walk finds what it must (so that the test above can fail).
+#[test]
+fn the_image_walk_finds_containers_and_embedded_pod_templates() {
+    let mut found = BTreeSet::new();
+    images_in(
+        &json!({"spec": {"template": {"spec": {"containers": [{"image": "a:1"}], "initContainers": [{"image": "b:2"}]}}},
+            "data": {"helperPod.yaml": "spec:\n  containers:\n  - name: helper\n    image: c:3\n"}}),
+        &mut found,
+    );
+    assert_eq!(
+        found,
+        BTreeSet::from(["a:1".to_string(), "b:2".to_string(), "c:3".to_string()])
+    );
+}

@@ -295,6 +295,7 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
         }
+        // Nothing is installed while the Chart's status reports an error.
         "Chart" if k0s_chart(st, key, &obj) => {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
