@@ -122,6 +122,7 @@ pub fn readiness(obj: &Value, ctx: &Context) -> Readiness {
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
+        ("helm.cattle.io", "HelmChart") | ("helm.k0sproject.io", "Chart") => helm_chart(obj),
         ("", "ConfigMap" | "Secret" | "ServiceAccount" | "Endpoints" | "LimitRange" | "ResourceQuota")
         | ("rbac.authorization.k8s.io", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
         | ("networking.k8s.io", "NetworkPolicy" | "Ingress" | "IngressClass")
@@ -629,6 +630,40 @@ fn crd(obj: &Value) -> Readiness {
     Readiness::Ready
 }
 
+/// A chart object of the distribution's Helm controller: failed as soon as its own status reports
+/// a Helm failure (`distro::helm::chart_failure`). A k0s Chart is installed once its status names
+/// the release (`ChartStatus.ReleaseName`, set by `updateStatus` after a successful install,
+/// k0sproject/k0s v1.35.3+k0s.0 `pkg/component/controller/extensions_controller.go`); a k3s
+/// HelmChart has no such field (helm-controller v0.16.17 `HelmChartStatus`: `jobName` and the
+/// `JobCreated`/`Failed` conditions), so it is ready once applied and what it installs is waited
+/// on instead.
+fn helm_chart(obj: &Value) -> Readiness {
+    if let Some(reason) = crate::distro::helm::chart_failure(obj) {
+        return Readiness::failed(reason);
+    }
+    if string(obj, &["kind"]) != Some("Chart") {
+        return Readiness::Ready;
+    }
+    if string(obj, &["status", "releaseName"]).unwrap_or("").is_empty() {
+        return Readiness::in_progress("k0s's Helm extension has not installed the chart yet");
+    }
+    // `chartNeedsUpgrade` (same file and tag): a version or values the status has not caught up
+    // with are still being upgraded to.
+    let want = string(obj, &["spec", "version"]).unwrap_or("");
+    let have = string(obj, &["status", "version"]).unwrap_or("");
+    if !want.is_empty() && want != have {
+        return Readiness::in_progress(format!(
+            "k0s's Helm extension is upgrading the chart from {have} to {want}"
+        ));
+    }
+    if let Some(hash) = string(obj, &["status", "valuesHash"])
+        && hash != crate::distro::helm::k0s_values_hash(obj)
+    {
+        return Readiness::in_progress("k0s's Helm extension has not applied the chart's new values yet");
+    }
+    Readiness::Ready
+}
+
 fn custom(obj: &Value) -> Readiness {
     match condition(obj, "Ready") {
         Some(c) if c.is_true() => Readiness::Ready,
@@ -891,6 +926,16 @@ mod tests {
             Progress,
             "reconciling (Progressing: waiting for the driver daemonset)",
         ),
+        (
+            "k0s-chart-error",
+            Fail,
+            "failed to install chart grafana: can't lookup repository",
+        ),
+        ("k0s-chart-no-status", Progress, "has not installed the chart yet"),
+        ("k0s-chart-installed", Ready, ""),
+        ("k0s-chart-values-pending", Progress, "new values"),
+        ("helmchart-failed", Fail, "Job create failed: Failed to generate Job"),
+        ("helmchart-job-created", Ready, ""),
         ("configmap", Ready, ""),
         ("secret", Ready, ""),
         ("serviceaccount", Ready, ""),
