@@ -58,10 +58,27 @@ pub async fn gpu_cluster(test: &str, distro: Distro, gpus: u32) -> Option<GpuClu
     let client = cluster.client().await;
     let mut cleanup = Cleanup::new(cluster);
     cleanup
-        .object("helm.cattle.io/v1", "HelmChart", "helmcharts", "kube-system", "gpu-operator")
-        .object("helm.k0sproject.io/v1beta1", "Chart", "charts", "kube-system", "gpu-operator")
+        .object(
+            "helm.cattle.io/v1",
+            "HelmChart",
+            "helmcharts",
+            "kube-system",
+            "gpu-operator",
+        )
+        .object(
+            "helm.k0sproject.io/v1beta1",
+            "Chart",
+            "charts",
+            "kube-system",
+            "gpu-operator",
+        )
         .cluster_object("nvidia.com/v1", "ClusterPolicy", "clusterpolicies", "cluster-policy")
-        .cluster_object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", "helm-kube-system-gpu-operator")
+        .cluster_object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "helm-kube-system-gpu-operator",
+        )
         .cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia")
         .namespace(OPERATOR_NS);
     Some(GpuCluster {
@@ -133,7 +150,13 @@ fn watch_reasons(client: &kube::Client) -> (Arc<Mutex<Vec<String>>>, tokio::task
 /// DaemonSet is restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_installs_then_replicas_change_needs_a_device_plugin_restart() {
-    let Some(g) = gpu_cluster("operator_installs_then_replicas_change_needs_a_device_plugin_restart", Distro::K3s, 1).await else {
+    let Some(g) = gpu_cluster(
+        "operator_installs_then_replicas_change_needs_a_device_plugin_restart",
+        Distro::K3s,
+        1,
+    )
+    .await
+    else {
         return;
     };
     let client = &g.client;
@@ -156,7 +179,10 @@ async fn operator_installs_then_replicas_change_needs_a_device_plugin_restart() 
     assert_eq!(reasons.last().map(String::as_str), Some("Reconciled"), "{reasons:?}");
     let n = node(client).await;
     assert_eq!(n["metadata"]["labels"]["nvidia.com/gpu.replicas"], "4");
-    assert_eq!(n["metadata"]["labels"]["nvidia.com/gpu.sharing-strategy"], "time-slicing");
+    assert_eq!(
+        n["metadata"]["labels"]["nvidia.com/gpu.sharing-strategy"],
+        "time-slicing"
+    );
     assert_eq!(n["metadata"]["labels"]["nvidia.com/gpu.present"], "true");
     // k3s's Helm controller ran the install in its Job, in the chart's namespace.
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "kube-system");
@@ -210,7 +236,11 @@ async fn k0s_chart_installs_the_operator_too() {
     apply(client, &objects).await;
     // Two physical GPUs: 2 × 4.
     let got = wait_for_gpus(client, 2, 4, Duration::from_secs(90)).await;
-    let charts = dynamic_api(client, &crate::real::controllers::k0s_chart_resource(), Some("kube-system"));
+    let charts = dynamic_api(
+        client,
+        &crate::real::controllers::k0s_chart_resource(),
+        Some("kube-system"),
+    );
     let chart = json_of(&charts.get("gpu-operator").await.unwrap());
     assert_eq!(got, Ok(8), "chart status: {}", chart["status"]);
     assert_eq!(chart["status"]["releaseName"], "gpu-operator");
@@ -266,12 +296,22 @@ async fn a_stuck_toolkit_times_out_naming_it_and_its_pod() {
         }
         other => panic!("expected a timeout naming the toolkit: {other:?}"),
     }
-    assert_eq!(node_gpus(client).await, None, "no GPU is advertised while the toolkit is stuck");
+    assert_eq!(
+        node_gpus(client).await,
+        None,
+        "no GPU is advertised while the toolkit is stuck"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_before_the_chart_is_applied_says_the_operator_is_missing() {
-    let Some(g) = gpu_cluster("a_timeout_before_the_chart_is_applied_says_the_operator_is_missing", Distro::K3s, 1).await else {
+    let Some(g) = gpu_cluster(
+        "a_timeout_before_the_chart_is_applied_says_the_operator_is_missing",
+        Distro::K3s,
+        1,
+    )
+    .await
+    else {
         return;
     };
     match wait_for_gpus(&g.client, 1, 4, Duration::from_millis(500)).await {
@@ -308,7 +348,13 @@ async fn verify_pod_succeeds_and_is_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_pod_that_cannot_run_times_out_naming_why_and_cleans_up() {
-    let Some(g) = gpu_cluster("verify_pod_that_cannot_run_times_out_naming_why_and_cleans_up", Distro::K3s, 1).await else {
+    let Some(g) = gpu_cluster(
+        "verify_pod_that_cannot_run_times_out_naming_why_and_cleans_up",
+        Distro::K3s,
+        1,
+    )
+    .await
+    else {
         return;
     };
     let client = &g.client;

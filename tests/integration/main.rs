@@ -3,6 +3,7 @@
 mod addons_e2e;
 mod apply_e2e;
 mod cli;
+mod controller_standins;
 mod down;
 mod download;
 mod facts_fixtures;

@@ -29,8 +29,14 @@
 //!     (pkg/kubelet/kuberuntime/security_context_others.go `verifyRunAsNonRoot`);
 //!   - a RuntimeClass whose handler the node's runtime does not have (no `nvidia` before the GPU
 //!     operator's toolkit ran): stays ContainerCreating with a Warning `FailedCreatePodSandBox`
-//!     event (containerd CRI: `no runtime for "nvidia" is configured`). A RuntimeClass that does
-//!     not exist at all is refused by the API server's own RuntimeClass admission plugin.
+//!     event (containerd CRI: `no runtime for "nvidia" is configured`) until the runtime gains
+//!     the handler, as the kubelet retries the sandbox on every sync. A RuntimeClass that does
+//!     not exist at all is refused by the API server's own RuntimeClass admission plugin;
+//!   - `runAsNonRoot` is checked against the image's own USER where the stand-in knows it
+//!     ([`image_user`]: k3s's klipper-helm runs as 1000).
+//! - **Programs that a controller stand-in plays** can be told to fail: [`NodeHandle::script_exit`]
+//!   makes the containers of pods with a name prefix exit with a code (a `helm install` that
+//!   cannot find its chart, a GPU toolkit that cannot configure containerd).
 //! - **Image name conventions** choose other outcomes (they stand for what a runtime would meet):
 //!   an image under `kstrap.invalid/` or with `pull-error` in its name cannot be pulled
 //!   (`ErrImagePull`, then `ImagePullBackOff`, pkg/kubelet/images/types.go); `crash-loop` exits 1
@@ -255,7 +261,11 @@ impl NodeStandIn {
             (before, c.clone())
         };
         let client = self.client.clone();
-        let prune = if reset { Prune::All } else { Prune::Removed(&before.labels) };
+        let prune = if reset {
+            Prune::All
+        } else {
+            Prune::Removed(&before.labels)
+        };
         let result = std::thread::scope(|s| {
             s.spawn(|| self.handle.block_on(async { register(&client, &config, prune).await }))
                 .join()
@@ -384,15 +394,23 @@ async fn register(client: &kube::Client, c: &NodeConfig, prune: Prune<'_>) -> Re
                 .map_err(|e| e.to_string())?;
         }
     }
-    // Status: replace capacity/allocatable wholly (a removed extended resource goes).
-    let mut status = node_status(c);
-    let mut live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
-    let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
-    body["status"] = status.take();
-    live = serde_json::from_value(body).map_err(|e| e.to_string())?;
-    api.replace_status(NODE_NAME, &PostParams::default(), &live)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Status: replace capacity/allocatable wholly (a removed extended resource goes); on a
+    // conflict (the node lifecycle controller wrote meanwhile) read again and retry.
+    let mut attempt = 0;
+    loop {
+        let live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
+        let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+        body["status"] = node_status(c);
+        let live: Node = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        match api.replace_status(NODE_NAME, &PostParams::default(), &live).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     ensure_local_path_class(client).await;
     Ok(())
 }
@@ -751,7 +769,8 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
             match api.get_opt(&name).await {
-                Ok(Some(p)) if p.metadata.uid.as_deref() == Some(uid.as_str()) && p.metadata.deletion_timestamp.is_none() => {}
+                Ok(Some(p))
+                    if p.metadata.uid.as_deref() == Some(uid.as_str()) && p.metadata.deletion_timestamp.is_none() => {}
                 _ => return,
             }
         }

@@ -295,11 +295,10 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
         }
-        "Chart" => {
-            if k0s_chart(st, key, &obj) {
-                super::gpu_operator::on_chart(st, key);
-                super::helm_charts::on_chart(st, key);
-            }
+        // k0s_chart reconciles and says whether the release was installed.
+        "Chart" if k0s_chart(st, key, &obj) => {
+            super::gpu_operator::on_chart(st, key);
+            super::helm_charts::on_chart(st, key);
         }
         _ => {}
     }

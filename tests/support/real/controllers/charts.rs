@@ -35,7 +35,7 @@
 
 use serde_json::{Value, json};
 
-use super::{s, resource};
+use super::{resource, s};
 
 /// A chart the stand-in can install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +134,9 @@ pub async fn install(
         .map_err(|e| format!("create namespace {namespace}: {e}"))?;
     if known == GPU_OPERATOR {
         // Helm installs a chart's crds/ first and only when missing.
-        let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            kube::Api::all(client.clone());
+        let crds: kube::Api<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        > = kube::Api::all(client.clone());
         if !matches!(crds.get_opt("clusterpolicies.nvidia.com").await, Ok(Some(_))) {
             super::install_crds(client).await?;
         }
@@ -148,7 +149,11 @@ pub async fn install(
         let kind = s(obj, "/kind");
         if kind == "Deployment" || kind == "DaemonSet" {
             workloads.push(Workload {
-                kind: if kind == "Deployment" { "Deployment" } else { "DaemonSet" },
+                kind: if kind == "Deployment" {
+                    "Deployment"
+                } else {
+                    "DaemonSet"
+                },
                 namespace: namespace.to_string(),
                 name: s(obj, "/metadata/name").to_string(),
             });
@@ -162,7 +167,11 @@ pub async fn install(
 /// updated and ready.
 pub async fn ready(client: &kube::Client, workloads: &[Workload]) -> bool {
     for w in workloads {
-        let plural = if w.kind == "Deployment" { "deployments" } else { "daemonsets" };
+        let plural = if w.kind == "Deployment" {
+            "deployments"
+        } else {
+            "daemonsets"
+        };
         let api = super::dynamic_api(client, &resource("apps/v1", w.kind, plural), Some(&w.namespace));
         let Ok(Some(obj)) = api.get_opt(&w.name).await else {
             return false;
@@ -218,8 +227,11 @@ fn prometheus(release: &str, ns: &str, user: &Value) -> Vec<Value> {
     let select = json!({"app.kubernetes.io/component": component, "app.kubernetes.io/name": "prometheus",
         "app.kubernetes.io/instance": release});
     let mut labels = select.clone();
-    merge(&mut labels, &json!({"app.kubernetes.io/version": PROMETHEUS.app_version,
-        "helm.sh/chart": format!("prometheus-{}", PROMETHEUS.version), "app.kubernetes.io/part-of": "prometheus"}));
+    merge(
+        &mut labels,
+        &json!({"app.kubernetes.io/version": PROMETHEUS.app_version,
+        "helm.sh/chart": format!("prometheus-{}", PROMETHEUS.version), "app.kubernetes.io/part-of": "prometheus"}),
+    );
     let meta = |n: &str| helm_meta(n, Some(ns), release, ns, labels.clone());
     let mut out = vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(&name)}),
@@ -230,9 +242,11 @@ fn prometheus(release: &str, ns: &str, user: &Value) -> Vec<Value> {
     ];
     let pv = v["server"]["persistentVolume"]["enabled"].as_bool().unwrap_or(true);
     let storage = if pv {
-        out.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(&name),
+        out.push(
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(&name),
             "spec": {"accessModes": v["server"]["persistentVolume"]["accessModes"],
-                "resources": {"requests": {"storage": v["server"]["persistentVolume"]["size"]}}}}));
+                "resources": {"requests": {"storage": v["server"]["persistentVolume"]["size"]}}}}),
+        );
         json!({"name": "storage-volume", "persistentVolumeClaim": {"claimName": name}})
     } else {
         json!({"name": "storage-volume", "emptyDir": {}})
@@ -275,8 +289,11 @@ fn grafana(release: &str, ns: &str, user: &Value) -> Vec<Value> {
     };
     let select = json!({"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": release});
     let mut labels = select.clone();
-    merge(&mut labels, &json!({"app.kubernetes.io/version": GRAFANA.app_version,
-        "helm.sh/chart": format!("grafana-{}", GRAFANA.version)}));
+    merge(
+        &mut labels,
+        &json!({"app.kubernetes.io/version": GRAFANA.app_version,
+        "helm.sh/chart": format!("grafana-{}", GRAFANA.version)}),
+    );
     let meta = |n: &str| helm_meta(n, Some(ns), release, ns, labels.clone());
     let mut out = vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(&name)}),
@@ -284,8 +301,10 @@ fn grafana(release: &str, ns: &str, user: &Value) -> Vec<Value> {
     ];
     let secret = match s(&v, "/admin/existingSecret") {
         "" => {
-            out.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(&name), "type": "Opaque",
-                "stringData": {"admin-user": s(&v, "/adminUser"), "admin-password": "chart-generated"}}));
+            out.push(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(&name), "type": "Opaque",
+                "stringData": {"admin-user": s(&v, "/adminUser"), "admin-password": "chart-generated"}}),
+            );
             name.clone()
         }
         existing => existing.to_string(),

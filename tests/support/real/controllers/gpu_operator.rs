@@ -189,7 +189,11 @@ pub async fn run(client: kube::Client, node: NodeHandle) {
     let notify = Arc::new(Notify::new());
     let cps = super::dynamic_api(&client, &cluster_policy_resource(), None);
     tokio::spawn(notify_on(cps, watcher::Config::default(), notify.clone()));
-    tokio::spawn(notify_on(Api::<DaemonSet>::all(client.clone()), watcher::Config::default(), notify.clone()));
+    tokio::spawn(notify_on(
+        Api::<DaemonSet>::all(client.clone()),
+        watcher::Config::default(),
+        notify.clone(),
+    ));
     tokio::spawn(notify_on(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default().labels("app.kubernetes.io/component=gpu-operator"),
@@ -228,12 +232,16 @@ async fn node_predicate(client: kube::Client, notify: Arc<Notify>) {
         .default_backoff()
         .boxed();
     while let Some(Ok(event)) = stream.next().await {
-        let (watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = event else { continue };
+        let (watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = event else {
+            continue;
+        };
         let name = n.metadata.name.clone().unwrap_or_default();
         let labels = n.metadata.labels.clone().unwrap_or_default();
         let fire = match last.get(&name) {
             None => has_gpu_labels(&labels),
-            Some(_) => (has_gpu_labels(&labels) && !has_common(&labels)) || (!has_gpu_labels(&labels) && has_common(&labels)),
+            Some(_) => {
+                (has_gpu_labels(&labels) && !has_common(&labels)) || (!has_gpu_labels(&labels) && has_common(&labels))
+            }
         };
         last.insert(name, labels);
         if fire {
@@ -280,10 +288,21 @@ async fn reconcile(client: &kube::Client) -> Result<Option<Duration>, String> {
         }
     }
     let (state, cond, requeue) = if !not_ready.is_empty() {
-        let msg = format!("ClusterPolicy is not ready, states not ready: [{}]", not_ready.join(" "));
-        ("notReady", ("Error", "OperandNotReady", msg), Some(Duration::from_secs(5)))
+        let msg = format!(
+            "ClusterPolicy is not ready, states not ready: [{}]",
+            not_ready.join(" ")
+        );
+        (
+            "notReady",
+            ("Error", "OperandNotReady", msg),
+            Some(Duration::from_secs(5)),
+        )
     } else if !has_nfd {
-        ("ready", ("Ready", "NFDLabelsMissing", "No NFD labels found".to_string()), Some(Duration::from_secs(45)))
+        (
+            "ready",
+            ("Ready", "NFDLabelsMissing", "No NFD labels found".to_string()),
+            Some(Duration::from_secs(45)),
+        )
     } else if gpu_nodes == 0 {
         let msg = "No GPU node found, watching for new nodes to join the cluster.".to_string();
         ("ready", ("Ready", "NoGPUNodes", msg), None)
@@ -322,9 +341,15 @@ async fn write_status(
     let same = cp["status"]["state"] == status["state"]
         && cp["status"]["namespace"] == status["namespace"]
         && old.len() == 2
-        && old.iter().zip(status["conditions"].as_array().into_iter().flatten()).all(|(a, b)| {
-            a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"] && a["message"].as_str().unwrap_or("") == b["message"].as_str().unwrap_or("")
-        });
+        && old
+            .iter()
+            .zip(status["conditions"].as_array().into_iter().flatten())
+            .all(|(a, b)| {
+                a["type"] == b["type"]
+                    && a["status"] == b["status"]
+                    && a["reason"] == b["reason"]
+                    && a["message"].as_str().unwrap_or("") == b["message"].as_str().unwrap_or("")
+            });
     if same {
         return Ok(());
     }
@@ -393,7 +418,9 @@ async fn runtime_class(client: &kube::Client, cp: &Value, owner: &Value) -> Resu
     match api.get_opt(&name).await.map_err(|e| e.to_string())? {
         None => {
             let rc = serde_json::from_value(desired).map_err(|e| e.to_string())?;
-            api.create(&PostParams::default(), &rc).await.map_err(|e| e.to_string())?;
+            api.create(&PostParams::default(), &rc)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Some(live) => {
             let l = json_of(&live);
@@ -417,9 +444,17 @@ fn operand_states(cp: &Value) -> Vec<(&'static str, &'static str, bool)> {
     let on = |k: &str, default: bool| cp["spec"][k]["enabled"].as_bool().unwrap_or(default);
     vec![
         ("state-driver", "nvidia-driver-daemonset", on("driver", true)),
-        ("state-container-toolkit", "nvidia-container-toolkit-daemonset", on("toolkit", true)),
+        (
+            "state-container-toolkit",
+            "nvidia-container-toolkit-daemonset",
+            on("toolkit", true),
+        ),
         ("state-operator-validation", "nvidia-operator-validator", true),
-        ("state-device-plugin", "nvidia-device-plugin-daemonset", on("devicePlugin", true)),
+        (
+            "state-device-plugin",
+            "nvidia-device-plugin-daemonset",
+            on("devicePlugin", true),
+        ),
         ("state-dcgm-exporter", "nvidia-dcgm-exporter", on("dcgmExporter", true)),
         ("gpu-feature-discovery", "gpu-feature-discovery", on("gfd", true)),
     ]
@@ -434,12 +469,36 @@ fn component_image(cp: &Value, key: &str) -> String {
 /// The DaemonSet of one operand as the operator's assets and transforms make it.
 fn daemonset(cp: &Value, ns: &str, owner: &Value, name: &str) -> Value {
     let (key, deploy, container, runtime_class, extra_labels) = match name {
-        "nvidia-driver-daemonset" => ("driver", "driver", "nvidia-driver-ctr", false, json!({"app.kubernetes.io/component": "nvidia-driver"})),
-        "nvidia-container-toolkit-daemonset" => ("toolkit", "container-toolkit", "nvidia-container-toolkit-ctr", false, json!({})),
-        "nvidia-operator-validator" => ("validator", "operator-validator", "nvidia-operator-validator", true, json!({"app.kubernetes.io/part-of": "gpu-operator"})),
+        "nvidia-driver-daemonset" => (
+            "driver",
+            "driver",
+            "nvidia-driver-ctr",
+            false,
+            json!({"app.kubernetes.io/component": "nvidia-driver"}),
+        ),
+        "nvidia-container-toolkit-daemonset" => (
+            "toolkit",
+            "container-toolkit",
+            "nvidia-container-toolkit-ctr",
+            false,
+            json!({}),
+        ),
+        "nvidia-operator-validator" => (
+            "validator",
+            "operator-validator",
+            "nvidia-operator-validator",
+            true,
+            json!({"app.kubernetes.io/part-of": "gpu-operator"}),
+        ),
         "nvidia-device-plugin-daemonset" => ("devicePlugin", "device-plugin", "nvidia-device-plugin", true, json!({})),
         "nvidia-dcgm-exporter" => ("dcgmExporter", "dcgm-exporter", "nvidia-dcgm-exporter", true, json!({})),
-        _ => ("gfd", "gpu-feature-discovery", "gpu-feature-discovery", true, json!({"app.kubernetes.io/part-of": "nvidia-gpu"})),
+        _ => (
+            "gfd",
+            "gpu-feature-discovery",
+            "gpu-feature-discovery",
+            true,
+            json!({"app.kubernetes.io/part-of": "nvidia-gpu"}),
+        ),
     };
     let mut labels = json!({"app": name});
     merge(&mut labels, &extra_labels);
@@ -464,7 +523,14 @@ fn daemonset(cp: &Value, ns: &str, owner: &Value, name: &str) -> Value {
 
 /// Creates or (when its hash changed) updates the operand; deletes a disabled one. Ready as
 /// `isDaemonSetReady` decides.
-async fn ensure_daemonset(client: &kube::Client, ns: &str, cp: &Value, owner: &Value, name: &str, enabled: bool) -> Result<bool, String> {
+async fn ensure_daemonset(
+    client: &kube::Client,
+    ns: &str,
+    cp: &Value,
+    owner: &Value,
+    name: &str,
+    enabled: bool,
+) -> Result<bool, String> {
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
     let live = api.get_opt(name).await.map_err(|e| e.to_string())?;
     if !enabled {
@@ -483,12 +549,16 @@ async fn ensure_daemonset(client: &kube::Client, ns: &str, cp: &Value, owner: &V
         let svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": ns, "labels": {"app": name}, "ownerReferences": owner},
             "spec": {"selector": {"app": name}, "ports": [{"name": "gpu-metrics", "port": 9400, "targetPort": 9400, "protocol": "TCP"}]}});
-        super::super::apply_json(client, &svc, MANAGER).await.map_err(|e| e.to_string())?;
+        super::super::apply_json(client, &svc, MANAGER)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     match live {
         None => {
             let ds: DaemonSet = serde_json::from_value(desired).map_err(|e| e.to_string())?;
-            api.create(&PostParams::default(), &ds).await.map_err(|e| format!("DaemonSet {name}: {e}"))?;
+            api.create(&PostParams::default(), &ds)
+                .await
+                .map_err(|e| format!("DaemonSet {name}: {e}"))?;
             Ok(true)
         }
         Some(live) => {
@@ -496,7 +566,9 @@ async fn ensure_daemonset(client: &kube::Client, ns: &str, cp: &Value, owner: &V
             if s(&l, &format!("/metadata/annotations/{}", HASH.replace('/', "~1"))) != hash {
                 desired["metadata"]["resourceVersion"] = l["metadata"]["resourceVersion"].clone();
                 let ds: DaemonSet = serde_json::from_value(desired).map_err(|e| e.to_string())?;
-                api.replace(name, &PostParams::default(), &ds).await.map_err(|e| format!("DaemonSet {name}: {e}"))?;
+                api.replace(name, &PostParams::default(), &ds)
+                    .await
+                    .map_err(|e| format!("DaemonSet {name}: {e}"))?;
             }
             let st = &l["status"];
             let n = |k: &str| st[k].as_i64().unwrap_or(0);
@@ -511,7 +583,11 @@ async fn operands(client: kube::Client, node: NodeHandle) {
     let pods: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
     tokio::spawn(notify_on(pods.clone(), cfg, notify.clone()));
-    tokio::spawn(notify_on(Api::<ConfigMap>::all(client.clone()), watcher::Config::default(), notify.clone()));
+    tokio::spawn(notify_on(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default(),
+        notify.clone(),
+    ));
     let mut running_since: HashMap<String, Instant> = HashMap::new();
     let mut plugin: Option<(String, u32, &'static str)> = None; // pod uid, replicas, strategy
     loop {
@@ -520,13 +596,20 @@ async fn operands(client: kube::Client, node: NodeHandle) {
             .await
             .map(|l| l.items.iter().map(json_of).collect::<Vec<_>>())
             .unwrap_or_default();
-        let running = |app: &str| list.iter().find(|p| s(p, "/metadata/labels/app") == app && pod_running(p));
+        let running = |app: &str| {
+            list.iter()
+                .find(|p| s(p, "/metadata/labels/app") == app && pod_running(p))
+        };
         let cfg = node.config();
         // NFD worker.
         if let Some(w) = list.iter().find(|p| {
-            s(p, "/metadata/labels/app.kubernetes.io~1name") == "node-feature-discovery" && s(p, "/metadata/labels/role") == "worker" && pod_running(p)
+            s(p, "/metadata/labels/app.kubernetes.io~1name") == "node-feature-discovery"
+                && s(p, "/metadata/labels/role") == "worker"
+                && pod_running(p)
         }) {
-            let since = *running_since.entry(s(w, "/metadata/uid").to_string()).or_insert_with(Instant::now);
+            let since = *running_since
+                .entry(s(w, "/metadata/uid").to_string())
+                .or_insert_with(Instant::now);
             if since.elapsed() >= NFD_DELAY {
                 let mut labels = json!({
                     "feature.node.kubernetes.io/kernel-version.full": "6.8.0",
@@ -540,7 +623,9 @@ async fn operands(client: kube::Client, node: NodeHandle) {
             }
         }
         // Toolkit: containerd gets the `nvidia` runtime.
-        if running("nvidia-container-toolkit-daemonset").is_some() && !cfg.runtime_handlers.iter().any(|h| h == "nvidia") {
+        if running("nvidia-container-toolkit-daemonset").is_some()
+            && !cfg.runtime_handlers.iter().any(|h| h == "nvidia")
+        {
             let _ = node.set(|c| c.runtime_handlers.push("nvidia".into())).await;
         }
         // Device plugin: reads its config once, when it starts.
@@ -560,16 +645,22 @@ async fn operands(client: kube::Client, node: NodeHandle) {
                 plugin = Some((uid, replicas, strategy));
             }
         }
-        if !list.iter().any(|p| s(p, "/metadata/labels/app") == "nvidia-device-plugin-daemonset") {
+        if !list
+            .iter()
+            .any(|p| s(p, "/metadata/labels/app") == "nvidia-device-plugin-daemonset")
+        {
             plugin = None;
         }
         // GPU feature discovery.
         if let (Some(_), Some((_, replicas, strategy))) = (running("gpu-feature-discovery"), &plugin) {
-            patch_labels(&client, json!({
-                "nvidia.com/gpu.count": cfg.gpus.to_string(),
-                "nvidia.com/gpu.replicas": replicas.to_string(),
-                "nvidia.com/gpu.sharing-strategy": strategy,
-            }))
+            patch_labels(
+                &client,
+                json!({
+                    "nvidia.com/gpu.count": cfg.gpus.to_string(),
+                    "nvidia.com/gpu.replicas": replicas.to_string(),
+                    "nvidia.com/gpu.sharing-strategy": strategy,
+                }),
+            )
             .await;
         }
         tokio::select! {
@@ -591,7 +682,11 @@ async fn patch_labels(client: &kube::Client, labels: Value) {
         .any(|(k, v)| live.get(k).map(String::as_str) != v.as_str());
     if differs {
         let _ = api
-            .patch(NODE_NAME, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"labels": labels}})))
+            .patch(
+                NODE_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"labels": labels}})),
+            )
             .await;
     }
 }

@@ -51,8 +51,16 @@ pub async fn run(client: kube::Client, node: NodeHandle) {
     let notify = Arc::new(Notify::new());
     let charts_api = super::dynamic_api(&client, &helm_chart_resource(), Some(NS));
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
-    tokio::spawn(notify_on(charts_api.clone(), watcher::Config::default(), notify.clone()));
-    tokio::spawn(notify_on(jobs, watcher::Config::default().labels(LABEL), notify.clone()));
+    tokio::spawn(notify_on(
+        charts_api.clone(),
+        watcher::Config::default(),
+        notify.clone(),
+    ));
+    tokio::spawn(notify_on(
+        jobs,
+        watcher::Config::default().labels(LABEL),
+        notify.clone(),
+    ));
     // Chart uid → config hash whose release is installed.
     let mut installed: HashMap<String, String> = HashMap::new();
     loop {
@@ -158,9 +166,14 @@ async fn reconcile(
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let live = jobs.get_opt(&job_name).await.map_err(|e| e.to_string())?;
     let live = live.map(|j| json_of(&j));
-    let outdated = live
-        .as_ref()
-        .is_some_and(|j| j.pointer(&format!("/spec/template/metadata/annotations/{}", HASH.replace('/', "~1"))).and_then(Value::as_str) != Some(hash.as_str()));
+    let outdated = live.as_ref().is_some_and(|j| {
+        j.pointer(&format!(
+            "/spec/template/metadata/annotations/{}",
+            HASH.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+            != Some(hash.as_str())
+    });
     if outdated {
         let _ = jobs.delete(&job_name, &DeleteParams::foreground()).await;
         installed.remove(&uid);
@@ -240,10 +253,13 @@ fn job_json(chart: &Value, job_name: &str, sa: &str, target: &str, hash: &str) -
     if let Some(t) = spec.get("timeout").and_then(Value::as_str) {
         envs.push(env("TIMEOUT", t));
     }
-    envs.push(env("FAILURE_POLICY", match s(spec, "/failurePolicy") {
-        "" => "reinstall",
-        f => f,
-    }));
+    envs.push(env(
+        "FAILURE_POLICY",
+        match s(spec, "/failurePolicy") {
+            "" => "reinstall",
+            f => f,
+        },
+    ));
     // args(): install, --namespace, --create-namespace, --version (no `set` here).
     let mut args = vec![json!("install")];
     if !s(spec, "/targetNamespace").is_empty() {

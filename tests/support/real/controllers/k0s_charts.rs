@@ -197,7 +197,12 @@ async fn reconcile(client: &kube::Client, chart: &Value) -> Result<(), String> {
 }
 
 /// `updateStatus`: on the live object (it may have changed during the install).
-async fn update_status(client: &kube::Client, chart: &Value, release: Option<Value>, err: Option<&str>) -> Result<(), String> {
+async fn update_status(
+    client: &kube::Client,
+    chart: &Value,
+    release: Option<Value>,
+    err: Option<&str>,
+) -> Result<(), String> {
     let api = super::dynamic_api(client, &k0s_chart_resource(), Some(NS));
     let name = s(chart, "/metadata/name");
     let live = api.get_status(name).await.map_err(|e| e.to_string())?;
