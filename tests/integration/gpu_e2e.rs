@@ -176,7 +176,19 @@ async fn operator_installs_then_replicas_change_needs_a_device_plugin_restart() 
         reasons.iter().any(|r| r == "NFDLabelsMissing"),
         "the operator said NFDLabelsMissing on the way (a failure for kstrap before): {reasons:?}"
     );
-    assert_eq!(reasons.last().map(String::as_str), Some("Reconciled"), "{reasons:?}");
+    let cps = dynamic_api(client, &cluster_policy_resource(), None);
+    let cp = json_of(&cps.get("cluster-policy").await.unwrap());
+    let ready = cp["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["reason"], "Reconciled", "{reasons:?} then {}", cp["status"]);
+    assert!(
+        cp["status"]["observedGeneration"].is_null(),
+        "ClusterPolicyStatus has none"
+    );
     let n = node(client).await;
     assert_eq!(n["metadata"]["labels"]["nvidia.com/gpu.replicas"], "4");
     assert_eq!(

@@ -133,7 +133,7 @@ impl RealCluster {
     pub fn exclusive(&self) -> ClusterGuard<'_> {
         let guard = self.lock.write().unwrap_or_else(|e| e.into_inner());
         self.node.reset();
-        ClusterGuard::Exclusive(guard)
+        ClusterGuard::Exclusive(guard, &self.node)
     }
 
     /// The node stand-in (to switch its distribution, GPUs, runtime handlers; only under
@@ -146,7 +146,17 @@ impl RealCluster {
 /// A test's hold on the cluster: shared with other tests, or exclusive.
 pub enum ClusterGuard<'a> {
     Shared(RwLockReadGuard<'a, ()>),
-    Exclusive(RwLockWriteGuard<'a, ()>),
+    /// Resets the node to its defaults again when it ends (before the lock is released), so
+    /// shared tests never see the distribution, GPUs or labels an exclusive test left.
+    Exclusive(RwLockWriteGuard<'a, ()>, &'a NodeStandIn),
+}
+
+impl Drop for ClusterGuard<'_> {
+    fn drop(&mut self) {
+        if let ClusterGuard::Exclusive(_, node) = self {
+            node.reset();
+        }
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
