@@ -196,7 +196,7 @@ pub async fn ready(client: &kube::Client, workloads: &[Workload]) -> bool {
 
 fn render(known: Known, release: &str, ns: &str, user: &Value) -> Vec<Value> {
     if known == GPU_OPERATOR {
-        super::gpu_operator::render_chart(release, ns, user)
+        super::gpu_chart::render_chart(release, ns, user)
     } else if known == PROMETHEUS {
         prometheus(release, ns, user)
     } else {

@@ -49,21 +49,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use sha2::Digest;
 use tokio::sync::Notify;
 
-use super::super::NODE_NAME;
 use super::super::node::NodeHandle;
 use super::charts::{GPU_OPERATOR, merge};
-use super::{cluster_policy_resource, json_of, notify_on, pod_running, s};
+use super::{cluster_policy_resource, json_of, notify_on, s};
 
 pub const CLUSTER_POLICY: &str = "cluster-policy";
 const MANAGER: &str = "gpu-operator";
@@ -71,7 +70,7 @@ const HASH: &str = "nvidia.com/last-applied-hash";
 /// How long NFD takes from its worker running to the node's labels.
 pub const NFD_DELAY: Duration = Duration::from_millis(1500);
 const NFD_PREFIX: &str = "feature.node.kubernetes.io/";
-const PCI_LABELS: [&str; 3] = [
+pub const PCI_LABELS: [&str; 3] = [
     "feature.node.kubernetes.io/pci-10de.present",
     "feature.node.kubernetes.io/pci-0302_10de.present",
     "feature.node.kubernetes.io/pci-0300_10de.present",
@@ -89,102 +88,6 @@ const STATE_LABELS: [&str; 8] = [
     "nvidia.com/gpu.deploy.operator-validator",
 ];
 
-/// `deployments/gpu-operator/values.yaml` (v26.3.2) for the fields the ClusterPolicy template
-/// renders here.
-fn chart_defaults() -> Value {
-    json!({
-        "nfd": {"enabled": true},
-        "operator": {"repository": "nvcr.io/nvidia", "image": "gpu-operator", "priorityClassName": "system-node-critical", "runtimeClass": "nvidia"},
-        "daemonsets": {"priorityClassName": "system-node-critical",
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
-        "driver": {"enabled": true, "repository": "nvcr.io/nvidia", "image": "driver", "version": "580.126.20"},
-        "toolkit": {"enabled": true, "repository": "nvcr.io/nvidia/k8s", "image": "container-toolkit", "version": "v1.19.1"},
-        "devicePlugin": {"enabled": true, "repository": "nvcr.io/nvidia", "image": "k8s-device-plugin", "version": "v0.19.2"},
-        "dcgmExporter": {"enabled": true, "repository": "nvcr.io/nvidia/k8s", "image": "dcgm-exporter", "version": "4.5.3-4.8.2-distroless"},
-        "dcgm": {"enabled": false},
-        "gfd": {"enabled": true, "repository": "nvcr.io/nvidia", "image": "k8s-device-plugin", "version": "v0.19.2"},
-        "nodeStatusExporter": {"enabled": false},
-        "validator": {"repository": "nvcr.io/nvidia", "image": "gpu-operator"},
-        "migManager": {"enabled": true},
-        "cdi": {"enabled": true},
-        "hostPaths": {"rootFS": "/", "driverInstallDir": "/run/nvidia/driver"},
-    })
-}
-
-fn pick(v: &Value, keys: &[&str]) -> Value {
-    let mut out = json!({});
-    for k in keys {
-        if !v[*k].is_null() {
-            out[*k] = v[*k].clone();
-        }
-    }
-    out
-}
-
-/// The chart's objects for release `release` in `ns` (operator, NFD subchart, ClusterPolicy).
-pub fn render_chart(release: &str, ns: &str, user: &Value) -> Vec<Value> {
-    let mut v = chart_defaults();
-    merge(&mut v, user);
-    let helm = |extra: Value| {
-        let mut l = json!({"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/name": "gpu-operator",
-            "app.kubernetes.io/instance": release, "app.kubernetes.io/version": GPU_OPERATOR.app_version,
-            "helm.sh/chart": format!("gpu-operator-{}", GPU_OPERATOR.version)});
-        merge(&mut l, &extra);
-        l
-    };
-    let ann = json!({"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": ns});
-    let image = |c: &Value, default_version: &str| {
-        let version = c["version"].as_str().unwrap_or(default_version);
-        format!("{}/{}:{version}", s(c, "/repository"), s(c, "/image"))
-    };
-    let select = json!({"app.kubernetes.io/component": "gpu-operator", "app": "gpu-operator"});
-    let mut out = vec![
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "gpu-operator", "namespace": ns, "labels": helm(json!({})), "annotations": ann}}),
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "gpu-operator", "namespace": ns, "annotations": ann,
-                "labels": helm(json!({"app.kubernetes.io/component": "gpu-operator", "nvidia.com/gpu-driver-upgrade-drain.skip": "true"}))},
-            "spec": {"replicas": 1, "selector": {"matchLabels": select},
-                "template": {"metadata": {"labels": helm(json!({"app.kubernetes.io/component": "gpu-operator", "app": "gpu-operator"}))},
-                    "spec": {"serviceAccountName": "gpu-operator", "priorityClassName": v["operator"]["priorityClassName"],
-                        "containers": [{"name": "gpu-operator", "image": image(&v["operator"], GPU_OPERATOR.app_version),
-                            "command": ["gpu-operator"],
-                            "env": [{"name": "OPERATOR_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}}),
-    ];
-    if v["nfd"]["enabled"].as_bool() != Some(false) {
-        // node-feature-discovery 0.18.3: fullname `<release>-node-feature-discovery`.
-        let full = format!("{release}-node-feature-discovery");
-        let nfd_image = "registry.k8s.io/nfd/node-feature-discovery:v0.18.3";
-        for (role, kind) in [("master", "Deployment"), ("gc", "Deployment"), ("worker", "DaemonSet")] {
-            let sel = json!({"app.kubernetes.io/name": "node-feature-discovery", "app.kubernetes.io/instance": release, "role": role});
-            let mut labels = sel.clone();
-            labels["app.kubernetes.io/managed-by"] = json!("Helm");
-            let mut spec = json!({"selector": {"matchLabels": sel},
-                "template": {"metadata": {"labels": sel},
-                    "spec": {"containers": [{"name": role, "image": nfd_image, "command": [format!("nfd-{role}")]}]}}});
-            if kind == "Deployment" {
-                spec["replicas"] = json!(1);
-            }
-            out.push(json!({"apiVersion": "apps/v1", "kind": kind,
-                "metadata": {"name": format!("{full}-{role}"), "namespace": ns, "labels": labels, "annotations": ann},
-                "spec": spec}));
-        }
-    }
-    let comp = |k: &str| pick(&v[k], &["enabled", "repository", "image", "version", "env", "config"]);
-    out.push(json!({"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy",
-        "metadata": {"name": CLUSTER_POLICY, "annotations": ann, "labels": helm(json!({"app.kubernetes.io/component": "gpu-operator"}))},
-        "spec": {
-            "hostPaths": v["hostPaths"],
-            "operator": pick(&v["operator"], &["runtimeClass"]),
-            "daemonsets": pick(&v["daemonsets"], &["priorityClassName", "tolerations"]),
-            "driver": comp("driver"), "toolkit": comp("toolkit"), "devicePlugin": comp("devicePlugin"),
-            "dcgmExporter": comp("dcgmExporter"), "dcgm": comp("dcgm"), "gfd": comp("gfd"),
-            "nodeStatusExporter": comp("nodeStatusExporter"), "validator": comp("validator"),
-            "migManager": comp("migManager"), "cdi": pick(&v["cdi"], &["enabled"]),
-        }}));
-    out
-}
-
 pub async fn run(client: kube::Client, node: NodeHandle) {
     let notify = Arc::new(Notify::new());
     let cps = super::dynamic_api(&client, &cluster_policy_resource(), None);
@@ -200,7 +103,7 @@ pub async fn run(client: kube::Client, node: NodeHandle) {
         notify.clone(),
     ));
     tokio::spawn(node_predicate(client.clone(), notify.clone()));
-    tokio::spawn(operands(client.clone(), node));
+    tokio::spawn(super::gpu_operands::operands(client.clone(), node));
     loop {
         let requeue = match reconcile(&client).await {
             Ok(r) => r,
@@ -575,150 +478,4 @@ async fn ensure_daemonset(
             Ok(n("desiredNumberScheduled") == 0 || n("numberUnavailable") == 0)
         }
     }
-}
-
-/// What the programs in the operand pods on the node do.
-async fn operands(client: kube::Client, node: NodeHandle) {
-    let notify = Arc::new(Notify::new());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
-    tokio::spawn(notify_on(pods.clone(), cfg, notify.clone()));
-    tokio::spawn(notify_on(
-        Api::<ConfigMap>::all(client.clone()),
-        watcher::Config::default(),
-        notify.clone(),
-    ));
-    let mut running_since: HashMap<String, Instant> = HashMap::new();
-    let mut plugin: Option<(String, u32, &'static str)> = None; // pod uid, replicas, strategy
-    loop {
-        let list = pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={NODE_NAME}")))
-            .await
-            .map(|l| l.items.iter().map(json_of).collect::<Vec<_>>())
-            .unwrap_or_default();
-        let running = |app: &str| {
-            list.iter()
-                .find(|p| s(p, "/metadata/labels/app") == app && pod_running(p))
-        };
-        let cfg = node.config();
-        // NFD worker.
-        if let Some(w) = list.iter().find(|p| {
-            s(p, "/metadata/labels/app.kubernetes.io~1name") == "node-feature-discovery"
-                && s(p, "/metadata/labels/role") == "worker"
-                && pod_running(p)
-        }) {
-            let since = *running_since
-                .entry(s(w, "/metadata/uid").to_string())
-                .or_insert_with(Instant::now);
-            if since.elapsed() >= NFD_DELAY {
-                let mut labels = json!({
-                    "feature.node.kubernetes.io/kernel-version.full": "6.8.0",
-                    "feature.node.kubernetes.io/system-os_release.ID": "ubuntu",
-                    "feature.node.kubernetes.io/system-os_release.VERSION_ID": "24.04",
-                });
-                if cfg.gpus > 0 {
-                    labels[PCI_LABELS[0]] = json!("true");
-                }
-                patch_labels(&client, labels).await;
-            }
-        }
-        // Toolkit: containerd gets the `nvidia` runtime.
-        if running("nvidia-container-toolkit-daemonset").is_some()
-            && !cfg.runtime_handlers.iter().any(|h| h == "nvidia")
-        {
-            let _ = node.set(|c| c.runtime_handlers.push("nvidia".into())).await;
-        }
-        // Device plugin: reads its config once, when it starts.
-        if let Some(p) = running("nvidia-device-plugin-daemonset") {
-            let uid = s(p, "/metadata/uid").to_string();
-            if plugin.as_ref().map(|(u, _, _)| u) != Some(&uid)
-                && let Some((resource, replicas, strategy)) = plugin_config(&client, p).await
-            {
-                let count = (cfg.gpus * replicas).to_string();
-                let _ = node
-                    .set(|c| {
-                        c.extended.remove("nvidia.com/gpu");
-                        c.extended.remove("nvidia.com/gpu.shared");
-                        c.extended.insert(resource, count);
-                    })
-                    .await;
-                plugin = Some((uid, replicas, strategy));
-            }
-        }
-        if !list
-            .iter()
-            .any(|p| s(p, "/metadata/labels/app") == "nvidia-device-plugin-daemonset")
-        {
-            plugin = None;
-        }
-        // GPU feature discovery.
-        if let (Some(_), Some((_, replicas, strategy))) = (running("gpu-feature-discovery"), &plugin) {
-            patch_labels(
-                &client,
-                json!({
-                    "nvidia.com/gpu.count": cfg.gpus.to_string(),
-                    "nvidia.com/gpu.replicas": replicas.to_string(),
-                    "nvidia.com/gpu.sharing-strategy": strategy,
-                }),
-            )
-            .await;
-        }
-        tokio::select! {
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
-/// Sets node labels that differ (one merge patch; none when all are there).
-async fn patch_labels(client: &kube::Client, labels: Value) {
-    let api: Api<Node> = Api::all(client.clone());
-    let Ok(node) = api.get(NODE_NAME).await else { return };
-    let live = node.metadata.labels.unwrap_or_default();
-    let differs = labels
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| live.get(k).map(String::as_str) != v.as_str());
-    if differs {
-        let _ = api
-            .patch(
-                NODE_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"metadata": {"labels": labels}})),
-            )
-            .await;
-    }
-}
-
-/// The device plugin's config: (resource name, replicas per GPU, sharing strategy), or None
-/// while the ConfigMap or its key is missing.
-async fn plugin_config(client: &kube::Client, pod: &Value) -> Option<(String, u32, &'static str)> {
-    let cps = super::dynamic_api(client, &cluster_policy_resource(), None);
-    let cp = json_of(&cps.get_opt(CLUSTER_POLICY).await.ok()??);
-    let name = s(&cp, "/spec/devicePlugin/config/name");
-    if name.is_empty() {
-        return Some(("nvidia.com/gpu".into(), 1, "none"));
-    }
-    let key = s(&cp, "/spec/devicePlugin/config/default");
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), s(pod, "/metadata/namespace"));
-    let cm = cms.get_opt(name).await.ok()??;
-    let text = cm.data?.get(key)?.clone();
-    let config: Value = serde_saphyr::from_str(&text).ok()?;
-    for (mode, strategy) in [("timeSlicing", "time-slicing"), ("mps", "mps")] {
-        let section = &config["sharing"][mode];
-        if let Some(r) = section["resources"].as_array().and_then(|rs| {
-            rs.iter()
-                .find(|r| r["name"] == "nvidia.com/gpu")
-                .and_then(|r| r["replicas"].as_u64())
-        }) {
-            let resource = if section["renameByDefault"].as_bool() == Some(true) {
-                "nvidia.com/gpu.shared"
-            } else {
-                "nvidia.com/gpu"
-            };
-            return Some((resource.into(), u32::try_from(r).ok()?, strategy));
-        }
-    }
-    Some(("nvidia.com/gpu".into(), 1, "none"))
 }

@@ -19,6 +19,8 @@
 //! server-side apply and never deleted: every test of the process shares them.
 
 pub mod charts;
+pub mod gpu_chart;
+pub mod gpu_operands;
 pub mod gpu_operator;
 pub mod helm_controller;
 pub mod k0s_charts;
