@@ -438,3 +438,117 @@ fn plan_with_monitoring_on_a_gpu_workstation() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("logging") && err.contains("monitoring"), "{err}");
 }
+
+/// The monitoring add-on's chart objects on the real API server, through each distribution's
+/// Helm controller stand-in: the charts' Deployments kstrap waits for (`Addon::wait_for`) come up
+/// ready, Grafana reads the admin Secret kstrap makes, and on k0s the Chart's status names the
+/// installed release (a `chartName` URL would leave `status.error` "repository 'https:' not found
+/// in cluster configuration" there, k0s v1.35.3). The cluster, exclusively: the chart objects in
+/// `kube-system` and the `monitoring` namespace have fixed names.
+async fn monitoring_charts_on(test: &str, distro: kstrap::distro::Distro) {
+    use crate::real::{Cleanup, RealCluster};
+    use kstrap::addons::monitoring;
+    let Some(cluster) = RealCluster::get(test) else {
+        return;
+    };
+    let _guard = cluster.exclusive();
+    if distro == kstrap::distro::Distro::K0s {
+        cluster.node().set(|c| c.kubelet_version = "v1.35.3+k0s".into());
+    }
+    let client = cluster.client().await;
+    let mut cleanup = Cleanup::new(cluster);
+    let (api_version, kind, plural) = match distro {
+        kstrap::distro::Distro::K3s => (CHART_K3S, "HelmChart", "helmcharts"),
+        kstrap::distro::Distro::K0s => (CHART_K0S, "Chart", "charts"),
+    };
+    for release in ["prometheus", "grafana"] {
+        cleanup
+            .object(api_version, kind, plural, "kube-system", release)
+            .cluster_object(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                &format!("helm-kube-system-{release}"),
+            );
+    }
+    cleanup.namespace(monitoring::NAMESPACE);
+    let facts = crate::support::fixture("rtx5090-96gb");
+    let profiles = kstrap::profile::embedded().unwrap();
+    let overrides = kstrap::profile::Overrides {
+        profile: Some("cpu-fallback".into()),
+        distro: Some(distro),
+        force: true,
+    };
+    let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
+    let addon = monitoring::addon(&sel);
+    let mut objects = monitoring::objects(distro, &sel);
+    // The admin Secret as kstrap resolves it (a generated password) and completes it.
+    let mut secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": monitoring::ADMIN_SECRET, "namespace": monitoring::NAMESPACE},
+        "data": {monitoring::ADMIN_PASSWORD_KEY: serde_json::to_value(k8s_openapi::ByteString(b"not-shown".to_vec())).unwrap()}});
+    monitoring::complete_admin_secret(&mut secret);
+    objects.insert(1, secret);
+    crate::gpu_e2e::apply(&client, &objects).await;
+
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), monitoring::NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for r in &addon.wait_for {
+        assert_eq!(r.kind, "Deployment", "{r:?}");
+        loop {
+            let ready = deployments
+                .get_opt(&r.name)
+                .await
+                .unwrap()
+                .and_then(|d| d.status)
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            if ready >= 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never became ready", r.name);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let grafana = deployments.get("grafana").await.unwrap();
+    let env = crate::real::controllers::json_of(&grafana)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert!(env.to_string().contains(monitoring::ADMIN_SECRET), "{env}");
+    if distro == kstrap::distro::Distro::K0s {
+        let charts = crate::real::controllers::dynamic_api(
+            &client,
+            &crate::real::controllers::k0s_chart_resource(),
+            Some("kube-system"),
+        );
+        for (release, version) in [("prometheus", "28.13.0"), ("grafana", "11.6.1")] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let c = crate::real::controllers::json_of(&charts.get(release).await.unwrap());
+                assert!(c["status"]["error"].is_null(), "{}", c["status"]);
+                if c["status"]["releaseName"] == release {
+                    assert_eq!(c["status"]["version"], version);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{release}: {}", c["status"]);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_charts_install_through_k3s_helm_controller() {
+    monitoring_charts_on(
+        "monitoring_charts_install_through_k3s_helm_controller",
+        kstrap::distro::Distro::K3s,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_charts_install_through_k0s_chart_reconciler() {
+    monitoring_charts_on(
+        "monitoring_charts_install_through_k0s_chart_reconciler",
+        kstrap::distro::Distro::K0s,
+    )
+    .await;
+}

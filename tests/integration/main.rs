@@ -4,6 +4,7 @@ mod addons_e2e;
 mod apply_e2e;
 mod bad_input;
 mod cli;
+mod controller_standins;
 #[path = "../support/counting.rs"]
 pub mod counting;
 mod down;

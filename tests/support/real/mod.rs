@@ -23,6 +23,7 @@
 
 #![allow(dead_code)]
 
+pub mod controllers;
 pub mod node;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ impl RealCluster {
                     kubeconfig.display()
                 ),
             };
+            if let Err(e) = controllers::start(&kubeconfig, node.handle()) {
+                panic!("the controller stand-ins did not start: {e}");
+            }
             Some(RealCluster {
                 kubeconfig,
                 lock: RwLock::new(()),
@@ -129,7 +133,7 @@ impl RealCluster {
     pub fn exclusive(&self) -> ClusterGuard<'_> {
         let guard = self.lock.write().unwrap_or_else(|e| e.into_inner());
         self.node.reset();
-        ClusterGuard::Exclusive(guard)
+        ClusterGuard::Exclusive(guard, &self.node)
     }
 
     /// The node stand-in (to switch its distribution, GPUs, runtime handlers; only under
@@ -142,7 +146,17 @@ impl RealCluster {
 /// A test's hold on the cluster: shared with other tests, or exclusive.
 pub enum ClusterGuard<'a> {
     Shared(RwLockReadGuard<'a, ()>),
-    Exclusive(RwLockWriteGuard<'a, ()>),
+    /// Resets the node to its defaults again when it ends (before the lock is released), so
+    /// shared tests never see the distribution, GPUs or labels an exclusive test left.
+    Exclusive(RwLockWriteGuard<'a, ()>, &'a NodeStandIn),
+}
+
+impl Drop for ClusterGuard<'_> {
+    fn drop(&mut self) {
+        if let ClusterGuard::Exclusive(_, node) = self {
+            node.reset();
+        }
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -159,6 +173,7 @@ pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
+    namespaced: Vec<(ApiResource, String, String)>,
 }
 
 impl Cleanup {
@@ -167,6 +182,7 @@ impl Cleanup {
             kubeconfig: cluster.kubeconfig.clone(),
             namespaces: Vec::new(),
             cluster_scoped: Vec::new(),
+            namespaced: Vec::new(),
         }
     }
 
@@ -183,12 +199,25 @@ impl Cleanup {
             .push((ApiResource::from_gvk_with_plural(&gvk, plural), name.to_string()));
         self
     }
+
+    /// One object in a namespace the test shares with others (a chart object in `kube-system`).
+    pub fn object(&mut self, api_version: &str, kind: &str, plural: &str, ns: &str, name: &str) -> &mut Cleanup {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        self.namespaced.push((
+            ApiResource::from_gvk_with_plural(&gvk, plural),
+            ns.to_string(),
+            name.to_string(),
+        ));
+        self
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = std::mem::take(&mut self.namespaces);
         let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
+        let namespaced = std::mem::take(&mut self.namespaced);
         let kubeconfig = self.kubeconfig.clone();
         // Its own thread and runtime: Drop can run inside a test's runtime.
         let done = std::thread::spawn(move || {
@@ -200,6 +229,10 @@ impl Drop for Cleanup {
                 let Ok(client) = kstrap::kube::client_from(Some(&kubeconfig), None).await else {
                     return;
                 };
+                for (ar, ns, name) in &namespaced {
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+                    let _ = api.delete(name, &DeleteParams::background()).await;
+                }
                 for (ar, name) in &cluster_scoped {
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;

@@ -29,8 +29,14 @@
 //!     (pkg/kubelet/kuberuntime/security_context_others.go `verifyRunAsNonRoot`);
 //!   - a RuntimeClass whose handler the node's runtime does not have (no `nvidia` before the GPU
 //!     operator's toolkit ran): stays ContainerCreating with a Warning `FailedCreatePodSandBox`
-//!     event (containerd CRI: `no runtime for "nvidia" is configured`). A RuntimeClass that does
-//!     not exist at all is refused by the API server's own RuntimeClass admission plugin.
+//!     event (containerd CRI: `no runtime for "nvidia" is configured`) until the runtime gains
+//!     the handler, as the kubelet retries the sandbox on every sync. A RuntimeClass that does
+//!     not exist at all is refused by the API server's own RuntimeClass admission plugin;
+//!   - `runAsNonRoot` is checked against the image's own USER where the stand-in knows it
+//!     ([`image_user`]: k3s's klipper-helm runs as 1000).
+//! - **Programs that a controller stand-in plays** can be told to fail: [`NodeHandle::script_exit`]
+//!   makes the containers of pods with a name prefix exit with a code (a `helm install` that
+//!   cannot find its chart, a GPU toolkit that cannot configure containerd).
 //! - **Image name conventions** choose other outcomes (they stand for what a runtime would meet):
 //!   an image under `kstrap.invalid/` or with `pull-error` in its name cannot be pulled
 //!   (`ErrImagePull`, then `ImagePullBackOff`, pkg/kubelet/images/types.go); `crash-loop` exits 1
@@ -84,6 +90,9 @@ pub struct NodeConfig {
     pub runtime_handlers: Vec<String>,
     /// How long a pod takes from bound to running.
     pub start_delay: Duration,
+    /// NVIDIA GPUs on the node's PCI bus (hardware: what node-feature-discovery finds and the
+    /// device plugin advertises, see `controllers::gpu_operator`). Not a resource by itself.
+    pub gpus: u32,
 }
 
 impl Default for NodeConfig {
@@ -97,6 +106,7 @@ impl Default for NodeConfig {
             labels: BTreeMap::new(),
             runtime_handlers: vec!["runc".to_string()],
             start_delay: Duration::from_millis(300),
+            gpus: 0,
         }
     }
 }
@@ -104,8 +114,62 @@ impl Default for NodeConfig {
 /// The running stand-in. Changing it (`set`) rewrites the Node at once.
 pub struct NodeStandIn {
     config: Arc<Mutex<NodeConfig>>,
+    scripts: Scripts,
     handle: tokio::runtime::Handle,
     client: kube::Client,
+}
+
+/// Exit codes that programs in pods will end with, decided by a controller stand-in that plays
+/// the program (a `helm install` that cannot find its chart): `(namespace, pod name prefix, code)`.
+type Scripts = Arc<Mutex<Vec<(String, String, i32)>>>;
+
+/// What the controller stand-ins use to change the node from their own runtime (a device plugin
+/// registering `nvidia.com/gpu`, the toolkit adding containerd's `nvidia` runtime).
+#[derive(Clone)]
+pub struct NodeHandle {
+    config: Arc<Mutex<NodeConfig>>,
+    scripts: Scripts,
+    client: kube::Client,
+}
+
+impl NodeHandle {
+    pub fn config(&self) -> NodeConfig {
+        self.config.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Changes what the node reports and rewrites the Node; labels others wrote stay.
+    pub async fn set(&self, change: impl FnOnce(&mut NodeConfig)) -> Result<(), String> {
+        let (before, after) = {
+            let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
+            let before = c.clone();
+            change(&mut c);
+            (before, c.clone())
+        };
+        register(&self.client, &after, Prune::Removed(&before.labels)).await
+    }
+
+    /// Containers of pods in `namespace` whose name starts with `prefix` exit with `code`.
+    pub fn script_exit(&self, namespace: &str, prefix: &str, code: i32) {
+        if let Ok(mut s) = self.scripts.lock() {
+            s.retain(|(ns, p, _)| !(ns == namespace && p == prefix));
+            s.push((namespace.to_string(), prefix.to_string(), code));
+        }
+    }
+
+    /// Forgets what [`NodeHandle::script_exit`] said for `namespace`/`prefix`.
+    pub fn unscript(&self, namespace: &str, prefix: &str) {
+        if let Ok(mut s) = self.scripts.lock() {
+            s.retain(|(ns, p, _)| !(ns == namespace && p == prefix));
+        }
+    }
+}
+
+/// Which labels a rewrite of the Node removes: all but ours (a reset), or only those the
+/// previous configuration had and this one does not (labels the operator, NFD and GFD stand-ins
+/// wrote through the API stay, as on a real node whose kubelet never touches them).
+enum Prune<'a> {
+    All,
+    Removed(&'a BTreeMap<String, String>),
 }
 
 impl NodeStandIn {
@@ -115,6 +179,8 @@ impl NodeStandIn {
         let kubeconfig = kubeconfig.to_path_buf();
         let config = Arc::new(Mutex::new(config));
         let shared = config.clone();
+        let scripts: Scripts = Arc::default();
+        let shared_scripts = scripts.clone();
         std::thread::Builder::new()
             .name("node-standin".into())
             .spawn(move || {
@@ -137,14 +203,20 @@ impl NodeStandIn {
                             return;
                         }
                     };
-                    if let Err(e) = register(&client, &shared.lock().map(|c| c.clone()).unwrap_or_default()).await {
+                    if let Err(e) = register(
+                        &client,
+                        &shared.lock().map(|c| c.clone()).unwrap_or_default(),
+                        Prune::All,
+                    )
+                    .await
+                    {
                         let _ = tx.send(Err(e));
                         return;
                     }
                     let _ = tx.send(Ok((tokio::runtime::Handle::current(), client.clone())));
                     tokio::join!(
                         renew_lease(client.clone()),
-                        drive_pods(client.clone(), shared.clone()),
+                        drive_pods(client.clone(), shared.clone(), shared_scripts.clone()),
                         provision_claims(client.clone()),
                         reclaim_volumes(client.clone()),
                         balance_services(client.clone()),
@@ -155,7 +227,21 @@ impl NodeStandIn {
         let (handle, client) = rx
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| "the node stand-in did not start within 60 s".to_string())??;
-        Ok(NodeStandIn { config, handle, client })
+        Ok(NodeStandIn {
+            config,
+            scripts,
+            handle,
+            client,
+        })
+    }
+
+    /// A handle for the controller stand-ins (cloneable, async).
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            config: self.config.clone(),
+            scripts: self.scripts.clone(),
+            client: self.client.clone(),
+        }
     }
 
     pub fn config(&self) -> NodeConfig {
@@ -164,14 +250,24 @@ impl NodeStandIn {
 
     /// Changes what the node reports and rewrites the Node (labels, capacity, kubelet version).
     pub fn set(&self, change: impl FnOnce(&mut NodeConfig)) {
-        let config = {
+        self.rewrite(change, false);
+    }
+
+    fn rewrite(&self, change: impl FnOnce(&mut NodeConfig), reset: bool) {
+        let (before, config) = {
             let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
+            let before = c.clone();
             change(&mut c);
-            c.clone()
+            (before, c.clone())
         };
         let client = self.client.clone();
+        let prune = if reset {
+            Prune::All
+        } else {
+            Prune::Removed(&before.labels)
+        };
         let result = std::thread::scope(|s| {
-            s.spawn(|| self.handle.block_on(async move { register(&client, &config).await }))
+            s.spawn(|| self.handle.block_on(async { register(&client, &config, prune).await }))
                 .join()
         });
         match result {
@@ -183,8 +279,10 @@ impl NodeStandIn {
 
     /// Back to the defaults (and the default StorageClass back), after a test that changed them.
     pub fn reset(&self) {
-        if self.config() != NodeConfig::default() {
-            self.set(|c| *c = NodeConfig::default());
+        // Always: labels the GPU stand-ins wrote through the API go too.
+        self.rewrite(|c| *c = NodeConfig::default(), true);
+        if let Ok(mut s) = self.scripts.lock() {
+            s.clear();
         }
         let client = self.client.clone();
         let _ = std::thread::scope(|s| {
@@ -260,7 +358,7 @@ fn node_status(c: &NodeConfig) -> Value {
 }
 
 /// Creates or rewrites the Node: labels (exactly the configured ones) and status.
-async fn register(client: &kube::Client, c: &NodeConfig) -> Result<(), String> {
+async fn register(client: &kube::Client, c: &NodeConfig, prune: Prune<'_>) -> Result<(), String> {
     let api: Api<Node> = Api::all(client.clone());
     let desired = node_json(c);
     match api.get_opt(NODE_NAME).await.map_err(|e| e.to_string())? {
@@ -273,9 +371,18 @@ async fn register(client: &kube::Client, c: &NodeConfig) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
         Some(live) => {
-            // Labels: exactly ours (a label another test's GPU operator added goes).
+            // Labels: on a reset exactly ours (a label another test's GPU operator added goes);
+            // otherwise only those this configuration dropped.
             let mut labels: serde_json::Map<String, Value> = serde_json::Map::new();
-            for k in live.metadata.labels.unwrap_or_default().keys() {
+            let live_labels = live.metadata.labels.unwrap_or_default();
+            let removed: Vec<&String> = match prune {
+                Prune::All => live_labels.keys().collect(),
+                Prune::Removed(before) => before
+                    .keys()
+                    .filter(|k| !c.labels.contains_key(*k) && live_labels.contains_key(*k))
+                    .collect(),
+            };
+            for k in removed {
                 labels.insert(k.clone(), Value::Null);
             }
             if let Some(l) = desired["metadata"]["labels"].as_object() {
@@ -287,15 +394,23 @@ async fn register(client: &kube::Client, c: &NodeConfig) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    // Status: replace capacity/allocatable wholly (a removed extended resource goes).
-    let mut status = node_status(c);
-    let mut live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
-    let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
-    body["status"] = status.take();
-    live = serde_json::from_value(body).map_err(|e| e.to_string())?;
-    api.replace_status(NODE_NAME, &PostParams::default(), &live)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Status: replace capacity/allocatable wholly (a removed extended resource goes); on a
+    // conflict (the node lifecycle controller wrote meanwhile) read again and retry.
+    let mut attempt = 0;
+    loop {
+        let live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
+        let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+        body["status"] = node_status(c);
+        let live: Node = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        match api.replace_status(NODE_NAME, &PostParams::default(), &live).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     ensure_local_path_class(client).await;
     Ok(())
 }
@@ -328,7 +443,7 @@ async fn renew_lease(client: kube::Client) {
 
 // ---- pods ----------------------------------------------------------------------------------
 
-async fn drive_pods(client: kube::Client, config: Arc<Mutex<NodeConfig>>) {
+async fn drive_pods(client: kube::Client, config: Arc<Mutex<NodeConfig>>, scripts: Scripts) {
     let api: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
     let started: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -354,10 +469,11 @@ async fn drive_pods(client: kube::Client, config: Arc<Mutex<NodeConfig>>) {
         if started.lock().map(|mut s| s.insert(uid)).unwrap_or(false) {
             let client = client.clone();
             let delay = config.lock().map(|c| c.start_delay).unwrap_or_default();
-            let handlers = config.lock().map(|c| c.runtime_handlers.clone()).unwrap_or_default();
+            let config = config.clone();
+            let scripts = scripts.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                run_pod(client, pod, handlers).await;
+                run_pod(client, pod, config, scripts).await;
             });
         }
     }
@@ -440,6 +556,15 @@ fn image_fate(image: &str) -> Option<Fate> {
     None
 }
 
+/// The numeric USER of images whose configuration the stand-in knows (a runtime reads it from
+/// the image): `rancher/klipper-helm`, the image of k3s's helm-install Jobs, runs as 1000
+/// (k3s-io/klipper-helm `Dockerfile`, `USER 1000`, v0.9.10-build20251111).
+fn image_user(image: &str) -> Option<i64> {
+    let repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
+    let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
+    (repo == "rancher/klipper-helm").then_some(1000)
+}
+
 /// `CreateContainerConfigError` from what the API holds, as the kubelet decides it.
 async fn config_error(client: &kube::Client, ns: &str, pod: &Pod, c: &Container) -> Option<String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -502,7 +627,8 @@ async fn config_error(client: &kube::Client, ns: &str, pod: &Pod, c: &Container)
     if non_root {
         let user = csc
             .and_then(|s| s.run_as_user)
-            .or_else(|| psc.and_then(|s| s.run_as_user));
+            .or_else(|| psc.and_then(|s| s.run_as_user))
+            .or_else(|| image_user(c.image.as_deref().unwrap_or_default()));
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         match user {
             Some(0) => {
@@ -575,7 +701,15 @@ fn image_id(image: &str) -> String {
     )
 }
 
-async fn run_pod(client: kube::Client, pod: Pod, handlers: Vec<String>) {
+/// The exit code a controller stand-in scripted for this pod's programs, if any.
+fn scripted(scripts: &Scripts, ns: &str, name: &str) -> Option<i32> {
+    let s = scripts.lock().ok()?;
+    s.iter()
+        .find(|(sns, prefix, _)| sns == ns && name.starts_with(prefix.as_str()))
+        .map(|(_, _, code)| *code)
+}
+
+async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>, scripts: Scripts) {
     let (Some(ns), Some(name), Some(uid), Some(spec)) = (
         pod.metadata.namespace.clone(),
         pod.metadata.name.clone(),
@@ -606,25 +740,39 @@ async fn run_pod(client: kube::Client, pod: Pod, handlers: Vec<String>) {
             ],
         })
     };
-    // Sandbox: the RuntimeClass's handler must be one the node's runtime has.
+    // Sandbox: the RuntimeClass's handler must be one the node's runtime has. The kubelet retries
+    // the sandbox on every sync (pkg/kubelet/kuberuntime `SyncPod`), so the pod starts once the
+    // runtime gains the handler (the GPU operator's toolkit adding `nvidia`).
     if let Some(rc) = &spec.runtime_class_name {
         let rcs: Api<k8s_openapi::api::node::v1::RuntimeClass> = Api::all(client.clone());
-        if let Ok(Some(class)) = rcs.get_opt(rc).await
-            && !handlers.contains(&class.handler)
-        {
-            let msg = format!(
-                "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox runtime: no runtime for \"{}\" is configured",
-                class.handler
-            );
-            event(&client, &pod, "Warning", "FailedCreatePodSandBox", &msg).await;
-            let mut status = base("Pending", false, Some("ContainersNotReady"));
-            status["conditions"][0]["status"] = json!("False");
-            status["containerStatuses"] = json!(
-                spec.containers.iter().map(|c| json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "started": false, "restartCount": 0,
-                    "state": {"waiting": {"reason": "ContainerCreating"}}})).collect::<Vec<_>>()
-            );
-            let _ = patch_status(&api, &name, status).await;
-            return;
+        let mut reported = false;
+        loop {
+            let handlers = config.lock().map(|c| c.runtime_handlers.clone()).unwrap_or_default();
+            let Ok(Some(class)) = rcs.get_opt(rc).await else { break };
+            if handlers.contains(&class.handler) {
+                break;
+            }
+            if !reported {
+                reported = true;
+                let msg = format!(
+                    "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox runtime: no runtime for \"{}\" is configured",
+                    class.handler
+                );
+                event(&client, &pod, "Warning", "FailedCreatePodSandBox", &msg).await;
+                let mut status = base("Pending", false, Some("ContainersNotReady"));
+                status["conditions"][0]["status"] = json!("False");
+                status["containerStatuses"] = json!(
+                    spec.containers.iter().map(|c| json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "started": false, "restartCount": 0,
+                        "state": {"waiting": {"reason": "ContainerCreating"}}})).collect::<Vec<_>>()
+                );
+                let _ = patch_status(&api, &name, status).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match api.get_opt(&name).await {
+                Ok(Some(p))
+                    if p.metadata.uid.as_deref() == Some(uid.as_str()) && p.metadata.deletion_timestamp.is_none() => {}
+                _ => return,
+            }
         }
     }
     let init: Vec<Value> = spec
@@ -646,10 +794,13 @@ async fn run_pod(client: kube::Client, pod: Pod, handlers: Vec<String>) {
     for c in &spec.containers {
         let image = c.image.clone().unwrap_or_default();
         let cid = container_id(&uid, &c.name);
-        let mut fate = image_fate(&image).unwrap_or(Fate::Runs {
-            ready: true,
-            delay: Duration::ZERO,
-        });
+        let mut fate = scripted(&scripts, &ns, &name)
+            .map(Fate::Exits)
+            .or_else(|| image_fate(&image))
+            .unwrap_or(Fate::Runs {
+                ready: true,
+                delay: Duration::ZERO,
+            });
         if let Some(msg) = config_error(&client, &ns, &pod, c).await {
             fate = Fate::Waiting {
                 reason: "CreateContainerConfigError".into(),
