@@ -9,6 +9,7 @@ pub mod applyset;
 pub mod diagnose;
 pub mod engine;
 pub mod ops;
+pub mod reach;
 pub mod readiness;
 pub mod status;
 pub mod wait;

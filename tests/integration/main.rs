@@ -11,8 +11,11 @@ pub mod fake_host;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
+mod outage_e2e;
 mod preflight;
 mod profiles;
+#[path = "../support/proxy/mod.rs"]
+pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
 #[path = "../support/release_server/mod.rs"]

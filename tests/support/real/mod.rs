@@ -159,6 +159,8 @@ pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
+    /// Namespaced objects outside the test's namespaces: (resource, namespace, name).
+    namespaced: Vec<(ApiResource, String, String)>,
 }
 
 impl Cleanup {
@@ -167,7 +169,18 @@ impl Cleanup {
             kubeconfig: cluster.kubeconfig.clone(),
             namespaces: Vec::new(),
             cluster_scoped: Vec::new(),
+            namespaced: Vec::new(),
         }
+    }
+
+    /// The ApplySet parent kstrap keeps for `stack` (a Secret `applyset-<stack>` in
+    /// `kube-system`), so that `kstrap status` on the shared cluster lists no stack of a test
+    /// that ended.
+    pub fn applyset_parent(&mut self, stack: &str) -> &mut Cleanup {
+        let ar = ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
+        self.namespaced
+            .push((ar, "kube-system".to_string(), format!("applyset-{stack}")));
+        self
     }
 
     pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
@@ -189,6 +202,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = std::mem::take(&mut self.namespaces);
         let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
+        let namespaced = std::mem::take(&mut self.namespaced);
         let kubeconfig = self.kubeconfig.clone();
         // Its own thread and runtime: Drop can run inside a test's runtime.
         let done = std::thread::spawn(move || {
@@ -200,6 +214,10 @@ impl Drop for Cleanup {
                 let Ok(client) = kstrap::kube::client_from(Some(&kubeconfig), None).await else {
                     return;
                 };
+                for (ar, ns, name) in &namespaced {
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+                    let _ = api.delete(name, &DeleteParams::background()).await;
+                }
                 for (ar, name) in &cluster_scoped {
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;

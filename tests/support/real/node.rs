@@ -287,15 +287,23 @@ async fn register(client: &kube::Client, c: &NodeConfig) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    // Status: replace capacity/allocatable wholly (a removed extended resource goes).
-    let mut status = node_status(c);
-    let mut live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
-    let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
-    body["status"] = status.take();
-    live = serde_json::from_value(body).map_err(|e| e.to_string())?;
-    api.replace_status(NODE_NAME, &PostParams::default(), &live)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Status: replace capacity/allocatable wholly (a removed extended resource goes). The node
+    // controllers write the Node too (taints, conditions): on 409 read it again and retry.
+    let mut attempt = 0;
+    loop {
+        let live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
+        let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+        body["status"] = node_status(c);
+        let live: Node = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        match api.replace_status(NODE_NAME, &PostParams::default(), &live).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     ensure_local_path_class(client).await;
     Ok(())
 }
