@@ -18,11 +18,16 @@ pub fn is_unanswered(e: &::kube::Error) -> bool {
     matches!(e, ::kube::Error::HyperError(_) | ::kube::Error::Service(_))
 }
 
+/// [`is_unanswered`], and a stream whose connection broke while it was read.
+fn stream_unanswered(e: &::kube::Error) -> bool {
+    is_unanswered(e) || matches!(e, ::kube::Error::ReadEvents(_))
+}
+
 /// [`is_unanswered`] for a watcher's errors.
 pub fn watch_unanswered(e: &::kube::runtime::watcher::Error) -> bool {
     use ::kube::runtime::watcher::Error as W;
     match e {
-        W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e) => is_unanswered(e),
+        W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e) => stream_unanswered(e),
         W::WatchError(_) | W::NoResourceVersion => false,
     }
 }

@@ -462,18 +462,19 @@ pub async fn wait_ready(
             item = streams.next(), if n > 0 => {
                 match item {
                     Some((source, Ok(event))) => {
-                        silence.answered();
+                        // `Init` is the watcher's own mark that it starts a list, sent before it
+                        // asks the server: not an answer.
+                        if !matches!(event, Event::Init) {
+                            silence.answered();
+                        }
                         state.handle(source, event);
                     }
                     // The watcher retries by itself (with backoff); a server that does not
                     // answer at all is said when the silence lasts (below).
-                    Some((_, Err(e))) => {
-                        if super::reach::watch_unanswered(&e) {
-                            silence.unanswered(Instant::now());
-                        } else {
-                            silence.answered();
-                        }
+                    Some((_, Err(e))) if super::reach::watch_unanswered(&e) => {
+                        silence.unanswered(Instant::now());
                     }
+                    Some((_, Err(_))) => {}
                     None => {}
                 }
             }

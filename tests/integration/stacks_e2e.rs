@@ -27,13 +27,21 @@ fn image_flags(stack: &kstrap::stack::Stack) -> Vec<String> {
         .collect()
 }
 
-/// Every built-in stack's namespace and ApplySet parent, deleted now (a run that died early may
-/// have left them) and when the returned cleanup drops.
+/// Every built-in stack's namespace, cluster-scoped objects (multimodal-ai's PersistentVolume:
+/// with reclaim policy Retain it stays Released, bound to the deleted claim, when only the
+/// namespace goes) and ApplySet parent, deleted now (a run that died early may have left them)
+/// and when the returned cleanup drops.
 fn built_in_cleanup(cluster: &RealCluster) -> Cleanup {
     let mut c = Cleanup::new(cluster);
     for name in kstrap::stack::embedded_names() {
         let s = kstrap::stack::load(&name, None).unwrap();
         c.namespace(&s.namespace).applyset_parent(&name);
+        for o in s.stages.iter().flat_map(|st| &st.objects) {
+            let r = &o.reference;
+            if r.namespace.is_none() && r.kind != "Namespace" {
+                c.cluster_object(&r.api_version, &r.kind, &plural(&r.kind), &r.name);
+            }
+        }
     }
     c
 }

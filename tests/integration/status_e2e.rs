@@ -297,7 +297,7 @@ fn a_stuck_pod_makes_status_exit_1_naming_the_object_and_reason() {
     let out = apply(kubeconfig, &t, "5");
     assert_eq!(out.status.code(), Some(4), "apply: {}", text(&out));
 
-    let out = status(&kubeconfig, &["-o", "json"]);
+    let out = status(kubeconfig, &["-o", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = json_of(&out);
     assert_eq!(report["ok"], false);
@@ -315,7 +315,7 @@ fn a_stuck_pod_makes_status_exit_1_naming_the_object_and_reason() {
     let problems = report["problems"].to_string();
     assert!(problems.contains(&format!("Deployment/web -n {}", t.name)), "{report}");
 
-    let human = status(&kubeconfig, &[]);
+    let human = status(kubeconfig, &[]);
     assert_eq!(human.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&human.stdout);
     assert!(stdout.contains(&format!("Deployment/web -n {}: ", t.name)), "{stdout}");
