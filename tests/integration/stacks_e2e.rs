@@ -334,11 +334,11 @@ fn injected_secrets_appear_in_no_output_mode() {
         outputs.push((what, out));
     }
     // An error: the front end's image cannot be pulled (the node stand-in cannot pull images
-    // under kstrap.invalid/); the timeout's diagnosis, at -vv, must not show the keys either.
+    // named pull-error); the timeout's diagnosis, at -vv, must not show the keys either.
     let stuck: Vec<String> = with(&["-vv", "--timeout", "5"])
         .into_iter()
         .map(|a| match a.split_once('=') {
-            Some((key, _)) if key == "FRONTEND_IMAGE" => format!("{key}=kstrap.invalid/e2e/frontend:1.0.0"),
+            Some((key, _)) if key == "FRONTEND_IMAGE" => format!("{key}=registry.example.com/e2e/pull-error:1.0.0"),
             _ => a,
         })
         .collect();

@@ -291,8 +291,9 @@ fn a_stuck_pod_makes_status_exit_1_naming_the_object_and_reason() {
     let Some(cluster) = RealCluster::get("a_stuck_pod_makes_status_exit_1_naming_the_object_and_reason") else {
         return;
     };
-    // The node stand-in cannot pull images under kstrap.invalid/.
-    let t = TestStack::new(cluster, "kstrap.invalid/pause:3.10");
+    // The node stand-in cannot pull an image named `pull-error` (kstrap itself refuses the
+    // placeholder registry kstrap.invalid in a stack).
+    let t = TestStack::new(cluster, "registry.example.com/e2e/pull-error:1.0.0");
     let kubeconfig = cluster.kubeconfig();
     let out = apply(kubeconfig, &t, "5");
     assert_eq!(out.status.code(), Some(4), "apply: {}", text(&out));
