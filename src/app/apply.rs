@@ -34,11 +34,20 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    let progress = StageProgress::new(Mode::for_printer(printer), printer.verbosity, opts.dry_run);
+    let (kubeconfig, context) = (args.kube.kubeconfig.as_deref(), args.kube.context.as_deref());
+    let server = runtime.block_on(crate::kube::reach::server_url(kubeconfig, context));
+    let progress =
+        StageProgress::new(Mode::for_printer(printer), printer.verbosity, opts.dry_run).with_server(server.clone());
     let result = runtime.block_on(async {
-        let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
-            .await
-            .map_err(Prepare::Apply)?;
+        let client = client_from(kubeconfig, context).await.map_err(Prepare::Apply)?;
+        // A server that does not answer is said at once (naming it and the kubeconfig), not
+        // after the first calls' retries.
+        if let Some(server) = &server {
+            let file = kubeconfig_name(kubeconfig, context);
+            crate::kube::reach::probe(&client, server, &file)
+                .await
+                .map_err(|m| Prepare::Failure(Failure::failed(m)))?;
+        }
         let stack = match ready {
             Some(stack) => stack,
             None => {
@@ -73,6 +82,21 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
             }
             Ok(exit)
         }
+    }
+}
+
+/// The kubeconfig used, for messages (its name only: it holds credentials).
+fn kubeconfig_name(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> String {
+    let file = match kubeconfig {
+        Some(p) => p.display().to_string(),
+        None => match std::env::var_os(crate::env::KUBECONFIG) {
+            Some(v) if !v.is_empty() => v.to_string_lossy().into_owned(),
+            _ => "~/.kube/config".to_string(),
+        },
+    };
+    match context {
+        Some(c) => format!("{file}, context {c}"),
+        None => file,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod kubeconfig_list;
 pub mod noop;
 pub mod ops;
+pub mod reach;
 pub mod readiness;
 pub mod status;
 pub mod wait;

@@ -129,6 +129,9 @@ pub fn retry_delay(e: &::kube::Error, attempt: u32) -> Option<Duration> {
     }
 }
 
+/// How long a call keeps retrying a server that does not answer at all.
+pub const UNANSWERED_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Runs `f` until it succeeds, retrying 429s and server errors with backoff.
 pub async fn retry<T, F, Fut>(f: F) -> Result<T, ::kube::Error>
 where
@@ -144,6 +147,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ::kube::Error>>,
 {
+    let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
         match f().await {
@@ -153,6 +157,11 @@ where
                 Some(delay) => {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
+                }
+                // A server that stopped answering (restarting) gets longer than one that
+                // answers with errors; `apply` checked that it answered before it began.
+                None if super::reach::is_unanswered(&e) && started.elapsed() < UNANSWERED_PATIENCE => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 None => return Err(e),
             },
@@ -294,9 +303,26 @@ pub async fn apply_one(
     };
     Ok(match before {
         None => Outcome::Created,
-        Some(b) if resource_version(&b) == resource_version(&after) => Outcome::Unchanged,
+        Some(b) if resource_version(&b) == resource_version(&after) || same_but_version(&b, &after) => {
+            Outcome::Unchanged
+        }
         Some(_) => Outcome::Configured,
     })
+}
+
+/// Whether two versions of an object differ in nothing but their resourceVersion. The API server
+/// can store an apply that changes nothing as a new version: kube-apiserver v1.36 does so for a
+/// PersistentVolumeClaim the first time it is applied again after it was created (the stored
+/// object is re-encoded), which is not a change kstrap made.
+fn same_but_version(before: &DynamicObject, after: &DynamicObject) -> bool {
+    let strip = |o: &DynamicObject| {
+        let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+        if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(before) == strip(after)
 }
 
 /// How long a deleted Job may take to disappear before kstrap gives up replacing it. Without

@@ -452,6 +452,7 @@ pub async fn wait_ready(
         ctx,
     };
 
+    let mut silence = super::reach::Silence::default();
     let mut last_ready = usize::MAX;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -460,8 +461,19 @@ pub async fn wait_ready(
         tokio::select! {
             item = streams.next(), if n > 0 => {
                 match item {
-                    Some((source, Ok(event))) => state.handle(source, event),
-                    // The watcher retries by itself (with backoff); nothing to do here.
+                    Some((source, Ok(event))) => {
+                        // `Init` is the watcher's own mark that it starts a list, sent before it
+                        // asks the server: not an answer.
+                        if !matches!(event, Event::Init) {
+                            silence.answered();
+                        }
+                        state.handle(source, event);
+                    }
+                    // The watcher retries by itself (with backoff); a server that does not
+                    // answer at all is said when the silence lasts (below).
+                    Some((_, Err(e))) if super::reach::watch_unanswered(&e) => {
+                        silence.unanswered(Instant::now());
+                    }
                     Some((_, Err(_))) => {}
                     None => {}
                 }
@@ -469,6 +481,9 @@ pub async fn wait_ready(
             _ = tick.tick() => {
                 state.eval_not_ready();
                 report = true;
+                if let Some(silent) = silence.due(Instant::now()) {
+                    progress.server_silent(silent);
+                }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 let d = diagnoses(client, &state, |s| !s.is_ready()).await;

@@ -164,6 +164,8 @@ pub struct StageProgress {
     bar: Mutex<Option<ProgressBar>>,
     /// Per stage: last ready count printed and when (plain mode).
     last: Mutex<HashMap<String, (usize, Instant)>>,
+    /// The API server's URL, for "has not answered" lines.
+    server: Option<String>,
 }
 
 impl StageProgress {
@@ -174,7 +176,14 @@ impl StageProgress {
             dry_run,
             bar: Mutex::new(None),
             last: Mutex::new(HashMap::new()),
+            server: None,
         }
+    }
+
+    /// Names the API server in "has not answered" lines.
+    pub fn with_server(mut self, server: Option<String>) -> Self {
+        self.server = server;
+        self
     }
 
     fn line(&self, text: &str) {
@@ -303,6 +312,28 @@ impl ApplyProgress for StageProgress {
             ),
             Mode::Plain | Mode::Live => self.line(&format!("{verb} {object}")),
             Mode::Quiet => {}
+        }
+    }
+
+    fn server_silent(&self, silent: Duration) {
+        self.silent(silent);
+    }
+}
+
+impl StageProgress {
+    /// Said in every mode but JSON (an event there): a silent server is worth knowing even at -q.
+    fn silent(&self, silent: Duration) {
+        let server = self.server.as_deref().unwrap_or("(the kubeconfig's server)");
+        match self.mode {
+            Mode::Json => eprintln!(
+                "{}",
+                event_line(
+                    "server_silent",
+                    json!({"server": server, "silent_s": silent.as_secs(),
+                           "message": crate::kube::reach::silence_message(server, silent)})
+                )
+            ),
+            _ => self.line(&crate::kube::reach::silence_message(server, silent)),
         }
     }
 }

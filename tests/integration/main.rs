@@ -19,8 +19,11 @@ mod gpu_e2e;
 mod invariants;
 mod node_standin;
 mod noop_e2e;
+mod outage_e2e;
 mod preflight;
 mod profiles;
+#[path = "../support/proxy/mod.rs"]
+pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
 #[path = "../support/release_server/mod.rs"]

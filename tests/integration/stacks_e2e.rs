@@ -1,11 +1,16 @@
-//! The built-in stacks (manifests/) on the simulated API server (a test double; see
-//! tests/support/sim): every stack × every profile is applied by the real binary, becomes ready
-//! stage by stage in the stack's order, and converges on a re-run. And the secrets a user injects
-//! never show up in any output mode: human, JSON, plan, errors, -vv.
+//! The built-in stacks (manifests/) on the real API server (see tests/support/real; without one
+//! these skip, saying why): every stack × every profile is applied by the real binary, becomes
+//! ready stage by stage in the stack's order (read from the fault proxy's request log, a test
+//! double between kstrap and the API server), and converges on a re-run. And the secrets a user
+//! injects never show up in any output mode: human, JSON, plan, errors, -vv.
+//!
+//! The built-in stacks have fixed namespaces: these tests hold the cluster alone
+//! ([`RealCluster::exclusive`]) and remove the stacks they applied.
 
-use crate::sim::{Fault, SimConfig, SimulatedApiServer};
+use crate::proxy::{FaultProxy, Recorded};
+use crate::real::{Cleanup, ClusterGuard, RealCluster, apply_json};
 use assert_cmd::Command;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// The images the stacks need from their authors, as `--image` values (pinned, fake registry).
@@ -22,23 +27,70 @@ fn image_flags(stack: &kstrap::stack::Stack) -> Vec<String> {
         .collect()
 }
 
-/// A simulated cluster that can run the profile: GPU shares on the node for the GPU profile
-/// (what the GPU operator leaves behind), the labels GPU workloads select.
-fn sim_for(profile: &str) -> SimulatedApiServer {
-    let mut config = SimConfig::default();
-    if profile == "rtx-5090" {
-        config
-            .node_allocatable
-            .insert("nvidia.com/gpu".to_string(), "4".to_string());
-        for (k, v) in [
-            ("nvidia.com/gpu.present", "true"),
-            ("nvidia.com/gpu.count", "1"),
-            ("nvidia.com/gpu.replicas", "4"),
-        ] {
-            config.node_labels.insert(k.to_string(), v.to_string());
+/// Every built-in stack's namespace, cluster-scoped objects (multimodal-ai's PersistentVolume:
+/// with reclaim policy Retain it stays Released, bound to the deleted claim, when only the
+/// namespace goes) and ApplySet parent, deleted now (a run that died early may have left them)
+/// and when the returned cleanup drops.
+fn built_in_cleanup(cluster: &RealCluster) -> Cleanup {
+    let mut c = Cleanup::new(cluster);
+    for name in kstrap::stack::embedded_names() {
+        let s = kstrap::stack::load(&name, None).unwrap();
+        c.namespace(&s.namespace).applyset_parent(&name);
+        for o in s.stages.iter().flat_map(|st| &st.objects) {
+            let r = &o.reference;
+            if r.namespace.is_none() && r.kind != "Namespace" {
+                c.cluster_object(&r.api_version, &r.kind, &plural(&r.kind), &r.name);
+            }
         }
     }
-    SimulatedApiServer::start(config)
+    c
+}
+
+/// The cluster held alone, set up for `profile`: for the GPU profile, GPU shares and the labels
+/// GPU workloads select on the node and the `nvidia` RuntimeClass (what the GPU operator leaves
+/// behind). On drop: stacks removed, node back to its defaults.
+struct Alone {
+    cluster: &'static RealCluster,
+    _cleanup: Cleanup,
+    _guard: ClusterGuard<'static>,
+}
+
+impl Alone {
+    fn new(cluster: &'static RealCluster, profile: &str) -> Alone {
+        let guard = cluster.exclusive();
+        drop(built_in_cleanup(cluster));
+        let mut cleanup = built_in_cleanup(cluster);
+        if profile == "rtx-5090" {
+            cluster.node().set(|c| {
+                c.extended.insert("nvidia.com/gpu".into(), "4".into());
+                for (k, v) in [
+                    ("nvidia.com/gpu.present", "true"),
+                    ("nvidia.com/gpu.count", "1"),
+                    ("nvidia.com/gpu.replicas", "4"),
+                ] {
+                    c.labels.insert(k.into(), v.into());
+                }
+                c.runtime_handlers = vec!["runc".into(), "nvidia".into()];
+            });
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let rc = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                    "metadata": {"name": "nvidia"}, "handler": "nvidia"});
+                apply_json(&cluster.client().await, &rc, "kstrap-test").await.unwrap();
+            });
+            cleanup.cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia");
+        }
+        Alone {
+            cluster,
+            _cleanup: cleanup,
+            _guard: guard,
+        }
+    }
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        self.cluster.node().reset();
+    }
 }
 
 struct Run {
@@ -47,11 +99,12 @@ struct Run {
 }
 
 impl Run {
-    fn new(sim: &SimulatedApiServer) -> Run {
+    fn new(kubeconfig: &std::path::Path) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig);
-        Run { dir, kubeconfig }
+        Run {
+            dir,
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
     }
 
     fn kstrap(&self, args: &[String], env: &[(&str, &str)]) -> std::process::Output {
@@ -89,8 +142,7 @@ fn plural(kind: &str) -> String {
 }
 
 /// Where in the request log each stage's objects were first written (server-side apply PATCHes).
-fn write_positions(sim: &SimulatedApiServer, stack: &kstrap::stack::Stack) -> Vec<(String, Vec<usize>)> {
-    let requests = sim.requests();
+fn write_positions(requests: &[Recorded], stack: &kstrap::stack::Stack) -> Vec<(String, Vec<usize>)> {
     stack
         .stages
         .iter()
@@ -113,16 +165,56 @@ fn write_positions(sim: &SimulatedApiServer, stack: &kstrap::stack::Stack) -> Ve
         .collect()
 }
 
+/// What a write to the stack's objects would change: the resourceVersion of objects no
+/// controller writes, and the spec, labels and annotations of those a controller updates
+/// (workloads, claims, Services given an address).
+async fn written_state(client: &kube::Client, stack: &kstrap::stack::Stack) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for o in stack.stages.iter().flat_map(|s| &s.objects) {
+        let r = &o.reference;
+        let (group, version) = r.api_version.rsplit_once('/').unwrap_or(("", &r.api_version));
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, &r.kind);
+        let Ok((ar, _)) = kube::discovery::pinned_kind(client, &gvk).await else {
+            continue;
+        };
+        let api: kube::Api<kube::core::DynamicObject> = match &r.namespace {
+            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
+            None => kube::Api::all_with(client.clone(), &ar),
+        };
+        let v = api
+            .get_opt(&r.name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .unwrap_or(Value::Null);
+        let state = match r.kind.as_str() {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "PersistentVolumeClaim" | "Service" => {
+                json!([v["spec"], v["metadata"]["labels"], v["metadata"]["annotations"]])
+            }
+            _ => v["metadata"]["resourceVersion"].clone(),
+        };
+        out.insert(r.to_string(), state);
+    }
+    out
+}
+
 #[test]
 fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_converges() {
+    let Some(cluster) =
+        RealCluster::get("every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_converges")
+    else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let profiles = ["laptop-8gb", "cpu-fallback", "rtx-5090"];
     let mut ready = BTreeMap::new();
     for name in kstrap::stack::embedded_names() {
         let base = kstrap::stack::load(&name, None).unwrap();
         for profile in profiles {
+            let _alone = Alone::new(cluster, profile);
             let sized = base.sized(profile);
-            let sim = sim_for(profile);
-            let run = Run::new(&sim);
+            let proxy = FaultProxy::start(cluster.kubeconfig());
+            let run = Run::new(proxy.kubeconfig());
             let mut args: Vec<String> = ["apply", "--stack", &name, "--profile", profile, "-o", "json"]
                 .iter()
                 .map(|s| s.to_string())
@@ -132,8 +224,10 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
                 ("OPENROUTER_API_KEY", "sk-or-e2e-openrouter"),
                 ("HUGGINGFACE_API_KEY", "hf_e2e_huggingface"),
             ];
+            let started = std::time::Instant::now();
             let out = run.kstrap(&args, &env);
             assert_eq!(out.status.code(), Some(0), "{name} on {profile}:\n{}", text(&out));
+            eprintln!("{name} on {profile}: ready in {:?}", started.elapsed());
             let report: Value = serde_json::from_slice(&out.stdout).unwrap();
 
             // The report's stages are the stack's, in order...
@@ -146,7 +240,7 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
             let declared: Vec<&str> = sized.stages.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(reported, declared, "{name} on {profile}");
             // ...and no object of a stage was written before every object of the stage before.
-            let positions = write_positions(&sim, &sized);
+            let positions = write_positions(&proxy.requests(), &sized);
             for pair in positions.windows(2) {
                 let (before, after) = (&pair[0], &pair[1]);
                 let last = before.1.iter().max().unwrap();
@@ -158,7 +252,6 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
                     before.0
                 );
             }
-            // Every workload the sim ran is ready.
             let workloads = sized
                 .stages
                 .iter()
@@ -168,15 +261,14 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
             assert!(workloads > 0, "{name} has no workloads");
             ready.insert(format!("{name}/{profile}"), workloads);
 
-            // A re-run converges: nothing written.
-            let before = sim.mutations();
+            // A re-run converges: nothing changes in the cluster.
+            let client = rt.block_on(cluster.client());
+            let before = rt.block_on(written_state(&client, &sized));
             let out = run.kstrap(&args, &env);
             assert_eq!(out.status.code(), Some(0), "{name} on {profile} again:\n{}", text(&out));
-            assert_eq!(
-                sim.mutations(),
-                before,
-                "{name} on {profile}: a re-run wrote to the API server"
-            );
+            let after = rt.block_on(written_state(&client, &sized));
+            let changed: Vec<&String> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+            assert!(changed.is_empty(), "{name} on {profile}: a re-run wrote to {changed:?}");
         }
     }
     assert_eq!(
@@ -192,9 +284,12 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
 fn injected_secrets_appear_in_no_output_mode() {
     const FROM_ENV: &str = "sk-or-v1-INJECTED-env-6f1d0c";
     const FROM_FILE: &str = "hf_INJECTED_file_93ab27";
+    let Some(cluster) = RealCluster::get("injected_secrets_appear_in_no_output_mode") else {
+        return;
+    };
+    let _alone = Alone::new(cluster, "laptop-8gb");
     let base = kstrap::stack::load("multimodal-ai", None).unwrap();
-    let sim = SimulatedApiServer::start(SimConfig::default());
-    let run = Run::new(&sim);
+    let run = Run::new(cluster.kubeconfig());
     let key_file = run.dir.path().join("hf.key");
     std::fs::write(&key_file, format!("{FROM_FILE}\n")).unwrap();
     let facts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/facts/laptop-8gb-nogpu.json");
@@ -238,16 +333,21 @@ fn injected_secrets_appear_in_no_output_mode() {
         assert_eq!(out.status.code(), Some(code), "{what}:\n{}", text(&out));
         outputs.push((what, out));
     }
-    // An error: on a fresh cluster the front end never pulls its image; the timeout's diagnosis,
-    // at -vv, must not show the keys either.
-    let stuck = SimulatedApiServer::start(SimConfig::default());
-    stuck.inject(Fault::PodWaiting {
-        owner_name: "frontend-deployment".into(),
-        reason: "ImagePullBackOff".into(),
-        message: "Back-off pulling image".into(),
-    });
-    let failing = Run::new(&stuck);
-    let out = failing.kstrap(&with(&["-vv", "--timeout", "2"]), &env);
+    // An error: the front end's image cannot be pulled (the node stand-in cannot pull images
+    // named pull-error); the timeout's diagnosis, at -vv, must not show the keys either.
+    let stuck: Vec<String> = with(&["-vv", "--timeout", "5"])
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some((key, _)) if key == "FRONTEND_IMAGE" => format!("{key}=registry.example.com/e2e/pull-error:1.0.0"),
+            _ => a,
+        })
+        .collect();
+    assert_ne!(
+        stuck,
+        with(&["-vv", "--timeout", "5"]),
+        "the stack has a FRONTEND_IMAGE"
+    );
+    let out = run.kstrap(&stuck, &env);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -258,9 +358,14 @@ fn injected_secrets_appear_in_no_output_mode() {
     outputs.push(("apply timing out -vv", out));
 
     // The secrets did reach the cluster (so the test could have seen them leak).
-    let stored = sim
-        .get("v1", "Secret", Some("multimodal-ai"), "api-keys")
-        .expect("api-keys");
+    let stored = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+            cluster.client().await,
+            "multimodal-ai",
+            &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+        );
+        serde_json::to_value(api.get("api-keys").await.expect("api-keys")).unwrap()
+    });
     // Their base64 forms (as the Secret holds them) must not leak either.
     let encoded: Vec<String> = ["huggingface-api-key", "openrouter-api-key"]
         .iter()
@@ -288,9 +393,13 @@ fn injected_secrets_appear_in_no_output_mode() {
 /// message naming it and how to give it, and nothing written to the cluster.
 #[test]
 fn missing_required_values_stop_before_anything_is_written() {
+    let Some(cluster) = RealCluster::get("missing_required_values_stop_before_anything_is_written") else {
+        return;
+    };
+    let _alone = Alone::new(cluster, "laptop-8gb");
     let base = kstrap::stack::load("multimodal-ai", None).unwrap();
-    let sim = SimulatedApiServer::start(SimConfig::default());
-    let run = Run::new(&sim);
+    let proxy = FaultProxy::start(cluster.kubeconfig());
+    let run = Run::new(proxy.kubeconfig());
     let mut all_images: Vec<String> = ["apply", "--stack", "multimodal-ai", "--profile", "laptop-8gb"]
         .iter()
         .map(|s| s.to_string())
@@ -323,5 +432,9 @@ fn missing_required_values_stop_before_anything_is_written() {
     assert!(err.contains("GATEWAY_IMAGE"), "{err}");
     assert!(err.contains("--image"), "the message says how to give it:\n{err}");
 
-    assert_eq!(sim.mutations(), 0, "a refused apply wrote to the cluster");
+    assert_eq!(
+        proxy.mutating_requests(),
+        Vec::<Recorded>::new(),
+        "a refused apply wrote to the cluster"
+    );
 }

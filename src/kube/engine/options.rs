@@ -52,6 +52,9 @@ pub trait ApplyProgress: Send + Sync {
     fn stage_done(&self, stage: &str, elapsed: Duration);
     fn applied(&self, object: &str, outcome: Outcome);
     fn pruned(&self, object: &str);
+    /// The API server has not answered for `silent` (said every 12 s of silence while a stage
+    /// waits; the waits go on retrying).
+    fn server_silent(&self, _silent: Duration) {}
 }
 
 /// Progress nobody watches.

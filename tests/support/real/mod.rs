@@ -173,6 +173,7 @@ pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
+    /// Namespaced objects outside the test's namespaces: (resource, namespace, name).
     namespaced: Vec<(ApiResource, String, String)>,
 }
 
@@ -184,6 +185,16 @@ impl Cleanup {
             cluster_scoped: Vec::new(),
             namespaced: Vec::new(),
         }
+    }
+
+    /// The ApplySet parent kstrap keeps for `stack` (a Secret `applyset-<stack>` in
+    /// `kube-system`), so that `kstrap status` on the shared cluster lists no stack of a test
+    /// that ended.
+    pub fn applyset_parent(&mut self, stack: &str) -> &mut Cleanup {
+        let ar = ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
+        self.namespaced
+            .push((ar, "kube-system".to_string(), format!("applyset-{stack}")));
+        self
     }
 
     pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
