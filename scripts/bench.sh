@@ -48,18 +48,26 @@ trap 'exit 130' INT TERM
 echo "starting the control plane in $dir/cp (API port ${KSTRAP_CP_API_PORT:-16443})" >&2
 "$control_plane" start "$dir/cp" >"$dir/cp-start.log" 2>&1 || { cat "$dir/cp-start.log" >&2; die "the control plane did not start"; }
 export KUBECONFIG=$dir/cp/kubeconfig
-"$standin" "$KUBECONFIG" 400 >"$dir/standin.log" 2>&1 &
-standin_pid=$!
-for _ in $(seq 100); do
-    grep -q running "$dir/standin.log" 2>/dev/null && break
-    kill -0 "$standin_pid" 2>/dev/null || { cat "$dir/standin.log" >&2; die "the node stand-in stopped"; }
-    sleep 0.2
-done
 # The default ServiceAccount must exist before pods can be created in a namespace: wait until
 # the controllers are up (the service account controller makes it in `default`).
 for _ in $(seq 150); do
     "$kubectl" get serviceaccount default -n default >/dev/null 2>&1 && break
     sleep 0.2
+done
+# The node stand-in registers the Node; on a control plane just started, the node lifecycle
+# controller can write it at the same moment (a 409): start it again then.
+for attempt in 1 2 3; do
+    "$standin" "$KUBECONFIG" 400 >"$dir/standin.log" 2>&1 &
+    standin_pid=$!
+    for _ in $(seq 100); do
+        grep -q running "$dir/standin.log" 2>/dev/null && break 2
+        kill -0 "$standin_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill "$standin_pid" 2>/dev/null || true
+    standin_pid=
+    [ "$attempt" = 3 ] && { cat "$dir/standin.log" >&2; die "the node stand-in did not start"; }
+    sleep 1
 done
 
 # ---- manifests: one stack folder per tool and case, one stage holding everything ----------
