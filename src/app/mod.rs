@@ -138,6 +138,15 @@ fn detect(global: &GlobalArgs, printer: &Printer) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// A plan that cannot be made: a host the distribution does not run on is a preflight refusal
+/// (exit 3, as the README says); anything else is bad input (a version, a mirror).
+fn plan_error(e: plan::PlanError) -> Failure {
+    match e {
+        plan::PlanError::Distro(distro::DistroError::UnsupportedArch { .. }) => Failure::refused(e.to_string()),
+        _ => Failure::usage(e.to_string()),
+    }
+}
+
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
         SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
@@ -145,8 +154,18 @@ pub(crate) fn select_error(e: SelectError) -> Failure {
     }
 }
 
-/// Where the `kstrap` kubeconfig context goes: the sudo user's home, else $HOME.
+/// Where the `kstrap` kubeconfig context goes. With `KUBECONFIG` set (a list, as kubectl reads
+/// it), the first entry that exists, else the first entry: what kubectl writes a new context to
+/// (client-go tools/clientcmd/loader.go, `ClientConfigLoadingRules.GetDefaultFilename`: "first
+/// existing file from precedence ... If none exists, use the first from precedence"). Without it,
+/// the sudo user's ~/.kube/config, else $HOME's.
 fn kubeconfig_dest() -> String {
+    let root = std::env::var_os(env::HOST_ROOT).map(PathBuf::from);
+    if let Some(list) = std::env::var_os(env::KUBECONFIG)
+        && let Some(dest) = crate::kube::kubeconfig_list::default_file(&list, root.as_deref())
+    {
+        return dest;
+    }
     if let Some(user) = std::env::var_os(env::SUDO_USER)
         .and_then(|u| u.into_string().ok())
         .filter(|u| !u.is_empty() && u != "root")
@@ -179,7 +198,9 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         mirror,
         airgap: args.airgap.clone(),
         kubeconfig_dest: kubeconfig_dest(),
-        cluster_timeout_s: args.cluster_timeout.unwrap_or(Settings::default().cluster_timeout_s),
+        cluster_timeout_s: crate::limits::wait_flag("--cluster-timeout", args.cluster_timeout)
+            .map_err(Failure::usage)?
+            .map_or(Settings::default().cluster_timeout_s, |d| d.as_secs()),
         addons: args.with.clone(),
     })
 }
@@ -193,10 +214,6 @@ pub(crate) struct Planned {
     pub stack: stack::Stack,
     /// kstrap's add-ons the plan installs (what its `ApplyAddon` steps name).
     pub addons: Vec<crate::addons::Addon>,
-}
-
-pub(crate) fn build_plan(global: &GlobalArgs, args: &PlanArgs) -> Result<Plan, Failure> {
-    Ok(build(global, args)?.plan)
 }
 
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
@@ -218,8 +235,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         Some(selection.distro),
         &args.images,
     )?;
-    let plan =
-        plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
+    let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
@@ -231,11 +247,96 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
 }
 
 pub(crate) fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let plan = build_plan(global, args)?;
-    if printer.json_mode() {
-        printer.json(&plan);
-    } else {
-        printer.stdout(&render::plan(&plan, printer.verbosity));
-    }
+    let planned = build(global, args)?;
+    print_plan(&planned, &planned.plan, printer);
     Ok(Exit::Ok)
+}
+
+/// Prints a plan (human or JSON). With `-vv` it also shows every object kstrap will apply, as it
+/// will be sent (YAML in human output, an `objects` list in JSON), Secret values redacted.
+pub(crate) fn print_plan(planned: &Planned, plan: &Plan, printer: &Printer) {
+    let objects = if printer.verbosity >= 2 {
+        planned_objects(planned, plan)
+    } else {
+        Vec::new()
+    };
+    if printer.json_mode() {
+        let mut value = serde_json::to_value(plan).unwrap_or_default();
+        if printer.verbosity >= 2
+            && let Some(m) = value.as_object_mut()
+        {
+            m.insert("objects".into(), serde_json::Value::Array(objects));
+        }
+        printer.json(&value);
+    } else {
+        let mut text = render::plan(plan, printer.verbosity);
+        if !objects.is_empty() {
+            text.push_str(&render::objects_yaml(&objects));
+        }
+        printer.stdout(&text);
+    }
+}
+
+/// Every object the plan's steps apply, in step order, as it will be sent: the GPU phase's
+/// (`gpu::gpu_objects`), each add-on's, the stack's. Secret values are redacted.
+pub(crate) fn planned_objects(planned: &Planned, plan: &Plan) -> Vec<serde_json::Value> {
+    use crate::plan::step::Phase;
+    let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
+    let mut out = Vec::new();
+    if phases.contains(&Phase::Gpu) {
+        out.extend(crate::gpu::gpu_objects(&planned.facts, &planned.selection));
+    }
+    for addon in &planned.addons {
+        out.extend(
+            addon
+                .stack
+                .stages
+                .iter()
+                .flat_map(|s| s.objects.iter().map(|o| o.value.clone())),
+        );
+    }
+    if phases.contains(&Phase::Stack) {
+        out.extend(
+            planned
+                .stack
+                .stages
+                .iter()
+                .flat_map(|s| s.objects.iter().map(|o| o.value.clone())),
+        );
+    }
+    out.iter_mut().for_each(redact_secret);
+    out
+}
+
+/// A Secret's values replaced by `<redacted>` (keys kept, so a reader sees what it holds).
+fn redact_secret(object: &mut serde_json::Value) {
+    if object.get("kind").and_then(serde_json::Value::as_str) != Some("Secret") {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(m) = object.get_mut(field).and_then(serde_json::Value::as_object_mut) {
+            for v in m.values_mut() {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod plan_objects_tests {
+    use super::redact_secret;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_are_redacted_and_keys_kept() {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
+            "data": {"password": "c2VjcmV0"}, "stringData": {"token": "hunter2"}});
+        redact_secret(&mut s);
+        assert_eq!(s["data"]["password"], "<redacted>");
+        assert_eq!(s["stringData"]["token"], "<redacted>");
+        assert!(!s.to_string().contains("hunter2") && !s.to_string().contains("c2VjcmV0"));
+        let mut cm = json!({"kind": "ConfigMap", "data": {"a": "b"}});
+        redact_secret(&mut cm);
+        assert_eq!(cm["data"]["a"], "b");
+    }
 }

@@ -40,9 +40,10 @@ pub(super) fn checksum_file_name() -> String {
     "sha256sums.txt".to_string()
 }
 
-/// The image bundle asset. Up to v1.35 it is `k0s-airgap-bundle-<v>-<arch>` (k0s release
-/// workflow); from v1.36 releases name it `k0s-airgap-bundle-<v>-linux-<arch>.tar` (seen in
-/// third-party installers and k0s's channel tooling tests, not in k0s's workflow itself).
+/// The image bundle asset. Up to v1.35 it is `k0s-airgap-bundle-<v>-<arch>`
+/// (k0sproject/k0s `.github/workflows/release.yml` at v1.35.3+k0s.0, `asset_name`); from v1.36 the
+/// release workflow names it `k0s-airgap-bundle-<v>-linux-<arch>.tar` (same file at
+/// v1.36.1+k0s.0).
 pub(super) fn images_asset_name(version: &Version, arch: &str) -> String {
     if version.minor() >= 36 {
         format!("k0s-airgap-bundle-{version}-linux-{arch}.tar")

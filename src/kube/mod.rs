@@ -9,6 +9,7 @@
 pub use crate::applyset;
 pub mod diagnose;
 pub mod engine;
+pub mod kubeconfig_list;
 pub mod noop;
 pub mod ops;
 pub mod readiness;

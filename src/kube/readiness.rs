@@ -122,6 +122,7 @@ pub fn readiness(obj: &Value, ctx: &Context) -> Readiness {
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
+        ("helm.cattle.io", "HelmChart") | ("helm.k0sproject.io", "Chart") => helm_chart(obj),
         ("", "ConfigMap" | "Secret" | "ServiceAccount" | "Endpoints" | "LimitRange" | "ResourceQuota")
         | ("rbac.authorization.k8s.io", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
         | ("networking.k8s.io", "NetworkPolicy" | "Ingress" | "IngressClass")
@@ -266,7 +267,7 @@ mod time;
 mod workloads;
 
 use pod::pod;
-use resources::{crd, custom, namespace, pv, pvc, service};
+use resources::{crd, custom, helm_chart, namespace, pv, pvc, service};
 pub use time::parse_rfc3339;
 use workloads::{daemonset, deployment, job, replicaset, statefulset};
 

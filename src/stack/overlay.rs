@@ -9,13 +9,13 @@
 //! names, so a typo in `stack.yaml` stops kstrap with the file and line rather than silently
 //! leaving a service unsized.
 
-use super::check::{containers, image_problem};
-use super::error::StackError;
-use super::{Stack, Stage};
+use super::Stack;
+use super::check::containers;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+pub(crate) use super::overlay_check::{check, sections};
 use crate::distro::Distro;
 use crate::gpu::{GPU_RESOURCE, RUNTIME_CLASS as GPU_RUNTIME_CLASS};
 
@@ -92,6 +92,11 @@ pub struct Overlay {
     /// Leave the object out for this profile (a service the machine cannot carry).
     #[serde(default)]
     pub omit: bool,
+    /// The user id the pod runs as, when an image variant's user differs from the manifest's
+    /// (Kokoro-FastAPI's GPU image runs as uid 1001, its CPU image as 1000): sets the pod's
+    /// `securityContext.runAsUser`, `runAsGroup` and `fsGroup`.
+    #[serde(default)]
+    pub uid: Option<u32>,
     /// Changes per container, by container name.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerOverlay>,
@@ -123,149 +128,6 @@ pub struct PlacedOverlay {
     pub overlay: Overlay,
     /// 1-based line in `stack.yaml`.
     pub line: usize,
-}
-
-const REPLICATED: &[&str] = &["Deployment", "StatefulSet", "ReplicaSet"];
-
-/// Every set of overlays in stack.yaml, each with where it is written: (`profiles.laptop-8gb` or
-/// `distros.k0s`, its overlays), profiles first. Errors name an overlay by that prefix.
-pub(crate) fn sections<'a>(
-    profiles: &'a BTreeMap<String, BTreeMap<String, PlacedOverlay>>,
-    distros: &'a BTreeMap<Distro, BTreeMap<String, PlacedOverlay>>,
-) -> Vec<(String, &'a BTreeMap<String, PlacedOverlay>)> {
-    let profiles = profiles.iter().map(|(p, o)| (format!("profiles.{p}"), o));
-    let distros = distros.iter().map(|(d, o)| (format!("distros.{}", d.name()), o));
-    profiles.chain(distros).collect()
-}
-
-/// Checks every overlay (see [`sections`]) against the stack's objects. `path` is stack.yaml's
-/// shown path.
-pub(crate) fn check(
-    path: &str,
-    stages: &[Stage],
-    sections: &[(String, &BTreeMap<String, PlacedOverlay>)],
-) -> Result<(), StackError> {
-    for (section, overlays) in sections {
-        for (key, placed) in overlays.iter() {
-            let err = |message: String, hint: &str| StackError::StackFile {
-                path: path.to_string(),
-                line: placed.line,
-                message: format!("{section}.{key}: {message}"),
-                hint: hint.to_string(),
-            };
-            let Some((kind, name)) = key.split_once('/') else {
-                return Err(err(
-                    "not of the form Kind/name".into(),
-                    "name the object as Kind/name, e.g. Deployment/ollama",
-                ));
-            };
-            let matches: Vec<&Value> = stages
-                .iter()
-                .flat_map(|s| &s.objects)
-                .filter(|o| o.reference.kind == kind && o.reference.name == name)
-                .map(|o| &o.value)
-                .collect();
-            let object = match matches.as_slice() {
-                [one] => *one,
-                [] => {
-                    return Err(err(
-                        format!("no {kind} named {name:?} in the stack"),
-                        "overlays change objects of the stack's stage folders: correct the kind or name",
-                    ));
-                }
-                _ => {
-                    return Err(err(
-                        format!("{} objects are {kind}/{name} (in different namespaces)", matches.len()),
-                        "give those objects distinct names so an overlay can name one",
-                    ));
-                }
-            };
-            let o = &placed.overlay;
-            if o.omit && (o.replicas.is_some() || o.storage.is_some() || !o.containers.is_empty()) {
-                return Err(err(
-                    "omit: true together with sizing".into(),
-                    "an omitted object is not applied; remove either omit or the sizing",
-                ));
-            }
-            if o.replicas.is_some() && !REPLICATED.contains(&kind) {
-                return Err(err(
-                    format!("replicas does not apply to a {kind}"),
-                    "replicas sizes Deployments, StatefulSets and ReplicaSets",
-                ));
-            }
-            if o.storage.is_some() && kind != "PersistentVolumeClaim" {
-                return Err(err(
-                    format!("storage does not apply to a {kind}"),
-                    "storage sizes a PersistentVolumeClaim",
-                ));
-            }
-            let present: Vec<String> = containers(kind, object)
-                .iter()
-                .filter_map(|(_, c)| c.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect();
-            for (cname, c) in &o.containers {
-                if !present.contains(cname) {
-                    let have = if present.is_empty() {
-                        format!("a {kind} has no containers")
-                    } else {
-                        format!("its containers are {}", present.join(", "))
-                    };
-                    return Err(err(
-                        format!("no container {cname:?} ({have})"),
-                        "name a container of the object",
-                    ));
-                }
-                if let Some(image) = &c.image
-                    && let Some(reason) = image_problem(image)
-                {
-                    return Err(err(
-                        format!("container {cname}: image {image:?} is not pinned: {reason}"),
-                        "pin the image to an exact release tag (name:1.2.3) or a digest",
-                    ));
-                }
-                for (what, map) in [("requests", &c.requests), ("limits", &c.limits)] {
-                    if map.contains_key(GPU_RESOURCE) {
-                        return Err(err(
-                            format!("container {cname}: {GPU_RESOURCE} under {what}"),
-                            "write `gpu: N` on the container instead: it also sets runtimeClassName",
-                        ));
-                    }
-                    if let Some(bad) = map.keys().find(|k| !is_resource_name(k)) {
-                        return Err(err(
-                            format!("container {cname}: {bad:?} is not a resource name"),
-                            "use cpu, memory, ephemeral-storage or a domain/name extended resource",
-                        ));
-                    }
-                }
-                for (res, req) in &c.requests {
-                    if let Some(lim) = c.limits.get(res)
-                        && quantity_value(&req.0) > quantity_value(&lim.0)
-                    {
-                        return Err(err(
-                            format!(
-                                "container {cname}: {res} request {} is above its limit {}",
-                                req.0, lim.0
-                            ),
-                            "a request must not exceed the limit: raise the limit or lower the request",
-                        ));
-                    }
-                }
-                if c.gpu == Some(0) {
-                    return Err(err(
-                        format!("container {cname}: gpu: 0"),
-                        "leave gpu out for a container that needs no GPU",
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_resource_name(k: &str) -> bool {
-    matches!(k, "cpu" | "memory" | "ephemeral-storage")
-        || k.split_once('/')
-            .is_some_and(|(domain, name)| domain.contains('.') && super::check::is_dns_label(name))
 }
 
 impl Stack {
@@ -361,6 +223,13 @@ fn apply(kind: &str, object: &mut Value, overlay: &Overlay) {
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &["spec", "template", "spec"],
     };
+    if let Some(uid) = overlay.uid {
+        for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+            let mut path = spec_path.to_vec();
+            path.extend(["securityContext", field]);
+            set(object, &path, json!(uid));
+        }
+    }
     let mut wants_gpu = false;
     for (name, c) in &overlay.containers {
         let Some(container) = container_mut(object, spec_path, name) else {

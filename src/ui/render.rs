@@ -175,6 +175,24 @@ pub fn findings_block(findings: &[Finding], indent: &str) -> String {
     s
 }
 
+/// Objects as YAML documents, for `plan -vv`: exactly what will be sent (Secret values are
+/// redacted by the caller).
+pub fn objects_yaml(objects: &[serde_json::Value]) -> String {
+    let mut s = String::from("\nObjects, as they will be applied:\n");
+    for o in objects {
+        s.push_str("---\n");
+        // A JSON value always serializes; the JSON text is valid YAML should it not.
+        let text = serde_saphyr::to_string(o)
+            .or_else(|_| serde_json::to_string_pretty(o))
+            .unwrap_or_default();
+        s.push_str(&text);
+        if !text.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// `kstrap plan` / `up --dry-run`. `verbose` ≥ 2 shows file contents.
 pub fn plan(p: &Plan, verbose: i8) -> String {
     let mut s = String::new();

@@ -93,6 +93,50 @@ fn plan_from_facts_human_and_json() {
     insta::assert_json_snapshot!("plan_two_gpus_json", v);
 }
 
+/// `plan -vv` shows the objects themselves as they will be sent: the GPU operator's chart object
+/// with its values, the add-ons' chart objects, the stack's objects (YAML; JSON under `-o json`).
+#[test]
+fn plan_vv_shows_every_object_as_it_will_be_sent() {
+    let human = stdout_of(
+        &[
+            "plan",
+            "--facts",
+            &fx("rtx5090-96gb"),
+            "--distro",
+            "k0s",
+            "--with",
+            "monitoring",
+            "-vv",
+        ],
+        0,
+    );
+    assert!(human.contains("Objects, as they will be applied:"), "{human}");
+    // The GPU operator's k0s Chart, with its repository and values.
+    assert!(human.contains("chartName: nvidia/gpu-operator"), "{human}");
+    assert!(human.contains("url: https://helm.ngc.nvidia.com/nvidia"), "{human}");
+    assert!(human.contains("RUNTIME_CONFIG_SOURCE"), "{human}");
+    // The monitoring add-on's charts and the stack's own objects.
+    assert!(human.contains("chartName: prometheus-community/prometheus"), "{human}");
+    assert!(human.contains("name: whisper-model-pull"), "{human}");
+    let json = stdout_of(&["plan", "--facts", &fx("rtx5090-96gb"), "-o", "json", "-vv"], 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let objects = v["objects"].as_array().expect("objects under -vv");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["kind"] == "HelmChart" && o["metadata"]["name"] == "gpu-operator")
+    );
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "kokoro")
+    );
+    // Without -vv the JSON plan is as before: no objects.
+    let plain = stdout_of(&["plan", "--facts", &fx("rtx5090-96gb"), "-o", "json"], 0);
+    let v: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert!(v.get("objects").is_none());
+}
+
 #[test]
 fn dry_run_and_plan_print_the_same_steps() {
     let a = stdout_of(&["plan", "--facts", &fx("h100-80gb"), "-o", "json"], 0);

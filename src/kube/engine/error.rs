@@ -93,7 +93,7 @@ pub async fn client_from(kubeconfig: Option<&Path>, context: Option<&str>) -> Re
     let file = match kubeconfig {
         Some(p) => p.display().to_string(),
         None => match std::env::var_os(crate::env::KUBECONFIG) {
-            Some(v) if !v.is_empty() => v.to_string_lossy().into_owned(),
+            Some(v) if !crate::kube::kubeconfig_list::entries(&v).is_empty() => crate::kube::kubeconfig_list::shown(&v),
             _ => "~/.kube/config".to_string(),
         },
     };
@@ -101,16 +101,43 @@ pub async fn client_from(kubeconfig: Option<&Path>, context: Option<&str>) -> Re
         file: file.clone(),
         message,
     };
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = ::kube::config::Kubeconfig::read_from(path).map_err(|e| err(kubeconfig_message(&e)))?;
-            ::kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| err(kubeconfig_message(&e)))?
-        }
-        None => ::kube::Config::from_kubeconfig(&options)
+    // The files to read: --kubeconfig, else KUBECONFIG's entries that exist (kubectl skips
+    // missing ones), else kube's default (~/.kube/config). Each error names its own file.
+    let files: Vec<std::path::PathBuf> = match kubeconfig {
+        Some(p) => vec![p.to_path_buf()],
+        None => match std::env::var_os(crate::env::KUBECONFIG) {
+            Some(list) if !crate::kube::kubeconfig_list::entries(&list).is_empty() => {
+                let (found, missing) = crate::kube::kubeconfig_list::existing(&list);
+                if found.is_empty() {
+                    return Err(err(format!(
+                        "none of the {} files KUBECONFIG lists exists; pass --kubeconfig FILE, or set KUBECONFIG to the cluster's kubeconfig",
+                        missing.len()
+                    )));
+                }
+                found
+            }
+            _ => Vec::new(),
+        },
+    };
+    let config = if files.is_empty() {
+        ::kube::Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| err(kubeconfig_message(&e)))?,
+            .map_err(|e| err(kubeconfig_message(&e)))?
+    } else {
+        let mut merged = ::kube::config::Kubeconfig::default();
+        for path in &files {
+            let one = |message: String| ApplyError::Kubeconfig {
+                file: path.display().to_string(),
+                message,
+            };
+            let text = crate::limits::read_text(path).map_err(|e| one(format!("cannot read it: {e}")))?;
+            crate::kube::kubeconfig_list::remember_credentials(&text);
+            let kc = ::kube::config::Kubeconfig::read_from(path).map_err(|e| one(kubeconfig_message(&e)))?;
+            merged = merged.merge(kc).map_err(|e| one(kubeconfig_message(&e)))?;
+        }
+        ::kube::Config::from_custom_kubeconfig(merged, &options)
+            .await
+            .map_err(|e| err(kubeconfig_message(&e)))?
     };
     ::kube::Client::try_from(config).map_err(|e| err(format!("cannot build a client: {e}")))
 }

@@ -71,6 +71,40 @@ pub(super) fn namespace(obj: &Value) -> Readiness {
     }
 }
 
+/// A chart object of the distribution's Helm controller: failed as soon as its own status reports
+/// a Helm failure (`distro::helm::chart_failure`). A k0s Chart is installed once its status names
+/// the release (`ChartStatus.ReleaseName`, set by `updateStatus` after a successful install,
+/// k0sproject/k0s v1.35.3+k0s.0 `pkg/component/controller/extensions_controller.go`); a k3s
+/// HelmChart has no such field (helm-controller v0.16.17 `HelmChartStatus`: `jobName` and the
+/// `JobCreated`/`Failed` conditions), so it is ready once applied and what it installs is waited
+/// on instead.
+pub(super) fn helm_chart(obj: &Value) -> Readiness {
+    if let Some(reason) = crate::distro::helm::chart_failure(obj) {
+        return Readiness::failed(reason);
+    }
+    if string(obj, &["kind"]) != Some("Chart") {
+        return Readiness::Ready;
+    }
+    if string(obj, &["status", "releaseName"]).unwrap_or("").is_empty() {
+        return Readiness::in_progress("k0s's Helm extension has not installed the chart yet");
+    }
+    // `chartNeedsUpgrade` (same file and tag): a version or values the status has not caught up
+    // with are still being upgraded to.
+    let want = string(obj, &["spec", "version"]).unwrap_or("");
+    let have = string(obj, &["status", "version"]).unwrap_or("");
+    if !want.is_empty() && want != have {
+        return Readiness::in_progress(format!(
+            "k0s's Helm extension is upgrading the chart from {have} to {want}"
+        ));
+    }
+    if let Some(hash) = string(obj, &["status", "valuesHash"])
+        && hash != crate::distro::helm::k0s_values_hash(obj)
+    {
+        return Readiness::in_progress("k0s's Helm extension has not applied the chart's new values yet");
+    }
+    Readiness::Ready
+}
+
 pub(super) fn crd(obj: &Value) -> Readiness {
     if let Some(c) = condition(obj, "NamesAccepted")
         && c.is_false()
