@@ -2,7 +2,7 @@
 # Wall time (median, p90) and peak RSS of `kstrap detect` and `kstrap plan` for a release build,
 # then the stack engine benchmark (benches/apply.rs).
 # Targets (issue 2): plan < 50 ms median without a GPU; with NVML, at most NVML's own init + 20 ms.
-# Usage: scripts/bench.sh [runs]   (default 50). Prints a table; nothing is asserted here.
+# Usage: scripts/bench-plan.sh [runs]   (default 50). Prints a table; nothing is asserted here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}

@@ -187,6 +187,7 @@ async fn run(
             &mut outcomes,
             &params,
             opts,
+            &set.member_selector(),
             progress,
         )
         .await?;
@@ -255,6 +256,7 @@ async fn run(
             &mut outcomes,
             &params,
             opts,
+            &set.member_selector(),
             progress,
         )
         .await?;
@@ -267,6 +269,7 @@ async fn run(
             &mut outcomes,
             &params,
             opts,
+            &set.member_selector(),
             progress,
         )
         .await?;

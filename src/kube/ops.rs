@@ -239,6 +239,17 @@ fn resource_version(obj: &DynamicObject) -> Option<String> {
     obj.metadata.resource_version.clone()
 }
 
+/// The API for `value`'s resource and namespace, and its name.
+fn api_and_name(client: &::kube::Client, r: &Resolved, value: &Value) -> (Api<DynamicObject>, String) {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    (api_for(client, r, ns), name)
+}
+
 /// The API for `value`'s resource and namespace, its name, and the live object (if any).
 async fn live_object(
     client: &::kube::Client,
@@ -246,15 +257,67 @@ async fn live_object(
     display: &str,
     value: &Value,
 ) -> Result<(Api<DynamicObject>, String, Option<DynamicObject>), ApplyError> {
-    let name = value
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
-    let api = api_for(client, r, ns);
+    let (api, name) = api_and_name(client, r, value);
     let live = retry(|| api.get_opt(&name)).await.map_err(|e| api_error(display, e))?;
     Ok((api, name, live))
+}
+
+/// What is known of an object before it is applied.
+#[derive(Debug, Clone)]
+pub enum Known {
+    /// Nothing: read it first.
+    Unknown,
+    /// It does not exist.
+    Absent,
+    /// As listed a moment ago.
+    Live(Box<DynamicObject>),
+}
+
+/// The live objects of one resource in one namespace (or cluster-wide), read with at most two
+/// lists instead of one GET per object: the members carrying `selector` in full, then, if some
+/// of `names` were not among them, the names of everything there (metadata only), so that an
+/// object not listed is known to be absent.
+#[derive(Debug, Default)]
+pub struct Prefetched {
+    members: HashMap<String, DynamicObject>,
+    /// All names there, when the metadata list was needed; None when every name was a member.
+    all: Option<std::collections::HashSet<String>>,
+}
+
+impl Prefetched {
+    pub async fn read(
+        client: &::kube::Client,
+        r: &Resolved,
+        namespace: Option<&str>,
+        selector: &str,
+        names: &[&str],
+    ) -> Result<Prefetched, ::kube::Error> {
+        let api = api_for(client, r, namespace);
+        let lp = ::kube::api::ListParams::default().labels(selector);
+        let list = retry(|| api.list(&lp)).await?;
+        let members: HashMap<String, DynamicObject> = list
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
+            .collect();
+        let mut all = None;
+        if names.iter().any(|n| !members.contains_key(*n)) {
+            let everything = ::kube::api::ListParams::default();
+            let meta = retry(|| api.list_metadata(&everything)).await?;
+            all = Some(meta.items.into_iter().filter_map(|o| o.metadata.name).collect());
+        }
+        Ok(Prefetched { members, all })
+    }
+
+    pub fn known(&self, name: &str) -> Known {
+        if let Some(o) = self.members.get(name) {
+            return Known::Live(Box::new(o.clone()));
+        }
+        match &self.all {
+            Some(all) if !all.contains(name) => Known::Absent,
+            _ => Known::Unknown,
+        }
+    }
 }
 
 /// Server-side applies one object and says whether it was created, changed or left as it was.
@@ -272,7 +335,29 @@ pub async fn apply_one(
     value: &Value,
     params: &PatchParams,
 ) -> Result<Outcome, ApplyError> {
-    let (api, name, before) = live_object(client, r, display, value).await?;
+    apply_known(client, r, display, value, params, Known::Unknown).await
+}
+
+/// [`apply_one`], with what is already known of the live object (read first when `Unknown`).
+pub async fn apply_known(
+    client: &::kube::Client,
+    r: &Resolved,
+    display: &str,
+    value: &Value,
+    params: &PatchParams,
+    known: Known,
+) -> Result<Outcome, ApplyError> {
+    let (api, name, before) = match known {
+        Known::Unknown => live_object(client, r, display, value).await?,
+        Known::Absent => {
+            let (api, name) = api_and_name(client, r, value);
+            (api, name, None)
+        }
+        Known::Live(live) => {
+            let (api, name) = api_and_name(client, r, value);
+            (api, name, Some(*live))
+        }
+    };
     let name = name.as_str();
     // No write for an object the apply would leave as it is (a failed Job is replaced below).
     let manager = params.field_manager.as_deref().unwrap_or_default();

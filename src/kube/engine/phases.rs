@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::prepare::Prepared;
 use super::{ApplyError, ApplyOptions, ApplyProgress, Outcome};
 use crate::applyset::{self, ApplySet, GroupKind, Member};
-use crate::kube::ops::{self, Discovery, Resolved};
+use crate::kube::ops::{self, Discovery, Known, Prefetched, Resolved};
 
 /// Applies `which` objects with bounded concurrency; resolves kinds not resolved yet.
 #[allow(clippy::too_many_arguments)]
@@ -21,6 +21,7 @@ pub(super) async fn apply_phase(
     outcomes: &mut HashMap<usize, Outcome>,
     params: &PatchParams,
     opts: &ApplyOptions,
+    selector: &str,
     progress: &dyn ApplyProgress,
 ) -> Result<(), ApplyError> {
     for &i in which {
@@ -33,6 +34,11 @@ pub(super) async fn apply_phase(
             resolved[i] = Some(r.ok_or_else(|| o.unknown_kind())?);
         }
     }
+    let known = if opts.dry_run {
+        HashMap::new()
+    } else {
+        prefetch(client, objs, which, resolved, selector).await
+    };
     // Collected first: a lazy iterator of async blocks held across the awaits below makes this
     // future not `Send` for every lifetime (rustc #110338), which `kstrap up` needs.
     let jobs: Vec<_> = which
@@ -40,11 +46,12 @@ pub(super) async fn apply_phase(
         .filter_map(|&i| resolved[i].clone().map(|r| (i, r)))
         .map(|(i, r)| {
             let o = &objs[i];
+            let known = known.get(&i).cloned().unwrap_or(Known::Unknown);
             async move {
                 let outcome = if opts.dry_run {
                     ops::dry_run_one(client, &r, &o.display, &o.value).await
                 } else {
-                    ops::apply_one(client, &r, &o.display, &o.value, params).await
+                    ops::apply_known(client, &r, &o.display, &o.value, params, known).await
                 };
                 (i, outcome)
             }
@@ -69,6 +76,42 @@ pub(super) async fn apply_phase(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Objects of one resource and namespace that are worth one list instead of a GET each.
+const PREFETCH_FROM: usize = 3;
+
+/// What is known of `which` objects before applying them: where several share a resource and
+/// namespace, read with [`Prefetched`] (two lists at most) instead of one GET each. A list that
+/// fails leaves its objects unknown (each is then read on its own, with that call's errors).
+async fn prefetch(
+    client: &::kube::Client,
+    objs: &[Prepared],
+    which: &[usize],
+    resolved: &[Option<Resolved>],
+    selector: &str,
+) -> HashMap<usize, Known> {
+    let mut groups: HashMap<(String, Option<String>), Vec<usize>> = HashMap::new();
+    for &i in which {
+        if let Some(r) = &resolved[i] {
+            let ns = if r.namespaced { objs[i].namespace.clone() } else { None };
+            let key = (format!("{}/{}", r.resource.api_version, r.resource.plural), ns);
+            groups.entry(key).or_default().push(i);
+        }
+    }
+    let mut known = HashMap::new();
+    for ((_, ns), members) in groups {
+        let Some(r) = resolved[members[0]].as_ref().filter(|_| members.len() >= PREFETCH_FROM) else {
+            continue;
+        };
+        let names: Vec<&str> = members.iter().map(|&i| objs[i].name.as_str()).collect();
+        if let Ok(p) = Prefetched::read(client, r, ns.as_deref(), selector, &names).await {
+            for &i in &members {
+                known.insert(i, p.known(&objs[i].name));
+            }
+        }
+    }
+    known
 }
 
 /// Deletes the members of the ApplySet that are not in `keep`, in a safe order.
