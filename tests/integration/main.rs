@@ -15,6 +15,8 @@ mod preflight;
 mod profiles;
 #[path = "../support/real/mod.rs"]
 pub mod real;
+#[path = "../support/recording_proxy/mod.rs"]
+pub mod recording_proxy;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;

@@ -10,7 +10,7 @@
 
 use crate::apply_e2e::Cluster;
 use crate::sim::{Fault, SimConfig, SimulatedApiServer};
-use crate::up_e2e::{World, text};
+use crate::up_e2e::{Machine, SimWorld as World, text};
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::Path;

@@ -159,6 +159,8 @@ pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
+    /// Objects outside the test's namespaces (an ApplySet parent in kube-system): (type, ns, name).
+    namespaced: Vec<(ApiResource, String, String)>,
 }
 
 impl Cleanup {
@@ -167,6 +169,7 @@ impl Cleanup {
             kubeconfig: cluster.kubeconfig.clone(),
             namespaces: Vec::new(),
             cluster_scoped: Vec::new(),
+            namespaced: Vec::new(),
         }
     }
 
@@ -185,10 +188,33 @@ impl Cleanup {
     }
 }
 
+impl Cleanup {
+    /// A namespaced object outside the test's namespaces, e.g. a stack's ApplySet parent
+    /// `("v1", "Secret", "secrets", "kube-system", "applyset-<stack>")`.
+    pub fn namespaced_object(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> &mut Cleanup {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        self.namespaced.push((
+            ApiResource::from_gvk_with_plural(&gvk, plural),
+            ns.to_string(),
+            name.to_string(),
+        ));
+        self
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = std::mem::take(&mut self.namespaces);
         let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
+        let namespaced = std::mem::take(&mut self.namespaced);
         let kubeconfig = self.kubeconfig.clone();
         // Its own thread and runtime: Drop can run inside a test's runtime.
         let done = std::thread::spawn(move || {
@@ -202,6 +228,10 @@ impl Drop for Cleanup {
                 };
                 for (ar, name) in &cluster_scoped {
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+                    let _ = api.delete(name, &DeleteParams::background()).await;
+                }
+                for (ar, ns, name) in &namespaced {
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;
                 }
                 delete_namespaces(&client, &namespaces, Duration::from_secs(60)).await;

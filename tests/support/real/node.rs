@@ -287,15 +287,22 @@ async fn register(client: &kube::Client, c: &NodeConfig) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    // Status: replace capacity/allocatable wholly (a removed extended resource goes).
-    let mut status = node_status(c);
-    let mut live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
-    let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
-    body["status"] = status.take();
-    live = serde_json::from_value(body).map_err(|e| e.to_string())?;
-    api.replace_status(NODE_NAME, &PostParams::default(), &live)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Status: replace capacity/allocatable wholly (a removed extended resource goes). The node
+    // lifecycle controller may write the node between the read and the write (a node left by an
+    // earlier test process goes NotReady): on a conflict read again and retry, as the kubelet's
+    // `updateNodeStatus` does (`nodeStatusUpdateRetry` = 5, pkg/kubelet/kubelet_node_status.go).
+    let mut tries = 0;
+    loop {
+        let live = api.get_status(NODE_NAME).await.map_err(|e| e.to_string())?;
+        let mut body = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+        body["status"] = node_status(c);
+        let live: Node = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        match api.replace_status(NODE_NAME, &PostParams::default(), &live).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && tries < 5 => tries += 1,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     ensure_local_path_class(client).await;
     Ok(())
 }
