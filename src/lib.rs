@@ -8,16 +8,21 @@
 
 pub mod addons;
 pub mod app;
+pub mod applyset;
 pub mod checks;
 pub mod cli;
 pub mod distro;
 pub mod env;
 pub mod exec;
 pub mod facts;
+pub mod finding;
 pub mod gpu;
 pub mod kube;
+pub mod limits;
 pub mod plan;
 pub mod profile;
+pub mod redact;
 pub mod stack;
 pub mod ui;
 pub mod units;
+pub mod yaml_words;

@@ -17,7 +17,7 @@
 //!   the stack-secrets machinery (`stack::secrets`), never printed.
 //!
 //! Values are typed models serialized to YAML, never string templates; a test checks every field
-//! against the charts' own field lists (`tests/fixtures/monitoring-values-fields.txt`). Sizing is a
+//! against the charts' own field lists (`tests/fixtures/upstream/{prometheus,grafana}/values-fields.txt`). Sizing is a
 //! function of the profile ([`Sizing::for_profile`]).
 
 use super::{Addon, AddonKind};
@@ -37,6 +37,8 @@ pub const NAMESPACE: &str = "monitoring";
 /// prometheus-community's Helm repository.
 pub const PROMETHEUS_REPO: &str = "https://prometheus-community.github.io/helm-charts";
 pub const PROMETHEUS_CHART: &str = "prometheus";
+/// Name k0s's Chart gives that repository (`chartName: prometheus-community/prometheus`).
+pub const PROMETHEUS_REPO_NAME: &str = "prometheus-community";
 /// Pinned chart version (Prometheus v3.10.0): published on the repository's GitHub releases as
 /// `prometheus-28.13.0` (used by public air-gap bundles of "chart 28.13.0, Prometheus 3.10.0").
 pub const PROMETHEUS_VERSION: &str = "28.13.0";
@@ -48,6 +50,8 @@ pub const PROMETHEUS_SERVER: &str = "prometheus-server";
 /// grafana-community's Helm repository (the chart's home since January 2026).
 pub const GRAFANA_REPO: &str = "https://grafana-community.github.io/helm-charts";
 pub const GRAFANA_CHART: &str = "grafana";
+/// Name k0s's Chart gives that repository (`chartName: grafana-community/grafana`).
+pub const GRAFANA_REPO_NAME: &str = "grafana-community";
 /// Pinned chart version: the last chart of Grafana 12 in grafana-community/helm-charts
 /// (Grafana 13 starts with chart 12.0.0).
 pub const GRAFANA_VERSION: &str = "11.6.1";
@@ -421,21 +425,6 @@ pub fn grafana_values(sel: &Selection) -> GrafanaValues {
     }
 }
 
-/// Archive URL of the pinned Prometheus chart (the repository's index points at its GitHub
-/// release assets).
-pub fn prometheus_archive_url() -> String {
-    format!(
-        "https://github.com/prometheus-community/helm-charts/releases/download/{PROMETHEUS_CHART}-{PROMETHEUS_VERSION}/{PROMETHEUS_CHART}-{PROMETHEUS_VERSION}.tgz"
-    )
-}
-
-/// Archive URL of the pinned Grafana chart.
-pub fn grafana_archive_url() -> String {
-    format!(
-        "https://github.com/grafana-community/helm-charts/releases/download/{GRAFANA_CHART}-{GRAFANA_VERSION}/{GRAFANA_CHART}-{GRAFANA_VERSION}.tgz"
-    )
-}
-
 /// The monitoring namespace.
 fn namespace() -> Value {
     json!({
@@ -454,9 +443,9 @@ pub fn objects(distro: Distro, sel: &Selection) -> Vec<Value> {
     let prometheus = ChartSource {
         release: PROMETHEUS_RELEASE.into(),
         repo: PROMETHEUS_REPO.into(),
+        repo_name: PROMETHEUS_REPO_NAME.into(),
         chart: PROMETHEUS_CHART.into(),
         version: PROMETHEUS_VERSION.into(),
-        archive_url: prometheus_archive_url(),
         namespace: NAMESPACE.into(),
         values: helm::values_yaml(&prometheus_values(sel)),
         timeout: HELM_TIMEOUT.into(),
@@ -464,9 +453,9 @@ pub fn objects(distro: Distro, sel: &Selection) -> Vec<Value> {
     let grafana = ChartSource {
         release: GRAFANA_RELEASE.into(),
         repo: GRAFANA_REPO.into(),
+        repo_name: GRAFANA_REPO_NAME.into(),
         chart: GRAFANA_CHART.into(),
         version: GRAFANA_VERSION.into(),
-        archive_url: grafana_archive_url(),
         namespace: NAMESPACE.into(),
         values: helm::values_yaml(&grafana_values(sel)),
         timeout: HELM_TIMEOUT.into(),

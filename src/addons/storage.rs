@@ -5,7 +5,7 @@
 //! by the stack loader, so they get the same checks as every stack. What is decided here: when
 //! the add-on would fight with storage the cluster already has ([`conflict`]).
 
-use crate::kube::applyset::{ApplySet, PART_OF_LABEL};
+use crate::applyset::{ApplySet, PART_OF_LABEL};
 use crate::stack::{self, Stack, StackError};
 use include_dir::{Dir, include_dir};
 use serde_json::Value;

@@ -5,8 +5,8 @@
 
 use super::monitoring::{self as m, Sizing};
 use super::*;
+use crate::applyset::{ApplySet, PART_OF_LABEL};
 use crate::facts::HostFacts;
-use crate::kube::applyset::{ApplySet, PART_OF_LABEL};
 use crate::plan::{self, Plan, Settings};
 use crate::profile::{self, Overrides};
 use serde_json::{Value, json};
@@ -382,7 +382,7 @@ fn chart_object_snapshots() {
 }
 
 #[test]
-fn k3s_gets_helmcharts_and_k0s_gets_charts_with_archive_urls() {
+fn k3s_gets_helmcharts_and_k0s_gets_charts_naming_their_repository() {
     let gpu = facts("rtx5090-96gb");
     let (p3, g3) = charts(&select(&gpu, "rtx-5090", None));
     assert_eq!(p3["kind"], "HelmChart");
@@ -395,20 +395,12 @@ fn k3s_gets_helmcharts_and_k0s_gets_charts_with_archive_urls() {
 
     let (p0, g0) = charts(&select(&gpu, "rtx-5090", Some(Distro::K0s)));
     assert_eq!(p0["kind"], "Chart");
-    assert_eq!(
-        p0["spec"]["chartName"],
-        format!(
-            "https://github.com/prometheus-community/helm-charts/releases/download/prometheus-{0}/prometheus-{0}.tgz",
-            m::PROMETHEUS_VERSION
-        )
-    );
-    assert_eq!(
-        g0["spec"]["chartName"],
-        format!(
-            "https://github.com/grafana-community/helm-charts/releases/download/grafana-{0}/grafana-{0}.tgz",
-            m::GRAFANA_VERSION
-        )
-    );
+    // k0s v1.35.3 reads the text before the first `/` of chartName as a repository name: never
+    // a URL; the repository itself travels in spec.repository.
+    assert_eq!(p0["spec"]["chartName"], "prometheus-community/prometheus");
+    assert_eq!(p0["spec"]["repository"]["url"], m::PROMETHEUS_REPO);
+    assert_eq!(g0["spec"]["chartName"], "grafana-community/grafana");
+    assert_eq!(g0["spec"]["repository"]["url"], m::GRAFANA_REPO);
     for c in [&p0, &g0] {
         assert_eq!(c["spec"]["namespace"], m::NAMESPACE);
         assert_eq!(c["spec"]["releaseName"], c["metadata"]["name"]);
@@ -459,8 +451,8 @@ fn unknown_fields(values: &Value, (exact, free): &(BTreeSet<String>, Vec<String>
 
 #[test]
 fn every_values_field_exists_in_its_chart() {
-    let prometheus_fields = chart_fields("prometheus-values-fields.txt", m::PROMETHEUS_VERSION);
-    let grafana_fields = chart_fields("grafana-values-fields.txt", m::GRAFANA_VERSION);
+    let prometheus_fields = chart_fields("upstream/prometheus/values-fields.txt", m::PROMETHEUS_VERSION);
+    let grafana_fields = chart_fields("upstream/grafana/values-fields.txt", m::GRAFANA_VERSION);
     for (name, sel) in cases() {
         // What the Helm controller parses: the YAML strings in the chart objects.
         let (prometheus, grafana) = charts(&sel);
@@ -479,10 +471,10 @@ fn every_values_field_exists_in_its_chart() {
 
 #[test]
 fn a_misspelt_values_field_is_caught() {
-    let fields = chart_fields("prometheus-values-fields.txt", m::PROMETHEUS_VERSION);
+    let fields = chart_fields("upstream/prometheus/values-fields.txt", m::PROMETHEUS_VERSION);
     let typo = json!({"server": {"retension": "3d", "resources": {"limits": {"memory": "1Gi"}}}, "alertmanager": {"enabled": false}});
     assert_eq!(unknown_fields(&typo, &fields), vec!["server.retension".to_string()]);
-    let fields = chart_fields("grafana-values-fields.txt", m::GRAFANA_VERSION);
+    let fields = chart_fields("upstream/grafana/values-fields.txt", m::GRAFANA_VERSION);
     let typo = json!({"admin": {"existingSecrets": "x"}, "datasources": {"datasources.yaml": {"apiVersion": 1}}});
     assert_eq!(
         unknown_fields(&typo, &fields),

@@ -16,17 +16,18 @@ use crate::ui::Printer;
 use crate::ui::stage_progress::{self, Mode, StageProgress};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<Exit, Failure> {
+    let opts = options(args)?;
     let (loaded, profile) = load_stack(global, args)?;
     let images = stack::parse_image_flags(&args.images).map_err(|e| Failure::usage(e.to_string()))?;
+    // Every input is checked before the cluster is asked anything.
+    stack::secrets::check_files(&loaded, &args.secret_files).map_err(|e| Failure::usage(e.to_string()))?;
     // With --distro the stack is complete before any cluster call; else the cluster says.
     let ready = match args.distro {
         Some(d) => Some(prepare(&loaded, &profile, Some(d), &images)?),
         None => None,
     };
-    let opts = options(args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -221,15 +222,11 @@ fn distro_of_kubelet(version: &str) -> Option<Distro> {
 }
 
 fn options(args: &ApplyArgs) -> Result<ApplyOptions, Failure> {
-    if args.timeout == Some(0) {
-        return Err(Failure::usage(
-            "--timeout 0: give the seconds each stage may take, at least 1",
-        ));
-    }
+    let stage_timeout = crate::limits::wait_flag("--timeout", args.timeout).map_err(Failure::usage)?;
     Ok(ApplyOptions {
         force_conflicts: args.force_conflicts,
         prune: !args.no_prune,
-        stage_timeout: args.timeout.map(Duration::from_secs),
+        stage_timeout,
         dry_run: args.dry_run,
         ..ApplyOptions::default()
     })
@@ -284,6 +281,7 @@ pub(crate) async fn secret_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_kubelet_version_names_the_distribution() {

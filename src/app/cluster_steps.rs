@@ -112,7 +112,16 @@ impl<'p> EngineSteps<'p> {
             return Err(unexpected(step));
         };
         let timeout = Duration::from_secs(*timeout_s);
-        gpu::wait::wait_for_gpus(client, *gpus, *replicas, timeout)
+        // The chart object kstrap applied: its status reports a Helm failure at once.
+        let chart = self.gpu_stack.as_ref().and_then(|stack| {
+            stack
+                .stages
+                .iter()
+                .flat_map(|stage| &stage.objects)
+                .find(|o| o.reference.kind == "HelmChart" || o.reference.kind == "Chart")
+                .map(|o| o.reference.clone())
+        });
+        gpu::wait::wait_for_gpus_and_chart(client, chart.as_ref(), *gpus, *replicas, timeout)
             .await
             .map_err(gpu_error)?;
         if self.verify_gpu {

@@ -138,6 +138,15 @@ fn detect(global: &GlobalArgs, printer: &Printer) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// A plan that cannot be made: a host the distribution does not run on is a preflight refusal
+/// (exit 3, as the README says); anything else is bad input (a version, a mirror).
+fn plan_error(e: plan::PlanError) -> Failure {
+    match e {
+        plan::PlanError::Distro(distro::DistroError::UnsupportedArch { .. }) => Failure::refused(e.to_string()),
+        _ => Failure::usage(e.to_string()),
+    }
+}
+
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
         SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
@@ -145,8 +154,18 @@ pub(crate) fn select_error(e: SelectError) -> Failure {
     }
 }
 
-/// Where the `kstrap` kubeconfig context goes: the sudo user's home, else $HOME.
+/// Where the `kstrap` kubeconfig context goes. With `KUBECONFIG` set (a list, as kubectl reads
+/// it), the first entry that exists, else the first entry: what kubectl writes a new context to
+/// (client-go tools/clientcmd/loader.go, `ClientConfigLoadingRules.GetDefaultFilename`: "first
+/// existing file from precedence ... If none exists, use the first from precedence"). Without it,
+/// the sudo user's ~/.kube/config, else $HOME's.
 fn kubeconfig_dest() -> String {
+    let root = std::env::var_os(env::HOST_ROOT).map(PathBuf::from);
+    if let Some(list) = std::env::var_os(env::KUBECONFIG)
+        && let Some(dest) = crate::kube::kubeconfig_list::default_file(&list, root.as_deref())
+    {
+        return dest;
+    }
     if let Some(user) = std::env::var_os(env::SUDO_USER)
         .and_then(|u| u.into_string().ok())
         .filter(|u| !u.is_empty() && u != "root")
@@ -179,7 +198,9 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         mirror,
         airgap: args.airgap.clone(),
         kubeconfig_dest: kubeconfig_dest(),
-        cluster_timeout_s: args.cluster_timeout.unwrap_or(Settings::default().cluster_timeout_s),
+        cluster_timeout_s: crate::limits::wait_flag("--cluster-timeout", args.cluster_timeout)
+            .map_err(Failure::usage)?
+            .map_or(Settings::default().cluster_timeout_s, |d| d.as_secs()),
         addons: args.with.clone(),
     })
 }
@@ -218,8 +239,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         Some(selection.distro),
         &args.images,
     )?;
-    let plan =
-        plan::plan(&facts, &selection, findings, &stack, &settings).map_err(|e| Failure::usage(e.to_string()))?;
+    let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,

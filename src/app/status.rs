@@ -42,7 +42,7 @@ fn kubeconfig_name(kube: &KubeArgs) -> String {
     match &kube.kubeconfig {
         Some(p) => p.display().to_string(),
         None => match std::env::var_os(crate::env::KUBECONFIG) {
-            Some(v) if !v.is_empty() => v.to_string_lossy().into_owned(),
+            Some(v) if !crate::kube::kubeconfig_list::entries(&v).is_empty() => crate::kube::kubeconfig_list::shown(&v),
             _ => "~/.kube/config".to_string(),
         },
     }

@@ -42,7 +42,10 @@ struct UpReport<'a> {
 }
 
 pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, Failure> {
+    // Every input the run reads is checked first, the dry run included.
+    let stage_timeout = crate::limits::wait_flag("--timeout", up.timeout).map_err(Failure::usage)?;
     let planned = build(global, &up.plan)?;
+    check_inputs(up, &planned)?;
     let mut plan = planned.plan;
     if up.cluster_only {
         plan.steps.retain(|s| !matches!(s.phase, Phase::Gpu | Phase::Stack));
@@ -68,9 +71,19 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     }
 
     let host = host();
-    let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
-    let found = exec::survey(&host).map_err(|e| Failure::failed(e.to_string()))?;
-    exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+    let survey = |host: &Host| {
+        let found = exec::survey(host).map_err(|e| {
+            if e.is_bad_input() {
+                Failure::usage(e.to_string())
+            } else {
+                Failure::failed(e.to_string())
+            }
+        })?;
+        exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+        Ok::<_, Failure>(found)
+    };
+    // Refusals write nothing: the machine is looked at, and the user asked, before the lock.
+    survey(&host)?;
 
     if !up.yes {
         let question = format!(
@@ -86,6 +99,11 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             Err(why) => return Err(Failure::usage(why)),
         }
     }
+
+    // Agreed and about to act: take the lock, then look again under it (another run may have
+    // changed the machine in between).
+    let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
+    let found = survey(&host)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -114,7 +132,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             crate::gpu::gpu_objects(&planned.facts, &planned.selection),
             printer,
         );
-        cluster.stage_timeout = up.timeout.map(std::time::Duration::from_secs);
+        cluster.stage_timeout = stage_timeout;
         cluster.verify_gpu = up.verify_gpu;
         cluster.secret_files = up.secret_files.clone();
         cluster.addons = planned.addons;
@@ -150,6 +168,34 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     }
 }
 
+/// What the run reads later, checked now (a dry run too): the secret files and secret variables
+/// of the stack and the add-ons, and the kubeconfig the `kstrap` context is merged into.
+fn check_inputs(up: &UpArgs, planned: &super::Planned) -> Result<(), Failure> {
+    use crate::stack::secrets;
+    let env = |k: &str| std::env::var(k).ok();
+    let usage = |e: secrets::SecretError| Failure::usage(e.to_string());
+    secrets::check_files(&planned.stack, &up.secret_files).map_err(usage)?;
+    if !up.cluster_only {
+        secrets::check_env(&planned.stack, &up.secret_files, &env).map_err(usage)?;
+    }
+    for addon in &planned.addons {
+        secrets::check_env(&addon.stack, &[], &env).map_err(usage)?;
+    }
+    if up.no_merge_kubeconfig {
+        return Ok(());
+    }
+    let host = host();
+    for step in &planned.plan.steps {
+        if let crate::plan::step::Action::Kubeconfig { dest, .. } = &step.action
+            && let Some(existing) = host.read(dest).map_err(|e| Failure::usage(e.to_string()))?
+        {
+            crate::exec::kubeconfig::check_mergeable(&String::from_utf8_lossy(&existing.bytes), dest)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// With --replace: removes kstrap's install of the other distribution, or stops a cluster kstrap
 /// did not install, before installing. Returns the state to carry on from.
 fn replace_first(
@@ -169,7 +215,7 @@ fn replace_first(
             exec::down::run(host, *state, false, &mut |item| {
                 crate::ui::steps::removed(printer, &item.describe())
             })
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            .map_err(super::down::down_failure)?;
             Ok(None)
         }
         Found::Foreign { distro, .. } => {
@@ -191,8 +237,10 @@ fn replace_first(
                     )));
                 }
             }
+            // What k3s-killall.sh does, then the data: never through a live mount.
+            exec::down::killall(host, distro).map_err(Failure::failed)?;
             for d in paths.data_dirs {
-                host.remove_tree(d).map_err(|e| Failure::failed(e.to_string()))?;
+                exec::down::remove_tree(host, d, &[]).map_err(Failure::failed)?;
             }
             Ok(None)
         }

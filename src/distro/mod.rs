@@ -11,6 +11,7 @@
 pub mod helm;
 mod k0s;
 mod k3s;
+pub mod uninstall;
 mod version;
 
 pub use version::Version;

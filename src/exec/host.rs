@@ -72,9 +72,23 @@ impl CommandRunner {
     /// Runs `program args…` to completion, capturing its output; a non-zero exit is not an error
     /// here (callers decide), a program that cannot start is.
     pub fn run(&self, program: &str, args: &[String]) -> Result<CommandOutput, HostError> {
+        self.run_with_input(program, args, None)
+    }
+
+    /// `run`, with `input` on the program's stdin (`iptables-restore` reads the rules there).
+    pub fn run_with_input(
+        &self,
+        program: &str,
+        args: &[String],
+        input: Option<&[u8]>,
+    ) -> Result<CommandOutput, HostError> {
         let exe = self.resolve(program)?;
-        let out = duct::cmd(&exe, args)
-            .stdin_null()
+        let cmd = duct::cmd(&exe, args);
+        let cmd = match input {
+            Some(bytes) => cmd.stdin_bytes(bytes.to_vec()),
+            None => cmd.stdin_null(),
+        };
+        let out = cmd
             .stdout_capture()
             .stderr_capture()
             .unchecked()

@@ -102,6 +102,17 @@ pub fn merge(existing: Option<&str>, path: &str, entries: &[Value; 3], name: &st
     render(&Value::Object(m), path)
 }
 
+/// Whether `existing` is a kubeconfig `merge` can add the `name` entries to: checked before
+/// anything runs (a dry run too), so a malformed ~/.kube/config stops `up` before the cluster is
+/// installed rather than after.
+pub fn check_mergeable(existing: &str, path: &str) -> Result<(), KubeconfigError> {
+    let mut m = parse(existing, path)?;
+    for key in ["clusters", "users", "contexts"] {
+        list(&mut m, key, path)?;
+    }
+    Ok(())
+}
+
 /// `existing` without the `name` entries. Returns the new text and whether anything else is left
 /// in the file (other clusters, users or contexts).
 pub fn remove(existing: &str, path: &str, name: &str) -> Result<(String, bool), KubeconfigError> {

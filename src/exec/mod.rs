@@ -11,8 +11,11 @@
 pub mod down;
 pub mod download;
 pub mod host;
+pub mod killall;
 pub mod kubeconfig;
 pub mod lock;
+pub mod mounts;
+pub mod paths;
 pub mod state;
 pub mod txn;
 pub mod wait;

@@ -66,6 +66,18 @@ pub enum StateError {
         "{path} is not a state file this kstrap understands: {message}\n  fix: it records what kstrap installed; if it was edited by hand, restore it, or remove the install by hand"
     )]
     Corrupt { path: String, message: String },
+    #[error(
+        "{path} {message}: kstrap reads only the state file it wrote\n  fix: replace the link with the file it points to, if that is kstrap's state, or remove the install by hand"
+    )]
+    Unsafe { path: String, message: String },
+}
+
+impl StateError {
+    /// The state file is unusable as input (corrupt, or reached through a link), as opposed to
+    /// unreadable: exit 2, nothing changed.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, StateError::Corrupt { .. } | StateError::Unsafe { .. })
+    }
 }
 
 impl State {
@@ -86,6 +98,13 @@ impl State {
     }
 
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {
+        // A link here or on the way would make kstrap act on a file it did not write.
+        if let Err(why) = super::paths::resolve(host, STATE_PATH) {
+            return Err(StateError::Unsafe {
+                path: STATE_PATH.into(),
+                message: why.to_string(),
+            });
+        }
         let Some(existing) = host.read(STATE_PATH)? else {
             return Ok(None);
         };

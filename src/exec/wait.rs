@@ -12,7 +12,6 @@ use super::host::Host;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use std::time::Duration;
-use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
@@ -48,8 +47,7 @@ pub async fn wait_cluster(
     interrupt: &Interrupt,
 ) -> Result<::kube::Client, WaitError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let start = Instant::now();
-    let deadline = start + timeout;
+    let deadline = crate::limits::deadline(timeout);
     let mut seen = Seen {
         kubeconfig: "not written yet".into(),
         readyz: "not asked (no kubeconfig yet)".into(),

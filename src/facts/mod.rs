@@ -235,10 +235,31 @@ pub enum FactsError {
     Schema { path: String, found: u32 },
 }
 
+/// The JSON key whose value holds 1-based (`line`, `column`): the last `"key":` before it.
+fn key_before(text: &str, line: usize, column: usize) -> Option<String> {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset += l
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map(|(b, _)| b)
+                .unwrap_or(l.len());
+            break;
+        }
+        offset += l.len();
+    }
+    let before = text.get(..offset.min(text.len()))?;
+    let colon = before.rfind("\":").or_else(|| before.rfind("\" :"))?;
+    let key_start = before[..colon].rfind('"')? + 1;
+    let key = &before[key_start..colon];
+    (!key.is_empty() && key.len() <= 64 && !key.contains(['{', '}', ',', '\n'])).then(|| key.to_string())
+}
+
 /// Loads facts written by `kstrap detect --output json` (or a hand-written fixture).
 pub fn load(path: &Path) -> Result<HostFacts, FactsError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| FactsError::Read {
+    let text = crate::limits::read_text(path).map_err(|source| FactsError::Read {
         path: shown.clone(),
         source,
     })?;
@@ -260,6 +281,29 @@ pub fn from_json(path: &str, text: &str) -> Result<HostFacts, FactsError> {
         let message = match message.rfind(" at line ") {
             Some(i) => message[..i].to_string(),
             None => message,
+        };
+        let message = message
+            .replace("expected u64", "expected a whole number of 0 or more")
+            .replace("expected u32", "expected a whole number of 0 or more")
+            .replace("expected u16", "expected a whole number from 0 to 65535")
+            .replace("expected u8", "expected a whole number from 0 to 255")
+            .replace("expected f64", "expected a number");
+        // serde_json's words for the file's shape, in words about the file.
+        let message = if message.starts_with("EOF while parsing") {
+            "the JSON ends too early (an empty file, or one cut short)".to_string()
+        } else if message == "expected value" {
+            "not JSON at this place".to_string()
+        } else if message == "trailing characters" {
+            "text after the end of the JSON document".to_string()
+        } else if message.contains("expected struct HostFacts") || message.contains("expected struct DetectDocument") {
+            "the top level must be an object of host facts".to_string()
+        } else {
+            message
+        };
+        let about_a_value = message.starts_with("invalid ") || message.starts_with("unknown variant");
+        let message = match (about_a_value, key_before(text, e.line(), e.column())) {
+            (true, Some(key)) => format!("field `{key}`: {message}"),
+            _ => message,
         };
         FactsError::Parse {
             path: path.to_string(),

@@ -17,8 +17,8 @@ pub mod wait;
 pub(crate) mod tests;
 
 pub use objects::{
-    chart, chart_url, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected, namespace,
-    needs_device_plugin_restart, runtime_class, time_slicing_config,
+    chart, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected, namespace,
+    needs_device_plugin_restart, time_slicing_config,
 };
 pub use readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness, node_gpu_readiness};
 pub use values::{OperatorValues, operator_values, toolkit_env, values_yaml};
@@ -34,6 +34,9 @@ use serde_json::Value;
 pub const CHART: &str = "gpu-operator";
 /// NVIDIA's Helm repository.
 pub const REPO: &str = "https://helm.ngc.nvidia.com/nvidia";
+/// Name k0s's Chart gives that repository (`chartName: nvidia/gpu-operator`, the name NVIDIA's
+/// install guide uses with `helm repo add nvidia`).
+pub const REPO_NAME: &str = "nvidia";
 /// Pinned chart version (NVIDIA's chart versions carry a leading `v`). v26.3.2 is published:
 /// NVIDIA/gpu-operator PR #2498 ("bump gpu-operator version to v26.3.2") and RKE2's GPU operator
 /// page installs it through the same HelmChart kind k3s uses.
@@ -87,8 +90,7 @@ pub fn object_ref(object: &Value) -> ObjectRef {
 
 /// Plan steps for the GPU phase; empty when the selection uses no GPU.
 pub fn steps(facts: &HostFacts, sel: &Selection) -> Vec<Step> {
-    // k3s creates RuntimeClass `nvidia` itself once it finds the NVIDIA container runtime; k0s
-    // does not: `gpu_objects` adds it there.
+    // RuntimeClass `nvidia` is the operator's own (see `gpu_objects`), on k3s and k0s alike.
     let objects: Vec<ObjectRef> = gpu_objects(facts, sel).iter().map(object_ref).collect();
     if objects.is_empty() {
         return Vec::new();

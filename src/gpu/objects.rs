@@ -1,12 +1,11 @@
 //! The Kubernetes objects of the GPU phase, as JSON values ready for server-side apply: the
-//! operator namespace, the time-slicing ConfigMap, RuntimeClass `nvidia` where the distribution
-//! does not make it, and the chart object for the distribution's own Helm controller. Also the
-//! pure helpers that act on objects later: the device-plugin restart patch and the overlay that
+//! operator namespace, the time-slicing ConfigMap and the chart object for the distribution's own
+//! Helm controller. Also the pure helpers that act on objects later: the device-plugin restart patch and the overlay that
 //! makes a workload use a GPU share.
 
 use super::values::{OperatorValues, operator_values, values_yaml};
 use super::{
-    CHART, CHART_VERSION, DEVICE_PLUGIN_DAEMONSET, HELM_TIMEOUT, MANAGED_BY, NAMESPACE, REPO, RUNTIME_CLASS,
+    CHART, CHART_VERSION, DEVICE_PLUGIN_DAEMONSET, HELM_TIMEOUT, MANAGED_BY, NAMESPACE, REPO, REPO_NAME,
     TIME_SLICING_CONFIG, TIME_SLICING_KEY, shares_per_gpu,
 };
 use crate::distro::Distro;
@@ -112,31 +111,16 @@ pub fn time_slicing_config(replicas: u32, sharing: Sharing, rename_by_default: b
     })
 }
 
-/// RuntimeClass `nvidia` (handler `nvidia`, the runtime the toolkit registers). k3s creates it
-/// itself once it finds the NVIDIA container runtime; k0s does not.
-pub fn runtime_class() -> Value {
-    json!({
-        "apiVersion": "node.k8s.io/v1",
-        "kind": "RuntimeClass",
-        "metadata": { "name": RUNTIME_CLASS, "labels": labels() },
-        "handler": RUNTIME_CLASS,
-    })
-}
-
-/// URL of the pinned chart archive in NVIDIA's repository (the layout `helm fetch` uses).
-pub fn chart_url() -> String {
-    format!("{REPO}/charts/{CHART}-{CHART_VERSION}.tgz")
-}
-
 /// The chart object for the distribution's Helm controller (`distro::helm::chart_object`): a k3s
-/// `HelmChart` with the repository, or a k0s `Chart` with the archive's URL ([`chart_url`]).
+/// `HelmChart` or a k0s `Chart` (`chartName: nvidia/gpu-operator` with `spec.repository`), both
+/// naming NVIDIA's repository.
 pub fn chart(distro: Distro, values: &OperatorValues) -> Value {
     let source = ChartSource {
         release: CHART.into(),
         repo: REPO.into(),
+        repo_name: REPO_NAME.into(),
         chart: CHART.into(),
         version: CHART_VERSION.into(),
-        archive_url: chart_url(),
         namespace: NAMESPACE.into(),
         values: values_yaml(values),
         timeout: HELM_TIMEOUT.into(),
@@ -149,19 +133,25 @@ pub fn gpu_selected(sel: &Selection) -> bool {
     sel.profile.gpu.operator && !sel.gpus.is_empty()
 }
 
-/// Everything the GPU phase applies, in apply order: Namespace, time-slicing ConfigMap,
-/// RuntimeClass `nvidia` (k0s only), chart object. Empty when the selection uses no GPU.
+/// Everything the GPU phase applies, in apply order: Namespace, time-slicing ConfigMap, chart
+/// object. Empty when the selection uses no GPU.
+///
+/// Not RuntimeClass `nvidia`: the operator creates it on every distribution from
+/// `assets/pre-requisites/0200_runtime_class.yaml` (name and handler from
+/// `operator.runtimeClass`, default `nvidia`) and sets the ClusterPolicy as its controller
+/// (`transformRuntimeClass`, `controllers/object_controls.go`, NVIDIA/gpu-operator v26.3.2).
+/// kstrap applying it too would make two owners, and `down` or a prune would delete the
+/// operator's object.
 pub fn gpu_objects(facts: &HostFacts, sel: &Selection) -> Vec<Value> {
     if !gpu_selected(sel) {
         return Vec::new();
     }
     let gpu = &sel.profile.gpu;
-    let mut out = vec![namespace(), time_slicing_config(gpu.replicas, gpu.sharing, false)];
-    if sel.distro == Distro::K0s {
-        out.push(runtime_class());
-    }
-    out.push(chart(sel.distro, &operator_values(facts, sel)));
-    out
+    vec![
+        namespace(),
+        time_slicing_config(gpu.replicas, gpu.sharing, false),
+        chart(sel.distro, &operator_values(facts, sel)),
+    ]
 }
 
 /// Strategic-merge patch for `daemonset/nvidia-device-plugin-daemonset` in the operator

@@ -94,45 +94,37 @@ fn no_gpu_nodes() -> GpuReadiness {
     )
 }
 
+/// The operator found no node labelled by node-feature-discovery yet. On a fresh install that is
+/// transient: NFD's worker labels the node a little after the operator's first reconcile, and the
+/// operator marks the policy ready with reason `NFDLabelsMissing` and re-polls every 45 s
+/// (NVIDIA/gpu-operator `controllers/clusterpolicy_controller.go` at v26.3.2: `requeueAfter =
+/// time.Second * 45` under `!clusterPolicyCtrl.hasNFDLabels`). So it is waited out; the timeout
+/// reports it if NFD never labels the node.
 fn nfd_labels_missing() -> GpuReadiness {
-    GpuReadiness::failed(
-        format!(
-            "node-feature-discovery has labelled no node (ClusterPolicy {CLUSTER_POLICY}: NFDLabelsMissing), so the operator cannot find the GPU"
-        ),
-        format!(
-            "check the node-feature-discovery pods: `kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name=node-feature-discovery`; they must be Running before the operator can see the GPU"
-        ),
-    )
+    GpuReadiness::in_progress(format!(
+        "node-feature-discovery has not labelled the node yet (ClusterPolicy {CLUSTER_POLICY}: NFDLabelsMissing; the operator looks again every 45 s); if this lasts, check its pods: `kubectl -n {NAMESPACE} get pods -l app.kubernetes.io/name=node-feature-discovery`"
+    ))
 }
 
 /// ClusterPolicy `cluster-policy`: `status.state == ready` with the `Ready` condition's reason
-/// `Reconciled` is ready; reason `NoGPUNodes` or `NFDLabelsMissing` (the operator also calls those
-/// ready) fails with an explanation; `notReady` is in progress with the operands it waits for;
-/// a status or condition older than `metadata.generation` is in progress.
+/// `Reconciled` is ready; reason `NoGPUNodes` (the operator also calls that ready) fails with an
+/// explanation; `NFDLabelsMissing` (also "ready") is in progress, see [`nfd_labels_missing`];
+/// `notReady` is in progress with the operands it waits for.
+///
+/// There is no generation check: `ClusterPolicyStatus` has no `observedGeneration`
+/// (`api/nvidia/v1/clusterpolicy_types.go` at v26.3.2: `state`, `namespace`, `conditions`), and
+/// the operator's condition updater sets none on its conditions
+/// (`internal/conditions/clusterpolicy.go`, same tag).
 pub fn cluster_policy_readiness(cluster_policy: &Value) -> GpuReadiness {
-    let generation = cluster_policy["metadata"]["generation"].as_i64();
     let status = &cluster_policy["status"];
     if status.is_null() {
         return GpuReadiness::in_progress(format!(
             "ClusterPolicy {CLUSTER_POLICY} has no status yet: the operator has not reconciled it"
         ));
     }
-    if let (Some(g), Some(seen)) = (generation, status["observedGeneration"].as_i64())
-        && seen < g
-    {
-        return GpuReadiness::in_progress(format!(
-            "the operator has not yet observed generation {g} of ClusterPolicy {CLUSTER_POLICY} (status is for {seen})"
-        ));
-    }
     let ready = condition(cluster_policy, "Ready");
-    if let (Some(g), Some(seen)) = (generation, ready.and_then(|c| c["observedGeneration"].as_i64()))
-        && seen < g
-    {
-        return GpuReadiness::in_progress(format!(
-            "the Ready condition of ClusterPolicy {CLUSTER_POLICY} is for generation {seen}, not {g}"
-        ));
-    }
-    // NoGPUNodes / NFDLabelsMissing fail whichever condition carries them and whatever the state.
+    // NoGPUNodes fails and NFDLabelsMissing waits, whichever condition carries them and whatever
+    // the state (reasons from `internal/conditions/consts.go`, v26.3.2).
     for c in conditions(cluster_policy) {
         match text(&c["reason"]) {
             "NoGPUNodes" if text(&c["status"]) == "True" => return no_gpu_nodes(),

@@ -80,7 +80,9 @@ fn objects_come_in_apply_order_with_kstrap_labels() {
         let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap_or("")).collect();
         let expected: &[&str] = match sel.distro {
             Distro::K3s => &["Namespace", "ConfigMap", "HelmChart"],
-            Distro::K0s => &["Namespace", "ConfigMap", "RuntimeClass", "Chart"],
+            // Never RuntimeClass `nvidia`: the operator creates it and owns it (controller
+            // reference to the ClusterPolicy) on every distribution.
+            Distro::K0s => &["Namespace", "ConfigMap", "Chart"],
         };
         assert_eq!(kinds, expected, "{name}");
         for o in &objects {
@@ -111,10 +113,9 @@ fn k3s_helmchart_and_k0s_chart_fields() {
     assert_eq!(k0s["kind"], "Chart");
     assert_eq!(k0s["metadata"]["namespace"], "kube-system");
     let spec = &k0s["spec"];
-    assert_eq!(
-        spec["chartName"],
-        format!("https://helm.ngc.nvidia.com/nvidia/charts/gpu-operator-{CHART_VERSION}.tgz")
-    );
+    // `<repository>/<chart>`, never a URL (k0s v1.35.3 `extractRepositoryIdentifier`).
+    assert_eq!(spec["chartName"], "nvidia/gpu-operator");
+    assert_eq!(spec["repository"]["url"], "https://helm.ngc.nvidia.com/nvidia");
     assert_eq!(spec["releaseName"], "gpu-operator");
     assert_eq!(spec["namespace"], "gpu-operator");
     assert!(spec["values"].is_string());
@@ -128,6 +129,7 @@ fn k3s_helmchart_and_k0s_chart_fields() {
         "timeout",
         "forceUpgrade",
         "order",
+        "repository",
     ];
     for key in spec.as_object().expect("spec").keys() {
         assert!(allowed.contains(&key.as_str()), "k0s ChartSpec has no field {key}");
@@ -210,11 +212,33 @@ fn toolkit_env_is_the_distributions_containerd_even_with_docker() {
             ),
             ("CONTAINERD_SOCKET".to_string(), "/run/k0s/containerd.sock".to_string()),
             (
-                "RUNTIME_EXECUTABLE_PATH".to_string(),
-                "/var/lib/k0s/bin/containerd".to_string()
+                "RUNTIME_CONFIG_SOURCE".to_string(),
+                "file=/run/k0s/containerd-cri.toml".to_string()
             ),
         ]
     );
+}
+
+/// The toolkit's config source defaults to `command,file` (nvidia-container-toolkit v1.19.1,
+/// `cmd/nvidia-ctk-installer/container/runtime/runtime.go`): `command` runs `containerd config
+/// dump`, which without `--config` reads `/etc/containerd/config.toml`, Docker's containerd's
+/// file when Docker is installed. On every distribution the source must be only the
+/// distribution's own file.
+#[test]
+fn the_toolkit_reads_only_the_distributions_own_containerd_config() {
+    let f = facts("rtx5090-96gb");
+    for distro in [Distro::K3s, Distro::K0s] {
+        let env = env_map(&operator_values(&f, &select(&f, distro)));
+        let source = env
+            .iter()
+            .find(|(n, _)| n == "RUNTIME_CONFIG_SOURCE")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            source,
+            Some(format!("file={}", distro.paths().containerd_config).as_str()),
+            "{distro}: {env:?}"
+        );
+    }
 }
 
 #[test]
@@ -236,7 +260,7 @@ fn device_plugin_config_names_the_configmap_and_its_key() {
 // ---- field names against the chart's values ----------------------------------------------
 
 fn chart_fields() -> BTreeSet<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu-operator-values-fields.txt");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream/gpu-operator/values-fields.txt");
     let text = std::fs::read_to_string(path).expect("fields list");
     let header = text.lines().next().unwrap_or_default();
     assert!(
@@ -567,10 +591,7 @@ proptest! {
                 objects.last().and_then(|c| c["spec"]["valuesContent"].as_str().or(c["spec"]["values"].as_str())).unwrap_or_default(),
             );
             prop_assert_eq!(&values["driver"]["enabled"], &json!(!driver));
-            prop_assert_eq!(
-                objects.iter().any(|o| o["kind"] == "RuntimeClass"),
-                k0s
-            );
+            prop_assert!(!objects.iter().any(|o| o["kind"] == "RuntimeClass"), "k0s={}", k0s);
         }
     }
 }

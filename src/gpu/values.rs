@@ -4,7 +4,7 @@
 //! Only the fields kstrap must set are modelled; everything else keeps the chart's default. The
 //! field names are the chart's own (`deployments/gpu-operator/values.yaml` in NVIDIA/gpu-operator);
 //! a test checks every serialized leaf against the trimmed list in
-//! `tests/fixtures/gpu-operator-values-fields.txt`, so a misspelt field (which Helm would silently
+//! `tests/fixtures/upstream/gpu-operator/values-fields.txt`, so a misspelt field (which Helm would silently
 //! ignore) fails the build instead of a user's install.
 
 use super::{TIME_SLICING_CONFIG, TIME_SLICING_KEY};
@@ -85,26 +85,36 @@ pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
         // runtime on its own once the toolkit's binaries are in /usr/local/nvidia/toolkit. The
         // toolkit is pointed at the generated file, never at `config.toml.tmpl`: a template the
         // toolkit wrote would replace k3s's whole base template (CNI, sandbox image) at the next
-        // restart and leave the node NotReady. RUNTIME_CONFIG_SOURCE makes the toolkit read k3s's
-        // own file instead of running `containerd config dump` with whichever `containerd` is on
+        // restart and leave the node NotReady. RUNTIME_CONFIG_SOURCE (nvidia-container-toolkit
+        // v1.19.1 `runtime.go`, `file=<path>` form) makes the toolkit read k3s's own file instead of running `containerd config dump` with whichever `containerd` is on
         // the host's PATH (Docker's, when Docker is installed).
         Distro::K3s => vec![
             env("CONTAINERD_SOCKET", paths.containerd_socket),
             env("CONTAINERD_CONFIG", paths.containerd_config),
             env("RUNTIME_CONFIG_SOURCE", &format!("file={}", paths.containerd_config)),
         ],
-        // k0s generates /run/k0s/containerd-cri.toml and imports drop-ins from
-        // /etc/k0s/containerd.d; its containerd binary is not on PATH, so the toolkit is told where
-        // it is (RUNTIME_EXECUTABLE_PATH, nvidia-container-toolkit PR #1029 for k0s).
+        // k0s generates /run/k0s/containerd-cri.toml (its containerd component's `criConfigPath`,
+        // k0sproject/k0s `pkg/component/worker/containerd/component.go` at v1.35.3+k0s.0) and
+        // imports drop-ins from /etc/k0s/containerd.d (`defaultImportsPath`, same package): the
+        // toolkit writes its runtime into a drop-in there, as k0s's own recipe does
+        // (`docs/runtime.md`, "Using nvidia-container-runtime", same tag). That recipe leaves the
+        // toolkit's config source at its default, `command,file` (nvidia-container-toolkit
+        // v1.19.1, the version gpu-operator v26.3.2's values.yaml pins,
+        // `cmd/nvidia-ctk-installer/container/runtime/runtime.go`): `command` runs
+        // `containerd config dump` (`pkg/config/engine/containerd/containerd.go`), which without
+        // `--config` reads /etc/containerd/config.toml, Docker's on a host with Docker. So the
+        // source is k0s's own generated file only, as on k3s; no `containerd` binary is run, and
+        // RUNTIME_EXECUTABLE_PATH (used only by the `command` source) is not needed.
         Distro::K0s => {
             let mut out = vec![env("CONTAINERD_CONFIG", paths.containerd_config)];
             if let Some(dir) = paths.containerd_drop_in_dir {
                 out.push(env("RUNTIME_DROP_IN_CONFIG", &format!("{dir}/nvidia.toml")));
             }
             out.push(env("CONTAINERD_SOCKET", paths.containerd_socket));
-            if let Some(bin) = paths.containerd_binary {
-                out.push(env("RUNTIME_EXECUTABLE_PATH", bin));
-            }
+            out.push(env(
+                "RUNTIME_CONFIG_SOURCE",
+                &format!("file={}", paths.containerd_config),
+            ));
             out
         }
     }

@@ -24,6 +24,7 @@ use super::readiness::{GpuReadiness, gpu_stage_readiness};
 use super::verify::{VERIFY_IMAGE, VERIFY_POD, verify_pod};
 use super::{CLUSTER_POLICY, GPU_RESOURCE, NAMESPACE};
 use crate::kube::wait::to_value;
+use crate::plan::step::ObjectRef;
 
 /// Label of the operator's validator pods.
 pub const VALIDATOR_SELECTOR: &str = "app=nvidia-operator-validator";
@@ -150,12 +151,32 @@ struct GpuWatch {
     pods: Mirror,
     policies: Mirror,
     crd: Mirror,
+    /// The operator's chart object (HelmChart / Chart), whose own status reports a Helm failure.
+    charts: Mirror,
     /// Last watch error, shown on timeout when nothing else explains the wait.
     last_error: Option<String>,
 }
 
 impl GpuWatch {
     fn readiness(&self, gpus: u32, replicas: u32) -> GpuReadiness {
+        if let Some(reason) = self.charts.items.values().find_map(crate::distro::helm::chart_failure) {
+            let kind = self
+                .charts
+                .items
+                .values()
+                .next()
+                .and_then(|c| c["kind"].as_str())
+                .unwrap_or("chart");
+            return GpuReadiness::Failed {
+                reason,
+                hint: format!(
+                    "`kubectl -n {} describe {} {}` shows the Helm controller's status; fix what it names, then re-run",
+                    crate::distro::helm::CHART_NAMESPACE,
+                    kind.to_lowercase(),
+                    super::CHART
+                ),
+            };
+        }
         let policy = self.policies.items.get(CLUSTER_POLICY);
         let pods: Vec<Value> = self.pods.items.values().cloned().collect();
         match pick_node(&self.nodes.items) {
@@ -242,7 +263,20 @@ pub async fn wait_for_gpus(
     replicas: u32,
     timeout: Duration,
 ) -> Result<u32, GpuWaitError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    wait_for_gpus_and_chart(client, None, gpus, replicas, timeout).await
+}
+
+/// [`wait_for_gpus`], also watching the operator's chart object (`chart`: the HelmChart or Chart
+/// kstrap applied) so that a Helm failure its status reports ends the wait at once, with the
+/// controller's message, instead of at the timeout.
+pub async fn wait_for_gpus_and_chart(
+    client: &::kube::Client,
+    chart: Option<&ObjectRef>,
+    gpus: u32,
+    replicas: u32,
+    timeout: Duration,
+) -> Result<u32, GpuWaitError> {
+    let deadline = crate::limits::deadline(timeout);
     let node_ar = node_resource();
     let pod_ar = pod_resource();
     let crd_ar = crd_resource();
@@ -262,12 +296,25 @@ pub async fn wait_for_gpus(
     ));
     // Started once the CRD is Established (and again if it is re-created).
     let mut policies: Option<Watch> = None;
+    let chart_ar = chart.map(|c| {
+        let (group, version) = c.api_version.split_once('/').unwrap_or(("", c.api_version.as_str()));
+        resource(group, version, &c.kind, &format!("{}s", c.kind.to_lowercase()))
+    });
+    let mut charts = match (chart, &chart_ar) {
+        (Some(c), Some(ar)) => Some(watch(
+            Api::namespaced_with(client.clone(), c.namespace.as_deref().unwrap_or_default(), ar),
+            watcher::Config::default().fields(&format!("metadata.name={}", c.name)),
+        )),
+        _ => None,
+    };
+    let chart_ar = chart_ar.unwrap_or_else(|| resource("", "v1", "Unused", "unused"));
 
     let mut state = GpuWatch {
         nodes: Mirror::default(),
         pods: Mirror::default(),
         policies: Mirror::default(),
         crd: Mirror::default(),
+        charts: Mirror::default(),
         last_error: None,
     };
     let mut current = state.readiness(gpus, replicas);
@@ -276,6 +323,7 @@ pub async fn wait_for_gpus(
             e = next_of(&mut nodes) => handle(&mut state.nodes, e, &node_ar, &mut state.last_error),
             e = next_of(&mut pods) => handle(&mut state.pods, e, &pod_ar, &mut state.last_error),
             e = next_of(&mut policies) => handle(&mut state.policies, e, &policy_ar, &mut state.last_error),
+            e = next_of(&mut charts) => handle(&mut state.charts, e, &chart_ar, &mut state.last_error),
             e = next_of(&mut crds) => {
                 let changed = handle(&mut state.crd, e, &crd_ar, &mut state.last_error);
                 if changed {

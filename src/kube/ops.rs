@@ -249,6 +249,8 @@ async fn live_object(
 }
 
 /// Server-side applies one object and says whether it was created, changed or left as it was.
+/// An object the apply would not change ([`apply_is_noop`](super::noop::apply_is_noop), judged
+/// from the live object read first) is not written at all.
 ///
 /// A Job is one run of its pod template, and the API server refuses to change that template
 /// (422 `spec.template: ... field is immutable`). So a Job whose template changed (another model,
@@ -263,6 +265,14 @@ pub async fn apply_one(
 ) -> Result<Outcome, ApplyError> {
     let (api, name, before) = live_object(client, r, display, value).await?;
     let name = name.as_str();
+    // No write for an object the apply would leave as it is (a failed Job is replaced below).
+    let manager = params.field_manager.as_deref().unwrap_or_default();
+    if let Some(live) = &before
+        && !(is_job(r) && job_failed(live))
+        && serde_json::to_value(live).is_ok_and(|live| super::noop::apply_is_noop(&live, value, manager))
+    {
+        return Ok(Outcome::Unchanged);
+    }
     let patch = Patch::Apply(value);
     let apply = || async { retry(|| api.patch(name, params, &patch)).await };
     if let Some(live) = before.as_ref().filter(|b| is_job(r) && job_failed(b)) {

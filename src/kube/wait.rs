@@ -373,7 +373,7 @@ pub async fn wait_ready(
     progress: &dyn ApplyProgress,
     left: &Mutex<Vec<String>>,
 ) -> WaitOutcome {
-    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let deadline = crate::limits::deadline(spec.timeout);
     let ctx = cluster_context(client).await;
 
     // One watcher per (resource, namespace).

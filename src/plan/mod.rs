@@ -6,9 +6,9 @@
 
 pub mod step;
 
-use crate::checks::{Finding, Severity};
 use crate::distro::{self, Distro, DistroContext, Version};
 use crate::facts::HostFacts;
+use crate::finding::{Finding, Severity};
 use crate::profile::{Rejection, Selection};
 use crate::stack::Stack;
 use serde::Serialize;

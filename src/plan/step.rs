@@ -4,7 +4,7 @@
 //! steps; `--dry-run` prints them; the executor (issue "up installs k3s or k0s") performs them
 //! through the host seam. Nothing in this file performs anything.
 
-use crate::checks::Finding;
+use crate::finding::Finding;
 use serde::{Serialize, Serializer};
 
 /// Where in the flow a step belongs; steps are ordered by phase, then by position.

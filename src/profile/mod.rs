@@ -108,13 +108,22 @@ impl Profile {
 
 /// A profile file that could not be used: which file, where, what is wrong, what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}:{line}:{column}: {message}\n  fix: {hint}")]
+#[error("{}: {message}\n  fix: {hint}", place(.path, *.line, *.column))]
 pub struct ProfileError {
     pub path: String,
     pub line: usize,
     pub column: usize,
     pub message: String,
     pub hint: String,
+}
+
+/// `path:line:column`, or the path alone for errors about the whole file (line 0).
+fn place(path: &str, line: usize, column: usize) -> String {
+    match (line, column) {
+        (0, _) => path.to_string(),
+        (l, 0) => format!("{path}:{l}"),
+        (l, c) => format!("{path}:{l}:{c}"),
+    }
 }
 
 // ---- the file format ----------------------------------------------------------------------
@@ -205,20 +214,15 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
             .unwrap_or((0, 0));
-        let mut message = bare_message(&e.without_snippet().to_string());
-        message = message
-            .replace("invalid u32", "not a whole number")
-            .replace("invalid f64", "not a number");
-        if !message.contains('`')
-            && let Some(key) = key_at(text, line)
-        {
-            message = format!("field `{key}`: {message}");
-        }
-        let hint = if message.contains("unknown field") {
+        let words = crate::yaml_words::rewrite(&bare_message(&e.without_snippet().to_string()), text, line, column);
+        let message = words.message;
+        let hint = if let Some(hint) = words.hint {
+            hint
+        } else if message.contains("unknown field") {
             "remove the field or correct its spelling; the fields a profile takes are listed in profiles/README.md"
         } else if message.contains("missing field") {
             "add the field; every profile states requires, recommends, distro, stack, priority and description"
-        } else if message.contains("tab") {
+        } else if message.contains("tabs") || message.contains(" tab") {
             "YAML does not allow tabs for indentation: indent with spaces"
         } else if message.contains("unknown variant") {
             "use one of the values the message lists"
@@ -438,17 +442,6 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
     })
 }
 
-/// The mapping key written on 1-based `line`, if that line is a `key: value` line.
-fn key_at(text: &str, line: usize) -> Option<&str> {
-    let l = text
-        .lines()
-        .nth(line.checked_sub(1)?)?
-        .trim_start()
-        .trim_start_matches("- ");
-    let (key, _) = l.split_once(':')?;
-    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')).then_some(key)
-}
-
 /// serde-saphyr's message without its "error: line L column C: " prefix (we print our own).
 fn bare_message(rendered: &str) -> String {
     let s = rendered.trim().strip_prefix("error: ").unwrap_or(rendered.trim());
@@ -497,7 +490,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ProfileError> {
             continue;
         }
         let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let text = std::fs::read_to_string(&p).map_err(|e| io_err(p.display().to_string(), e))?;
+        let text = crate::limits::read_text(&p).map_err(|e| io_err(p.display().to_string(), e))?;
         files.push((p.display().to_string(), stem, text));
     }
     if files.is_empty() {

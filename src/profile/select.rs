@@ -307,7 +307,12 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     for p in &ranked {
         let f = fit(facts, &usable, p);
         if let Some((winner, _)) = &chosen {
-            let reason = if f.shortfalls.is_empty() {
+            let reason = if f.shortfalls.is_empty() && winner.priority == p.priority {
+                format!(
+                    "fits too, with the same priority {} as {}; a tie goes to the name first in alphabetical order (give the profiles different priorities to choose)",
+                    p.priority, winner.name
+                )
+            } else if f.shortfalls.is_empty() {
                 format!(
                     "fits too, but {} ranks higher (priority {} > {})",
                     winner.name, winner.priority, p.priority

@@ -96,8 +96,25 @@ pub(crate) fn object(
             }
         }
     }
+    if let Some(spec) = pod_spec_pointer(kind)
+        && doc.value.pointer(&format!("{spec}/runtimeClassName")).is_some()
+    {
+        return Err(StackError::GpuInBase {
+            at: place(doc.line_of(&format!("{spec}/runtimeClassName"))),
+            what: "runtimeClassName".into(),
+        });
+    }
     for (ptr, c) in containers(kind, &doc.value) {
         let container = c.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
+        for field in ["requests", "limits"] {
+            let gpu = format!("{ptr}/resources/{field}/nvidia.com~1gpu");
+            if doc.value.pointer(&gpu).is_some() {
+                return Err(StackError::GpuInBase {
+                    at: place(doc.line_of(&gpu)),
+                    what: format!("container {container:?}: nvidia.com/gpu under resources.{field}"),
+                });
+            }
+        }
         let image_ptr = format!("{ptr}/image");
         let image = c.get("image").and_then(Value::as_str);
         if let Some((message, hint)) = super::images::container_rule(declared, kind, name, &container, image) {
@@ -105,6 +122,16 @@ pub(crate) fn object(
         }
         if image.is_some_and(super::images::is_placeholder) {
             continue; // declared: the user names the image when the stack is applied
+        }
+        if let Some(Value::String(image)) = c.get("image")
+            && let Some(reason) = super::reference::reference_problem(image)
+        {
+            return Err(StackError::InvalidImage {
+                at: place(doc.line_of(&image_ptr)),
+                container,
+                image: image.clone(),
+                reason,
+            });
         }
         let (image, reason) = match c.get("image") {
             Some(Value::String(image)) => match image_problem(image) {

@@ -24,7 +24,7 @@ impl fmt::Display for Place {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StackError {
-    #[error("no stack named {name:?}; available: {}\n  fix: pass one of those names, or --stack-dir pointing at a folder that holds {name}/stack.yaml", available.join(", "))]
+    #[error("no stack named {name:?}; {}", unknown_stack(name, available))]
     UnknownStack { name: String, available: Vec<String> },
 
     #[error("{path}: cannot read: {message}\n  fix: check the path given to --stack-dir and its permissions")]
@@ -109,9 +109,37 @@ pub enum StackError {
         reason: &'static str,
     },
 
+    #[error(
+        "{at}: container {container:?} uses image {image:?}, which is not a valid image reference: {reason}\n  fix: write [registry/]path/name:tag (path and name in lowercase) or name@sha256:<64 hex digits>"
+    )]
+    InvalidImage {
+        at: Place,
+        container: String,
+        image: String,
+        reason: String,
+    },
+
+    #[error(
+        "{at}: {what} in the base manifest\n  fix: GPU fields stay out of the stage folders' YAML: give the container `gpu: N` in a profile's overlay in stack.yaml, which sets the nvidia.com/gpu limit and runtimeClassName: nvidia on GPU profiles only"
+    )]
+    GpuInBase { at: Place, what: String },
+
     /// A container's image against the stack's `images:` declarations (placeholders).
     #[error("{at}: {message}\n  fix: {hint}")]
     Image { at: Place, message: String, hint: String },
+}
+
+fn unknown_stack(name: &str, available: &[String]) -> String {
+    if available.is_empty() {
+        format!(
+            "the folder holds no stack (no sub-folder with a stack.yaml)\n  fix: point --stack-dir at the folder that holds {name}/stack.yaml"
+        )
+    } else {
+        format!(
+            "available: {}\n  fix: pass one of those names, or --stack-dir pointing at a folder that holds {name}/stack.yaml",
+            available.join(", ")
+        )
+    }
 }
 
 fn fmt_list(label: &str, items: &[String]) -> String {

@@ -116,8 +116,12 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
     };
     let file: StackFile = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line() as usize).unwrap_or(0);
-        let message = super::yaml::bare_message(&e);
-        let hint = if message.contains("expected one of k3s, k0s") {
+        let column = e.location().map(|l| l.column() as usize).unwrap_or(0);
+        let words = crate::yaml_words::rewrite(&super::yaml::bare_message(&e), text, line, column);
+        let message = words.message;
+        let hint = if let Some(hint) = words.hint {
+            hint
+        } else if message.contains("expected one of k3s, k0s") {
             "distros: takes the distributions kstrap installs, k3s and k0s"
         } else if message.contains("unknown field") {
             "remove the field or correct its spelling; manifests/README.md lists the fields of stack.yaml"

@@ -94,6 +94,15 @@ pub enum ImageError {
         reason: &'static str,
     },
     #[error(
+        "{key} (from {from}) is {image:?}, which is not a valid image reference: {reason}\n  fix: write [registry/]path/name:tag (path and name in lowercase) or name@sha256:<64 hex digits>"
+    )]
+    Invalid {
+        key: String,
+        from: String,
+        image: String,
+        reason: String,
+    },
+    #[error(
         "{key} (from {from}) is empty or the placeholder {image:?}\n  fix: name the image the service's authors publish, e.g. --image {key}=registry.example.com/team/name:1.2.3"
     )]
     NotAnImage { key: String, from: String, image: String },
@@ -163,6 +172,14 @@ pub fn resolve_images(
                 key: decl.key.clone(),
                 from,
                 image,
+            });
+        }
+        if let Some(reason) = super::reference::reference_problem(&image) {
+            return Err(ImageError::Invalid {
+                key: decl.key.clone(),
+                from,
+                image,
+                reason,
             });
         }
         if let Some(reason) = image_problem(&image) {

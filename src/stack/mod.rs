@@ -13,6 +13,7 @@ mod error;
 mod format;
 pub mod images;
 pub mod overlay;
+pub mod reference;
 pub mod secrets;
 mod yaml;
 
@@ -207,6 +208,12 @@ fn read_dir(name: &str, dir: &Path) -> Result<RawStack, StackError> {
         message: e.to_string(),
     };
     let root = dir.join(name);
+    if !dir.is_dir() {
+        return Err(StackError::Io {
+            path: dir.display().to_string(),
+            message: "no such folder".into(),
+        });
+    }
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || !root.is_dir() {
         return Err(StackError::UnknownStack {
             name: name.to_string(),
@@ -214,7 +221,7 @@ fn read_dir(name: &str, dir: &Path) -> Result<RawStack, StackError> {
         });
     }
     let stack_path = root.join("stack.yaml");
-    let stack_file = match std::fs::read(&stack_path) {
+    let stack_file = match crate::limits::read_bounded(&stack_path) {
         Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| StackError::NotUtf8 {
             path: format!("{name}/stack.yaml"),
         })?),
@@ -225,16 +232,23 @@ fn read_dir(name: &str, dir: &Path) -> Result<RawStack, StackError> {
     for entry in std::fs::read_dir(&root).map_err(|e| io(&root, e))? {
         let entry = entry.map_err(|e| io(&root, e))?;
         let dir_name = entry.file_name().to_string_lossy().into_owned();
-        if !is_stage_like(&dir_name) || !entry.path().is_dir() {
+        if !is_stage_like(&dir_name) {
+            continue;
+        }
+        // Followed like `cat` would (a link to a folder is a folder); a link that leads nowhere
+        // or in a loop is an error naming it, never skipped.
+        let meta = std::fs::metadata(entry.path()).map_err(|e| io(&entry.path(), e))?;
+        if !meta.is_dir() {
             continue;
         }
         let mut files = Vec::new();
         for f in std::fs::read_dir(entry.path()).map_err(|e| io(&entry.path(), e))? {
             let f = f.map_err(|e| io(&entry.path(), e))?;
-            if !f.path().is_file() {
+            let meta = std::fs::metadata(f.path()).map_err(|e| io(&f.path(), e))?;
+            if meta.is_dir() {
                 continue;
             }
-            let bytes = std::fs::read(f.path()).map_err(|e| io(&f.path(), e))?;
+            let bytes = crate::limits::read_bounded(&f.path()).map_err(|e| io(&f.path(), e))?;
             files.push(RawFile {
                 name: f.file_name().to_string_lossy().into_owned(),
                 text: String::from_utf8(bytes).ok(),

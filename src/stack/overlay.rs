@@ -92,6 +92,11 @@ pub struct Overlay {
     /// Leave the object out for this profile (a service the machine cannot carry).
     #[serde(default)]
     pub omit: bool,
+    /// The user id the pod runs as, when an image variant's user differs from the manifest's
+    /// (Kokoro-FastAPI's GPU image runs as uid 1001, its CPU image as 1000): sets the pod's
+    /// `securityContext.runAsUser`, `runAsGroup` and `fsGroup`.
+    #[serde(default)]
+    pub uid: Option<u32>,
     /// Changes per container, by container name.
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerOverlay>,
@@ -216,6 +221,14 @@ pub(crate) fn check(
                     ));
                 }
                 if let Some(image) = &c.image
+                    && let Some(reason) = super::reference::reference_problem(image)
+                {
+                    return Err(err(
+                        format!("container {cname}: image {image:?} is not a valid image reference: {reason}"),
+                        "write [registry/]path/name:tag (path and name in lowercase) or name@sha256:<64 hex digits>",
+                    ));
+                }
+                if let Some(image) = &c.image
                     && let Some(reason) = image_problem(image)
                 {
                     return Err(err(
@@ -237,15 +250,39 @@ pub(crate) fn check(
                         ));
                     }
                 }
-                for (res, req) in &c.requests {
-                    if let Some(lim) = c.limits.get(res)
-                        && quantity_value(&req.0) > quantity_value(&lim.0)
+                // Requests against limits as the container ends up: the overlay's figure where it
+                // gives one, else the base manifest's (an overlay raising a request above the
+                // base's limit makes a pod the API server refuses).
+                let base = containers(kind, object)
+                    .into_iter()
+                    .find(|(_, v)| v.get("name").and_then(Value::as_str) == Some(cname.as_str()))
+                    .map(|(_, v)| v);
+                let base_quantity = |field: &str, res: &str| {
+                    base.and_then(|b| b.get("resources"))
+                        .and_then(|r| r.get(field))
+                        .and_then(|m| m.get(res))
+                        .and_then(quantity_text)
+                };
+                let resources: std::collections::BTreeSet<&String> = c.requests.keys().chain(c.limits.keys()).collect();
+                for res in resources {
+                    let (req, req_from) = match c.requests.get(res) {
+                        Some(q) => (Some(q.0.clone()), "the overlay's"),
+                        None => (base_quantity("requests", res), "the manifest's"),
+                    };
+                    let (lim, lim_from) = match c.limits.get(res) {
+                        Some(q) => (Some(q.0.clone()), "the overlay's"),
+                        None => (base_quantity("limits", res), "the manifest's"),
+                    };
+                    if let (Some(req), Some(lim)) = (req, lim)
+                        && quantity_value(&req) > quantity_value(&lim)
                     {
+                        let what = if req_from == lim_from {
+                            format!("{res} request {req} is above its limit {lim}")
+                        } else {
+                            format!("{res} request {req} ({req_from}) is above {lim_from} limit {lim}")
+                        };
                         return Err(err(
-                            format!(
-                                "container {cname}: {res} request {} is above its limit {}",
-                                req.0, lim.0
-                            ),
+                            format!("container {cname}: {what}"),
                             "a request must not exceed the limit: raise the limit or lower the request",
                         ));
                     }
@@ -260,6 +297,15 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+/// A quantity as a manifest writes it: a string, or a YAML number.
+fn quantity_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn is_resource_name(k: &str) -> bool {
@@ -361,6 +407,13 @@ fn apply(kind: &str, object: &mut Value, overlay: &Overlay) {
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &["spec", "template", "spec"],
     };
+    if let Some(uid) = overlay.uid {
+        for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+            let mut path = spec_path.to_vec();
+            path.extend(["securityContext", field]);
+            set(object, &path, json!(uid));
+        }
+    }
     let mut wants_gpu = false;
     for (name, c) in &overlay.containers {
         let Some(container) = container_mut(object, spec_path, name) else {

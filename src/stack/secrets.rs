@@ -86,6 +86,8 @@ pub enum SecretError {
         "--secret-file {arg:?}: not of the form KEY=PATH\n  fix: name the key the stack declares and a file holding its value, e.g. --secret-file LIVEKIT_KEYS=/root/livekit.txt"
     )]
     BadFlag { arg: String },
+    #[error("--secret-file {key}=... is given twice\n  fix: give each key once")]
+    Twice { key: String },
     #[error(
         "--secret-file {key}=...: stack {stack} declares no secret key {key:?} (it declares: {declared})\n  fix: use one of the declared keys"
     )]
@@ -121,12 +123,72 @@ pub fn parse_secret_files(args: &[String]) -> Result<BTreeMap<String, PathBuf>, 
     for arg in args {
         match arg.split_once('=') {
             Some((k, p)) if !k.is_empty() && !p.is_empty() => {
-                out.insert(k.to_string(), PathBuf::from(p));
+                if out.insert(k.to_string(), PathBuf::from(p)).is_some() {
+                    return Err(SecretError::Twice { key: k.to_string() });
+                }
             }
             _ => return Err(SecretError::BadFlag { arg: arg.clone() }),
         }
     }
     Ok(out)
+}
+
+/// Checks `--secret-file` flags before anything runs (a dry run included): the form, that the
+/// stack declares each key, and that each file can be read and is not empty. The values read are
+/// dropped; `resolve` reads them again when the Secrets are made.
+pub fn check_files(stack: &Stack, args: &[String]) -> Result<(), SecretError> {
+    let files = parse_secret_files(args)?;
+    unknown_key(stack, &files)?;
+    for decl in &stack.secrets {
+        for key in &decl.keys {
+            if let Some(path) = files.get(key)
+                && read_value(key, path)?.is_empty()
+            {
+                return Err(SecretError::Empty {
+                    key: key.clone(),
+                    secret: decl.name.clone(),
+                    from: format!("file {}", path.display()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the environment variables a stack's secrets are read from: one that is set must not be
+/// empty (the run would refuse it after the cluster is up). Keys given by `--secret-file` are
+/// not read from the environment and are skipped.
+pub fn check_env(stack: &Stack, args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<(), SecretError> {
+    let files = parse_secret_files(args)?;
+    for decl in &stack.secrets {
+        for key in decl.keys.iter().filter(|k| !files.contains_key(*k)) {
+            if env(key).is_some_and(|v| v.is_empty()) {
+                return Err(SecretError::Empty {
+                    key: key.clone(),
+                    secret: decl.name.clone(),
+                    from: "the environment".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `--secret-file` key the stack does not declare.
+fn unknown_key(stack: &Stack, files: &BTreeMap<String, PathBuf>) -> Result<(), SecretError> {
+    let declared: Vec<&str> = stack.secrets.iter().flat_map(|s| &s.keys).map(String::as_str).collect();
+    if let Some(key) = files.keys().find(|k| !declared.contains(&k.as_str())) {
+        return Err(SecretError::UnknownKey {
+            stack: stack.name.clone(),
+            key: key.clone(),
+            declared: if declared.is_empty() {
+                "none".to_string()
+            } else {
+                declared.join(", ")
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Fills every secret the stack declares. Per key, in order: `--secret-file`, the environment
@@ -139,14 +201,7 @@ pub fn resolve(
     existing: &BTreeMap<String, BTreeMap<String, SecretValue>>,
     random: &mut dyn FnMut(usize) -> String,
 ) -> Result<Vec<ResolvedSecret>, SecretError> {
-    let declared: Vec<&str> = stack.secrets.iter().flat_map(|s| &s.keys).map(String::as_str).collect();
-    if let Some(key) = files.keys().find(|k| !declared.contains(&k.as_str())) {
-        return Err(SecretError::UnknownKey {
-            stack: stack.name.clone(),
-            key: key.clone(),
-            declared: declared.join(", "),
-        });
-    }
+    unknown_key(stack, files)?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for decl in &stack.secrets {
@@ -158,6 +213,7 @@ pub fn resolve(
         for key in &decl.keys {
             match value_for(decl, key, files, env, existing, random)? {
                 Some((value, origin)) => {
+                    crate::redact::remember(value.expose());
                     resolved.values.insert(decl.secret_key(key).to_string(), value);
                     resolved.origins.insert(key.clone(), origin);
                 }
@@ -213,7 +269,7 @@ fn value_for(
 
 /// A file's value: one trailing newline (what editors add) is not part of it.
 fn read_value(key: &str, path: &Path) -> Result<String, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SecretError::Unreadable {
+    let text = crate::limits::read_text(path).map_err(|e| SecretError::Unreadable {
         key: key.to_string(),
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -261,6 +261,7 @@ fn pinned_image_rules() {
     assert_eq!(check::image_problem("ollama/ollama:0.12.10"), None);
     assert_eq!(check::image_problem("registry:5000/x/y:1.0"), None);
     assert_eq!(check::image_problem("x@sha256:abcd"), None);
+    assert!(super::reference::reference_problem("x@sha256:abcd").is_some());
     assert!(check::image_problem("registry:5000/x/y").is_some());
     assert!(check::image_problem("nginx").is_some());
     assert!(check::image_problem("nginx:latest").is_some());
@@ -823,7 +824,7 @@ fn distro_overlay_errors_name_the_line_and_the_fix() {
             "s/stack.yaml:11:",
             "unknown field `omitt`",
         ),
-        ("distros: [k3s]\n", "s/stack.yaml:9:", "expected mapping"),
+        ("distros: [k3s]\n", "s/stack.yaml:9:", "expected a mapping"),
     ];
     for (tail, at, want) in cases {
         let msg = with_tail(tail).unwrap_err().to_string();
@@ -918,9 +919,16 @@ fn declared_images_load_and_resolve_structurally() {
     assert_eq!(image(&s, "app"), PLACEHOLDER, "the loaded stack is not changed");
 
     // From the environment, and the flag wins over it.
-    let env = |k: &str| (k == "APP_IMAGE").then(|| "env.example.com/app@sha256:abc".to_string());
+    let env = |k: &str| {
+        (k == "APP_IMAGE").then(|| {
+            "env.example.com/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_string()
+        })
+    };
     let out = resolve_images(&s, &BTreeMap::new(), &env).unwrap();
-    assert_eq!(image(&out, "app"), "env.example.com/app@sha256:abc");
+    assert_eq!(
+        image(&out, "app"),
+        "env.example.com/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
     let out = resolve_images(&s, &given, &env).unwrap();
     assert_eq!(image(&out, "app"), "registry.example.com/app:1.2.3");
 }

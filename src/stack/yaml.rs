@@ -62,6 +62,18 @@ pub(crate) fn documents(text: &str) -> Result<Vec<Doc>, DocError> {
         let parsed: Vec<Spanned<Node>> = serde_saphyr::from_multiple(&chunk.text).map_err(|e| {
             let line = e.location().map(|l| l.line() as usize).filter(|&l| l > 0).unwrap_or(1);
             let message = bare_message(&e);
+            let column = e.location().map(|l| l.column() as usize).unwrap_or(0);
+            let words = crate::yaml_words::rewrite(&message, &chunk.text, line, column);
+            if !message.starts_with("duplicate mapping key")
+                && let Some(hint) = words.hint
+            {
+                return DocError {
+                    index,
+                    line: offset + line,
+                    message: words.message,
+                    hint,
+                };
+            }
             match message.strip_prefix("duplicate mapping key: ") {
                 Some(rest) => DocError {
                     index,

@@ -107,7 +107,7 @@ impl DownloadProgress for DownloadBar {
         match self.display {
             Presentation::Hidden => {}
             Presentation::Bar => self.with_bar(|slot| match slot {
-                Some(bar) => bar.println(format!("warning: {text}")),
+                Some(bar) => bar.println(format!("warning: {}", crate::redact::text(&text))),
                 None => self.printer.warn(&text),
             }),
             Presentation::Lines => self.printer.warn(&text),

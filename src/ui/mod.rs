@@ -2,9 +2,18 @@
 //! from data to text, so every screen kstrap shows is snapshot-testable.
 //!
 //! With `--output json`, stdout carries exactly one JSON document and nothing else; messages
-//! for people go to stderr. Colour only on a terminal, never with `NO_COLOR`.
+//! for people go to stderr. Colour only on a terminal, never with `NO_COLOR`. Every line passes
+//! through `redact::text`: no credential in a URL, header echo or known secret reaches a terminal.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+/// `eprintln!` with credentials masked (see `redact`), for the progress writers that bypass the
+/// printer (they share the terminal with a progress bar).
+macro_rules! eprintln_redacted {
+    ($($arg:tt)*) => {
+        eprintln!("{}", crate::redact::text(&format!($($arg)*)))
+    };
+}
 
 pub mod download_bar;
 pub mod render;
@@ -41,6 +50,7 @@ impl Printer {
 
     /// The command's result for people (human mode only; callers check).
     pub fn stdout(&self, text: &str) {
+        let text = crate::redact::text(text);
         let mut out = std::io::stdout().lock();
         // A closed pipe (`kstrap plan | head`) is not an error worth reporting.
         let _ = out.write_all(text.as_bytes());
@@ -58,20 +68,20 @@ impl Printer {
     /// Progress and notes for people, on stderr; hidden by -q.
     pub fn info(&self, msg: &str) {
         if self.verbosity >= 0 {
-            eprintln!("{msg}");
+            eprintln!("{}", crate::redact::text(msg));
         }
     }
 
     pub fn warn(&self, msg: &str) {
         if self.verbosity >= 0 {
             let label = self.paint("warning:", "33");
-            eprintln!("{label} {msg}");
+            eprintln!("{label} {}", crate::redact::text(msg));
         }
     }
 
     pub fn error(&self, msg: &str) {
         let label = self.paint("error:", "31");
-        eprintln!("{label} {msg}");
+        eprintln!("{label} {}", crate::redact::text(msg));
     }
 
     fn paint(&self, text: &str, code: &str) -> String {

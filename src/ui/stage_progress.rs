@@ -181,21 +181,21 @@ impl StageProgress {
         if let Ok(bar) = self.bar.lock()
             && let Some(bar) = bar.as_ref()
         {
-            bar.println(text);
+            bar.println(crate::redact::text(text));
             return;
         }
-        eprintln!("{text}");
+        eprintln_redacted!("{text}");
     }
 }
 
 impl ApplyProgress for StageProgress {
     fn stage_started(&self, stage: &str, objects: usize) {
         match self.mode {
-            Mode::Json => eprintln!(
+            Mode::Json => eprintln_redacted!(
                 "{}",
                 event_line("stage_started", json!({"stage": stage, "objects": objects}))
             ),
-            Mode::Plain => eprintln!("stage {stage}: applying {objects} objects"),
+            Mode::Plain => eprintln_redacted!("stage {stage}: applying {objects} objects"),
             Mode::Live => {
                 let bar = ProgressBar::new_spinner();
                 if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
@@ -215,7 +215,7 @@ impl ApplyProgress for StageProgress {
         match self.mode {
             Mode::Json => {
                 let slow: Vec<_> = slowest.iter().map(|(o, r)| json!({"object": o, "reason": r})).collect();
-                eprintln!(
+                eprintln_redacted!(
                     "{}",
                     event_line(
                         "stage_progress",
@@ -240,14 +240,14 @@ impl ApplyProgress for StageProgress {
                     Err(_) => true,
                 };
                 if print {
-                    eprintln!("{}", progress_line(stage, ready, total, took, slowest));
+                    eprintln_redacted!("{}", progress_line(stage, ready, total, took, slowest));
                 }
             }
             Mode::Live => {
                 if let Ok(bar) = self.bar.lock()
                     && let Some(bar) = bar.as_ref()
                 {
-                    bar.set_message(progress_line(stage, ready, total, took, slowest));
+                    bar.set_message(crate::redact::text(&progress_line(stage, ready, total, took, slowest)));
                 }
             }
             Mode::Quiet => {}
@@ -261,21 +261,21 @@ impl ApplyProgress for StageProgress {
             format!("stage {stage}: ready ({})", elapsed(took))
         };
         match self.mode {
-            Mode::Json => eprintln!(
+            Mode::Json => eprintln_redacted!(
                 "{}",
                 event_line(
                     "stage_done",
                     json!({"stage": stage, "elapsed_ms": took.as_millis() as u64})
                 )
             ),
-            Mode::Plain => eprintln!("{text}"),
+            Mode::Plain => eprintln_redacted!("{text}"),
             Mode::Live => {
                 if let Ok(mut b) = self.bar.lock()
                     && let Some(bar) = b.take()
                 {
                     bar.finish_and_clear();
                 }
-                eprintln!("{text}");
+                eprintln_redacted!("{text}");
             }
             Mode::Quiet => {}
         }
@@ -283,7 +283,7 @@ impl ApplyProgress for StageProgress {
 
     fn applied(&self, object: &str, outcome: Outcome) {
         match self.mode {
-            Mode::Json => eprintln!(
+            Mode::Json => eprintln_redacted!(
                 "{}",
                 event_line("applied", json!({"object": object, "outcome": outcome}))
             ),
@@ -297,7 +297,7 @@ impl ApplyProgress for StageProgress {
     fn pruned(&self, object: &str) {
         let verb = if self.dry_run { "would prune" } else { "pruned" };
         match self.mode {
-            Mode::Json => eprintln!(
+            Mode::Json => eprintln_redacted!(
                 "{}",
                 event_line("pruned", json!({"object": object, "dry_run": self.dry_run}))
             ),

@@ -19,12 +19,16 @@ fn down_after_up_leaves_the_root_as_it_was() {
             before,
             "{distro}: down must remove exactly what up added"
         );
-        let log = w.host.take_log();
+        let log = w.host.take_effects();
         match distro {
-            "k3s" => assert!(log.ends_with(&[
-                "systemctl disable --now k3s.service".to_string(),
-                "systemctl daemon-reload".to_string()
-            ])),
+            "k3s" => assert!(
+                log.ends_with(&[
+                    "systemctl disable --now k3s.service".to_string(),
+                    "systemctl reset-failed k3s.service".to_string(),
+                    "systemctl daemon-reload".to_string()
+                ]),
+                "{log:?}"
+            ),
             _ => assert!(
                 log.ends_with(&[
                     "k0s stop".to_string(),

@@ -2,15 +2,22 @@
 
 mod addons_e2e;
 mod apply_e2e;
+mod bad_input;
 mod cli;
+#[path = "../support/counting.rs"]
+pub mod counting;
 mod down;
+mod down_host;
+mod down_hostile;
 mod download;
 mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
+mod fuzz;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
+mod noop_e2e;
 mod preflight;
 mod profiles;
 #[path = "../support/real/mod.rs"]
@@ -28,4 +35,5 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod upstream;
 mod voice_e2e;

@@ -763,6 +763,95 @@ fn voice_ai_pulls_each_profiles_own_model_and_open_webui_defaults_to_it() {
     assert!(distinct.contains(&base), "{base} vs {models:?}");
 }
 
+/// speaches 0.8.x answers 404 "not installed locally" until `POST /v1/models/<id>` has fetched
+/// the model (speaches v0.8.3 `src/speaches/routers/stt.py`): the voice stack pulls the front
+/// end's STT model in 25-models, through Whisper's API, before the front end starts.
+#[test]
+fn voice_ai_pulls_the_speech_to_text_model_open_webui_uses() {
+    let s = stack::load("voice-ai", None).unwrap();
+    let stage_of = |st: &Stack, kind: &str, name: &str| {
+        st.stages
+            .iter()
+            .find(|g| {
+                g.objects
+                    .iter()
+                    .any(|o| o.reference.kind == kind && o.reference.name == name)
+            })
+            .map(|g| g.dir.clone())
+    };
+    for p in s.sized_profiles() {
+        for d in [Distro::K3s, Distro::K0s] {
+            let sized = s.sized_for(p, Some(d));
+            let job = find(&sized, "Job", "whisper-model-pull").unwrap_or_else(|| panic!("{p} on {d}: no STT pull"));
+            let webui = find(&sized, "Deployment", "open-webui").unwrap();
+            assert_eq!(
+                env_of(job, "pull", "MODEL"),
+                env_of(webui, "open-webui", "AUDIO_STT_MODEL"),
+                "{p} on {d}"
+            );
+            assert_eq!(
+                env_of(job, "pull", "WHISPER_URL").as_deref(),
+                Some("http://whisper:8000")
+            );
+            // Before the front end, after Whisper: readiness of 25-models means STT works.
+            assert_eq!(
+                stage_of(&sized, "Job", "whisper-model-pull").as_deref(),
+                Some("25-models")
+            );
+            let puller = pod_peer("voice-ai", json!({"app.kubernetes.io/name": "whisper-model-pull"}));
+            let whisper = pod_peer("voice-ai", json!({"app.kubernetes.io/name": "whisper"}));
+            assert!(allowed(&sized, &puller, &whisper, 8000, "http"), "{p} on {d}");
+            assert!(
+                allowed(&sized, &whisper, &Peer::Outside, 443, ""),
+                "Whisper reaches Hugging Face"
+            );
+            assert!(
+                !allowed(&sized, &puller, &Peer::Outside, 443, ""),
+                "the Job itself needs no internet"
+            );
+            // The pull runs the image Whisper runs: no second multi-gigabyte image.
+            let whisper_dep = find(&sized, "Deployment", "whisper").unwrap();
+            let image = |o: &stack::StackObject| o.value.pointer("/spec/template/spec/containers/0/image").cloned();
+            assert_eq!(image(job), image(whisper_dep), "{p} on {d}");
+            // Open WebUI downloads its embedding model from Hugging Face on first start.
+            let ui = pod_peer("voice-ai", json!({"app.kubernetes.io/name": "open-webui"}));
+            assert!(allowed(&sized, &ui, &Peer::Outside, 443, ""), "{p} on {d}");
+        }
+    }
+}
+
+/// Kokoro-FastAPI's newest release is v0.8.0 (its VERSION file and tag); its release workflow
+/// publishes `kokoro-fastapi-gpu:<v>-cu128` for Blackwell (sm_120), and the GPU image's user is
+/// uid 1001 (`docker/gpu/Dockerfile.optimized`), the CPU image's 1000.
+#[test]
+fn kokoro_runs_a_published_image_as_its_own_user() {
+    let s = stack::load("voice-ai", None).unwrap();
+    for p in s.sized_profiles() {
+        let sized = s.sized_for(p, Some(Distro::K3s));
+        let k = find(&sized, "Deployment", "kokoro").unwrap();
+        let image = k
+            .value
+            .pointer("/spec/template/spec/containers/0/image")
+            .and_then(|v| v.as_str())
+            .unwrap();
+        let uid = k
+            .value
+            .pointer("/spec/template/spec/securityContext/runAsUser")
+            .and_then(|v| v.as_u64());
+        let gpu = k
+            .value
+            .pointer("/spec/template/spec/containers/0/resources/limits/nvidia.com~1gpu")
+            .is_some();
+        if gpu {
+            assert_eq!(image, "ghcr.io/remsky/kokoro-fastapi-gpu:v0.8.0-cu128", "{p}");
+            assert_eq!(uid, Some(1001), "{p}");
+        } else {
+            assert_eq!(image, "ghcr.io/remsky/kokoro-fastapi-cpu:v0.8.0", "{p}");
+            assert_eq!(uid, Some(1000), "{p}");
+        }
+    }
+}
+
 #[test]
 fn voice_ai_has_its_ingress_on_k3s_only() {
     let s = stack::load("voice-ai", None).unwrap();

@@ -122,7 +122,7 @@ fn status_after_apply_reports_the_stack_ready() {
     assert_eq!(mine["not_ready"], serde_json::json!([]));
     assert_eq!(
         mine["applyset"],
-        kstrap::kube::applyset::ApplySet::for_stack(&t.name).id.as_str()
+        kstrap::applyset::ApplySet::for_stack(&t.name).id.as_str()
     );
     let human = status(&kubeconfig, &[]);
     let stdout = String::from_utf8_lossy(&human.stdout).to_string();
@@ -177,14 +177,15 @@ fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
         gpus: 1,
         ..SimConfig::default()
     });
-    // A stack whose three pods each hold one share.
+    // A stack whose three pods each hold one share (given by the profile's overlay: GPU fields
+    // stay out of the base YAML).
     let stacks = tempfile::tempdir().unwrap();
     let root = stacks.path().join("gpuapp");
     std::fs::create_dir_all(root.join("00-base")).unwrap();
     std::fs::create_dir_all(root.join("10-app")).unwrap();
     std::fs::write(
         root.join("stack.yaml"),
-        "name: gpuapp\ndescription: three GPU pods\nnamespace: gpuapp\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\n",
+        "name: gpuapp\ndescription: three GPU pods\nnamespace: gpuapp\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: namespace}\n  - {dir: 10-app, name: app, timeout_s: 30, description: app}\nprofiles:\n  rtx-5090:\n    Deployment/infer:\n      containers:\n        infer: {gpu: 1}\n",
     )
     .unwrap();
     std::fs::write(
@@ -194,7 +195,7 @@ fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
     .unwrap();
     std::fs::write(
         root.join("10-app/infer.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: infer\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: infer}\n  template:\n    metadata:\n      labels: {app: infer}\n    spec:\n      runtimeClassName: nvidia\n      containers:\n        - name: infer\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {nvidia.com/gpu: 1}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: infer\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: infer}\n  template:\n    metadata:\n      labels: {app: infer}\n    spec:\n      containers:\n        - name: infer\n          image: registry.k8s.io/pause:3.10\n",
     )
     .unwrap();
     let up = w

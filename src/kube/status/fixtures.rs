@@ -3,7 +3,7 @@
 //! of its rendering. Shapes follow what kube-apiserver returns (k3s 1.35, GPU operator v26).
 
 use super::{Gathered, GatheredStack};
-use crate::kube::applyset::ApplySet;
+use crate::applyset::ApplySet;
 use crate::kube::readiness::Context;
 use crate::kube::wait::context_from_storage_classes;
 use serde_json::{Value, json};

@@ -1,4 +1,5 @@
 use super::fixtures::*;
+use super::gather::{chain, status_error};
 use super::*;
 use serde_json::json;
 

@@ -12,6 +12,14 @@
 //! writes the unit file, `k0s reset` removes k0s's data, `k0s token create` prints a token.
 //! `FAKE_HOST_FAIL` = an argv prefix ("systemctl enable --now") makes that command fail.
 //! Only these scripts read the `FAKE_HOST_*` variables.
+//!
+//! Stand-ins for what k3s-killall.sh reads and changes (k3s-io/k3s install.sh `create_killall`),
+//! so that `down` never runs the real tools here: `ps` prints the process list kept in
+//! `<units>/ps` (`pid ppid args` per line) and `kill -9 PID…` takes those pids out of it;
+//! `umount -f P` takes P out of the mount table `<root>/proc/self/mountinfo` (set with
+//! `set_mounts`); `ip netns show|delete` and `ip link show|delete` read and edit `<units>/netns`
+//! and `<units>/links` (in `ip`'s own output format); `iptables-save` prints `<units>/iptables`
+//! and `iptables-restore` replaces it with its stdin (`ip6tables-*` likewise).
 
 #![allow(dead_code)]
 
@@ -49,6 +57,7 @@ start_unit() {
 const SYSTEMCTL: &str = r#"
 case "$1" in
   daemon-reload) exit 0;;
+  reset-failed) exit 0;;
   is-active) [ -e "$st/active-$3" ]; exit $?;;
   is-enabled) [ -e "$st/enabled-$3" ]; exit $?;;
   enable)
@@ -58,6 +67,44 @@ case "$1" in
   disable)
     if [ "$2" = "--now" ]; then rm -f "$st/active-$3" "$st/enabled-$3"; else rm -f "$st/enabled-$2"; fi;;
   *) echo "fake systemctl: unknown $1" >&2; exit 2;;
+esac
+"#;
+
+const PS: &str = r#"
+cat "$st/ps" 2>/dev/null
+exit 0
+"#;
+
+const KILL: &str = r#"
+[ "$1" = "-9" ] && shift
+for pid in "$@"; do
+  awk -v p="$pid" '$1 != p' "$st/ps" > "$st/ps.new" && mv "$st/ps.new" "$st/ps"
+done
+"#;
+
+const UMOUNT: &str = r#"
+[ "$1" = "-f" ] && shift
+mi="$root/proc/self/mountinfo"
+grep -q " $1 " "$mi" 2>/dev/null || { echo "umount: $1: not mounted" >&2; exit 32; }
+awk -v p="$1" '$5 != p' "$mi" > "$mi.new" && cat "$mi.new" > "$mi" && rm -f "$mi.new"
+"#;
+
+const IP: &str = r#"
+case "$1 $2" in
+  "netns show") cat "$st/netns" 2>/dev/null; exit 0;;
+  "netns delete") awk -v n="$3" '$1 != n' "$st/netns" > "$st/x" && mv "$st/x" "$st/netns";;
+  "link show") cat "$st/links" 2>/dev/null; exit 0;;
+  "link delete")
+    grep -q "^[0-9]*: $3[:@]" "$st/links" 2>/dev/null || { echo "Cannot find device \"$3\"" >&2; exit 1; }
+    awk -v n="$3" '{ x=$2; sub(/:$/,"",x); sub(/@.*/,"",x); if (x != n) print }' "$st/links" > "$st/x" && mv "$st/x" "$st/links";;
+  *) echo "fake ip: unknown $*" >&2; exit 2;;
+esac
+"#;
+
+const XTABLES: &str = r#"
+case "$name" in
+  *-save) cat "$st/${name%-save}" 2>/dev/null; exit 0;;
+  *-restore) cat > "$st/${name%-restore}";;
 esac
 "#;
 
@@ -116,6 +163,14 @@ impl FakeHost {
         script(&bin.join("k0s"), K0S);
         script(&bin.join("k3s"), "exit 0\n");
         script(&bin.join("modprobe"), "exit 0\n");
+        script(&bin.join("ps"), PS);
+        script(&bin.join("kill"), KILL);
+        script(&bin.join("umount"), UMOUNT);
+        script(&bin.join("ip"), IP);
+        for tool in ["iptables", "ip6tables"] {
+            script(&bin.join(format!("{tool}-save")), XTABLES);
+            script(&bin.join(format!("{tool}-restore")), XTABLES);
+        }
         let kubeconfig = dir.path().join("sim-kubeconfig.yaml");
         std::fs::write(&kubeconfig, kubeconfig_yaml).unwrap();
         let log = dir.path().join("commands.log");
@@ -151,11 +206,60 @@ impl FakeHost {
         text.lines().map(str::to_string).collect()
     }
 
+    /// Sets the stand-in mount table: one mount point per entry (mountinfo format).
+    pub fn set_mounts(&self, points: &[&str]) {
+        let dir = self.root.join("proc/self");
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{} 22 0:{} / {p} rw,relatime - overlay overlay rw\n", 100 + i, 50 + i))
+            .collect();
+        std::fs::write(dir.join("mountinfo"), text).unwrap();
+    }
+
+    /// The mount points left in the stand-in table.
+    pub fn mounts(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.root.join("proc/self/mountinfo")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Sets one of the stand-in tables (`ps`, `netns`, `links`, `iptables`, `ip6tables`).
+    pub fn set_table(&self, name: &str, text: &str) {
+        std::fs::write(self.state.join(name), text).unwrap();
+    }
+
+    pub fn table(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join(name)).unwrap_or_default()
+    }
+
+    /// The commands that changed something (the log without `ps`, `ip … show` and `*-save`).
+    pub fn take_effects(&self) -> Vec<String> {
+        self.take_log()
+            .into_iter()
+            .filter(|l| {
+                ![
+                    "ps ",
+                    "ip netns show",
+                    "ip link show",
+                    "iptables-save",
+                    "ip6tables-save",
+                ]
+                .iter()
+                .any(|read| l.starts_with(read))
+            })
+            .collect()
+    }
+
     pub fn active(&self, unit: &str) -> bool {
         self.state.join(format!("active-{unit}")).exists()
     }
 
-    /// Every file and folder under the root: `d 0755 /etc` or `f 0600 /etc/x <contents or sha>`.
+    /// Every file, folder and link under the root: `d 0755 /etc`, `f 0600 /etc/x <contents or sha>`,
+    /// `l /var/run -> ../run`.
     /// Text files are shown whole (with the simulated API server's port replaced), others by size
     /// and sha256. `skip` names host paths left out (the lock file).
     pub fn tree(&self, skip: &[&str]) -> String {
@@ -188,6 +292,9 @@ impl FakeHost {
             let mode = meta.permissions().mode() & 0o7777;
             let line = if meta.is_dir() {
                 format!("d {mode:04o} {host_path}")
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(self.root.join(host_path.trim_start_matches('/'))).unwrap();
+                format!("l {host_path} -> {}", target.display())
             } else {
                 let bytes = std::fs::read(self.root.join(host_path.trim_start_matches('/'))).unwrap();
                 let shown = match String::from_utf8(bytes.clone()) {

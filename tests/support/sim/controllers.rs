@@ -295,8 +295,7 @@ fn reconcile(st: &mut State, key: &ObjectKey) {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
         }
-        "Chart" => {
-            k0s_chart(st, key, &obj);
+        "Chart" if k0s_chart(st, key, &obj) => {
             super::gpu_operator::on_chart(st, key);
             super::helm_charts::on_chart(st, key);
         }
@@ -1392,11 +1391,35 @@ fn helmchart(st: &mut State, key: &ObjectKey, hc: &Value) {
 }
 
 /// k0s's Helm extension installs the chart itself (no Job) and reports the release in the status.
-fn k0s_chart(st: &mut State, key: &ObjectKey, chart: &Value) {
+/// Like k0s v1.35.3's `ChartReconciler.updateOrInstallChart`
+/// (k0sproject/k0s `pkg/component/controller/extensions_controller.go` at v1.35.3+k0s.0): without
+/// `spec.repository` the text of `chartName` before the first `/` must name a repository of
+/// k0s.yaml (the simulated cluster configures none), else `status.error` says so and nothing is
+/// installed. `status.valuesHash` is `ChartSpec.HashValues` (sha256 of releaseName + values).
+/// Returns whether the chart was installed.
+fn k0s_chart(st: &mut State, key: &ObjectKey, chart: &Value) -> bool {
+    let chart_name = s(chart, &["spec", "chartName"]).to_string();
+    let hash = kstrap::distro::helm::k0s_values_hash(chart);
+    if chart.pointer("/spec/repository").is_none() {
+        let repo_id = chart_name.split_once('/').map(|(r, _)| r).unwrap_or_default();
+        let error = if repo_id.is_empty() {
+            format!(
+                "can't lookup repository for chart {chart_name:?}: invalid chart name {chart_name:?}: expected format 'repository/chart' for non-OCI charts"
+            )
+        } else {
+            format!(
+                "can't lookup repository for chart {chart_name:?}: repository '{repo_id}' not found in cluster configuration"
+            )
+        };
+        let status = json!({"updated": now_rfc3339(), "valuesHash": hash, "error": error});
+        write_status(st, key, status);
+        return false;
+    }
     let status = json!({"releaseName": s(chart, &["spec", "releaseName"]), "namespace": s(chart, &["spec", "namespace"]),
         "version": s(chart, &["spec", "version"]), "appVersion": s(chart, &["spec", "version"]), "revision": 1,
-        "status": "deployed", "updated": now_rfc3339()});
+        "status": "deployed", "updated": now_rfc3339(), "valuesHash": hash});
     if write_status(st, key, status) {
         mark_ready(st, key);
     }
+    true
 }

@@ -73,12 +73,24 @@ pub fn on_chart(st: &mut State, key: &ObjectKey) {
             {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "ClusterPolicy is ready as all resources have been successfully reconciled", "lastTransitionTime": now},
             {"type": "Error", "status": "False", "reason": "Ready", "message": "", "lastTransitionTime": now}]})
     };
+    // The operator's own RuntimeClass `nvidia` (`assets/pre-requisites/0200_runtime_class.yaml`,
+    // `transformRuntimeClass` in `controllers/object_controls.go`, NVIDIA/gpu-operator v26.3.2).
+    let rc_key = ObjectKey::new("node.k8s.io/v1", "RuntimeClass", None, "nvidia");
+    if !st.objects.contains_key(&rc_key) {
+        st.create_object(
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                "metadata": {"name": "nvidia", "labels": {"app.kubernetes.io/component": "gpu-operator"}},
+                "handler": "nvidia"}),
+            Actor::Controller,
+        );
+    }
     let cp_key = ObjectKey::new("nvidia.com/v1", "ClusterPolicy", None, CLUSTER_POLICY);
     match st.objects.get(&cp_key).cloned() {
         Some(mut cp) => {
             if cp["status"] != status {
+                // No observedGeneration: ClusterPolicyStatus has none (NVIDIA/gpu-operator
+                // `api/nvidia/v1/clusterpolicy_types.go` at v26.3.2).
                 cp["status"] = status.clone();
-                cp["status"]["observedGeneration"] = cp["metadata"]["generation"].clone();
                 st.store(cp, Actor::Controller);
             }
         }
