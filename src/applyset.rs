@@ -204,6 +204,26 @@ pub fn read_parent(set: &ApplySet, parent: &Value) -> Result<Recorded, ParentPro
     })
 }
 
+/// Whether the live parent (as read) already is `desired` (from [`ApplySet::parent_object`]):
+/// its type, labels and annotations all there with the same values. A parent always carries the
+/// same label and annotation keys, so nothing could be removed by applying it: applying it again
+/// would change nothing, and kstrap sends no request.
+pub fn parent_is_current(live: Option<&Value>, desired: &Value) -> bool {
+    let Some(live) = live else {
+        return false;
+    };
+    let same = |key: &str| {
+        let want = desired["metadata"][key].as_object();
+        let have = live["metadata"][key].as_object();
+        match (want, have) {
+            (Some(want), Some(have)) => want.iter().all(|(k, v)| have.get(k) == Some(v)),
+            (None, _) => true,
+            (Some(want), None) => want.is_empty(),
+        }
+    };
+    live["type"] == desired["type"] && same("labels") && same("annotations")
+}
+
 /// `applyset-<base64url(sha256("<name>.<namespace>.<kind>.<group>"))>-v1`, as kubectl computes it.
 pub fn applyset_id(name: &str, namespace: &str, kind: &str, group: &str) -> String {
     let digest = Sha256::digest(format!("{name}.{namespace}.{kind}.{group}").as_bytes());
@@ -383,5 +403,30 @@ mod tests {
         let keep: BTreeSet<_> = [m("", "ConfigMap", Some("demo"), "keep")].into_iter().collect();
         let names: Vec<_> = to_prune(&found, &keep).into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["gone", "gone-role", "old", "widgets.example.com"]);
+    }
+
+    #[test]
+    fn a_parent_with_the_same_labels_and_annotations_is_current() {
+        let set = ApplySet::for_stack("tiny");
+        let gks: BTreeSet<GroupKind> = ["Deployment", "Namespace"]
+            .iter()
+            .filter_map(|k| GroupKind::parse(k))
+            .collect();
+        let ns: BTreeSet<String> = ["tiny".to_string()].into();
+        let desired = set.parent_object(&gks, &ns);
+        assert!(!parent_is_current(None, &desired), "no parent yet");
+        // As read back: the server adds metadata of its own.
+        let mut live = desired.clone();
+        live["metadata"]["resourceVersion"] = json!("42");
+        live["metadata"]["labels"]["other"] = json!("x");
+        assert!(parent_is_current(Some(&live), &desired));
+        let fewer = set.parent_object(&gks, &BTreeSet::new());
+        assert!(!parent_is_current(Some(&live), &fewer), "a namespace left the stack");
+        let mut other = live.clone();
+        other["metadata"]["annotations"][TOOLING_ANNOTATION] = json!("kstrap/v0.0.0-older");
+        assert!(!parent_is_current(Some(&other), &desired), "another kstrap version");
+        other = live.clone();
+        other["type"] = json!("kubernetes.io/tls");
+        assert!(!parent_is_current(Some(&other), &desired));
     }
 }

@@ -125,23 +125,21 @@ async fn run(
     let existing = ops::retry(|| parent_api.get_opt(&set.name))
         .await
         .map_err(|e| ops::api_error(&parent_display, e))?;
-    let recorded = match existing {
+    let existing = existing.map(|p| serde_json::to_value(&p).unwrap_or(Value::Null));
+    let recorded = match &existing {
         None => applyset::Recorded::default(),
-        Some(p) => {
-            let v = serde_json::to_value(&p).unwrap_or(Value::Null);
-            applyset::read_parent(&set, &v).map_err(|problem| ApplyError::Inventory {
-                parent: parent_display.clone(),
-                message: match problem {
-                    applyset::ParentProblem::OtherTooling(t) => {
-                        format!("it belongs to {t}, not kstrap; kstrap will not change another tool's ApplySet")
-                    }
-                    applyset::ParentProblem::WrongId(id) => format!(
-                        "it exists but is not kstrap's ApplySet parent (id label {}); rename or remove it",
-                        id.unwrap_or_else(|| "missing".into())
-                    ),
-                },
-            })?
-        }
+        Some(v) => applyset::read_parent(&set, v).map_err(|problem| ApplyError::Inventory {
+            parent: parent_display.clone(),
+            message: match problem {
+                applyset::ParentProblem::OtherTooling(t) => {
+                    format!("it belongs to {t}, not kstrap; kstrap will not change another tool's ApplySet")
+                }
+                applyset::ParentProblem::WrongId(id) => format!(
+                    "it exists but is not kstrap's ApplySet parent (id label {}); rename or remove it",
+                    id.unwrap_or_else(|| "missing".into())
+                ),
+            },
+        })?,
     };
     let all: Vec<&Prepared> = stages.iter().flat_map(|(_, _, o)| o.iter()).collect();
     let new_gks: BTreeSet<GroupKind> = all.iter().map(|o| o.group_kind()).collect();
@@ -149,9 +147,10 @@ async fn run(
     let union_gks: BTreeSet<GroupKind> = recorded.group_kinds.union(&new_gks).cloned().collect();
     let union_ns: BTreeSet<String> = recorded.namespaces.union(&new_ns).cloned().collect();
     let parent_params = PatchParams::apply(&opts.field_manager).force();
-    if !opts.dry_run {
-        let parent = set.parent_object(&union_gks, &union_ns);
-        ops::apply_one(&client, &secret, &parent_display, &parent, &parent_params).await?;
+    // Decided from the parent as read: a converged re-run sends no request for it.
+    let union_parent = set.parent_object(&union_gks, &union_ns);
+    if !opts.dry_run && !applyset::parent_is_current(existing.as_ref(), &union_parent) {
+        ops::apply_one(&client, &secret, &parent_display, &union_parent, &parent_params).await?;
     }
 
     let mut params = PatchParams::apply(&opts.field_manager);
@@ -341,8 +340,9 @@ async fn run(
             progress,
         )
         .await?;
-        if !opts.dry_run {
-            let parent = set.parent_object(&new_gks, &new_ns);
+        let parent = set.parent_object(&new_gks, &new_ns);
+        // Nothing left the stack: the parent is already what it records.
+        if !opts.dry_run && parent != union_parent {
             ops::apply_one(&client, &secret, &parent_display, &parent, &parent_params).await?;
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::sim::{Fault, SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
-use crate::up_e2e::{World, outcome, stack_up_args, text, tiny_stack};
+use crate::up_e2e::{Machine, SimWorld as World, outcome, stack_up_args, text, tiny_stack};
 use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};

@@ -1,13 +1,15 @@
 //! `kstrap down` after a real `up` into a temp root (same TEST DOUBLES as `up_e2e`), the refusals
 //! `up` makes before touching a machine, the lock, and the confirmation rules.
 
-use crate::up_e2e::{LOCK, World, text};
+use crate::up_e2e::{LOCK, Machine, World, text};
 use kstrap::exec::host::Host;
 
 #[test]
 fn down_after_up_leaves_the_root_as_it_was() {
     for distro in ["k3s", "k0s"] {
-        let w = World::new();
+        let Some(w) = World::real_for(distro, "down_after_up_leaves_the_root_as_it_was") else {
+            return;
+        };
         let before = w.host.tree(&[]);
         w.up_ok(&["--distro", distro]);
         let out = w.kstrap(&["down", "--yes"]).output().unwrap();
@@ -49,7 +51,9 @@ fn down_after_up_leaves_the_root_as_it_was() {
 
 #[test]
 fn down_keep_data_keeps_the_data_dir_and_dry_run_changes_nothing() {
-    let w = World::new();
+    let Some(w) = World::real("down_keep_data_keeps_the_data_dir_and_dry_run_changes_nothing") else {
+        return;
+    };
     w.up_ok(&[]);
     let tree = w.host.tree(&[LOCK]);
     let out = w.kstrap(&["down", "--dry-run"]).output().unwrap();
@@ -83,7 +87,9 @@ fn down_keep_data_keeps_the_data_dir_and_dry_run_changes_nothing() {
 
 #[test]
 fn replace_takes_over_a_cluster_kstrap_did_not_install() {
-    let w = World::new();
+    let Some(w) = World::real("replace_takes_over_a_cluster_kstrap_did_not_install") else {
+        return;
+    };
     std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
     std::fs::write(w.host.root.join("etc/systemd/system/k3s.service"), "[Service]\n").unwrap();
     std::fs::create_dir_all(w.host.root.join("var/lib/rancher/k3s/server/db")).unwrap();
@@ -103,7 +109,7 @@ fn replace_takes_over_a_cluster_kstrap_did_not_install() {
 
 #[test]
 fn down_without_state_touches_nothing() {
-    let w = World::new();
+    let w = World::host_only();
     std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
     let out = w.kstrap(&["down", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -114,7 +120,7 @@ fn down_without_state_touches_nothing() {
 
 #[test]
 fn up_refuses_a_cluster_kstrap_did_not_install() {
-    let w = World::new();
+    let w = World::host_only();
     std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
     let out = w.up(&[]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -133,7 +139,9 @@ fn up_refuses_a_cluster_kstrap_did_not_install() {
 
 #[test]
 fn up_refuses_the_other_distribution_unless_replace() {
-    let w = World::new();
+    let Some(w) = World::real_k0s("up_refuses_the_other_distribution_unless_replace") else {
+        return;
+    };
     w.up_ok(&["--distro", "k0s"]);
     w.host.take_log();
     let out = w.up(&["--distro", "k3s"]);
@@ -143,6 +151,10 @@ fn up_refuses_the_other_distribution_unless_replace() {
     assert!(err.contains("pass --replace"), "{err}");
     assert!(w.host.take_log().is_empty());
 
+    // k3s replaces k0s on the machine: its node says so.
+    w.cluster()
+        .node()
+        .set(|c| c.kubelet_version = crate::up_e2e::K3S.into());
     w.up_ok(&["--distro", "k3s", "--replace"]);
     let log = w.host.take_log();
     assert_eq!(log[..2], ["k0s stop".to_string(), "k0s reset".to_string()], "{log:?}");
@@ -152,7 +164,7 @@ fn up_refuses_the_other_distribution_unless_replace() {
 
 #[test]
 fn a_second_up_fails_at_once_while_the_lock_is_held() {
-    let w = World::new();
+    let w = World::host_only();
     let host = Host::new(w.host.root.clone(), None);
     let held = kstrap::exec::lock::acquire(&host).unwrap();
     let out = w.up(&[]);
@@ -171,7 +183,9 @@ fn a_second_up_fails_at_once_while_the_lock_is_held() {
 
 #[test]
 fn without_yes_and_without_a_terminal_up_and_down_refuse_with_exit_2() {
-    let w = World::new();
+    let Some(w) = World::real("without_yes_and_without_a_terminal_up_and_down_refuse_with_exit_2") else {
+        return;
+    };
     let args: Vec<String> = w.up_args(&[]).into_iter().filter(|a| a != "--yes").collect();
     let out = w
         .kstrap(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -190,7 +204,9 @@ fn without_yes_and_without_a_terminal_up_and_down_refuse_with_exit_2() {
 
 #[test]
 fn an_interrupted_down_says_what_is_left_and_can_be_run_again() {
-    let w = World::new();
+    let Some(w) = World::real("an_interrupted_down_says_what_is_left_and_can_be_run_again") else {
+        return;
+    };
     let before = w.host.tree(&[]);
     w.up_ok(&[]);
     let out = w

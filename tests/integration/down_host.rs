@@ -4,7 +4,7 @@
 //! iptables rules kept as files, with `ps`/`kill`/`umount`/`ip`/`iptables-*` scripts that read
 //! and edit them), and what the GPU operator's toolkit left.
 
-use crate::up_e2e::{World, text};
+use crate::up_e2e::{Machine, World, text};
 use kstrap::distro::uninstall::{Does, UPSTREAM_K3S};
 
 /// A k3s node as it looks while running: shims with their containers, mounts, CNI namespaces,
@@ -130,20 +130,27 @@ fn live_k3s(w: &World) {
     .unwrap();
 }
 
-/// The host before `up`: bare, with an unrelated mounted disk and the usual `/var/run` link.
-fn world() -> World {
-    let w = World::new();
+/// The host before `up` (its k3s or k0s handing out the real control plane's kubeconfig): bare,
+/// with an unrelated mounted disk and the usual `/var/run` link. None (after printing why) without
+/// a real control plane.
+fn world(distro: &str, test: &str) -> Option<World> {
+    let w = World::real_for(distro, test)?;
     // Folders the operator's hostPath volumes create are not shown to be kstrap's: they stay.
     mkdirs(&w, &[UNRELATED, "/etc/containerd/conf.d", "/run/cdi", "/run/netns"]);
     std::fs::write(w.host.root.join("mnt/data/keep.txt"), "user data").unwrap();
     std::os::unix::fs::symlink("../run", w.host.root.join("var/run")).unwrap();
     w.host.set_mounts(&[UNRELATED]);
-    w
+    Some(w)
 }
 
 #[test]
 fn down_on_a_live_k3s_node_does_what_k3s_killall_and_uninstall_do_and_leaves_the_rest() {
-    let w = world();
+    let Some(w) = world(
+        "k3s",
+        "down_on_a_live_k3s_node_does_what_k3s_killall_and_uninstall_do_and_leaves_the_rest",
+    ) else {
+        return;
+    };
     let before = w.host.tree(&[]);
     w.up_ok(&[]);
     live_k3s(&w);
@@ -222,7 +229,12 @@ fn down_on_a_live_k3s_node_does_what_k3s_killall_and_uninstall_do_and_leaves_the
 
 #[test]
 fn down_refuses_to_remove_a_data_folder_while_a_disk_is_mounted_under_it() {
-    let w = world();
+    let Some(w) = world(
+        "k3s",
+        "down_refuses_to_remove_a_data_folder_while_a_disk_is_mounted_under_it",
+    ) else {
+        return;
+    };
     w.up_ok(&[]);
     let storage = "/var/lib/rancher/k3s/storage";
     mkdirs(&w, &[storage]);
@@ -256,7 +268,10 @@ fn down_refuses_to_remove_a_data_folder_while_a_disk_is_mounted_under_it() {
 #[test]
 fn toolkit_files_another_toolkit_wrote_are_kept_and_k0s_drop_in_goes() {
     // k3s: a drop-in that does not name the operator's toolkit is a host toolkit's.
-    let w = world();
+    let test = "toolkit_files_another_toolkit_wrote_are_kept_and_k0s_drop_in_goes";
+    let Some(w) = world("k3s", test) else {
+        return;
+    };
     w.up_ok(&[]);
     mkdirs(&w, &["/etc/containerd/conf.d"]);
     let drop_in = w.host.root.join("etc/containerd/conf.d/99-nvidia.toml");
@@ -271,7 +286,10 @@ fn toolkit_files_another_toolkit_wrote_are_kept_and_k0s_drop_in_goes() {
     assert!(drop_in.exists());
 
     // k0s: its drop-in folder is where kstrap points the toolkit; `k0s reset` does the rest.
-    let w = world();
+    drop(w); // lets go of the cluster: the k0s world holds it exclusively
+    let Some(w) = world("k0s", test) else {
+        return;
+    };
     w.up_ok(&["--distro", "k0s"]);
     mkdirs(&w, &["/etc/k0s/containerd.d", "/usr/local/nvidia/toolkit"]);
     std::fs::write(
@@ -305,7 +323,12 @@ fn toolkit_files_another_toolkit_wrote_are_kept_and_k0s_drop_in_goes() {
 
 #[test]
 fn up_replace_over_a_k3s_kstrap_did_not_install_kills_and_unmounts_before_removing_its_data() {
-    let w = world();
+    let Some(w) = world(
+        "k3s",
+        "up_replace_over_a_k3s_kstrap_did_not_install_kills_and_unmounts_before_removing_its_data",
+    ) else {
+        return;
+    };
     std::fs::write(w.host.root.join("usr/local/bin/k3s"), "someone else's").unwrap();
     std::fs::write(w.host.root.join("etc/systemd/system/k3s.service"), "[Service]\n").unwrap();
     mkdirs(&w, &["/var/lib/rancher/k3s/storage", "/var/lib/rancher/k3s/server/db"]);

@@ -3,7 +3,7 @@
 //! server, simulated API server). Each case compares the whole host root (lock file included)
 //! and a victim folder outside it before and after.
 
-use crate::up_e2e::{LOCK, World, text};
+use crate::up_e2e::{LOCK, Machine, World, text};
 use std::path::PathBuf;
 
 const STATE: &str = "var/lib/kstrap/state.json";
@@ -78,7 +78,11 @@ fn a_state_file_naming_paths_outside_the_list_or_the_root_is_refused_and_nothing
         ),
     ];
     for (name, edit, message) in cases {
-        let w = World::new();
+        let Some(w) =
+            World::real("a_state_file_naming_paths_outside_the_list_or_the_root_is_refused_and_nothing_changes")
+        else {
+            return;
+        };
         let v = victim(&w);
         w.up_ok(&[]);
         edit_state(&w, *edit);
@@ -115,7 +119,9 @@ fn a_state_file_naming_paths_outside_the_list_or_the_root_is_refused_and_nothing
 #[test]
 fn links_in_the_state_or_on_the_way_to_its_paths_are_refused() {
     // A link on the way to the data folder, to a folder outside the root.
-    let w = World::new();
+    let Some(w) = World::real("links_in_the_state_or_on_the_way_to_its_paths_are_refused") else {
+        return;
+    };
     let v = victim(&w);
     w.up_ok(&[]);
     std::fs::create_dir_all(v.join("rancher/k3s/server")).unwrap();
@@ -137,7 +143,10 @@ fn links_in_the_state_or_on_the_way_to_its_paths_are_refused() {
     assert!(v.join("rancher/k3s/server/db").exists());
 
     // The state file itself a link: read nowhere, followed nowhere.
-    let w = World::new();
+    drop(w);
+    let Some(w) = World::real("links_in_the_state_or_on_the_way_to_its_paths_are_refused") else {
+        return;
+    };
     let v = victim(&w);
     w.up_ok(&[]);
     let state = w.host.root.join(STATE);
@@ -162,7 +171,9 @@ fn links_in_the_state_or_on_the_way_to_its_paths_are_refused() {
 
 #[test]
 fn a_file_changed_since_kstrap_wrote_it_is_kept_with_the_reason() {
-    let w = World::new();
+    let Some(w) = World::real("a_file_changed_since_kstrap_wrote_it_is_kept_with_the_reason") else {
+        return;
+    };
     w.up_ok(&[]);
     let config = w.host.root.join("etc/rancher/k3s/config.yaml");
     std::fs::write(&config, "# tuned by hand\nwrite-kubeconfig-mode: \"0600\"\n").unwrap();
@@ -198,7 +209,9 @@ fn a_file_changed_since_kstrap_wrote_it_is_kept_with_the_reason() {
 
 #[test]
 fn refusals_dry_runs_and_nothing_installed_write_nothing_not_even_the_lock() {
-    let w = World::new();
+    let Some(w) = World::real("refusals_dry_runs_and_nothing_installed_write_nothing_not_even_the_lock") else {
+        return;
+    };
     let bare = w.host.tree(&[]);
     // Nothing installed: `down` in every form, and `up` without --yes (no terminal: refused).
     for args in [

@@ -26,6 +26,8 @@ mod profiles;
 pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
+#[path = "../support/recording_proxy/mod.rs"]
+pub mod recording_proxy;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;

@@ -248,6 +248,10 @@ impl Drop for Cleanup {
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;
                 }
+                for (ar, ns, name) in &namespaced {
+                    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+                    let _ = api.delete(name, &DeleteParams::background()).await;
+                }
                 delete_namespaces(&client, &namespaces, Duration::from_secs(60)).await;
             });
         });
