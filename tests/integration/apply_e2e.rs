@@ -549,11 +549,12 @@ async fn crash_loop_fails_fast_with_the_exit_code() {
     assert!(text.contains("--previous"), "{text}");
 }
 
-/// A GPU the node does not have: the real scheduler refuses the pod and says why.
+/// More CPU than the node has (GPU fields stay out of base manifests, so CPU it is): the real
+/// scheduler refuses the pod and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unschedulable_pods_report_the_scheduler_message() {
     let images = Images {
-        web_extra: "          resources:\n            limits: {nvidia.com/gpu: 1}\n",
+        web_extra: "          resources:\n            requests: {cpu: \"500\"}\n",
         ..PLAIN
     };
     let test = "unschedulable_pods_report_the_scheduler_message";
@@ -564,7 +565,7 @@ async fn unschedulable_pods_report_the_scheduler_message() {
     assert_eq!(e.exit_code(), 4, "{e}");
     let text = diagnosis_text(&e);
     assert!(text.contains("0/1 nodes are available"), "{text}");
-    assert!(text.contains("Insufficient nvidia.com/gpu"), "{text}");
+    assert!(text.contains("Insufficient cpu"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
