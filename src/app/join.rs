@@ -7,10 +7,14 @@
 use super::up::host;
 use super::{Exit, Failure};
 use crate::cli::{GlobalArgs, JoinArgs};
-use crate::distro::Distro;
+use crate::distro::{Distro, worker_join_command};
 use crate::exec::state::State;
 use crate::ui::Printer;
 use serde::Serialize;
+
+/// Where the printed instructions keep the join token on the new machine (root-only files).
+const K3S_AGENT_TOKEN_FILE: &str = "/etc/rancher/k3s/agent-token";
+const K0S_WORKER_TOKEN_FILE: &str = "/etc/k0s/worker-token";
 
 #[derive(Serialize)]
 struct Join<'a> {
@@ -57,7 +61,10 @@ pub fn run(_global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<E
             String::from_utf8_lossy(&file.bytes).trim().to_string()
         }
         Distro::K0s => {
-            let args = vec!["token".to_string(), "create".into(), "--role=worker".into()];
+            let args: Vec<String> = crate::distro::K0S_WORKER_TOKEN_ARGS
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             let out = host
                 .runner
                 .run(paths.binary, &args)
@@ -89,19 +96,21 @@ pub fn run(_global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<E
             "To add a worker, on the new machine as root:\n\
              \x20 1. install k3s {version} at /usr/local/bin/k3s (the same release; check it against the release's sha256sum file)\n\
              \x20 2. save the token (a secret) in a root-only file:\n\
-             \x20      install -m 600 /dev/null /etc/rancher/k3s/agent-token && echo '{token}' > /etc/rancher/k3s/agent-token\n\
+             \x20      install -m 600 /dev/null {K3S_AGENT_TOKEN_FILE} && echo '{token}' > {K3S_AGENT_TOKEN_FILE}\n\
              \x20 3. start the agent:\n\
-             \x20      k3s agent --server {server_url} --token-file /etc/rancher/k3s/agent-token\n\
+             \x20      {agent}\n\
              \x20    (or with the upstream installer: curl -sfL https://get.k3s.io | K3S_URL={server_url} K3S_TOKEN='{token}' sh -)\n",
             version = state.version,
+            agent = worker_join_command(Distro::K3s, &server_url, K3S_AGENT_TOKEN_FILE).join(" "),
         ),
         Distro::K0s => format!(
             "To add a worker, on the new machine as root:\n\
              \x20 1. install k0s {version} at /usr/local/bin/k0s (the same release; check it against the release's sha256sums.txt)\n\
              \x20 2. save the token (a secret; it names this controller, {server_url}) in a root-only file:\n\
-             \x20      install -m 600 /dev/null /etc/k0s/worker-token && echo '{token}' > /etc/k0s/worker-token\n\
-             \x20 3. k0s install worker --token-file /etc/k0s/worker-token && k0s start\n",
+             \x20      install -m 600 /dev/null {K0S_WORKER_TOKEN_FILE} && echo '{token}' > {K0S_WORKER_TOKEN_FILE}\n\
+             \x20 3. {install} && k0s start\n",
             version = state.version,
+            install = worker_join_command(Distro::K0s, &server_url, K0S_WORKER_TOKEN_FILE).join(" "),
         ),
     };
     printer.stdout(&text);
