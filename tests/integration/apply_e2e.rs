@@ -190,6 +190,9 @@ impl ApplyProgress for Recorder {
     fn pruned(&self, object: &str) {
         self.push(format!("pruned {object}"));
     }
+    fn note(&self, object: &str, message: &str) {
+        self.push(format!("note {object} {message}"));
+    }
     fn server_silent(&self, silent: Duration) {
         self.push(format!("silent {}", silent.as_secs()));
     }
@@ -709,6 +712,102 @@ async fn a_silent_server_is_reported_and_the_wait_resumes() {
     assert!(!silent.is_empty(), "no silence reported: {:?}", rec.lines());
     // Said when the silence reached 12 s (the one-second tick may see it at 12 or 13 s).
     assert!(silent[0] == "silent 12" || silent[0] == "silent 13", "{silent:?}");
+}
+
+/// The calls before any wait (discovery, reading the ApplySet parent, applying) retry through a
+/// server that is gone, and say so as the waits do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_met_by_the_apply_calls_is_reported() {
+    let cluster = cluster_or_skip!("a_silent_server_met_by_the_apply_calls_is_reported");
+    let t = TestStack::new(cluster);
+    let proxy = FaultProxy::start(cluster.kubeconfig());
+    let rec = Recorder::default();
+    let client = proxy.client().await;
+    // Gone before the first call.
+    proxy.outage(Duration::from_secs(14));
+    let report = apply_with(client, &t, &opts(STAGE), &rec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", rec.lines()));
+    assert_eq!(report.stages.len(), 3);
+    let lines = rec.lines();
+    let first_silent = lines.iter().position(|l| l.starts_with("silent"));
+    let first_wait = lines
+        .iter()
+        .position(|l| l.starts_with("progress") || l.starts_with("done"));
+    let Some(first_silent) = first_silent else {
+        panic!("no silence reported: {lines:?}")
+    };
+    // Said by the calls (every wait comes after them), when the silence reached 12 s (a call's
+    // retries sleep up to 2 s between attempts).
+    assert!(first_wait.is_none_or(|w| first_silent < w), "{lines:?}");
+    assert!(
+        ["silent 12", "silent 13", "silent 14"].contains(&lines[first_silent].as_str()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("silent")).count(),
+        1,
+        "once for one period: {lines:?}"
+    );
+}
+
+/// A hand-made PersistentVolume with reclaim policy Retain (multimodal-ai's data volume) stays
+/// Released, naming its deleted claim, once the stack's namespace is gone; applying the stack
+/// again frees it (claimRef cleared, as an administrator does) and its new claim binds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_volume_of_the_stack_is_bound_again_on_a_re_apply() {
+    let cluster = cluster_or_skip!("a_released_volume_of_the_stack_is_bound_again_on_a_re_apply");
+    let mut volume_cleanup = Cleanup::new(cluster);
+    let t = TestStack::new(cluster);
+    let pv = format!("{}-kept", t.name);
+    // Dropped after the stack's namespace is gone (declared before it).
+    volume_cleanup.cluster_object("v1", "PersistentVolume", "persistentvolumes", &pv);
+    t.write(
+        "10-data/kept.yaml",
+        &format!("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {pv}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  hostPath: {{path: /var/lib/kstrap-e2e/{pv}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: kept\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: \"\"\n  volumeName: {pv}\n  resources:\n    requests: {{storage: 1Gi}}\n"),
+    );
+    let o = opts(STAGE);
+    apply(&t, &o, &kstrap::kube::NoProgress).await.unwrap();
+    let client = t.client().await;
+    let phase = |v: Option<Value>| v.and_then(|v| v["status"]["phase"].as_str().map(str::to_string));
+    assert_eq!(
+        phase(get(&client, "v1", "PersistentVolume", "persistentvolumes", None, &pv).await).as_deref(),
+        Some("Bound")
+    );
+
+    crate::real::delete_namespaces(&client, std::slice::from_ref(&t.ns), Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while phase(get(&client, "v1", "PersistentVolume", "persistentvolumes", None, &pv).await).as_deref()
+        != Some("Released")
+    {
+        assert!(Instant::now() < deadline, "the volume never became Released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let rec = Recorder::default();
+    let report = apply(&t, &o, &rec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", rec.lines()));
+    assert_eq!(report.stages.len(), 3);
+    let note = format!(
+        "note PersistentVolume/{pv} was Released (its claim {}/kept was deleted): its claim reference is cleared",
+        t.ns
+    );
+    assert!(rec.lines().iter().any(|l| l.starts_with(&note)), "{:?}", rec.lines());
+    let claim = get(
+        &client,
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Some(&t.ns),
+        "kept",
+    )
+    .await;
+    assert_eq!(phase(claim).as_deref(), Some("Bound"));
+    // Bound now: a third run leaves it alone.
+    let rec = Recorder::default();
+    apply(&t, &o, &rec).await.unwrap();
+    assert!(!rec.lines().iter().any(|l| l.starts_with("note")), "{:?}", rec.lines());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,10 +191,7 @@ impl Cleanup {
     /// `kube-system`), so that `kstrap status` on the shared cluster lists no stack of a test
     /// that ended.
     pub fn applyset_parent(&mut self, stack: &str) -> &mut Cleanup {
-        let ar = ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
-        self.namespaced
-            .push((ar, "kube-system".to_string(), format!("applyset-{stack}")));
-        self
+        self.object("v1", "Secret", "secrets", "kube-system", &format!("applyset-{stack}"))
     }
 
     pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {

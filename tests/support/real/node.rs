@@ -66,7 +66,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use super::NODE_NAME;
@@ -448,7 +448,7 @@ async fn drive_pods(client: kube::Client, config: Arc<Mutex<NodeConfig>>, script
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
     let started: Arc<Mutex<HashSet<String>>> = Arc::default();
     let deleting: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut stream = watcher(api, cfg).boxed();
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let pod = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -902,10 +902,16 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
     }
 }
 
+/// Writes a pod's status. Like the kubelet's status manager, which keeps the status it means to
+/// write and syncs it until the API server takes it (pkg/kubelet/status/status_manager.go,
+/// `syncBatch` every 10 s), a server that does not answer (restarting) is retried for as long as
+/// two minutes; errors the server answers with, ten times.
 async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), kube::Error> {
     let patch = json!({"status": status});
     let mut last = None;
-    for _ in 0..10 {
+    let mut answered_errors = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while answered_errors < 10 && tokio::time::Instant::now() < deadline {
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -917,6 +923,9 @@ async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), k
                 break;
             }
             Err(e) => {
+                if matches!(e, kube::Error::Api(_)) {
+                    answered_errors += 1;
+                }
                 last = Some(e);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -933,7 +942,7 @@ async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), k
 async fn provision_claims(client: kube::Client) {
     let api: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let pvc = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -991,7 +1000,9 @@ async fn provision_claims(client: kube::Client) {
 
 async fn reclaim_volumes(client: kube::Client) {
     let api: Api<PersistentVolume> = Api::all(client.clone());
-    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = stream.next().await {
         let pv = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -1015,7 +1026,7 @@ async fn reclaim_volumes(client: kube::Client) {
 
 async fn balance_services(client: kube::Client) {
     let api: Api<Service> = Api::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let svc = match event {
             Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => s,
