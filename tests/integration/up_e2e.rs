@@ -4,7 +4,7 @@
 //! node is the node stand-in (TEST DOUBLE of the kubelet: Ready, kubelet version `+k3s1` or
 //! `+k0s`). Files, modes, contents and the command sequence are checked; re-runs must change
 //! nothing (on the host, and not one mutating request to the API server, counted at the
-//! recording proxy, TEST DOUBLE); a config change must mean exactly one restart; a run killed at
+//! fault proxy, TEST DOUBLE); a config change must mean exactly one restart; a run killed at
 //! any step boundary must end, once re-run, in the same state as an uninterrupted one.
 //!
 //! Tests that need a cluster skip (printing why) without a real control plane; the ones that
@@ -13,8 +13,8 @@
 //! ([`SimWorld`]) until the GPU operator and Helm controller stand-ins take its place.
 
 use crate::fake_host::FakeHost;
+use crate::proxy::FaultProxy;
 use crate::real::{ClusterGuard, RealCluster};
-use crate::recording_proxy::RecordingProxy;
 use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
 use crate::sim::{SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
@@ -102,7 +102,7 @@ pub struct World {
     /// The real cluster; None for [`World::host_only`].
     pub cluster: Option<&'static RealCluster>,
     /// Between kstrap and the API server when the test counts requests ([`World::proxied`]).
-    pub proxy: Option<RecordingProxy>,
+    pub proxy: Option<FaultProxy>,
     _guard: Option<ClusterGuard<'static>>,
     _closed: Option<NoHttp>,
 }
@@ -142,12 +142,12 @@ impl World {
         }
     }
 
-    /// Like [`World::real`], but kstrap talks to the API server through a [`RecordingProxy`]
+    /// Like [`World::real`], but kstrap talks to the API server through a [`FaultProxy`]
     /// that counts its requests.
     pub fn proxied(test: &str) -> Option<World> {
         let cluster = RealCluster::get(test)?;
         let guard = cluster.shared();
-        let proxy = RecordingProxy::start(cluster.kubeconfig());
+        let proxy = FaultProxy::start(cluster.kubeconfig());
         Some(World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy)))
     }
 
@@ -155,7 +155,7 @@ impl World {
         cluster: &'static RealCluster,
         guard: ClusterGuard<'static>,
         kubeconfig: String,
-        proxy: Option<RecordingProxy>,
+        proxy: Option<FaultProxy>,
     ) -> World {
         World {
             releases: releases(),
@@ -905,7 +905,7 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 /// The whole `up`, stack phase included: the cluster comes up, the stack is applied by the same
 /// engine as `kstrap apply` (with its generated secret), and a re-run on the converged host
 /// converges: every step reports unchanged and the API server gets not one mutating request
-/// (POST, PUT, PATCH, DELETE), counted at the recording proxy.
+/// (POST, PUT, PATCH, DELETE), counted at the fault proxy.
 #[test]
 fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     let Some(w) = World::proxied("up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request") else {
@@ -937,7 +937,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     }
     let proxy = w.proxy.as_ref().unwrap();
     assert!(
-        !proxy.mutations().is_empty(),
+        !proxy.mutating_requests().is_empty(),
         "the first run created the stack through the proxy"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -955,7 +955,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     let value = secret.data.as_ref().unwrap()["TINY_KEY"].0.clone();
 
-    proxy.clear();
+    proxy.clear_requests();
     let started = std::time::Instant::now();
     let out = run(true);
     // Reported, not asserted (timings belong to benchmarks): the target is under 2 s.
@@ -965,7 +965,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
-    let mutations: Vec<String> = proxy.mutations().iter().map(ToString::to_string).collect();
+    let mutations: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
     assert!(
         mutations.is_empty(),
         "a converged re-run sent {} mutating request(s):\n{}",
@@ -1020,10 +1020,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(&shown), "the secret leaked into output");
-    assert!(
-        !all.contains(crate::recording_proxy::PROXY_TOKEN),
-        "the token leaked into output"
-    );
+    assert!(!all.contains(crate::proxy::PROXY_TOKEN), "the token leaked into output");
 }
 
 /// A two-stage stack `tiny` (namespace; a Deployment) with a generated secret, in a temp dir.

@@ -23,6 +23,7 @@
 
 #![allow(dead_code)]
 
+pub mod background;
 pub mod controllers;
 pub mod node;
 

@@ -175,45 +175,19 @@ enum Prune<'a> {
 impl NodeStandIn {
     /// Registers the node and starts its loops; fails when the API server does not answer.
     pub fn start(kubeconfig: &Path, config: NodeConfig) -> Result<NodeStandIn, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let kubeconfig = kubeconfig.to_path_buf();
         let config = Arc::new(Mutex::new(config));
         let shared = config.clone();
         let scripts: Scripts = Arc::default();
         let shared_scripts = scripts.clone();
-        std::thread::Builder::new()
-            .name("node-standin".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let client = match kstrap::kube::client_from(Some(&kubeconfig), None).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    if let Err(e) = register(
-                        &client,
-                        &shared.lock().map(|c| c.clone()).unwrap_or_default(),
-                        Prune::All,
-                    )
-                    .await
-                    {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                    let _ = tx.send(Ok((tokio::runtime::Handle::current(), client.clone())));
+        let ((handle, client), stop) = super::background::in_background(
+            "node-standin",
+            kubeconfig,
+            Duration::from_secs(60),
+            move |client: kube::Client| async move {
+                let c = shared.lock().map(|c| c.clone()).unwrap_or_default();
+                register(&client, &c, Prune::All).await?;
+                let reported = (tokio::runtime::Handle::current(), client.clone());
+                let work = async move {
                     tokio::join!(
                         renew_lease(client.clone()),
                         drive_pods(client.clone(), shared.clone(), shared_scripts.clone()),
@@ -221,12 +195,12 @@ impl NodeStandIn {
                         reclaim_volumes(client.clone()),
                         balance_services(client.clone()),
                     );
-                });
-            })
-            .map_err(|e| e.to_string())?;
-        let (handle, client) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| "the node stand-in did not start within 60 s".to_string())??;
+                };
+                Ok((reported, work))
+            },
+        )?;
+        // The node lives as long as the process (tests share it).
+        stop.detach();
         Ok(NodeStandIn {
             config,
             scripts,
