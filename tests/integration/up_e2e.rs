@@ -14,7 +14,7 @@
 
 use crate::fake_host::FakeHost;
 use crate::proxy::FaultProxy;
-use crate::real::{ClusterGuard, RealCluster};
+use crate::real::{Cleanup, ClusterGuard, RealCluster};
 use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
 use crate::sim::{SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
@@ -103,6 +103,8 @@ pub struct World {
     pub cluster: Option<&'static RealCluster>,
     /// Between kstrap and the API server when the test counts requests ([`World::proxied`]).
     pub proxy: Option<FaultProxy>,
+    /// What the test made beyond its namespaces (dropped before the guard).
+    _cleanup: Option<Cleanup>,
     _guard: Option<ClusterGuard<'static>>,
     _closed: Option<NoHttp>,
 }
@@ -151,6 +153,38 @@ impl World {
         Some(World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy)))
     }
 
+    /// A host with a k3s node of `gpus` NVIDIA GPUs behind it, the cluster held alone (the GPU
+    /// operator's ClusterPolicy is a singleton) and kstrap talking through a [`FaultProxy`];
+    /// what the GPU phase makes is removed when the world drops.
+    pub fn gpu(test: &str, gpus: u32) -> Option<World> {
+        let cluster = RealCluster::get(test)?;
+        let guard = cluster.exclusive();
+        cluster.node().set(|c| c.gpus = gpus);
+        let mut cleanup = Cleanup::new(cluster);
+        cleanup
+            .object(
+                "helm.cattle.io/v1",
+                "HelmChart",
+                "helmcharts",
+                "kube-system",
+                "gpu-operator",
+            )
+            .applyset_parent("gpu-operator")
+            .cluster_object("nvidia.com/v1", "ClusterPolicy", "clusterpolicies", "cluster-policy")
+            .cluster_object(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                "helm-kube-system-gpu-operator",
+            )
+            .cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia")
+            .namespace("gpu-operator");
+        let proxy = FaultProxy::start(cluster.kubeconfig());
+        let mut w = World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy));
+        w._cleanup = Some(cleanup);
+        Some(w)
+    }
+
     fn on(
         cluster: &'static RealCluster,
         guard: ClusterGuard<'static>,
@@ -162,6 +196,7 @@ impl World {
             host: FakeHost::new(&kubeconfig),
             cluster: Some(cluster),
             proxy,
+            _cleanup: None,
             _guard: Some(guard),
             _closed: None,
         }
@@ -177,6 +212,7 @@ impl World {
             host: FakeHost::new(&closed.kubeconfig_yaml()),
             cluster: None,
             proxy: None,
+            _cleanup: None,
             _guard: None,
             _closed: Some(closed),
         }
@@ -505,6 +541,7 @@ fn killed_at_each_boundary(clean: &World, distro: &str) {
             host: FakeHost::new(&clean.cluster().kubeconfig_yaml()),
             cluster: clean.cluster,
             proxy: None,
+            _cleanup: None,
             _guard: None, // `clean` holds the cluster for the whole test
             _closed: None,
         };
@@ -735,12 +772,12 @@ fn k0s_join_command_asks_k0s_for_a_worker_token() {
 
 mod wait {
     //! `WaitCluster` alone: what the timeout message says when each part does not answer. A
-    //! node that never registers while the API server is ready still needs the simulated API
-    //! server's slow-response fault.
+    //! node that has not registered while the API server is ready is played by the fault proxy
+    //! (a test double in front of the real API server) answering `/nodes` slowly.
 
     use super::NoHttp;
+    use crate::proxy::{FaultProxy, ProxyFault};
     use crate::real::RealCluster;
-    use crate::sim::{Fault, SimConfig, SimulatedApiServer};
     use kstrap::exec::Interrupt;
     use kstrap::exec::host::Host;
     use kstrap::exec::wait::{WaitError, wait_cluster};
@@ -807,12 +844,16 @@ mod wait {
 
     #[test]
     fn timeout_with_ready_api_but_no_node_says_so() {
-        let sim = SimulatedApiServer::start(SimConfig::default());
-        sim.inject(Fault::Slow {
+        let Some(cluster) = RealCluster::get("wait::timeout_with_ready_api_but_no_node_says_so") else {
+            return;
+        };
+        let _shared = cluster.shared();
+        let proxy = FaultProxy::start(cluster.kubeconfig());
+        proxy.inject(ProxyFault::Slow {
             path_contains: "/nodes".into(),
             delay: Duration::from_secs(5),
         });
-        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let (_d, host) = host_with(Some(&proxy.kubeconfig_yaml()));
         let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
         assert!(err.contains("API server /readyz: answered ok"), "{err}");
         assert!(err.contains("node: no node registered yet"), "{err}");
@@ -1040,20 +1081,24 @@ pub(crate) fn tiny_stack_named(name: &str, node_port: u16) -> tempfile::TempDir 
     )
 }
 
-/// On a GPU profile `up` installs the GPU operator through k3s's HelmChart, waits until the node
-/// advertises GPUs × replicas (the simulated operator sets it once the device plugin read the
-/// time-slicing config), runs the --verify-gpu pod, then the stack; a re-run writes nothing.
+/// On a GPU profile `up` installs the GPU operator through k3s's HelmChart (the Helm controller
+/// and GPU operator stand-ins on the real control plane), waits until the node advertises
+/// GPUs × replicas (the operator stand-in sets it once the device plugin read the time-slicing
+/// config), runs the --verify-gpu pod, then the stack; a re-run writes nothing.
 #[test]
 fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
-    // Still on the simulated API server: the GPU operator and Helm controller stand-ins for the
-    // real control plane are not there yet.
-    let w = SimWorld::with(SimConfig {
-        gpus: 1,
-        ..SimConfig::default()
-    });
+    let Some(w) = World::gpu("up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares", 1) else {
+        return;
+    };
     let stacks = tiny_stack();
+    let mut cleanup = Cleanup::new(w.cluster());
+    cleanup.namespace("tiny").applyset_parent("tiny");
     let run = |extra: &[&str]| {
-        let a = stack_up_args(&w, &stacks, "rtx-5090", &[&["-o", "json"], extra].concat());
+        let mut a = stack_up_args(&w, &stacks, "rtx-5090", &[&["-o", "json"], extra].concat());
+        // The operator's wait (node-feature-discovery, device plugin) takes the stand-ins seconds.
+        if let Some(i) = a.iter().position(|x| x == "--timeout") {
+            a[i + 1] = "120".into();
+        }
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let out = w.kstrap(&a).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -1062,36 +1107,66 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
     let first = run(&["--verify-gpu"]);
     assert_eq!(outcome(&first, "install-gpu-operator"), "changed");
     assert_eq!(outcome(&first, "wait-gpu"), "checked");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read = |api_version: &str, kind: &str, plural: &str, ns: Option<&str>, name: &str| {
+        rt.block_on(async {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+            let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, plural);
+            let client = w.cluster().client().await;
+            let api: kube::Api<kube::core::DynamicObject> = match ns {
+                Some(ns) => kube::Api::namespaced_with(client, ns, &ar),
+                None => kube::Api::all_with(client, &ar),
+            };
+            api.get_opt(name)
+                .await
+                .unwrap()
+                .map(|o| serde_json::to_value(o).unwrap())
+        })
+    };
     assert!(
-        w.sim
-            .get("helm.cattle.io/v1", "HelmChart", Some("kube-system"), "gpu-operator")
-            .is_some()
+        read(
+            "helm.cattle.io/v1",
+            "HelmChart",
+            "helmcharts",
+            Some("kube-system"),
+            "gpu-operator"
+        )
+        .is_some()
     );
-    let node = w.sim.get("v1", "Node", None, "sim-node").unwrap();
+    let node = read("v1", "Node", "nodes", None, crate::real::NODE_NAME).unwrap();
     assert_eq!(node["status"]["allocatable"]["nvidia.com/gpu"], "4", "{node}");
-    let cm = w
-        .sim
-        .get("v1", "ConfigMap", Some("gpu-operator"), "kstrap-time-slicing")
-        .unwrap();
+    let cm = read(
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        Some("gpu-operator"),
+        "kstrap-time-slicing",
+    )
+    .unwrap();
     assert!(cm.to_string().contains("replicas: 4"), "{cm}");
     assert!(
-        w.sim
-            .get("v1", "Pod", Some("gpu-operator"), "kstrap-verify-gpu")
-            .is_none(),
+        read("v1", "Pod", "pods", Some("gpu-operator"), "kstrap-verify-gpu").is_none(),
         "the verification pod is removed after it succeeded"
     );
+    let proxy = w.proxy.as_ref().unwrap();
     assert!(
-        w.sim
+        proxy
             .requests()
             .iter()
             .any(|r| r.method == "POST" && r.path == "/api/v1/namespaces/gpu-operator/pods" && r.status == 201),
         "the verification pod was created"
     );
 
-    let before = w.sim.mutations();
+    proxy.clear_requests();
     let again = run(&[]);
     assert_eq!(outcome(&again, "install-gpu-operator"), "unchanged");
-    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    let writes: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
+    assert!(
+        writes.is_empty(),
+        "a re-run wrote to the API server:\n{}",
+        writes.join("\n")
+    );
 }
 
 /// `up` of the `tiny` stack in `stacks` with `profile`, on the rtx5090 host fixture.
