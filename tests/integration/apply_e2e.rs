@@ -62,7 +62,7 @@ impl TestStack {
         let group = format!("{name}.e2e.kstrap.dev");
         let mut cleanup = Cleanup::new(cluster);
         cleanup
-            .namespace(&name)
+            .unique_namespace(&name)
             .cluster_object(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
@@ -1061,7 +1061,7 @@ fn generated_secrets_are_made_once_and_kept() {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
     let name = format!("gen{}-{n}", std::process::id() % 100_000);
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&name).applyset_parent(&name);
+    cleanup.unique_namespace(&name).applyset_parent(&name);
     let root = dir.path().join(&name);
     std::fs::create_dir_all(root.join("00-base")).unwrap();
     std::fs::write(

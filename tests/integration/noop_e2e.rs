@@ -141,6 +141,6 @@ async fn a_noop_reapply_sends_no_mutating_request_to_a_real_api_server() {
     let _hold = cluster.shared();
     let name = unique("noop");
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&name);
+    cleanup.unique_namespace(&name);
     noop_reapply_writes_nothing(cluster.kubeconfig(), &name, &name).await;
 }

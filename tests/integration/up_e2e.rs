@@ -954,7 +954,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     };
     let name = crate::real::unique("tiny");
     let mut cleanup = crate::real::Cleanup::new(w.cluster());
-    cleanup.namespace(&name).applyset_parent(&name);
+    cleanup.unique_namespace(&name).applyset_parent(&name);
     let node_port = 30000 + (std::process::id() % 2700) as u16;
     let stacks = tiny_stack_named(&name, node_port);
     let run = |json: bool| {

@@ -35,7 +35,7 @@ impl JobStack {
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
         let mut cleanup = Cleanup::new(cluster);
-        cleanup.namespace(&name).applyset_parent(&name);
+        cleanup.unique_namespace(&name).applyset_parent(&name);
         let t = JobStack {
             dir: tempfile::tempdir().unwrap(),
             name: name.clone(),

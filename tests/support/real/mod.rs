@@ -211,6 +211,7 @@ pub fn unique(prefix: &str) -> String {
 pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
+    unique_namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
     /// Namespaced objects outside the test's namespaces: (resource, namespace, name).
     namespaced: Vec<(ApiResource, String, String)>,
@@ -221,6 +222,7 @@ impl Cleanup {
         Cleanup {
             kubeconfig: cluster.kubeconfig.clone(),
             namespaces: Vec::new(),
+            unique_namespaces: Vec::new(),
             cluster_scoped: Vec::new(),
             namespaced: Vec::new(),
         }
@@ -233,8 +235,16 @@ impl Cleanup {
         self.object("v1", "Secret", "secrets", "kube-system", &format!("applyset-{stack}"))
     }
 
+    /// A namespace, deleted and waited for until it is gone (a later test may make it again).
     pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
         self.namespaces.push(ns.to_string());
+        self
+    }
+
+    /// A namespace no other test makes ([`unique`] names): deleted, its pods at once, but not
+    /// waited for (the namespace controller takes seconds to finish, and nothing needs the name).
+    pub fn unique_namespace(&mut self, ns: &str) -> &mut Cleanup {
+        self.unique_namespaces.push(ns.to_string());
         self
     }
 
@@ -263,6 +273,7 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = std::mem::take(&mut self.namespaces);
+        let unique_namespaces = std::mem::take(&mut self.unique_namespaces);
         let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
         let namespaced = std::mem::take(&mut self.namespaced);
         let kubeconfig = self.kubeconfig.clone();
@@ -288,6 +299,7 @@ impl Drop for Cleanup {
                     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;
                 }
+                delete_namespaces(&client, &unique_namespaces, Duration::ZERO).await;
                 delete_namespaces(&client, &namespaces, Duration::from_secs(60)).await;
             });
         });
