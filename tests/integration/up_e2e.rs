@@ -9,8 +9,8 @@
 //!
 //! Tests that need a cluster skip (printing why) without a real control plane; the ones that
 //! end before kstrap asks the cluster anything, or that need one that never answers, run
-//! everywhere on [`World::host_only`]. The GPU phase still runs on the simulated API server
-//! ([`SimWorld`]) until the GPU operator and Helm controller stand-ins take its place.
+//! everywhere on [`World::host_only`]. The GPU phase runs on the real control plane with the GPU
+//! operator and Helm controller stand-ins ([`World::gpu`]).
 
 use crate::fake_host::FakeHost;
 use crate::proxy::FaultProxy;
@@ -318,8 +318,9 @@ impl NoHttp {
     }
 }
 
-/// A world on the simulated API server, for the GPU phase (which needs the GPU operator and the
-/// Helm controllers, not yet stood in for on the real control plane) and the add-on suites.
+/// A world on the simulated API server, still used by the add-on suite's `up --with monitoring`
+/// tests (holding a chart's Deployment back, a pod stuck pulling its image) until they move to
+/// the real control plane.
 pub struct SimWorld {
     pub sim: SimulatedApiServer,
     pub releases: ReleaseServer,

@@ -11,8 +11,9 @@
 //! proxy.clear_requests();                                // start counting afresh
 //! ```
 //!
-//! - It listens on plain HTTP (`http://127.0.0.1:PORT`), so its kubeconfig carries no
-//!   credentials: only the proxy holds the client certificate.
+//! - It listens on plain HTTP (`http://127.0.0.1:PORT`); its kubeconfig carries only a fake
+//!   bearer token ([`PROXY_TOKEN`]), which the proxy drops: only the proxy holds the client
+//!   certificate, and a test can check that kstrap never prints the token.
 //! - [`FaultProxy::requests`] is every request forwarded or answered by a fault, in order:
 //!   method, path and raw query (`watch=true&resourceVersion=…`). [`FaultProxy::mutating_requests`]
 //!   is the subset whose method writes (POST, PUT, PATCH, DELETE); a server-side apply is a PATCH
