@@ -197,7 +197,17 @@ fn the_api_server_restarting_in_a_stage_wait_is_reported_and_apply_converges() {
 
     let stacks = slow_stack();
     let child = Command::new(assert_cmd::cargo::cargo_bin("kstrap"))
-        .args(["apply", "--stack", "outage", "--timeout", "180", "--stack-dir"])
+        // A profile named: the test must not depend on this machine's memory or free disk.
+        .args([
+            "apply",
+            "--stack",
+            "outage",
+            "--profile",
+            "laptop-8gb",
+            "--timeout",
+            "180",
+            "--stack-dir",
+        ])
         .arg(stacks.path())
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig())
