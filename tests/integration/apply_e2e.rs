@@ -837,11 +837,15 @@ async fn an_unknown_kind_is_refused_before_anything_is_written() {
 
 // ---- the binary ----------------------------------------------------------------------------
 
+/// Named, so that the binary's runs do not depend on this machine's memory or free disk (the
+/// test stacks have no per-profile sizing).
+const PROFILE: &str = "laptop-8gb";
+
 fn kstrap_apply_to(kubeconfig: &Path, t: &TestStack, extra: &[&str]) -> std::process::Output {
     let key = t.dir.path().join("key.txt");
     std::fs::write(&key, "s3cr3t-from-file\n").unwrap();
     let mut cmd = Command::cargo_bin("kstrap").unwrap();
-    cmd.args(["apply", "--stack", &t.name, "--stack-dir"])
+    cmd.args(["apply", "--profile", PROFILE, "--stack", &t.name, "--stack-dir"])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -947,7 +951,7 @@ fn the_binary_exits_4_on_timeout_and_1_on_failure() {
     std::fs::write(&bad, "users: [ {token: s3cr3t-token").unwrap();
     let out = Command::cargo_bin("kstrap")
         .unwrap()
-        .args(["apply", "--stack", &t.name, "--stack-dir"])
+        .args(["apply", "--profile", PROFILE, "--stack", &t.name, "--stack-dir"])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(&bad)
@@ -985,7 +989,7 @@ fn an_unreachable_server_fails_fast_naming_it_and_the_kubeconfig() {
     let started = Instant::now();
     let out = Command::cargo_bin("kstrap")
         .unwrap()
-        .args(["apply", "--stack", "unreach", "--stack-dir"])
+        .args(["apply", "--profile", PROFILE, "--stack", "unreach", "--stack-dir"])
         .arg(stacks.path())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -1017,7 +1021,16 @@ fn ctrl_c_stops_cleanly_saying_what_is_left() {
         },
     );
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"))
-        .args(["apply", "--stack", &t.name, "--timeout", "60", "--stack-dir"])
+        .args([
+            "apply",
+            "--profile",
+            PROFILE,
+            "--stack",
+            &t.name,
+            "--timeout",
+            "60",
+            "--stack-dir",
+        ])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(&t.kubeconfig)
@@ -1083,7 +1096,7 @@ fn generated_secrets_are_made_once_and_kept() {
             .arg(dir.path())
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--timeout", "30", "--profile", "laptop-8gb"])
+            .args(["--timeout", "30", "--profile", PROFILE])
             .env_remove("KUBECONFIG")
             .env_remove("GEN_E2E_KEY");
         if let Some(v) = env {

@@ -80,6 +80,9 @@ fn apply(kubeconfig: &Path, t: &TestStack, timeout: &str) -> Output {
     let (stack_dir, kc) = (t.dir.path().to_str().unwrap(), kubeconfig.to_str().unwrap());
     kstrap(&[
         "apply",
+        // Named: the run must not depend on this machine's memory or free disk.
+        "--profile",
+        "laptop-8gb",
         "--stack",
         &t.name,
         "--stack-dir",
