@@ -63,7 +63,10 @@ pub async fn apply_stack(
         objects: Mutex::new(Vec::new()),
         stages: Mutex::new(stack.stages.iter().map(|s| s.name.clone()).collect()),
     };
-    let run = run(client, stack, extra, opts, progress, &left);
+    // The calls' retries through a silent server are said as the waits' are.
+    let run = super::reach::reporting_call_silence(run(client, stack, extra, opts, progress, &left), |silent| {
+        progress.server_silent(silent)
+    });
     tokio::select! {
         r = run => r,
         _ = ctrl_c() => {

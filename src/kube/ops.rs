@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::engine::{ApplyError, Outcome};
+use super::engine::{ApplyError, ApplyProgress, Outcome};
 
 /// A kind the cluster serves.
 #[derive(Debug, Clone)]
@@ -150,7 +150,13 @@ where
     let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
-        match f().await {
+        let result = f().await;
+        // A server that does not answer is said (where the caller listens) every 12 s of it.
+        match &result {
+            Err(e) if super::reach::is_unanswered(e) => super::reach::call_unanswered(),
+            _ => super::reach::call_answered(),
+        }
+        match result {
             Ok(v) => return Ok(v),
             Err(e) if !worth(&e) => return Err(e),
             Err(e) => match retry_delay(&e, attempt) {
@@ -335,7 +341,7 @@ pub async fn apply_one(
     value: &Value,
     params: &PatchParams,
 ) -> Result<Outcome, ApplyError> {
-    apply_known(client, r, display, value, params, Known::Unknown).await
+    apply_known(client, r, display, value, params, Known::Unknown, &super::NoProgress).await
 }
 
 /// [`apply_one`], with what is already known of the live object (read first when `Unknown`).
@@ -346,6 +352,7 @@ pub async fn apply_known(
     value: &Value,
     params: &PatchParams,
     known: Known,
+    progress: &dyn ApplyProgress,
 ) -> Result<Outcome, ApplyError> {
     let (api, name, before) = match known {
         Known::Unknown => live_object(client, r, display, value).await?,
@@ -359,6 +366,24 @@ pub async fn apply_known(
         }
     };
     let name = name.as_str();
+    // A claim the stack sizes otherwise keeps its size where the server would refuse the change.
+    let kept_claim;
+    let value = match before.as_ref().filter(|_| is_claim(r)) {
+        Some(live) => match kept_claim_size(client, live, value).await {
+            Some((kept, why)) => {
+                progress.note(display, &why);
+                kept_claim = kept;
+                &kept_claim
+            }
+            None => value,
+        },
+        None => value,
+    };
+    if let Some(live) = before.as_ref().filter(|_| is_volume(r))
+        && let Some(message) = free_released_volume(&api, name, live).await
+    {
+        progress.note(display, &message);
+    }
     // No write for an object the apply would leave as it is (a failed Job is replaced below).
     let manager = params.field_manager.as_deref().unwrap_or_default();
     if let Some(live) = &before
@@ -413,6 +438,71 @@ fn same_but_version(before: &DynamicObject, after: &DynamicObject) -> bool {
 /// How long a deleted Job may take to disappear before kstrap gives up replacing it. Without
 /// finalizers the API server removes it at once (its pods go in the background).
 const JOB_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn is_claim(r: &Resolved) -> bool {
+    r.resource.group.is_empty() && r.resource.kind == "PersistentVolumeClaim"
+}
+
+/// `value` asking for the live claim's size, and why, when the server would refuse the size the
+/// stack asks for (see [`super::claims`]); None when the stack's size is applied.
+async fn kept_claim_size(client: &::kube::Client, live: &DynamicObject, value: &Value) -> Option<(Value, String)> {
+    let live = serde_json::to_value(live).ok()?;
+    let change = super::claims::size_change(&live, value)?;
+    let expands = match (&change.class, change.grow && change.bound) {
+        (Some(class), true) => {
+            let api: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+            // A class that cannot be read is taken as one that does not expand: the claim keeps
+            // its size rather than the apply failing.
+            retry(|| api.get_opt(class))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.allow_volume_expansion)
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    let why = super::claims::keep_reason(&change, expands)?;
+    Some((super::claims::with_size(value, &change.live), why))
+}
+
+fn is_volume(r: &Resolved) -> bool {
+    r.resource.group.is_empty() && r.resource.kind == "PersistentVolume"
+}
+
+/// A PersistentVolume of the stack (a hand-made one, reclaim policy Retain) whose claim was
+/// deleted (its namespace went) stays `Released`, still naming the deleted claim in
+/// `spec.claimRef`, and the persistent-volume controller never binds it to a new claim
+/// (k8s.io/kubernetes v1.36 pkg/controller/volume/persistentvolume/pv_controller.go: a volume
+/// whose claimRef uid names no claim is not available; "Retain ... the volume is considered
+/// released ... not yet available for another claim", Kubernetes docs, Persistent Volumes,
+/// Reclaiming). Applying the stack again would wait for the claim forever. As an administrator
+/// does, kstrap clears the claimRef of a Released volume it applies, so that the stack's claim
+/// binds it again, with the data kept. Returns what was done, to be said.
+async fn free_released_volume(api: &Api<DynamicObject>, name: &str, live: &DynamicObject) -> Option<String> {
+    let phase = live.data.pointer("/status/phase").and_then(Value::as_str);
+    let claim = live.data.pointer("/spec/claimRef")?;
+    if phase != Some("Released") {
+        return None;
+    }
+    let claim = format!(
+        "{}/{}",
+        claim.get("namespace").and_then(Value::as_str).unwrap_or_default(),
+        claim.get("name").and_then(Value::as_str).unwrap_or_default()
+    );
+    // Only if the volume is still as read (another writer wins).
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": live.metadata.resource_version},
+        "spec": {"claimRef": null},
+    });
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    match retry(|| api.patch(name, &params, &patch)).await {
+        Ok(_) => Some(format!(
+            "was Released (its claim {claim} was deleted): its claim reference is cleared so that the stack's claim binds it again, with its data"
+        )),
+        Err(_) => None,
+    }
+}
 
 fn is_job(r: &Resolved) -> bool {
     r.resource.group == "batch" && r.resource.kind == "Job"

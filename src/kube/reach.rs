@@ -69,6 +69,58 @@ impl Silence {
     }
 }
 
+/// The silence that calls (not waits) meet while they retry: shared by every call of one
+/// [`reporting_call_silence`] scope, so that concurrent calls say it once per period.
+struct CallSilence {
+    silence: std::sync::Mutex<Silence>,
+    report: tokio::sync::mpsc::UnboundedSender<Duration>,
+}
+
+tokio::task_local! {
+    static CALLS: std::sync::Arc<CallSilence>;
+}
+
+/// Runs `work`, calling `report` with the length of the silence each time the calls it makes
+/// (through [`super::ops::retry`]) have met a server that has not answered for another
+/// [`SILENCE_REPORT`] period. Outside such a scope, calls retry silently.
+pub async fn reporting_call_silence<F: std::future::Future>(work: F, report: impl Fn(Duration)) -> F::Output {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = std::sync::Arc::new(CallSilence {
+        silence: std::sync::Mutex::new(Silence::default()),
+        report: tx,
+    });
+    let work = CALLS.scope(shared, work);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            Some(silent) = rx.recv() => report(silent),
+        }
+    }
+}
+
+/// A call got no answer; says the silence when another period of it is due.
+pub(crate) fn call_unanswered() {
+    let _ = CALLS.try_with(|c| {
+        let now = Instant::now();
+        if let Ok(mut s) = c.silence.lock() {
+            s.unanswered(now);
+            if let Some(silent) = s.due(now) {
+                let _ = c.report.send(silent);
+            }
+        }
+    });
+}
+
+/// A call got an answer (of any kind): the silence is over.
+pub(crate) fn call_answered() {
+    let _ = CALLS.try_with(|c| {
+        if let Ok(mut s) = c.silence.lock() {
+            s.answered();
+        }
+    });
+}
+
 /// The words for a silent server: "the API server at URL has not answered for 12 s; retrying".
 pub fn silence_message(server: &str, silent: Duration) -> String {
     format!(

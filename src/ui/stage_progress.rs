@@ -318,6 +318,15 @@ impl ApplyProgress for StageProgress {
     fn server_silent(&self, silent: Duration) {
         self.silent(silent);
     }
+
+    /// Said in every mode but JSON (an event there), like a silent server: the stack did not
+    /// get what it asked for.
+    fn note(&self, object: &str, message: &str) {
+        match self.mode {
+            Mode::Json => eprintln_redacted!("{}", event_line("note", json!({"object": object, "message": message}))),
+            _ => self.line(&format!("note: {object} {message}")),
+        }
+    }
 }
 
 impl StageProgress {

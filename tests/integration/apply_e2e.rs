@@ -62,7 +62,7 @@ impl TestStack {
         let group = format!("{name}.e2e.kstrap.dev");
         let mut cleanup = Cleanup::new(cluster);
         cleanup
-            .namespace(&name)
+            .unique_namespace(&name)
             .cluster_object(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
@@ -189,6 +189,9 @@ impl ApplyProgress for Recorder {
     }
     fn pruned(&self, object: &str) {
         self.push(format!("pruned {object}"));
+    }
+    fn note(&self, object: &str, message: &str) {
+        self.push(format!("note {object} {message}"));
     }
     fn server_silent(&self, silent: Duration) {
         self.push(format!("silent {}", silent.as_secs()));
@@ -711,6 +714,102 @@ async fn a_silent_server_is_reported_and_the_wait_resumes() {
     assert!(silent[0] == "silent 12" || silent[0] == "silent 13", "{silent:?}");
 }
 
+/// The calls before any wait (discovery, reading the ApplySet parent, applying) retry through a
+/// server that is gone, and say so as the waits do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_met_by_the_apply_calls_is_reported() {
+    let cluster = cluster_or_skip!("a_silent_server_met_by_the_apply_calls_is_reported");
+    let t = TestStack::new(cluster);
+    let proxy = FaultProxy::start(cluster.kubeconfig());
+    let rec = Recorder::default();
+    let client = proxy.client().await;
+    // Gone before the first call.
+    proxy.outage(Duration::from_secs(14));
+    let report = apply_with(client, &t, &opts(STAGE), &rec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", rec.lines()));
+    assert_eq!(report.stages.len(), 3);
+    let lines = rec.lines();
+    let first_silent = lines.iter().position(|l| l.starts_with("silent"));
+    let first_wait = lines
+        .iter()
+        .position(|l| l.starts_with("progress") || l.starts_with("done"));
+    let Some(first_silent) = first_silent else {
+        panic!("no silence reported: {lines:?}")
+    };
+    // Said by the calls (every wait comes after them), when the silence reached 12 s (a call's
+    // retries sleep up to 2 s between attempts).
+    assert!(first_wait.is_none_or(|w| first_silent < w), "{lines:?}");
+    assert!(
+        ["silent 12", "silent 13", "silent 14"].contains(&lines[first_silent].as_str()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("silent")).count(),
+        1,
+        "once for one period: {lines:?}"
+    );
+}
+
+/// A hand-made PersistentVolume with reclaim policy Retain (multimodal-ai's data volume) stays
+/// Released, naming its deleted claim, once the stack's namespace is gone; applying the stack
+/// again frees it (claimRef cleared, as an administrator does) and its new claim binds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_volume_of_the_stack_is_bound_again_on_a_re_apply() {
+    let cluster = cluster_or_skip!("a_released_volume_of_the_stack_is_bound_again_on_a_re_apply");
+    let mut volume_cleanup = Cleanup::new(cluster);
+    let t = TestStack::new(cluster);
+    let pv = format!("{}-kept", t.name);
+    // Dropped after the stack's namespace is gone (declared before it).
+    volume_cleanup.cluster_object("v1", "PersistentVolume", "persistentvolumes", &pv);
+    t.write(
+        "10-data/kept.yaml",
+        &format!("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {pv}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  hostPath: {{path: /var/lib/kstrap-e2e/{pv}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: kept\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: \"\"\n  volumeName: {pv}\n  resources:\n    requests: {{storage: 1Gi}}\n"),
+    );
+    let o = opts(STAGE);
+    apply(&t, &o, &kstrap::kube::NoProgress).await.unwrap();
+    let client = t.client().await;
+    let phase = |v: Option<Value>| v.and_then(|v| v["status"]["phase"].as_str().map(str::to_string));
+    assert_eq!(
+        phase(get(&client, "v1", "PersistentVolume", "persistentvolumes", None, &pv).await).as_deref(),
+        Some("Bound")
+    );
+
+    crate::real::delete_namespaces(&client, std::slice::from_ref(&t.ns), Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while phase(get(&client, "v1", "PersistentVolume", "persistentvolumes", None, &pv).await).as_deref()
+        != Some("Released")
+    {
+        assert!(Instant::now() < deadline, "the volume never became Released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let rec = Recorder::default();
+    let report = apply(&t, &o, &rec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{:?}", rec.lines()));
+    assert_eq!(report.stages.len(), 3);
+    let note = format!(
+        "note PersistentVolume/{pv} was Released (its claim {}/kept was deleted): its claim reference is cleared",
+        t.ns
+    );
+    assert!(rec.lines().iter().any(|l| l.starts_with(&note)), "{:?}", rec.lines());
+    let claim = get(
+        &client,
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Some(&t.ns),
+        "kept",
+    )
+    .await;
+    assert_eq!(phase(claim).as_deref(), Some("Bound"));
+    // Bound now: a third run leaves it alone.
+    let rec = Recorder::default();
+    apply(&t, &o, &rec).await.unwrap();
+    assert!(!rec.lines().iter().any(|l| l.starts_with("note")), "{:?}", rec.lines());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kind_is_refused_before_anything_is_written() {
     let cluster = cluster_or_skip!("an_unknown_kind_is_refused_before_anything_is_written");
@@ -738,11 +837,15 @@ async fn an_unknown_kind_is_refused_before_anything_is_written() {
 
 // ---- the binary ----------------------------------------------------------------------------
 
+/// Named, so that the binary's runs do not depend on this machine's memory or free disk (the
+/// test stacks have no per-profile sizing).
+const PROFILE: &str = "laptop-8gb";
+
 fn kstrap_apply_to(kubeconfig: &Path, t: &TestStack, extra: &[&str]) -> std::process::Output {
     let key = t.dir.path().join("key.txt");
     std::fs::write(&key, "s3cr3t-from-file\n").unwrap();
     let mut cmd = Command::cargo_bin("kstrap").unwrap();
-    cmd.args(["apply", "--stack", &t.name, "--stack-dir"])
+    cmd.args(["apply", "--profile", PROFILE, "--stack", &t.name, "--stack-dir"])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -848,7 +951,7 @@ fn the_binary_exits_4_on_timeout_and_1_on_failure() {
     std::fs::write(&bad, "users: [ {token: s3cr3t-token").unwrap();
     let out = Command::cargo_bin("kstrap")
         .unwrap()
-        .args(["apply", "--stack", &t.name, "--stack-dir"])
+        .args(["apply", "--profile", PROFILE, "--stack", &t.name, "--stack-dir"])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(&bad)
@@ -886,7 +989,7 @@ fn an_unreachable_server_fails_fast_naming_it_and_the_kubeconfig() {
     let started = Instant::now();
     let out = Command::cargo_bin("kstrap")
         .unwrap()
-        .args(["apply", "--stack", "unreach", "--stack-dir"])
+        .args(["apply", "--profile", PROFILE, "--stack", "unreach", "--stack-dir"])
         .arg(stacks.path())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -918,7 +1021,16 @@ fn ctrl_c_stops_cleanly_saying_what_is_left() {
         },
     );
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"))
-        .args(["apply", "--stack", &t.name, "--timeout", "60", "--stack-dir"])
+        .args([
+            "apply",
+            "--profile",
+            PROFILE,
+            "--stack",
+            &t.name,
+            "--timeout",
+            "60",
+            "--stack-dir",
+        ])
         .arg(t.dir.path())
         .arg("--kubeconfig")
         .arg(&t.kubeconfig)
@@ -962,7 +1074,7 @@ fn generated_secrets_are_made_once_and_kept() {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
     let name = format!("gen{}-{n}", std::process::id() % 100_000);
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&name).applyset_parent(&name);
+    cleanup.unique_namespace(&name).applyset_parent(&name);
     let root = dir.path().join(&name);
     std::fs::create_dir_all(root.join("00-base")).unwrap();
     std::fs::write(
@@ -984,7 +1096,7 @@ fn generated_secrets_are_made_once_and_kept() {
             .arg(dir.path())
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--timeout", "30", "--profile", "laptop-8gb"])
+            .args(["--timeout", "30", "--profile", PROFILE])
             .env_remove("KUBECONFIG")
             .env_remove("GEN_E2E_KEY");
         if let Some(v) = env {

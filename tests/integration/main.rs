@@ -5,8 +5,6 @@ mod apply_e2e;
 mod bad_input;
 mod cli;
 mod controller_standins;
-#[path = "../support/counting.rs"]
-pub mod counting;
 mod down;
 mod down_host;
 mod down_hostile;
@@ -26,8 +24,6 @@ mod profiles;
 pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
-#[path = "../support/recording_proxy/mod.rs"]
-pub mod recording_proxy;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;

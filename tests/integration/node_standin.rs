@@ -75,7 +75,7 @@ async fn deployments_jobs_claims_and_load_balancers_come_up_on_the_node() {
     let client = cluster.client().await;
     let ns = unique("node-ok");
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&ns);
+    cleanup.unique_namespace(&ns);
     apply_json(&client, &namespace_json(&ns), MANAGER).await.unwrap();
 
     apply_json(&client, &deployment(&ns, "web", "nginx:1.27", json!({})), MANAGER)
@@ -174,7 +174,7 @@ async fn pods_fail_the_way_a_kubelet_reports_it() {
     let client = cluster.client().await;
     let ns = unique("node-bad");
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&ns);
+    cleanup.unique_namespace(&ns);
     apply_json(&client, &namespace_json(&ns), MANAGER).await.unwrap();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": ns}, "stringData": {"a": "1"}});
     apply_json(&client, &secret, MANAGER).await.unwrap();

@@ -1,12 +1,10 @@
 //! A re-apply of an unchanged stack sends no mutating request (no PATCH, POST, PUT or DELETE),
-//! and a real change is still sent — counted at the client with the request-counting layer (a
-//! test double, tests/support/counting.rs), against the simulated API server and, when one is
-//! named (`KSTRAP_TEST_KUBECONFIG`), the real kube-apiserver, whose defaulting and quantity
-//! normalisation (`cpu: 1000m` is stored as `1`) are the point of the check.
+//! and a real change is still sent — counted at the fault proxy (a test double between kstrap
+//! and the API server, tests/support/proxy) in front of the real kube-apiserver, whose defaulting
+//! and quantity normalisation (`cpu: 1000m` is stored as `1`) are the point of the check.
 
-use crate::counting::{self, RequestLog};
+use crate::proxy::FaultProxy;
 use crate::real::{Cleanup, RealCluster, unique};
-use crate::sim::{SimConfig, SimulatedApiServer};
 use kstrap::kube::{ApplyOptions, ApplyReport, NoProgress, Outcome, apply_stack};
 use serde_json::json;
 use std::path::Path;
@@ -69,7 +67,8 @@ fn outcomes(r: &ApplyReport) -> Vec<(String, Outcome)> {
 /// then drops an object (pruned: its DELETE and the ApplySet parent narrowed).
 async fn noop_reapply_writes_nothing(kubeconfig: &Path, name: &str, ns: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (client, log) = counting::client(kubeconfig).await;
+    let log = FaultProxy::start(kubeconfig);
+    let client = log.client().await;
     write_stack(dir.path(), name, ns, "v1", true);
     let first = apply(&client, dir.path(), name, ns).await;
     assert!(
@@ -77,9 +76,9 @@ async fn noop_reapply_writes_nothing(kubeconfig: &Path, name: &str, ns: &str) {
         "{:?}",
         outcomes(&first)
     );
-    assert!(!log.mutating().is_empty());
+    assert!(!log.mutating_requests().is_empty());
 
-    log.clear();
+    log.clear_requests();
     let again = apply(&client, dir.path(), name, ns).await;
     assert!(
         outcomes(&again).iter().all(|(_, o)| *o == Outcome::Unchanged),
@@ -87,12 +86,12 @@ async fn noop_reapply_writes_nothing(kubeconfig: &Path, name: &str, ns: &str) {
         outcomes(&again)
     );
     assert_eq!(
-        log.mutating(),
+        writes(&log),
         Vec::<(String, String)>::new(),
         "a no-op re-apply must not write"
     );
 
-    log.clear();
+    log.clear_requests();
     write_stack(dir.path(), name, ns, "v2", true);
     let changed = apply(&client, dir.path(), name, ns).await;
     let configured: Vec<_> = outcomes(&changed)
@@ -108,7 +107,7 @@ async fn noop_reapply_writes_nothing(kubeconfig: &Path, name: &str, ns: &str) {
         &[("PATCH", &format!("/api/v1/namespaces/{ns}/configmaps/settings"))],
     );
 
-    log.clear();
+    log.clear_requests();
     write_stack(dir.path(), name, ns, "v2", false);
     let pruned = apply(&client, dir.path(), name, ns).await;
     assert_eq!(pruned.pruned, vec![format!("ConfigMap/extra -n {ns}")]);
@@ -120,19 +119,18 @@ async fn noop_reapply_writes_nothing(kubeconfig: &Path, name: &str, ns: &str) {
     );
 }
 
-fn assert_writes(log: &RequestLog, want: &[(&str, &str)]) {
-    let got = log.mutating();
-    let want: Vec<(String, String)> = want.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    assert_eq!(got, want);
+/// The writes the proxy saw: (method, path).
+fn writes(log: &FaultProxy) -> Vec<(String, String)> {
+    log.mutating_requests()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_noop_reapply_sends_no_mutating_request_to_the_simulated_api_server() {
-    let sim = SimulatedApiServer::start(SimConfig::default());
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig);
-    noop_reapply_writes_nothing(&kubeconfig, "noop", "noop").await;
+fn assert_writes(log: &FaultProxy, want: &[(&str, &str)]) {
+    let got = writes(log);
+    let want: Vec<(String, String)> = want.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(got, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +141,6 @@ async fn a_noop_reapply_sends_no_mutating_request_to_a_real_api_server() {
     let _hold = cluster.shared();
     let name = unique("noop");
     let mut cleanup = Cleanup::new(cluster);
-    cleanup.namespace(&name);
+    cleanup.unique_namespace(&name);
     noop_reapply_writes_nothing(cluster.kubeconfig(), &name, &name).await;
 }

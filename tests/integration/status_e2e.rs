@@ -35,7 +35,7 @@ impl TestStack {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let name = format!("st{}-{n}", std::process::id() % 100_000);
         let mut cleanup = Cleanup::new(cluster);
-        cleanup.namespace(&name).applyset_parent(&name);
+        cleanup.unique_namespace(&name).applyset_parent(&name);
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join(&name);
         std::fs::create_dir_all(root.join("00-base")).unwrap();
@@ -80,6 +80,9 @@ fn apply(kubeconfig: &Path, t: &TestStack, timeout: &str) -> Output {
     let (stack_dir, kc) = (t.dir.path().to_str().unwrap(), kubeconfig.to_str().unwrap());
     kstrap(&[
         "apply",
+        // Named: the run must not depend on this machine's memory or free disk.
+        "--profile",
+        "laptop-8gb",
         "--stack",
         &t.name,
         "--stack-dir",
@@ -215,7 +218,7 @@ async fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
     // stay out of the base YAML).
     let name = crate::real::unique("gpuapp");
     let mut cleanup = crate::real::Cleanup::new(g.cluster);
-    cleanup.namespace(&name);
+    cleanup.unique_namespace(&name);
     let stacks = crate::support::two_stage_stack(
         &name,
         "three GPU pods",

@@ -4,17 +4,17 @@
 //! node is the node stand-in (TEST DOUBLE of the kubelet: Ready, kubelet version `+k3s1` or
 //! `+k0s`). Files, modes, contents and the command sequence are checked; re-runs must change
 //! nothing (on the host, and not one mutating request to the API server, counted at the
-//! recording proxy, TEST DOUBLE); a config change must mean exactly one restart; a run killed at
+//! fault proxy, TEST DOUBLE); a config change must mean exactly one restart; a run killed at
 //! any step boundary must end, once re-run, in the same state as an uninterrupted one.
 //!
 //! Tests that need a cluster skip (printing why) without a real control plane; the ones that
 //! end before kstrap asks the cluster anything, or that need one that never answers, run
-//! everywhere on [`World::host_only`]. The GPU phase still runs on the simulated API server
-//! ([`SimWorld`]) until the GPU operator and Helm controller stand-ins take its place.
+//! everywhere on [`World::host_only`]. The GPU phase runs on the real control plane with the GPU
+//! operator and Helm controller stand-ins ([`World::gpu`]).
 
 use crate::fake_host::FakeHost;
-use crate::real::{ClusterGuard, RealCluster};
-use crate::recording_proxy::RecordingProxy;
+use crate::proxy::FaultProxy;
+use crate::real::{Cleanup, ClusterGuard, RealCluster};
 use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
 use crate::sim::{SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
@@ -102,7 +102,9 @@ pub struct World {
     /// The real cluster; None for [`World::host_only`].
     pub cluster: Option<&'static RealCluster>,
     /// Between kstrap and the API server when the test counts requests ([`World::proxied`]).
-    pub proxy: Option<RecordingProxy>,
+    pub proxy: Option<FaultProxy>,
+    /// What the test made beyond its namespaces (dropped before the guard).
+    _cleanup: Option<Cleanup>,
     _guard: Option<ClusterGuard<'static>>,
     _closed: Option<NoHttp>,
 }
@@ -142,26 +144,59 @@ impl World {
         }
     }
 
-    /// Like [`World::real`], but kstrap talks to the API server through a [`RecordingProxy`]
+    /// Like [`World::real`], but kstrap talks to the API server through a [`FaultProxy`]
     /// that counts its requests.
     pub fn proxied(test: &str) -> Option<World> {
         let cluster = RealCluster::get(test)?;
         let guard = cluster.shared();
-        let proxy = RecordingProxy::start(cluster.kubeconfig());
+        let proxy = FaultProxy::start(cluster.kubeconfig());
         Some(World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy)))
+    }
+
+    /// A host with a k3s node of `gpus` NVIDIA GPUs behind it, the cluster held alone (the GPU
+    /// operator's ClusterPolicy is a singleton) and kstrap talking through a [`FaultProxy`];
+    /// what the GPU phase makes is removed when the world drops.
+    pub fn gpu(test: &str, gpus: u32) -> Option<World> {
+        let cluster = RealCluster::get(test)?;
+        let guard = cluster.exclusive();
+        cluster.node().set(|c| c.gpus = gpus);
+        let mut cleanup = Cleanup::new(cluster);
+        cleanup
+            .object(
+                "helm.cattle.io/v1",
+                "HelmChart",
+                "helmcharts",
+                "kube-system",
+                "gpu-operator",
+            )
+            .applyset_parent("gpu-operator")
+            .cluster_object("nvidia.com/v1", "ClusterPolicy", "clusterpolicies", "cluster-policy")
+            .cluster_object(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                "helm-kube-system-gpu-operator",
+            )
+            .cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia")
+            .namespace("gpu-operator");
+        let proxy = FaultProxy::start(cluster.kubeconfig());
+        let mut w = World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy));
+        w._cleanup = Some(cleanup);
+        Some(w)
     }
 
     fn on(
         cluster: &'static RealCluster,
         guard: ClusterGuard<'static>,
         kubeconfig: String,
-        proxy: Option<RecordingProxy>,
+        proxy: Option<FaultProxy>,
     ) -> World {
         World {
             releases: releases(),
             host: FakeHost::new(&kubeconfig),
             cluster: Some(cluster),
             proxy,
+            _cleanup: None,
             _guard: Some(guard),
             _closed: None,
         }
@@ -177,6 +212,7 @@ impl World {
             host: FakeHost::new(&closed.kubeconfig_yaml()),
             cluster: None,
             proxy: None,
+            _cleanup: None,
             _guard: None,
             _closed: Some(closed),
         }
@@ -282,8 +318,9 @@ impl NoHttp {
     }
 }
 
-/// A world on the simulated API server, for the GPU phase (which needs the GPU operator and the
-/// Helm controllers, not yet stood in for on the real control plane) and the add-on suites.
+/// A world on the simulated API server, still used by the add-on suite's `up --with monitoring`
+/// tests (holding a chart's Deployment back, a pod stuck pulling its image) until they move to
+/// the real control plane.
 pub struct SimWorld {
     pub sim: SimulatedApiServer,
     pub releases: ReleaseServer,
@@ -505,6 +542,7 @@ fn killed_at_each_boundary(clean: &World, distro: &str) {
             host: FakeHost::new(&clean.cluster().kubeconfig_yaml()),
             cluster: clean.cluster,
             proxy: None,
+            _cleanup: None,
             _guard: None, // `clean` holds the cluster for the whole test
             _closed: None,
         };
@@ -735,12 +773,12 @@ fn k0s_join_command_asks_k0s_for_a_worker_token() {
 
 mod wait {
     //! `WaitCluster` alone: what the timeout message says when each part does not answer. A
-    //! node that never registers while the API server is ready still needs the simulated API
-    //! server's slow-response fault.
+    //! node that has not registered while the API server is ready is played by the fault proxy
+    //! (a test double in front of the real API server) answering `/nodes` slowly.
 
     use super::NoHttp;
+    use crate::proxy::{FaultProxy, ProxyFault};
     use crate::real::RealCluster;
-    use crate::sim::{Fault, SimConfig, SimulatedApiServer};
     use kstrap::exec::Interrupt;
     use kstrap::exec::host::Host;
     use kstrap::exec::wait::{WaitError, wait_cluster};
@@ -807,12 +845,16 @@ mod wait {
 
     #[test]
     fn timeout_with_ready_api_but_no_node_says_so() {
-        let sim = SimulatedApiServer::start(SimConfig::default());
-        sim.inject(Fault::Slow {
+        let Some(cluster) = RealCluster::get("wait::timeout_with_ready_api_but_no_node_says_so") else {
+            return;
+        };
+        let _shared = cluster.shared();
+        let proxy = FaultProxy::start(cluster.kubeconfig());
+        proxy.inject(ProxyFault::Slow {
             path_contains: "/nodes".into(),
             delay: Duration::from_secs(5),
         });
-        let (_d, host) = host_with(Some(&sim.kubeconfig_yaml()));
+        let (_d, host) = host_with(Some(&proxy.kubeconfig_yaml()));
         let err = run(&host, &Interrupt::default(), 600).unwrap_err().to_string();
         assert!(err.contains("API server /readyz: answered ok"), "{err}");
         assert!(err.contains("node: no node registered yet"), "{err}");
@@ -905,7 +947,7 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 /// The whole `up`, stack phase included: the cluster comes up, the stack is applied by the same
 /// engine as `kstrap apply` (with its generated secret), and a re-run on the converged host
 /// converges: every step reports unchanged and the API server gets not one mutating request
-/// (POST, PUT, PATCH, DELETE), counted at the recording proxy.
+/// (POST, PUT, PATCH, DELETE), counted at the fault proxy.
 #[test]
 fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     let Some(w) = World::proxied("up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request") else {
@@ -913,7 +955,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     };
     let name = crate::real::unique("tiny");
     let mut cleanup = crate::real::Cleanup::new(w.cluster());
-    cleanup.namespace(&name).applyset_parent(&name);
+    cleanup.unique_namespace(&name).applyset_parent(&name);
     let node_port = 30000 + (std::process::id() % 2700) as u16;
     let stacks = tiny_stack_named(&name, node_port);
     let run = |json: bool| {
@@ -937,7 +979,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     }
     let proxy = w.proxy.as_ref().unwrap();
     assert!(
-        !proxy.mutations().is_empty(),
+        !proxy.mutating_requests().is_empty(),
         "the first run created the stack through the proxy"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -955,7 +997,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     let value = secret.data.as_ref().unwrap()["TINY_KEY"].0.clone();
 
-    proxy.clear();
+    proxy.clear_requests();
     let started = std::time::Instant::now();
     let out = run(true);
     // Reported, not asserted (timings belong to benchmarks): the target is under 2 s.
@@ -965,7 +1007,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
-    let mutations: Vec<String> = proxy.mutations().iter().map(ToString::to_string).collect();
+    let mutations: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
     assert!(
         mutations.is_empty(),
         "a converged re-run sent {} mutating request(s):\n{}",
@@ -1020,10 +1062,7 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(&shown), "the secret leaked into output");
-    assert!(
-        !all.contains(crate::recording_proxy::PROXY_TOKEN),
-        "the token leaked into output"
-    );
+    assert!(!all.contains(crate::proxy::PROXY_TOKEN), "the token leaked into output");
 }
 
 /// A two-stage stack `tiny` (namespace; a Deployment) with a generated secret, in a temp dir.
@@ -1043,20 +1082,24 @@ pub(crate) fn tiny_stack_named(name: &str, node_port: u16) -> tempfile::TempDir 
     )
 }
 
-/// On a GPU profile `up` installs the GPU operator through k3s's HelmChart, waits until the node
-/// advertises GPUs × replicas (the simulated operator sets it once the device plugin read the
-/// time-slicing config), runs the --verify-gpu pod, then the stack; a re-run writes nothing.
+/// On a GPU profile `up` installs the GPU operator through k3s's HelmChart (the Helm controller
+/// and GPU operator stand-ins on the real control plane), waits until the node advertises
+/// GPUs × replicas (the operator stand-in sets it once the device plugin read the time-slicing
+/// config), runs the --verify-gpu pod, then the stack; a re-run writes nothing.
 #[test]
 fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
-    // Still on the simulated API server: the GPU operator and Helm controller stand-ins for the
-    // real control plane are not there yet.
-    let w = SimWorld::with(SimConfig {
-        gpus: 1,
-        ..SimConfig::default()
-    });
+    let Some(w) = World::gpu("up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares", 1) else {
+        return;
+    };
     let stacks = tiny_stack();
+    let mut cleanup = Cleanup::new(w.cluster());
+    cleanup.namespace("tiny").applyset_parent("tiny");
     let run = |extra: &[&str]| {
-        let a = stack_up_args(&w, &stacks, "rtx-5090", &[&["-o", "json"], extra].concat());
+        let mut a = stack_up_args(&w, &stacks, "rtx-5090", &[&["-o", "json"], extra].concat());
+        // The operator's wait (node-feature-discovery, device plugin) takes the stand-ins seconds.
+        if let Some(i) = a.iter().position(|x| x == "--timeout") {
+            a[i + 1] = "120".into();
+        }
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let out = w.kstrap(&a).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -1065,36 +1108,66 @@ fn up_on_a_gpu_profile_installs_the_operator_and_proves_the_shares() {
     let first = run(&["--verify-gpu"]);
     assert_eq!(outcome(&first, "install-gpu-operator"), "changed");
     assert_eq!(outcome(&first, "wait-gpu"), "checked");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read = |api_version: &str, kind: &str, plural: &str, ns: Option<&str>, name: &str| {
+        rt.block_on(async {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+            let ar = kube::core::ApiResource::from_gvk_with_plural(&gvk, plural);
+            let client = w.cluster().client().await;
+            let api: kube::Api<kube::core::DynamicObject> = match ns {
+                Some(ns) => kube::Api::namespaced_with(client, ns, &ar),
+                None => kube::Api::all_with(client, &ar),
+            };
+            api.get_opt(name)
+                .await
+                .unwrap()
+                .map(|o| serde_json::to_value(o).unwrap())
+        })
+    };
     assert!(
-        w.sim
-            .get("helm.cattle.io/v1", "HelmChart", Some("kube-system"), "gpu-operator")
-            .is_some()
+        read(
+            "helm.cattle.io/v1",
+            "HelmChart",
+            "helmcharts",
+            Some("kube-system"),
+            "gpu-operator"
+        )
+        .is_some()
     );
-    let node = w.sim.get("v1", "Node", None, "sim-node").unwrap();
+    let node = read("v1", "Node", "nodes", None, crate::real::NODE_NAME).unwrap();
     assert_eq!(node["status"]["allocatable"]["nvidia.com/gpu"], "4", "{node}");
-    let cm = w
-        .sim
-        .get("v1", "ConfigMap", Some("gpu-operator"), "kstrap-time-slicing")
-        .unwrap();
+    let cm = read(
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        Some("gpu-operator"),
+        "kstrap-time-slicing",
+    )
+    .unwrap();
     assert!(cm.to_string().contains("replicas: 4"), "{cm}");
     assert!(
-        w.sim
-            .get("v1", "Pod", Some("gpu-operator"), "kstrap-verify-gpu")
-            .is_none(),
+        read("v1", "Pod", "pods", Some("gpu-operator"), "kstrap-verify-gpu").is_none(),
         "the verification pod is removed after it succeeded"
     );
+    let proxy = w.proxy.as_ref().unwrap();
     assert!(
-        w.sim
+        proxy
             .requests()
             .iter()
             .any(|r| r.method == "POST" && r.path == "/api/v1/namespaces/gpu-operator/pods" && r.status == 201),
         "the verification pod was created"
     );
 
-    let before = w.sim.mutations();
+    proxy.clear_requests();
     let again = run(&[]);
     assert_eq!(outcome(&again, "install-gpu-operator"), "unchanged");
-    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    let writes: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
+    assert!(
+        writes.is_empty(),
+        "a re-run wrote to the API server:\n{}",
+        writes.join("\n")
+    );
 }
 
 /// `up` of the `tiny` stack in `stacks` with `profile`, on the rtx5090 host fixture.

@@ -53,8 +53,11 @@ pub trait ApplyProgress: Send + Sync {
     fn applied(&self, object: &str, outcome: Outcome);
     fn pruned(&self, object: &str);
     /// The API server has not answered for `silent` (said every 12 s of silence while a stage
-    /// waits; the waits go on retrying).
+    /// waits or a call retries; both go on retrying).
     fn server_silent(&self, _silent: Duration) {}
+    /// Something worth knowing about `object`: it was applied otherwise than the stack asks (a
+    /// claim keeps its size), or kstrap changed it to make the apply work (a released volume).
+    fn note(&self, _object: &str, _message: &str) {}
 }
 
 /// Progress nobody watches.

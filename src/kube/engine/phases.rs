@@ -51,7 +51,7 @@ pub(super) async fn apply_phase(
                 let outcome = if opts.dry_run {
                     ops::dry_run_one(client, &r, &o.display, &o.value).await
                 } else {
-                    ops::apply_known(client, &r, &o.display, &o.value, params, known).await
+                    ops::apply_known(client, &r, &o.display, &o.value, params, known, progress).await
                 };
                 (i, outcome)
             }

@@ -11,8 +11,9 @@
 //! proxy.clear_requests();                                // start counting afresh
 //! ```
 //!
-//! - It listens on plain HTTP (`http://127.0.0.1:PORT`), so its kubeconfig carries no
-//!   credentials: only the proxy holds the client certificate.
+//! - It listens on plain HTTP (`http://127.0.0.1:PORT`); its kubeconfig carries only a fake
+//!   bearer token ([`PROXY_TOKEN`]), which the proxy drops: only the proxy holds the client
+//!   certificate, and a test can check that kstrap never prints the token.
 //! - [`FaultProxy::requests`] is every request forwarded or answered by a fault, in order:
 //!   method, path and raw query (`watch=true&resourceVersion=…`). [`FaultProxy::mutating_requests`]
 //!   is the subset whose method writes (POST, PUT, PATCH, DELETE); a server-side apply is a PATCH
@@ -76,6 +77,9 @@ pub struct Recorded {
     pub path: String,
     /// The raw query string (`""` when none).
     pub query: String,
+    /// The status code answered (0 until the answer's head came back; 503 when the API server
+    /// did not answer).
+    pub status: u16,
 }
 
 impl Recorded {
@@ -103,7 +107,18 @@ impl std::fmt::Display for Recorded {
 struct State {
     faults: Vec<ProxyFault>,
     log: Vec<Recorded>,
+    /// How many records were cleared before `log[0]`: a request's number minus this is its index.
+    cleared: usize,
     outage_until: Option<Instant>,
+}
+
+impl State {
+    /// Records the status answered to request number `n` (if it was not cleared since).
+    fn answered(&mut self, n: usize, status: u16) {
+        if let Some(r) = n.checked_sub(self.cleared).and_then(|i| self.log.get_mut(i)) {
+            r.status = status;
+        }
+    }
 }
 
 struct Shared {
@@ -124,77 +139,42 @@ pub struct FaultProxy {
     url: String,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _stop: crate::real::background::Stop,
 }
 
 impl FaultProxy {
     /// Starts a proxy in front of the API server of `upstream` (an admin kubeconfig).
     pub fn start(upstream: &Path) -> FaultProxy {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (outage_tx, _) = tokio::sync::watch::channel(0u64);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             outage: outage_tx,
         });
-        let upstream = upstream.to_path_buf();
         let for_thread = shared.clone();
-        std::thread::Builder::new()
-            .name("fault-proxy".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let client = match kstrap::kube::client_from(Some(&upstream), None).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = tx.send(Err(format!("{}: {e}", upstream.display())));
-                            return;
-                        }
-                    };
-                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = tx.send(Err(format!("bind: {e}")));
-                            return;
-                        }
-                    };
-                    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-                    let _ = tx.send(Ok(port));
-                    tokio::select! {
-                        _ = serve(listener, client, for_thread) => {}
-                        _ = stop_rx => {}
-                    }
-                });
-            })
-            .unwrap_or_else(|e| panic!("fault proxy thread: {e}"));
-        let port = match rx.recv() {
-            Ok(Ok(port)) => port,
-            Ok(Err(e)) => panic!("fault proxy: {e}"),
-            Err(e) => panic!("fault proxy: {e}"),
-        };
+        let started = crate::real::background::in_background(
+            "fault-proxy",
+            upstream,
+            Duration::from_secs(60),
+            move |client: kube::Client| async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| format!("bind: {e}"))?;
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                Ok((port, serve(listener, client, for_thread)))
+            },
+        );
+        let (port, stop) = started.unwrap_or_else(|e| panic!("fault proxy: {e}"));
         let url = format!("http://127.0.0.1:{port}");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("fault proxy: {e}"));
         let kubeconfig = dir.path().join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: {url}\nusers:\n- name: proxy\n  user: {{}}\ncontexts:\n- name: proxy\n  context: {{cluster: proxy, user: proxy}}\ncurrent-context: proxy\n"
-        );
+        let text = kubeconfig_yaml(&url);
         std::fs::write(&kubeconfig, text).unwrap_or_else(|e| panic!("fault proxy kubeconfig: {e}"));
         FaultProxy {
             shared,
             url,
             kubeconfig,
             _dir: dir,
-            stop: Some(stop_tx),
+            _stop: stop,
         }
     }
 
@@ -203,9 +183,14 @@ impl FaultProxy {
         &self.url
     }
 
-    /// A kubeconfig whose server is this proxy (no credentials in it).
+    /// A kubeconfig whose server is this proxy (with a token the proxy drops: [`PROXY_TOKEN`]).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The text of [`FaultProxy::kubeconfig`].
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig_yaml(&self.url)
     }
 
     /// A client of the proxy.
@@ -243,16 +228,21 @@ impl FaultProxy {
 
     /// Forgets the requests seen so far.
     pub fn clear_requests(&self) {
-        self.shared.lock().log.clear();
+        let mut st = self.shared.lock();
+        st.cleared += st.log.len();
+        st.log.clear();
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// The token in the kubeconfig the proxy hands out: the proxy drops it (it talks to the API server
+/// with the admin kubeconfig's client certificate), and kstrap must never print it.
+pub const PROXY_TOKEN: &str = "fault-proxy-fake-token";
+
+/// A kubeconfig whose server is the proxy at `url`, with [`PROXY_TOKEN`].
+fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: {url}\nusers:\n- name: proxy\n  user:\n    token: {PROXY_TOKEN}\ncontexts:\n- name: proxy\n  context: {{cluster: proxy, user: proxy}}\ncurrent-context: proxy\n"
+    )
 }
 
 async fn serve(listener: tokio::net::TcpListener, client: kube::Client, shared: Arc<Shared>) {
@@ -325,9 +315,15 @@ enum Decision {
     Forward { delay: Duration, end_after: Option<u32> },
 }
 
-fn decide(shared: &Shared, rec: &Recorded) -> Decision {
+/// Records `rec` (its number is the returned one) and decides what to do with it.
+fn decide(shared: &Shared, rec: &Recorded) -> (usize, Decision) {
     let mut st = shared.lock();
+    let n = st.cleared + st.log.len();
     st.log.push(rec.clone());
+    (n, decide_faults(&mut st, rec))
+}
+
+fn decide_faults(st: &mut State, rec: &Recorded) -> Decision {
     let mut delay = Duration::ZERO;
     let mut end_after = None;
     let resuming = rec.is_watch()
@@ -398,9 +394,17 @@ async fn handle(
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().unwrap_or("").to_string(),
+        status: 0,
     };
-    let (delay, end_after) = match decide(&shared, &rec) {
-        Decision::Reply(r) => return Ok(r),
+    let (n, decision) = decide(&shared, &rec);
+    let response = forward(client, decision, req).await;
+    shared.lock().answered(n, response.status().as_u16());
+    Ok(response)
+}
+
+async fn forward(client: kube::Client, decision: Decision, req: Request<Incoming>) -> Response<Body> {
+    let (delay, end_after) = match decision {
+        Decision::Reply(r) => return r,
         Decision::Forward { delay, end_after } => (delay, end_after),
     };
     if !delay.is_zero() {
@@ -409,7 +413,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(status_reply(400, "BadRequest", &format!("reading the body: {e}"), None)),
+        Err(e) => return status_reply(400, "BadRequest", &format!("reading the body: {e}"), None),
     };
     let mut up = Request::builder().method(parts.method).uri(
         parts
@@ -425,17 +429,17 @@ async fn handle(
     }
     let up = match up.body(kube::client::Body::from(body.to_vec())) {
         Ok(r) => r,
-        Err(e) => return Ok(status_reply(400, "BadRequest", &e.to_string(), None)),
+        Err(e) => return status_reply(400, "BadRequest", &e.to_string(), None),
     };
     let resp = match client.send(up).await {
         Ok(r) => r,
         Err(e) => {
-            return Ok(status_reply(
+            return status_reply(
                 503,
                 "ServiceUnavailable",
                 &format!("fault proxy: the API server did not answer: {e}"),
                 None,
-            ));
+            );
         }
     };
     let (parts, body) = resp.into_parts();
@@ -446,7 +450,7 @@ async fn handle(
         done: false,
     }
     .boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// The upstream body, passed through; it ends when the upstream one ends or fails (the client

@@ -23,6 +23,7 @@
 
 #![allow(dead_code)]
 
+pub mod background;
 pub mod controllers;
 pub mod node;
 
@@ -125,15 +126,18 @@ impl RealCluster {
     /// Held for the whole test, across awaits: each test has its own runtime, and the lock only
     /// orders tests against the exclusive ones.
     pub fn shared(&self) -> ClusterGuard<'_> {
-        ClusterGuard::Shared(self.lock.read().unwrap_or_else(|e| e.into_inner()))
+        let asked = std::time::Instant::now();
+        let guard = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        ClusterGuard::new(Hold::Shared(guard), asked)
     }
 
     /// For tests that change what every test sees. The node is back to its defaults when this
     /// is taken (a test that changed it and panicked does not leak its changes).
     pub fn exclusive(&self) -> ClusterGuard<'_> {
+        let asked = std::time::Instant::now();
         let guard = self.lock.write().unwrap_or_else(|e| e.into_inner());
         self.node.reset();
-        ClusterGuard::Exclusive(guard, &self.node)
+        ClusterGuard::new(Hold::Exclusive(guard, &self.node), asked)
     }
 
     /// The node stand-in (to switch its distribution, GPUs, runtime handlers; only under
@@ -144,17 +148,52 @@ impl RealCluster {
 }
 
 /// A test's hold on the cluster: shared with other tests, or exclusive.
-pub enum ClusterGuard<'a> {
+pub struct ClusterGuard<'a> {
+    hold: Hold<'a>,
+    /// When the test asked for the hold, and how long it waited for it.
+    asked: std::time::Instant,
+    waited: Duration,
+}
+
+enum Hold<'a> {
     Shared(RwLockReadGuard<'a, ()>),
     /// Resets the node to its defaults again when it ends (before the lock is released), so
     /// shared tests never see the distribution, GPUs or labels an exclusive test left.
     Exclusive(RwLockWriteGuard<'a, ()>, &'a NodeStandIn),
 }
 
+/// Where each test's wait for and hold of the cluster go, one tab-separated line per hold
+/// (`test`, `shared`/`exclusive`, waited ms, held ms), when this variable names a file: to see
+/// where the suite spends its time.
+pub const TIMINGS: &str = "KSTRAP_TEST_TIMINGS";
+
+impl<'a> ClusterGuard<'a> {
+    fn new(hold: Hold<'a>, asked: std::time::Instant) -> ClusterGuard<'a> {
+        ClusterGuard {
+            hold,
+            asked,
+            waited: asked.elapsed(),
+        }
+    }
+}
+
 impl Drop for ClusterGuard<'_> {
     fn drop(&mut self) {
-        if let ClusterGuard::Exclusive(_, node) = self {
-            node.reset();
+        let kind = match &self.hold {
+            Hold::Exclusive(_, node) => {
+                node.reset();
+                "exclusive"
+            }
+            Hold::Shared(_) => "shared",
+        };
+        if let Some(path) = std::env::var_os(TIMINGS).filter(|p| !p.is_empty()) {
+            use std::io::Write;
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            let held = self.asked.elapsed().saturating_sub(self.waited);
+            let line = format!("{test}\t{kind}\t{}\t{}\n", self.waited.as_millis(), held.as_millis());
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let _ = f.write_all(line.as_bytes());
+            }
         }
     }
 }
@@ -172,6 +211,7 @@ pub fn unique(prefix: &str) -> String {
 pub struct Cleanup {
     kubeconfig: PathBuf,
     namespaces: Vec<String>,
+    unique_namespaces: Vec<String>,
     cluster_scoped: Vec<(ApiResource, String)>,
     /// Namespaced objects outside the test's namespaces: (resource, namespace, name).
     namespaced: Vec<(ApiResource, String, String)>,
@@ -182,6 +222,7 @@ impl Cleanup {
         Cleanup {
             kubeconfig: cluster.kubeconfig.clone(),
             namespaces: Vec::new(),
+            unique_namespaces: Vec::new(),
             cluster_scoped: Vec::new(),
             namespaced: Vec::new(),
         }
@@ -191,14 +232,19 @@ impl Cleanup {
     /// `kube-system`), so that `kstrap status` on the shared cluster lists no stack of a test
     /// that ended.
     pub fn applyset_parent(&mut self, stack: &str) -> &mut Cleanup {
-        let ar = ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
-        self.namespaced
-            .push((ar, "kube-system".to_string(), format!("applyset-{stack}")));
+        self.object("v1", "Secret", "secrets", "kube-system", &format!("applyset-{stack}"))
+    }
+
+    /// A namespace, deleted and waited for until it is gone (a later test may make it again).
+    pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
+        self.namespaces.push(ns.to_string());
         self
     }
 
-    pub fn namespace(&mut self, ns: &str) -> &mut Cleanup {
-        self.namespaces.push(ns.to_string());
+    /// A namespace no other test makes ([`unique`] names): deleted, its pods at once, but not
+    /// waited for (the namespace controller takes seconds to finish, and nothing needs the name).
+    pub fn unique_namespace(&mut self, ns: &str) -> &mut Cleanup {
+        self.unique_namespaces.push(ns.to_string());
         self
     }
 
@@ -227,6 +273,7 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = std::mem::take(&mut self.namespaces);
+        let unique_namespaces = std::mem::take(&mut self.unique_namespaces);
         let cluster_scoped = std::mem::take(&mut self.cluster_scoped);
         let namespaced = std::mem::take(&mut self.namespaced);
         let kubeconfig = self.kubeconfig.clone();
@@ -252,6 +299,7 @@ impl Drop for Cleanup {
                     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
                     let _ = api.delete(name, &DeleteParams::background()).await;
                 }
+                delete_namespaces(&client, &unique_namespaces, Duration::ZERO).await;
                 delete_namespaces(&client, &namespaces, Duration::from_secs(60)).await;
             });
         });
@@ -260,9 +308,18 @@ impl Drop for Cleanup {
 }
 
 /// Deletes namespaces and waits (bounded) until they are gone.
+///
+/// Their pods go first, at once: the namespace controller, finding pods still terminating after
+/// its first pass, waits half their grace period plus a second (16 s for the default 30 s,
+/// k8s.io/kubernetes v1.36 pkg/controller/namespace/namespace_controller.go
+/// `ResourcesRemainingError`, `estimate/2 + 1`) before it looks again, although the node stand-in
+/// ends them within a moment. So the workload controllers are deleted leaving their pods
+/// (orphaned: nothing makes them again), then the pods with grace period 0 (as `kubectl delete
+/// --force --grace-period=0`), then the namespace, which then goes in a second or two.
 pub async fn delete_namespaces(client: &kube::Client, namespaces: &[String], within: Duration) {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for ns in namespaces {
+        remove_pods_at_once(client, ns).await;
         let _ = api.delete(ns, &DeleteParams::background()).await;
     }
     let deadline = tokio::time::Instant::now() + within;
@@ -296,4 +353,35 @@ pub async fn apply_json(client: &kube::Client, obj: &Value, manager: &str) -> Re
 /// A namespace object, for [`apply_json`].
 pub fn namespace_json(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// Deletes `ns`'s workload controllers (orphaning their pods), then its pods with grace period 0.
+async fn remove_pods_at_once(client: &kube::Client, ns: &str) {
+    let orphan = DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    let everything = kube::api::ListParams::default();
+    for (group, version, kind, plural) in [
+        ("apps", "v1", "Deployment", "deployments"),
+        ("apps", "v1", "StatefulSet", "statefulsets"),
+        ("apps", "v1", "DaemonSet", "daemonsets"),
+        ("apps", "v1", "ReplicaSet", "replicasets"),
+        ("batch", "v1", "CronJob", "cronjobs"),
+        ("batch", "v1", "Job", "jobs"),
+    ] {
+        let ar = ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let _ = api.delete_collection(&orphan, &everything).await;
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let _ = pods
+        .delete_collection(
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+            &everything,
+        )
+        .await;
 }

@@ -66,7 +66,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use super::NODE_NAME;
@@ -175,45 +175,19 @@ enum Prune<'a> {
 impl NodeStandIn {
     /// Registers the node and starts its loops; fails when the API server does not answer.
     pub fn start(kubeconfig: &Path, config: NodeConfig) -> Result<NodeStandIn, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let kubeconfig = kubeconfig.to_path_buf();
         let config = Arc::new(Mutex::new(config));
         let shared = config.clone();
         let scripts: Scripts = Arc::default();
         let shared_scripts = scripts.clone();
-        std::thread::Builder::new()
-            .name("node-standin".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let client = match kstrap::kube::client_from(Some(&kubeconfig), None).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    if let Err(e) = register(
-                        &client,
-                        &shared.lock().map(|c| c.clone()).unwrap_or_default(),
-                        Prune::All,
-                    )
-                    .await
-                    {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                    let _ = tx.send(Ok((tokio::runtime::Handle::current(), client.clone())));
+        let ((handle, client), stop) = super::background::in_background(
+            "node-standin",
+            kubeconfig,
+            Duration::from_secs(60),
+            move |client: kube::Client| async move {
+                let c = shared.lock().map(|c| c.clone()).unwrap_or_default();
+                register(&client, &c, Prune::All).await?;
+                let reported = (tokio::runtime::Handle::current(), client.clone());
+                let work = async move {
                     tokio::join!(
                         renew_lease(client.clone()),
                         drive_pods(client.clone(), shared.clone(), shared_scripts.clone()),
@@ -221,12 +195,12 @@ impl NodeStandIn {
                         reclaim_volumes(client.clone()),
                         balance_services(client.clone()),
                     );
-                });
-            })
-            .map_err(|e| e.to_string())?;
-        let (handle, client) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| "the node stand-in did not start within 60 s".to_string())??;
+                };
+                Ok((reported, work))
+            },
+        )?;
+        // The node lives as long as the process (tests share it).
+        stop.detach();
         Ok(NodeStandIn {
             config,
             scripts,
@@ -448,7 +422,7 @@ async fn drive_pods(client: kube::Client, config: Arc<Mutex<NodeConfig>>, script
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
     let started: Arc<Mutex<HashSet<String>>> = Arc::default();
     let deleting: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut stream = watcher(api, cfg).boxed();
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let pod = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -902,10 +876,16 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
     }
 }
 
+/// Writes a pod's status. Like the kubelet's status manager, which keeps the status it means to
+/// write and syncs it until the API server takes it (pkg/kubelet/status/status_manager.go,
+/// `syncBatch` every 10 s), a server that does not answer (restarting) is retried for as long as
+/// two minutes; errors the server answers with, ten times.
 async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), kube::Error> {
     let patch = json!({"status": status});
     let mut last = None;
-    for _ in 0..10 {
+    let mut answered_errors = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while answered_errors < 10 && tokio::time::Instant::now() < deadline {
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -917,6 +897,9 @@ async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), k
                 break;
             }
             Err(e) => {
+                if matches!(e, kube::Error::Api(_)) {
+                    answered_errors += 1;
+                }
                 last = Some(e);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -933,7 +916,7 @@ async fn patch_status(api: &Api<Pod>, name: &str, status: Value) -> Result<(), k
 async fn provision_claims(client: kube::Client) {
     let api: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let pvc = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -991,7 +974,9 @@ async fn provision_claims(client: kube::Client) {
 
 async fn reclaim_volumes(client: kube::Client) {
     let api: Api<PersistentVolume> = Api::all(client.clone());
-    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = stream.next().await {
         let pv = match event {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
@@ -1015,7 +1000,7 @@ async fn reclaim_volumes(client: kube::Client) {
 
 async fn balance_services(client: kube::Client) {
     let api: Api<Service> = Api::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = stream.next().await {
         let svc = match event {
             Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => s,

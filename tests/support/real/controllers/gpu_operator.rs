@@ -134,8 +134,9 @@ async fn node_predicate(client: kube::Client, notify: Arc<Notify>) {
     let mut stream = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
         .boxed();
-    while let Some(Ok(event)) = stream.next().await {
-        let (watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = event else {
+    // An error (the server gone a moment) ends nothing: the watcher retries with backoff.
+    while let Some(event) = stream.next().await {
+        let Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = event else {
             continue;
         };
         let name = n.metadata.name.clone().unwrap_or_default();

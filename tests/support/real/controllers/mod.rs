@@ -47,45 +47,25 @@ pub const CRDS: [&str; 3] = [
 
 /// Starts the stand-ins on their own thread; returns once the CRDs are established.
 pub fn start(kubeconfig: &Path, node: NodeHandle) -> Result<(), String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let kubeconfig = kubeconfig.to_path_buf();
-    std::thread::Builder::new()
-        .name("controller-standins".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let client = match kstrap::kube::client_from(Some(&kubeconfig), None).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                if let Err(e) = install_crds(&client).await {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                let _ = tx.send(Ok(()));
+    let ((), stop) = super::background::in_background(
+        "controller-standins",
+        kubeconfig,
+        Duration::from_secs(90),
+        move |client: kube::Client| async move {
+            install_crds(&client).await?;
+            let work = async move {
                 tokio::join!(
                     helm_controller::run(client.clone(), node.clone()),
                     k0s_charts::run(client.clone()),
                     gpu_operator::run(client.clone(), node.clone()),
                 );
-            });
-        })
-        .map_err(|e| e.to_string())?;
-    rx.recv_timeout(Duration::from_secs(90))
-        .map_err(|_| "the controller stand-ins did not start within 90 s".to_string())?
+            };
+            Ok(((), work))
+        },
+    )?;
+    // They live as long as the process (tests share them).
+    stop.detach();
+    Ok(())
 }
 
 fn fixture(rel: &str) -> Result<Value, String> {
