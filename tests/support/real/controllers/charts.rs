@@ -26,7 +26,9 @@
 //!   Deployment and Service `fullnameOverride` (else the release name), labels
 //!   `app.kubernetes.io/{name=grafana,instance}`, pod security context `securityContext`
 //!   (default runAsUser 472, runAsNonRoot), admin credentials from `admin.existingSecret`'s
-//!   `userKey`/`passwordKey` (else the chart's own Secret).
+//!   `userKey`/`passwordKey` (else the chart's own Secret), the container image from `image.*` and
+//!   `global.imageRegistry` (`templates/_pod.tpl`; so a values override such as a HelmChartConfig
+//!   can point it at an image the node stand-in cannot pull or never makes ready).
 //!
 //! Anything else fails as Helm fails to find it: a repository URL that is not one of these
 //! (`looks like "URL" is not a valid chart repository or cannot be reached`) or a chart or
@@ -276,7 +278,28 @@ fn grafana_defaults() -> Value {
         "securityContext": {"runAsNonRoot": true, "runAsUser": 472, "runAsGroup": 472, "fsGroup": 472},
         "resources": {},
         "persistence": {"enabled": false, "size": "10Gi"},
+        "global": {"imageRegistry": ""},
+        "image": {"registry": "docker.io", "repository": "grafana/grafana", "tag": "", "sha": ""},
     })
+}
+
+/// Grafana's container image as `templates/_pod.tpl` (grafana-11.6.1) writes it:
+/// `{global.imageRegistry | default image.registry}/{image.repository}:{image.tag | default
+/// appVersion}`, with `@sha256:{image.sha}` when a digest is given.
+fn grafana_image(v: &Value) -> String {
+    let registry = match s(v, "/global/imageRegistry") {
+        "" => s(v, "/image/registry"),
+        r => r,
+    };
+    let tag = match s(v, "/image/tag") {
+        "" => GRAFANA.app_version,
+        t => t,
+    };
+    let mut image = format!("{registry}/{}:{tag}", s(v, "/image/repository"));
+    if !s(v, "/image/sha").is_empty() {
+        image.push_str(&format!("@sha256:{}", s(v, "/image/sha")));
+    }
+    image
 }
 
 fn grafana(release: &str, ns: &str, user: &Value) -> Vec<Value> {
@@ -319,7 +342,7 @@ fn grafana(release: &str, ns: &str, user: &Value) -> Vec<Value> {
         "spec": {"replicas": 1, "selector": {"matchLabels": select},
             "template": {"metadata": {"labels": labels},
                 "spec": {"serviceAccountName": name, "securityContext": v["securityContext"],
-                    "containers": [{"name": "grafana", "image": format!("docker.io/grafana/grafana:{}", GRAFANA.app_version),
+                    "containers": [{"name": "grafana", "image": grafana_image(&v),
                         "env": [
                             {"name": "GF_SECURITY_ADMIN_USER", "valueFrom": {"secretKeyRef": {"name": secret, "key": s(&v, "/admin/userKey")}}},
                             {"name": "GF_SECURITY_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": s(&v, "/admin/passwordKey")}}}],

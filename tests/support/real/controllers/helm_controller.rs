@@ -24,8 +24,17 @@
 //! restartPolicy OnFailure, crash-loops — the only sign of a failed install in v0.16.17, which
 //! sets Failed=True only for the two cases above.
 //!
-//! Not played: the managed-by annotation claim, HelmChartConfig, `chartContent`, the uninstall
-//! Job on deletion (tests delete what the release made), events.
+//! A `HelmChartConfig` of the chart's name and namespace (`confCache.Get`, chart.go) adds its
+//! `valuesContent` to the values Secret as key `HelmChartConfigValuesContent`, projected into the
+//! Job as `values-1-000-HelmChartConfig-ValuesContent.yaml` after the chart's own
+//! `values-0-000-HelmChart-ValuesContent.yaml` (`valuesSecretAddConfig`), so Helm merges it over
+//! the chart's values; it is part of the config hash, so a changed or deleted HelmChartConfig
+//! makes the Job again and the release is upgraded (`resolveHelmChartFromHelmChartConfig`
+//! re-queues the chart on its events). The HelmChartConfig's `valuesSecrets` and
+//! `failurePolicy` are not played.
+//!
+//! Not played: the managed-by annotation claim, `chartContent`, the uninstall Job on deletion
+//! (tests delete what the release made), events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +48,7 @@ use sha2::Digest;
 use tokio::sync::Notify;
 
 use super::super::node::NodeHandle;
-use super::{charts, helm_chart_resource, json_of, notify_on, s};
+use super::{charts, helm_chart_config_resource, helm_chart_resource, json_of, notify_on, s};
 
 const NS: &str = "kube-system";
 const MANAGER: &str = "helm-controller";
@@ -53,6 +62,11 @@ pub async fn run(client: kube::Client, node: NodeHandle) {
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     tokio::spawn(notify_on(
         charts_api.clone(),
+        watcher::Config::default(),
+        notify.clone(),
+    ));
+    tokio::spawn(notify_on(
+        super::dynamic_api(&client, &helm_chart_config_resource(), Some(NS)),
         watcher::Config::default(),
         notify.clone(),
     ));
@@ -132,6 +146,22 @@ async fn reconcile(
             json_of(&k8s_openapi::ByteString(values.as_bytes().to_vec())),
         );
     }
+    let configs = super::dynamic_api(client, &helm_chart_config_resource(), Some(NS));
+    let config = configs
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("HelmChartConfig {name}: {e}"))?
+        .map(|c| json_of(&c));
+    let config_values = config
+        .as_ref()
+        .map(|c| s(c, "/spec/valuesContent").to_string())
+        .unwrap_or_default();
+    if !config_values.is_empty() {
+        secret_data.insert(
+            "HelmChartConfigValuesContent".into(),
+            json_of(&k8s_openapi::ByteString(config_values.as_bytes().to_vec())),
+        );
+    }
     // hashObjects: key then value of each object's data, keys sorted (ConfigMap first, then the
     // Secret, whose data the unstructured converter holds base64-encoded).
     let mut hasher = sha2::Sha256::new();
@@ -193,7 +223,7 @@ async fn reconcile(
             Ok(_) => node.unscript(NS, &format!("{job_name}-")),
             Err(_) => node.script_exit(NS, &format!("{job_name}-"), 1),
         }
-        let job = job_json(chart, &job_name, &sa, &target, &hash);
+        let job = job_json(chart, &job_name, &sa, &target, &hash, !config_values.is_empty());
         let job: Job = serde_json::from_value(job).map_err(|e| e.to_string())?;
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}
@@ -214,11 +244,16 @@ async fn reconcile(
     if let (true, Ok(known)) = (succeeded, found)
         && installed.get(&uid) != Some(&hash)
     {
-        let values: Value = if values.is_empty() {
-            json!({})
-        } else {
-            serde_saphyr::from_str(values).map_err(|e| format!("valuesContent: {e}"))?
+        // helm -f values-0-… -f values-1-…: the HelmChartConfig's values over the chart's.
+        let parse = |text: &str, what: &str| -> Result<Value, String> {
+            if text.is_empty() {
+                Ok(json!({}))
+            } else {
+                serde_saphyr::from_str(text).map_err(|e| format!("{what}: {e}"))
+            }
         };
+        let mut values = parse(values, "valuesContent")?;
+        charts::merge(&mut values, &parse(&config_values, "HelmChartConfig valuesContent")?);
         charts::install(client, known, &name, &target, &values).await?;
         installed.insert(uid, hash);
     }
@@ -226,7 +261,7 @@ async fn reconcile(
 }
 
 /// The Job as `job()` builds it (chart.go, v0.16.17), without the bootstrap and proxy parts.
-fn job_json(chart: &Value, job_name: &str, sa: &str, target: &str, hash: &str) -> Value {
+fn job_json(chart: &Value, job_name: &str, sa: &str, target: &str, hash: &str, config_values: bool) -> Value {
     let spec = &chart["spec"];
     let name = s(chart, "/metadata/name");
     let repo = s(spec, "/repo");
@@ -277,6 +312,15 @@ fn job_json(chart: &Value, job_name: &str, sa: &str, target: &str, hash: &str) -
         args.push(spec["version"].clone());
     }
     let mem = |n: &str| json!({"name": n, "emptyDir": {"medium": "Memory"}});
+    let mut items = Vec::new();
+    if !s(spec, "/valuesContent").is_empty() {
+        items.push(json!({"key": "HelmChartValuesContent", "path": "values-0-000-HelmChart-ValuesContent.yaml"}));
+    }
+    if config_values {
+        items.push(
+            json!({"key": "HelmChartConfigValuesContent", "path": "values-1-000-HelmChartConfig-ValuesContent.yaml"}),
+        );
+    }
     json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name, "namespace": NS, "labels": {LABEL: name}, "ownerReferences": owner(chart)},
@@ -298,8 +342,7 @@ fn job_json(chart: &Value, job_name: &str, sa: &str, target: &str, hash: &str) -
                         {"name": "content", "mountPath": "/chart"}]}],
                 "volumes": [mem("klipper-helm"), mem("klipper-cache"), mem("klipper-config"), mem("tmp"),
                     {"name": "values", "projected": {"sources": [{"secret": {"name": format!("chart-values-{name}"),
-                        "items": if s(spec, "/valuesContent").is_empty() { json!([]) } else {
-                            json!([{"key": "HelmChartValuesContent", "path": "values-0-000-HelmChart-ValuesContent.yaml"}]) }}}]}},
+                        "items": items}}]}},
                     {"name": "content", "configMap": {"name": format!("chart-content-{name}")}}],
             }}},
     })

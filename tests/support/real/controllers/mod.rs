@@ -4,7 +4,8 @@
 //!
 //! - [`helm_controller`]: k3s's Helm controller (`helm.cattle.io/v1 HelmChart`), helm-controller
 //!   v0.16.17 as vendored by k3s v1.35.3+k3s1: the `helm-install-<name>` Job in the chart's
-//!   namespace and the JobCreated / Failed conditions;
+//!   namespace and the JobCreated / Failed conditions, and a `HelmChartConfig`'s values over the
+//!   chart's;
 //! - [`k0s_charts`]: k0s v1.35.3+k0s.0's chart reconciler (`helm.k0sproject.io/v1beta1 Chart`):
 //!   how it resolves `chartName` and `spec.repository`, and the status it writes;
 //! - [`charts`]: what `helm install` of each chart kstrap uses creates (the GPU operator v26.3.2
@@ -39,8 +40,9 @@ use tokio::sync::Notify;
 use super::node::NodeHandle;
 
 /// Upstream CRDs, as `tests/fixtures/upstream/<component>/<file>` (see each SOURCE.md).
-pub const CRDS: [&str; 3] = [
+pub const CRDS: [&str; 4] = [
     "helm-controller/helm.cattle.io_helmcharts.yaml",
+    "helm-controller/helm.cattle.io_helmchartconfigs.yaml",
     "k0s/helm.k0sproject.io_charts.yaml",
     "gpu-operator/nvidia.com_clusterpolicies.yaml",
 ];
@@ -115,6 +117,10 @@ pub fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
 
 pub fn helm_chart_resource() -> ApiResource {
     resource("helm.cattle.io/v1", "HelmChart", "helmcharts")
+}
+
+pub fn helm_chart_config_resource() -> ApiResource {
+    resource("helm.cattle.io/v1", "HelmChartConfig", "helmchartconfigs")
 }
 
 pub fn k0s_chart_resource() -> ApiResource {
