@@ -41,7 +41,8 @@ measure "plan (probe this host)" "$bin" plan
 measure "plan --facts rtx5090-96gb" "$bin" plan --facts "$fixtures/rtx5090-96gb.json"
 measure "plan -o json --facts two-gpus" "$bin" plan -o json --facts "$fixtures/two-gpus.json"
 
-# Stack engine against the simulated API server (issue 3): 300-object apply + wait (objects/s,
-# peak RSS < 60 MB) and reaction latency (p50 < 20 ms, p99 < 100 ms).
+# Stack engine against the real control plane named by KSTRAP_TEST_KUBECONFIG (without one the
+# bench says so and ends): 300-object apply + wait (objects/s, peak RSS < 60 MB) and reaction
+# latency (p50 < 20 ms, p99 < 100 ms).
 echo
 cargo bench --quiet --bench apply

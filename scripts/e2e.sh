@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the end-to-end tests of the stack engine and `kstrap apply` (tests/integration/apply_e2e.rs)
-# against a real cluster instead of the simulated API server.
+# against a cluster of your own (the suites otherwise use the control plane of .ci/run).
 # Usage: scripts/e2e.sh [KUBECONFIG]   (default: $KSTRAP_TEST_KUBECONFIG, else $KUBECONFIG, else
 # ~/.kube/config). Tests that need fault injection print why they skip. The tests create
 # namespaces named e2e<pid>-<n>, a CRD widgets.e2e.kstrap.dev and ApplySet parents

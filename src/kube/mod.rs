@@ -3,7 +3,7 @@
 //!
 //! Pure parts (readiness rules, diagnosis, ApplySet names and labels) are separate from the parts
 //! that call the API server (`ops`, `wait`, `engine`), so the rules are tested from JSON fixtures
-//! and the calls against the simulated API server or a real cluster.
+//! and the calls against a real API server (the end-to-end suites).
 
 /// The pure ApplySet naming lives in a leaf module; re-exported here for the engine and status.
 pub use crate::applyset;

@@ -1,14 +1,20 @@
 //! kstrap's add-ons end to end: the `kstrap` binary runs `up` for real into a fake host (TEST
-//! DOUBLE) against the simulated API server (TEST DOUBLE; its Helm-controller simulation for the
-//! monitoring charts is `tests/support/sim/helm_charts.rs`). `--with monitoring` applies the chart
-//! objects as their own stack and waits until the charts' Deployments are ready; on k0s the
-//! local-path provisioner is installed first and the stack's claims get its default class; a
-//! stuck Grafana pod is named on timeout (exit 4); Grafana's admin password never shows.
+//! DOUBLE) against the real control plane, through the Helm controller stand-ins (TEST DOUBLES:
+//! k3s's Helm controller with HelmChartConfig, k0s's chart reconciler, what `helm install` of
+//! Prometheus and Grafana makes; `tests/support/real/controllers`) and the node stand-in.
+//! `--with monitoring` applies the chart objects as their own stack and waits until the charts'
+//! Deployments are ready; on k0s the local-path provisioner is installed first and the stack's
+//! claims get its default class; a stuck Grafana pod is named on timeout (exit 4); Grafana's
+//! admin password never shows.
+//!
+//! A Grafana pod is held back or stuck the way a cluster administrator could do it on k3s: a
+//! HelmChartConfig `grafana` whose values point the chart's `image.repository` at an image the
+//! node stand-in never makes ready (`never-ready`) or cannot pull (`pull-error`).
 
-use crate::sim::{Fault, SimConfig, SimulatedApiServer};
+use crate::real::controllers::{dynamic_api, json_of, resource};
 use crate::support::fixture_path;
-use crate::up_e2e::{Machine, SimWorld as World, outcome, stack_up_args, text, tiny_stack};
-use serde_json::Value;
+use crate::up_e2e::{Machine, World, outcome, stack_up_args, text, tiny_stack};
+use serde_json::{Value, json};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -39,10 +45,65 @@ fn decoded(secret: &Value, key: &str) -> String {
     String::from_utf8(b.0).unwrap()
 }
 
-fn ready_replicas(sim: &SimulatedApiServer, ns: &str, name: &str) -> i64 {
-    sim.get("apps/v1", "Deployment", Some(ns), name)
-        .and_then(|d| d["status"]["readyReplicas"].as_i64())
-        .unwrap_or(0)
+/// The test's reads and writes of the real cluster (directly, not through kstrap's proxy).
+struct Api {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+impl Api {
+    fn new(w: &World) -> Api {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let client = rt.block_on(w.cluster().client());
+        Api { rt, client }
+    }
+
+    fn dynamic(&self, api_version: &str, kind: &str, ns: Option<&str>) -> kube::Api<kube::core::DynamicObject> {
+        let lower = kind.to_lowercase();
+        let plural = if lower.ends_with('s') {
+            format!("{lower}es")
+        } else {
+            format!("{lower}s")
+        };
+        dynamic_api(&self.client, &resource(api_version, kind, &plural), ns)
+    }
+
+    fn get(&self, api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let api = self.dynamic(api_version, kind, ns);
+        self.rt
+            .block_on(api.get_opt(name))
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
+            .map(|o| json_of(&o))
+    }
+
+    fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let api = self.dynamic(api_version, kind, None);
+        let list = self.rt.block_on(api.list(&Default::default())).unwrap();
+        list.items.iter().map(json_of).collect()
+    }
+
+    fn ready_replicas(&self, ns: &str, name: &str) -> i64 {
+        self.get("apps/v1", "Deployment", Some(ns), name)
+            .and_then(|d| d["status"]["readyReplicas"].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// A HelmChartConfig `grafana` in kube-system whose values set Grafana's image repository.
+    fn grafana_image(&self, repository: &str) {
+        let config = json!({"apiVersion": CHART_K3S, "kind": "HelmChartConfig",
+            "metadata": {"name": "grafana", "namespace": "kube-system"},
+            "spec": {"valuesContent": format!("image:\n  repository: {repository}\n")}});
+        self.rt
+            .block_on(crate::real::apply_json(&self.client, &config, "kstrap-test"))
+            .unwrap();
+    }
+
+    fn delete(&self, api_version: &str, kind: &str, ns: Option<&str>, name: &str) {
+        let api = self.dynamic(api_version, kind, ns);
+        self.rt
+            .block_on(api.delete(name, &Default::default()))
+            .unwrap_or_else(|e| panic!("delete {kind} {name}: {e}"));
+    }
 }
 
 fn everything(outs: &[&Output]) -> String {
@@ -64,15 +125,29 @@ fn applyset_label(obj: &Value) -> String {
         .to_string()
 }
 
+/// The mutating requests kstrap sent through the proxy since the last `clear_requests`.
+fn writes(w: &World) -> Vec<String> {
+    let proxy = w.proxy.as_ref().unwrap();
+    proxy.mutating_requests().iter().map(ToString::to_string).collect()
+}
+
 /// `up --with monitoring` on k3s: the two HelmCharts are applied as stack `monitoring`, `up`
 /// waits until Prometheus's and Grafana's Deployments are ready (it is still running while
-/// Grafana's is held back), Grafana's password is generated into its Secret, a re-run writes
-/// nothing, and the password shows in no output.
+/// Grafana's pod is held back, and the stack is not applied yet), Grafana's password is
+/// generated into its Secret, a re-run writes nothing, and the password shows in no output.
 #[test]
 fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
-    let w = World::new();
+    let Some(w) = World::addons(
+        "up_with_monitoring_installs_the_charts_and_waits_for_their_workloads",
+        "k3s",
+        "tiny",
+    ) else {
+        return;
+    };
+    let api = Api::new(&w);
     let stacks = tiny_stack();
-    w.sim.hold("apps/v1", "Deployment", Some("monitoring"), "grafana");
+    // Grafana's pod runs but never gets ready until the HelmChartConfig goes.
+    api.grafana_image("kstrap-test/never-ready");
     let args = stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring", "-o", "json"]);
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kstrap"));
     cmd.env_clear().envs(w.host.envs()).args(&args);
@@ -80,19 +155,24 @@ fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
 
-    // Prometheus comes up, Grafana's Deployment exists but is held: up must still be waiting.
+    // Prometheus comes up, Grafana's pod exists but is not ready: up must still be waiting.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ready_replicas(&w.sim, "monitoring", "prometheus-server") == 1
-        && w.sim
-            .get("apps/v1", "Deployment", Some("monitoring"), "grafana")
-            .is_some())
-    {
-        assert!(Instant::now() < deadline, "the charts' Deployments never appeared");
+    let grafana_running = |api: &Api| {
+        api.list("v1", "Pod").iter().any(|p| {
+            p["metadata"]["namespace"] == "monitoring"
+                && p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("never-ready"))
+                && p["status"]["phase"] == "Running"
+        })
+    };
+    while !(api.ready_replicas("monitoring", "prometheus-server") == 1 && grafana_running(&api)) {
+        assert!(Instant::now() < deadline, "the charts' workloads never appeared");
         assert!(
             child.try_wait().unwrap().is_none(),
             "up ended before the charts' workloads were made"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -100,62 +180,62 @@ fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
         "up finished while Grafana's Deployment was not ready"
     );
     assert!(
-        w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").is_none(),
+        api.get("apps/v1", "Deployment", Some("tiny"), "app").is_none(),
         "the stack comes after the add-ons"
     );
-    w.sim.release("apps/v1", "Deployment", Some("monitoring"), "grafana");
+    // Released: the Helm controller upgrades the release with the chart's own image.
+    api.delete(CHART_K3S, "HelmChartConfig", Some("kube-system"), "grafana");
     let first = child.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let first_report = report(&first);
     assert_eq!(outcome(&first_report, "addon-monitoring"), "changed");
-    assert_eq!(ready_replicas(&w.sim, "monitoring", "grafana"), 1);
-    assert_eq!(ready_replicas(&w.sim, "tiny", "app"), 1);
+    assert_eq!(api.ready_replicas("monitoring", "grafana"), 1);
+    assert_eq!(api.ready_replicas("tiny", "app"), 1);
 
     // The chart objects, members of the add-on's own ApplySet.
-    let prometheus = w
-        .sim
+    let prometheus = api
         .get(CHART_K3S, "HelmChart", Some("kube-system"), "prometheus")
         .expect("HelmChart prometheus");
-    let grafana = w
-        .sim
+    let grafana = api
         .get(CHART_K3S, "HelmChart", Some("kube-system"), "grafana")
         .expect("HelmChart grafana");
     let set = applyset_label(&prometheus);
     assert!(!set.is_empty());
     assert_eq!(applyset_label(&grafana), set);
-    let tiny = w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").unwrap();
+    let tiny = api.get("apps/v1", "Deployment", Some("tiny"), "app").unwrap();
     assert_ne!(applyset_label(&tiny), set, "the add-on has its own ApplySet");
     assert!(
-        w.sim
-            .get("v1", "Secret", Some("kube-system"), "applyset-monitoring")
+        api.get("v1", "Secret", Some("kube-system"), "applyset-monitoring")
             .is_some(),
         "the add-on's ApplySet parent"
     );
     // cpu-fallback uses no GPU: no DCGM job.
     assert!(!prometheus["spec"]["valuesContent"].as_str().unwrap().contains("dcgm"));
     // Grafana on its NodePort, reading the admin Secret.
-    let svc = w.sim.get("v1", "Service", Some("monitoring"), "grafana").unwrap();
+    let svc = api.get("v1", "Service", Some("monitoring"), "grafana").unwrap();
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30030);
-    let secret = w
-        .sim
+    let secret = api
         .get("v1", "Secret", Some("monitoring"), "grafana-admin")
         .expect("the admin Secret");
     assert_eq!(decoded(&secret, "admin-user"), "admin");
     let password = decoded(&secret, "admin-password");
     assert_eq!(password.len(), 32);
-    let pod_env = w
-        .sim
-        .get("apps/v1", "Deployment", Some("monitoring"), "grafana")
-        .unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+    let pod_env = api.get("apps/v1", "Deployment", Some("monitoring"), "grafana").unwrap()["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
         .to_string();
     assert!(pod_env.contains("grafana-admin"), "{pod_env}");
 
     // A re-run: nothing written, the step unchanged, the password kept.
-    let before = w.sim.mutations();
+    w.proxy.as_ref().unwrap().clear_requests();
     let again = ok(&w, &args, &[]);
-    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    let sent = writes(&w);
+    assert!(
+        sent.is_empty(),
+        "a re-run wrote to the API server:\n{}",
+        sent.join("\n")
+    );
     assert_eq!(outcome(&report(&again), "addon-monitoring"), "unchanged");
-    let kept = w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
+    let kept = api.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
     assert_eq!(decoded(&kept, "admin-password"), password);
 
     // Human output with -vv, the plan with -vv, the dry run: the password shows nowhere.
@@ -195,7 +275,7 @@ fn up_with_monitoring_installs_the_charts_and_waits_for_their_workloads() {
     // A password the user chooses replaces it, and does not show either.
     let chosen = "chosen-Grafana-pass-8241";
     let set_by_env = ok(&w, &args, &[("KSTRAP_GRAFANA_ADMIN_PASSWORD", chosen)]);
-    let now = w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
+    let now = api.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap();
     assert_eq!(decoded(&now, "admin-password"), chosen);
     assert!(!everything(&[&set_by_env]).contains(chosen));
 }
@@ -239,16 +319,18 @@ fn k0s_args(w: &World, stacks: &tempfile::TempDir, extra: &[&str]) -> Vec<String
     a
 }
 
-/// On k0s (a cluster without any StorageClass, as k0s is), `up` installs the local-path
-/// provisioner as its own stack, waits for its Deployment, and the stack's claim that names no
-/// class gets `local-path` and binds; with `--with monitoring` the charts are k0s `Chart`s and
-/// Prometheus's claim gets the class too. A re-run writes nothing.
+/// On k0s (a cluster without any StorageClass, as k0s is: the test removes the node stand-in's
+/// k3s-like class), `up` installs the local-path provisioner as its own stack, waits for its
+/// Deployment, and the stack's claim that names no class gets `local-path` and binds; with
+/// `--with monitoring` the charts are k0s `Chart`s and Prometheus's claim gets the class too.
+/// A re-run writes nothing.
 #[test]
 fn k0s_gets_local_path_storage_before_the_stack() {
-    let w = World::with(SimConfig {
-        storage_classes: Vec::new(),
-        ..SimConfig::default()
-    });
+    let Some(w) = World::addons("k0s_gets_local_path_storage_before_the_stack", "k0s", "claims") else {
+        return;
+    };
+    let api = Api::new(&w);
+    api.delete("storage.k8s.io/v1", "StorageClass", None, "local-path");
     let stacks = claims_stack();
     let args = k0s_args(&w, &stacks, &["--with", "monitoring"]);
     let first = report(&ok(&w, &args, &[]));
@@ -264,12 +346,8 @@ fn k0s_gets_local_path_storage_before_the_stack() {
     assert!(pos("addon-local-path-storage") < pos("addon-monitoring"));
     assert!(pos("addon-monitoring") < pos("stage-base"), "{ids:?}");
 
-    assert_eq!(
-        ready_replicas(&w.sim, "local-path-storage", "local-path-provisioner"),
-        1
-    );
-    let sc = w
-        .sim
+    assert_eq!(api.ready_replicas("local-path-storage", "local-path-provisioner"), 1);
+    let sc = api
         .get("storage.k8s.io/v1", "StorageClass", None, "local-path")
         .expect("StorageClass local-path");
     assert_eq!(
@@ -278,45 +356,47 @@ fn k0s_gets_local_path_storage_before_the_stack() {
     );
     assert!(!applyset_label(&sc).is_empty());
     assert!(
-        w.sim
-            .get("v1", "Secret", Some("kube-system"), "applyset-local-path-storage")
+        api.get("v1", "Secret", Some("kube-system"), "applyset-local-path-storage")
             .is_some()
     );
-    let claim = w
-        .sim
+    let claim = api
         .get("v1", "PersistentVolumeClaim", Some("claims"), "data")
         .expect("the stack's claim");
     assert_eq!(claim["spec"]["storageClassName"], "local-path", "{claim}");
     assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
-    assert_eq!(ready_replicas(&w.sim, "claims", "app"), 1);
+    assert_eq!(api.ready_replicas("claims", "app"), 1);
 
     // Monitoring through k0s's Helm extension, its claim on the same default class.
-    assert!(
-        w.sim
-            .get(CHART_K0S, "Chart", Some("kube-system"), "prometheus")
-            .is_some()
-    );
-    assert!(w.sim.get(CHART_K0S, "Chart", Some("kube-system"), "grafana").is_some());
-    let prom_claim = w
-        .sim
+    assert!(api.get(CHART_K0S, "Chart", Some("kube-system"), "prometheus").is_some());
+    assert!(api.get(CHART_K0S, "Chart", Some("kube-system"), "grafana").is_some());
+    let prom_claim = api
         .get("v1", "PersistentVolumeClaim", Some("monitoring"), "prometheus-server")
         .unwrap();
     assert_eq!(prom_claim["spec"]["storageClassName"], "local-path");
-    assert_eq!(ready_replicas(&w.sim, "monitoring", "prometheus-server"), 1);
-    assert_eq!(ready_replicas(&w.sim, "monitoring", "grafana"), 1);
+    assert_eq!(api.ready_replicas("monitoring", "prometheus-server"), 1);
+    assert_eq!(api.ready_replicas("monitoring", "grafana"), 1);
 
-    let before = w.sim.mutations();
+    w.proxy.as_ref().unwrap().clear_requests();
     let again = report(&ok(&w, &args, &[]));
-    assert_eq!(w.sim.mutations(), before, "a re-run wrote to the API server");
+    let sent = writes(&w);
+    assert!(
+        sent.is_empty(),
+        "a re-run wrote to the API server:\n{}",
+        sent.join("\n")
+    );
     assert_eq!(outcome(&again, "addon-local-path-storage"), "unchanged");
     assert_eq!(outcome(&again, "addon-monitoring"), "unchanged");
 }
 
-/// k0s on a cluster that already has a default StorageClass kstrap did not make: the add-on is
-/// skipped and says why; no second default appears.
+/// k0s on a cluster that already has a default StorageClass kstrap did not make (the node
+/// stand-in's `local-path`, as k3s bundles it): the add-on is skipped and says why; no second
+/// default appears.
 #[test]
 fn k0s_with_another_default_class_skips_local_path() {
-    let w = World::new(); // the simulated cluster comes with a default class `local-path`
+    let Some(w) = World::addons("k0s_with_another_default_class_skips_local_path", "k0s", "claims") else {
+        return;
+    };
+    let api = Api::new(&w);
     let stacks = claims_stack();
     let out = ok(&w, &k0s_args(&w, &stacks, &[]), &[]);
     let r = report(&out);
@@ -332,42 +412,38 @@ fn k0s_with_another_default_class_skips_local_path() {
         step["note"].as_str().unwrap().contains("already the cluster's default"),
         "{step}"
     );
-    let defaults: Vec<Value> = w
-        .sim
-        .objects_of("storage.k8s.io/v1", "StorageClass")
+    let defaults: Vec<Value> = api
+        .list("storage.k8s.io/v1", "StorageClass")
         .into_iter()
         .filter(|c| c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true")
         .collect();
     assert_eq!(defaults.len(), 1, "{defaults:?}");
     assert!(applyset_label(&defaults[0]).is_empty(), "not kstrap's");
     assert!(
-        w.sim
-            .get(
-                "apps/v1",
-                "Deployment",
-                Some("local-path-storage"),
-                "local-path-provisioner"
-            )
-            .is_none()
+        api.get(
+            "apps/v1",
+            "Deployment",
+            Some("local-path-storage"),
+            "local-path-provisioner"
+        )
+        .is_none()
     );
 }
 
-/// Grafana's pod never pulls its image: the add-on's wait times out (exit 4) naming the
-/// Deployment and why, and the stack is not applied.
+/// Grafana's pod never pulls its image (a HelmChartConfig points the chart at an image the node
+/// cannot pull): the add-on's wait times out (exit 4) naming the Deployment and why, and the
+/// stack is not applied.
 #[test]
 fn a_stuck_grafana_pod_is_named_on_timeout() {
-    let w = World::with(SimConfig {
-        faults: vec![Fault::PodWaiting {
-            owner_name: "grafana".into(),
-            reason: "ImagePullBackOff".into(),
-            message: "Back-off pulling image \"docker.io/grafana/grafana:12.4.3\"".into(),
-        }],
-        ..SimConfig::default()
-    });
+    let Some(w) = World::addons("a_stuck_grafana_pod_is_named_on_timeout", "k3s", "tiny") else {
+        return;
+    };
+    let api = Api::new(&w);
+    api.grafana_image("kstrap-test/pull-error");
     let stacks = tiny_stack();
     let mut args = stack_up_args(&w, &stacks, "cpu-fallback", &["--with", "monitoring"]);
     let at = args.iter().position(|a| a == "--timeout").unwrap();
-    args[at + 1] = "3".into();
+    args[at + 1] = "6".into();
     let started = Instant::now();
     let out = run(&w, &args, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
@@ -383,9 +459,9 @@ fn a_stuck_grafana_pod_is_named_on_timeout() {
         !not_ready.contains("prometheus-server"),
         "only what is not ready is named: {not_ready}"
     );
-    assert!(w.sim.get("apps/v1", "Deployment", Some("tiny"), "app").is_none());
+    assert!(api.get("apps/v1", "Deployment", Some("tiny"), "app").is_none());
     let password = decoded(
-        &w.sim.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap(),
+        &api.get("v1", "Secret", Some("monitoring"), "grafana-admin").unwrap(),
         "admin-password",
     );
     assert!(!everything(&[&out]).contains(&password));
@@ -395,7 +471,8 @@ fn a_stuck_grafana_pod_is_named_on_timeout() {
 /// and the DCGM scrape in its reason.
 #[test]
 fn plan_with_monitoring_on_a_gpu_workstation() {
-    let w = World::new();
+    // The plan asks the cluster nothing.
+    let w = World::host_only();
     let args: Vec<String> = [
         "plan",
         "--facts",

@@ -1,6 +1,6 @@
 //! `kstrap down` with a state file it must not trust, and runs that must write nothing: a
 //! refusal, a dry run, nothing installed. Same TEST DOUBLES as `up_e2e` (fake host, release
-//! server, simulated API server). Each case compares the whole host root (lock file included)
+//! server, the real control plane where one is needed). Each case compares the whole host root (lock file included)
 //! and a victim folder outside it before and after.
 
 use crate::up_e2e::{LOCK, Machine, World, text};

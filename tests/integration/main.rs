@@ -27,9 +27,6 @@ pub mod real;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;
-#[path = "../support/sim/mod.rs"]
-pub mod sim;
-mod sim_selftest;
 mod stacks;
 mod stacks_e2e;
 mod status_e2e;

@@ -3,9 +3,6 @@
 //! whose image cannot be pulled, an API server that is not there, and kubeconfigs that are not
 //! usable. The cluster is shared with other tests running at the same time: only this test's
 //! stack and the test node are asserted.
-//!
-//! `gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile` still runs a whole `kstrap up`
-//! against the simulated API server (a TEST DOUBLE, see tests/support/sim) and its GPU operator.
 
 use crate::proxy::FaultProxy;
 use crate::real::{Cleanup, ClusterGuard, NODE_NAME, RealCluster};

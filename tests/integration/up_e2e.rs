@@ -16,7 +16,6 @@ use crate::fake_host::FakeHost;
 use crate::proxy::FaultProxy;
 use crate::real::{Cleanup, ClusterGuard, RealCluster};
 use crate::release_server::{ReleaseServer, fake_binary, sha256_hex};
-use crate::sim::{SimConfig, SimulatedApiServer};
 use crate::support::fixture_path;
 use assert_cmd::Command;
 use std::io::BufRead;
@@ -185,6 +184,60 @@ impl World {
         Some(w)
     }
 
+    /// A host for the add-ons (`--with monitoring`, k0s's local-path storage) and stack `stack`,
+    /// on k3s or k0s (`distro`): their chart objects in `kube-system`, the `monitoring` and
+    /// `local-path-storage` namespaces, Grafana's NodePort and the default StorageClass have
+    /// fixed names, so the cluster is held alone; kstrap talks through a [`FaultProxy`]; what
+    /// the add-ons, the stack and the test's HelmChartConfigs made is removed when the world
+    /// drops (the node stand-in's own StorageClass `local-path` comes back with the guard).
+    pub fn addons(test: &str, distro: &str, stack: &str) -> Option<World> {
+        let cluster = RealCluster::get(test)?;
+        let guard = cluster.exclusive();
+        if distro == "k0s" {
+            cluster.node().set(|c| c.kubelet_version = K0S_KUBELET.into());
+        }
+        let mut cleanup = Cleanup::new(cluster);
+        for release in ["prometheus", "grafana"] {
+            cleanup
+                .object("helm.cattle.io/v1", "HelmChart", "helmcharts", "kube-system", release)
+                .object("helm.k0sproject.io/v1beta1", "Chart", "charts", "kube-system", release)
+                .object(
+                    "helm.cattle.io/v1",
+                    "HelmChartConfig",
+                    "helmchartconfigs",
+                    "kube-system",
+                    release,
+                )
+                .cluster_object(
+                    "rbac.authorization.k8s.io/v1",
+                    "ClusterRoleBinding",
+                    "clusterrolebindings",
+                    &format!("helm-kube-system-{release}"),
+                );
+        }
+        cleanup
+            .cluster_object(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRole",
+                "clusterroles",
+                "local-path-provisioner-role",
+            )
+            .cluster_object(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                "local-path-provisioner-bind",
+            )
+            .cluster_object("storage.k8s.io/v1", "StorageClass", "storageclasses", "local-path");
+        for ns in ["monitoring", "local-path-storage", stack] {
+            cleanup.applyset_parent(ns).namespace(ns);
+        }
+        let proxy = FaultProxy::start(cluster.kubeconfig());
+        let mut w = World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy));
+        w._cleanup = Some(cleanup);
+        Some(w)
+    }
+
     fn on(
         cluster: &'static RealCluster,
         guard: ClusterGuard<'static>,
@@ -315,40 +368,6 @@ impl NoHttp {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: down\n  user:\n    token: never-answered-fake-token\ncontexts:\n- name: down\n  context:\n    cluster: down\n    user: down\ncurrent-context: down\n",
             self.port
         )
-    }
-}
-
-/// A world on the simulated API server, still used by the add-on suite's `up --with monitoring`
-/// tests (holding a chart's Deployment back, a pod stuck pulling its image) until they move to
-/// the real control plane.
-pub struct SimWorld {
-    pub sim: SimulatedApiServer,
-    pub releases: ReleaseServer,
-    pub host: FakeHost,
-}
-
-impl Machine for SimWorld {
-    fn host(&self) -> &FakeHost {
-        &self.host
-    }
-    fn releases(&self) -> &ReleaseServer {
-        &self.releases
-    }
-}
-
-impl SimWorld {
-    pub fn new() -> SimWorld {
-        SimWorld::with(SimConfig::default())
-    }
-
-    pub fn with(config: SimConfig) -> SimWorld {
-        let sim = SimulatedApiServer::start(config);
-        let host = FakeHost::new(&sim.kubeconfig_yaml());
-        SimWorld {
-            sim,
-            releases: releases(),
-            host,
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! run here (no root, no systemd, no kernel modules). Each script appends its argv to the file in
 //! `FAKE_HOST_LOG`, so tests assert the exact command sequence, and keeps unit state (enabled,
 //! active) as marker files in `FAKE_HOST_STATE`. Starting `k3s.service` writes the kubeconfig
-//! from `FAKE_HOST_KUBECONFIG` (pointing at the simulated API server) to
+//! from `FAKE_HOST_KUBECONFIG` (the real control plane's, or a port that never answers) to
 //! `<root>/etc/rancher/k3s/k3s.yaml` and a node token, as k3s does; starting
 //! `k0scontroller.service` writes `<root>/var/lib/k0s/pki/admin.conf`. `k0s install controller`
 //! writes the unit file, `k0s reset` removes k0s's data, `k0s token create` prints a token.
@@ -260,7 +260,7 @@ impl FakeHost {
 
     /// Every file, folder and link under the root: `d 0755 /etc`, `f 0600 /etc/x <contents or sha>`,
     /// `l /var/run -> ../run`.
-    /// Text files are shown whole (with the simulated API server's port replaced), others by size
+    /// Text files are shown whole (with API server ports replaced), others by size
     /// and sha256. `skip` names host paths left out (the lock file).
     pub fn tree(&self, skip: &[&str]) -> String {
         let mut out = String::new();
