@@ -102,6 +102,8 @@ pub struct World {
     pub cluster: Option<&'static RealCluster>,
     /// Between kstrap and the API server when the test counts requests ([`World::proxied`]).
     pub proxy: Option<FaultProxy>,
+    /// The stack's name and namespace for [`World::addons`] (unique to the test), else "".
+    stack: String,
     /// What the test made beyond its namespaces (dropped before the guard).
     _cleanup: Option<Cleanup>,
     _guard: Option<ClusterGuard<'static>>,
@@ -184,13 +186,14 @@ impl World {
         Some(w)
     }
 
-    /// A host for the add-ons (`--with monitoring`, k0s's local-path storage) and stack `stack`,
-    /// on k3s or k0s (`distro`): their chart objects in `kube-system`, the `monitoring` and
-    /// `local-path-storage` namespaces, Grafana's NodePort and the default StorageClass have
-    /// fixed names, so the cluster is held alone; kstrap talks through a [`FaultProxy`]; what
-    /// the add-ons, the stack and the test's HelmChartConfigs made is removed when the world
-    /// drops (the node stand-in's own StorageClass `local-path` comes back with the guard).
-    pub fn addons(test: &str, distro: &str, stack: &str) -> Option<World> {
+    /// A host for the add-ons (`--with monitoring`, k0s's local-path storage) and a stack named
+    /// [`World::stack`] (`stack_prefix` made unique), on k3s or k0s (`distro`): the add-ons'
+    /// chart objects in `kube-system`, the `monitoring` and `local-path-storage` namespaces,
+    /// Grafana's NodePort and the default StorageClass have fixed names, so the cluster is held
+    /// alone; kstrap talks through a [`FaultProxy`]; what the add-ons, the stack and the test's
+    /// HelmChartConfigs made is removed when the world drops (the node stand-in's own
+    /// StorageClass `local-path` comes back with the guard).
+    pub fn addons(test: &str, distro: &str, stack_prefix: &str) -> Option<World> {
         let cluster = RealCluster::get(test)?;
         let guard = cluster.exclusive();
         if distro == "k0s" {
@@ -229,13 +232,21 @@ impl World {
                 "local-path-provisioner-bind",
             )
             .cluster_object("storage.k8s.io/v1", "StorageClass", "storageclasses", "local-path");
-        for ns in ["monitoring", "local-path-storage", stack] {
+        for ns in ["monitoring", "local-path-storage"] {
             cleanup.applyset_parent(ns).namespace(ns);
         }
+        let stack = crate::real::unique(stack_prefix);
+        cleanup.applyset_parent(&stack).unique_namespace(&stack);
         let proxy = FaultProxy::start(cluster.kubeconfig());
         let mut w = World::on(cluster, guard, proxy.kubeconfig_yaml(), Some(proxy));
         w._cleanup = Some(cleanup);
+        w.stack = stack;
         Some(w)
+    }
+
+    /// The stack of [`World::addons`]: its name, namespace and ApplySet.
+    pub fn stack(&self) -> &str {
+        &self.stack
     }
 
     fn on(
@@ -249,6 +260,7 @@ impl World {
             host: FakeHost::new(&kubeconfig),
             cluster: Some(cluster),
             proxy,
+            stack: String::new(),
             _cleanup: None,
             _guard: Some(guard),
             _closed: None,
@@ -265,6 +277,7 @@ impl World {
             host: FakeHost::new(&closed.kubeconfig_yaml()),
             cluster: None,
             proxy: None,
+            stack: String::new(),
             _cleanup: None,
             _guard: None,
             _closed: Some(closed),
@@ -561,6 +574,7 @@ fn killed_at_each_boundary(clean: &World, distro: &str) {
             host: FakeHost::new(&clean.cluster().kubeconfig_yaml()),
             cluster: clean.cluster,
             proxy: None,
+            stack: String::new(),
             _cleanup: None,
             _guard: None, // `clean` holds the cluster for the whole test
             _closed: None,
