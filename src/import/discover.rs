@@ -7,7 +7,7 @@
 
 use super::compose::Project;
 use super::policy::External;
-use super::service::{Image, Service, image_base};
+use super::service::{Service, image_base};
 use super::{Level, Note};
 use serde_json::Value;
 
@@ -61,11 +61,8 @@ pub fn replace(services: &mut Vec<Service>, found: &[Found], _namespace: &str, n
     let mut external = Vec::new();
     for f in found {
         let Some(i) = services.iter().position(|s| {
-            let image = match &s.image {
-                Image::Given(i) => image_base(i),
-                Image::Declared { description, .. } => description.clone(),
-            };
-            kind_of(&image) == Some(f.kind)
+            let image = image_base(&s.image.original());
+            !image.is_empty() && kind_of(&image) == Some(f.kind)
         }) else {
             continue;
         };
@@ -108,7 +105,7 @@ fn rewrite(v: &mut String, from: &str, old_port: Option<u16>, host: &str, port: 
         let before = if i > 0 { rest[..i].chars().last() } else { out.chars().last() };
         let after = rest[i + from.len()..].chars().next();
         out.push_str(&rest[..i]);
-        if is_word(before) || is_word(after) {
+        if is_word(before) || is_word(after) || rest[i + from.len()..].starts_with("://") {
             out.push_str(from);
             rest = &rest[i + from.len()..];
             continue;

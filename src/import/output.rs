@@ -141,7 +141,7 @@ pub fn assemble(name: String, namespace: String, mut services: Vec<Service>, sta
     if !decls.is_empty() { stack["secrets"] = Value::Array(decls); }
     let mut images = Vec::new();
     for s in &services {
-        if let Image::Declared { key, description } = &s.image {
+        if let Image::Declared { key, description, .. } = &s.image {
             let kind = if s.workload == super::service::Workload::Job { "Job" } else if s.statefulset { "StatefulSet" } else { "Deployment" };
             images.push(json!({"key": key, "description": description, "containers": [format!("{kind}/{}/{}", s.name, s.name)]}));
         }

@@ -271,7 +271,7 @@ mod tests {
         assert_eq!((p[3].name.as_str(), p[3].published), ("web", Some(8081)));
         assert!(p[3].public());
         assert_eq!(p[4].host_ip.as_deref(), Some("::1"));
-        assert_eq!(p[5].name, "http");
+        assert_eq!(p[5].name, "http-2");
     }
 
     #[test]
@@ -287,7 +287,7 @@ mod tests {
         let mut ports = vec![Port { container: 1, protocol: "TCP", published: None, host_ip: None, name: "averyverylongnm".into() }];
         ports.push(Port { name: "averyverylongnm".into(), container: 2, ..ports[0].clone() });
         let named = name_ports(ports);
-        assert_eq!(named[1].name, "averyverylon-2");
+        assert_eq!(named[1].name, "averyverylong-2");
         assert!(named.iter().all(|p| valid_name(&p.name)));
     }
 }

@@ -14,7 +14,22 @@ use std::collections::BTreeSet;
 pub enum Image {
     Given(String),
     /// The user names it at apply (`images:` in stack.yaml): key and why.
-    Declared { key: String, description: String },
+    Declared {
+        key: String,
+        description: String,
+        /// The image the compose file named (unpinned), if it named one.
+        original: Option<String>,
+    },
+}
+
+impl Image {
+    /// The image the compose file named (empty for one built from a Dockerfile).
+    pub fn original(&self) -> String {
+        match self {
+            Image::Given(i) => i.clone(),
+            Image::Declared { original, .. } => original.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +85,26 @@ const DATABASES: &[&str] = &[
     "redis-stack", "qdrant", "neo4j", "elasticsearch", "opensearch", "clickhouse-server", "cassandra", "couchdb",
     "influxdb", "milvus", "weaviate", "chroma", "memgraph", "surrealdb", "keydb", "dragonfly",
 ];
+
+/// The ports the official images of common servers listen on (their Dockerfiles' EXPOSE).
+pub fn known_ports(base: &str) -> Option<&'static [u16]> {
+    Some(match base {
+        "postgres" | "postgis" | "pgvector" | "timescaledb" => &[5432],
+        "mysql" | "mariadb" => &[3306],
+        "redis" | "valkey" | "redis-stack-server" | "keydb" | "dragonfly" => &[6379],
+        "mongo" | "mongodb" => &[27017],
+        "qdrant" => &[6333, 6334],
+        "neo4j" => &[7474, 7687],
+        "elasticsearch" | "opensearch" => &[9200],
+        "memcached" => &[11211],
+        "rabbitmq" => &[5672],
+        "nats" => &[4222],
+        "ollama" => &[11434],
+        "clickhouse-server" => &[8123, 9000],
+        "minio" => &[9000],
+        _ => return None,
+    })
+}
 
 /// `docker.io/library/postgres:15-alpine` → `postgres`.
 pub fn image_base(image: &str) -> String {
@@ -199,6 +234,13 @@ pub fn convert(ctx: &mut Ctx, compose: &str, v: &Value) -> Result<Service, Impor
             all_ports.extend(parse(&entry).map_err(|e| ctx.bad(&p, format!("{field}: {e}"), "write ports as [HOST:]CONTAINER[/PROTOCOL], e.g. \"8080:80\" or \"53:53/udp\""))?);
         }
     }
+    if all_ports.is_empty()
+        && let Some(known) = known_ports(&image_base(&s.image.original()))
+    {
+        // compose lets services on one network reach every port; a Service needs them listed.
+        ctx.note(Level::Warning, compose, "ports", format!("no ports in the compose file: the image's usual {known:?} are the Service's"), &base);
+        all_ports.extend(known.iter().map(|p| Port { container: *p, protocol: "TCP", published: None, host_ip: None, name: String::new() }));
+    }
     s.ports = ports::name_ports(all_ports);
     for p in s.ports.iter().filter(|p| p.published.is_some() && !p.public()) {
         ctx.notes.push(Note {
@@ -234,7 +276,7 @@ pub fn convert(ctx: &mut Ctx, compose: &str, v: &Value) -> Result<Service, Impor
         r if r.starts_with("on-failure") && s.workload != Workload::Job => ctx.note(Level::Warning, compose, "restart", format!("restart: {r}: a Deployment's pods are always restarted"), &format!("{base}/restart")),
         _ => {}
     }
-    s.database = DATABASES.contains(&image_base(&match &s.image { Image::Given(i) => i.clone(), Image::Declared { description, .. } => description.clone() }).as_str());
+    s.database = DATABASES.contains(&image_base(&s.image.original()).as_str());
     Ok(s)
 }
 
@@ -250,7 +292,7 @@ fn image(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str) -> 
                 _ => ".".into(),
             };
             ctx.note(Level::Warning, &s.compose, "build", format!("built from {context} in the compose file: build and push it, then name it with --image {key}=REF"), &format!("{base}/build"));
-            s.image = Image::Declared { key, description: format!("{}: built from {context} in the compose file (build it and push it to a registry the cluster can pull from)", s.compose) };
+            s.image = Image::Declared { key, description: format!("{}: built from {context} in the compose file (build it and push it to a registry the cluster can pull from)", s.compose), original: None };
             Ok(())
         }
         (Some(raw), build) => {
@@ -264,7 +306,7 @@ fn image(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str) -> 
             }
             if !pinned(&image) {
                 ctx.note(Level::Warning, &s.compose, "image", format!("{image} is not pinned (no tag, `latest`, or a moving tag): name a release with --image {key}=REF"), &p);
-                s.image = Image::Declared { key, description: format!("{}: {image} in the compose file; name a release tag or digest of it", s.compose) };
+                s.image = Image::Declared { key, description: format!("{}: {image} in the compose file; name a release tag or digest of it", s.compose), original: Some(image) };
             } else {
                 s.image = Image::Given(image);
             }
@@ -365,10 +407,14 @@ fn secret_var(ctx: &mut Ctx, s: &mut Service, name: &str, raw: &str, p: &str) ->
         }
         [] | [Piece::Text(_)] => {
             let literal: String = pieces.iter().map(|x| if let Piece::Text(t) = x { t.as_str() } else { "" }).collect();
+            if literal.is_empty() && !gen_ok {
+                ctx.note(Level::Warning, &s.compose, "environment", format!("{name}: optional (empty) and not set: left out; set it when applying by editing the stack, or give it a value when importing"), p);
+                return Ok(());
+            }
             if !literal.is_empty() {
                 ctx.note(Level::Warning, &s.compose, "environment", format!("{name}: the value written in the compose file is not copied into the stack; give it when applying{}", if gen_ok { ", or kstrap generates one" } else { "" }), p);
             }
-            ctx.secrets.add_literal(name, &literal, gen_ok || literal.is_empty() && secrets::sensitive(name), &s.compose)
+            ctx.secrets.add_literal(name, &literal, gen_ok, &s.compose)
         }
         _ => {
             ctx.note(Level::Warning, &s.compose, "environment", format!("{name}: a value built from several parts is a secret as a whole: give {name} when applying"), p);
