@@ -5,7 +5,9 @@
 //! ranges (model and package downloads, hosted APIs). A path from A to B is what the compose
 //! file implies: A `depends_on` B, A `links` B, or a variable or command word of A names B's
 //! host (`postgres://db:5432/app`). Ports the file publishes admit any source.
-//! kompose writes no network policies at all (it converts `networks:` to pod labels only).
+//! kompose turns each `networks:` entry into an ingress-only policy admitting every pod of the
+//! network on every port (`CreateNetworkPolicy`, pkg/transformer/kubernetes/kubernetes.go at
+//! v1.38.0), with no default deny and no egress rule.
 
 use super::service::Service;
 use serde_json::{Value, json};
