@@ -14,7 +14,11 @@ pub fn run(global: &GlobalArgs, args: &ImportArgs, printer: &Printer) -> Result<
 }
 
 fn failure(e: ImportError) -> Failure {
-    if e.is_input() { Failure::usage(e.to_string()) } else { Failure::failed(e.to_string()) }
+    if e.is_input() {
+        Failure::usage(e.to_string())
+    } else {
+        Failure::failed(e.to_string())
+    }
 }
 
 fn compose(global: &GlobalArgs, args: &ComposeArgs, printer: &Printer) -> Result<Exit, Failure> {
@@ -28,7 +32,10 @@ fn compose(global: &GlobalArgs, args: &ComposeArgs, printer: &Printer) -> Result
         discovered: Vec::new(),
     };
     if !args.out.is_dir() {
-        return Err(Failure::usage(format!("--out {}: not a folder; create it first", args.out.display())));
+        return Err(Failure::usage(format!(
+            "--out {}: not a folder; create it first",
+            args.out.display()
+        )));
     }
     let env = |k: &str| std::env::var(k).ok();
     // A first pass tells the namespace (and checks the files) before the cluster is asked.
@@ -43,13 +50,20 @@ fn compose(global: &GlobalArgs, args: &ComposeArgs, printer: &Printer) -> Result
             let client = crate::kube::client_from(kubeconfig, context)
                 .await
                 .map_err(|e| Failure::usage(e.to_string()))?;
-            import::discover::scan(client, &first.namespace)
-                .await
-                .map_err(|e| Failure::failed(format!("--discover: cannot list the Services of namespace {}: {e}", first.namespace)))
+            import::discover::scan(client, &first.namespace).await.map_err(|e| {
+                Failure::failed(format!(
+                    "--discover: cannot list the Services of namespace {}: {e}",
+                    first.namespace
+                ))
+            })
         })?;
         opts.discovered = found;
     }
-    let imported = if args.discover { import::import(&opts, &env, &profiles).map_err(failure)? } else { first };
+    let imported = if args.discover {
+        import::import(&opts, &env, &profiles).map_err(failure)?
+    } else {
+        first
+    };
     let dir = import::write(&args.out, &imported).map_err(failure)?;
     if printer.json_mode() {
         printer.json(&json!({
@@ -64,7 +78,12 @@ fn compose(global: &GlobalArgs, args: &ComposeArgs, printer: &Printer) -> Result
         }));
         return Ok(Exit::Ok);
     }
-    let mut out = format!("Imported stack {} into {} (namespace {}).\n", imported.name, dir.display(), imported.namespace);
+    let mut out = format!(
+        "Imported stack {} into {} (namespace {}).\n",
+        imported.name,
+        dir.display(),
+        imported.namespace
+    );
     out.push_str(&format!("Stages: {}\n", imported.stages.join(", ")));
     let warnings: Vec<&import::Note> = imported.notes.iter().filter(|n| n.level == Level::Warning).collect();
     if !warnings.is_empty() {
@@ -82,7 +101,10 @@ fn compose(global: &GlobalArgs, args: &ComposeArgs, printer: &Printer) -> Result
     if !imported.secrets.is_empty() {
         out.push_str("\nSecrets read when applying (environment variable or --secret-file KEY=PATH):\n");
         for (k, g) in &imported.secrets {
-            out.push_str(&format!("  {k}{}\n", if *g { " (generated when not given)" } else { "" }));
+            out.push_str(&format!(
+                "  {k}{}\n",
+                if *g { " (generated when not given)" } else { "" }
+            ));
         }
     }
     out.push_str(&format!(

@@ -44,7 +44,11 @@ impl Project {
                 };
             }
         }
-        let s = self.sources.iter().rev().find(|s| s.doc.value.pointer(pointer).is_some());
+        let s = self
+            .sources
+            .iter()
+            .rev()
+            .find(|s| s.doc.value.pointer(pointer).is_some());
         let s = s.or(self.sources.last());
         match s {
             Some(s) => At {
@@ -76,12 +80,17 @@ pub fn load(files: &[PathBuf]) -> Result<Project, ImportError> {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| ImportError::input(&shown, 1, "the file is not UTF-8 text", "save it as UTF-8"))?;
-        let docs = yaml::documents(&text)
-            .map_err(|e| ImportError::input(&shown, e.line, e.message, e.hint))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ImportError::input(&shown, 1, "the file is not UTF-8 text", "save it as UTF-8"))?;
+        let docs = yaml::documents(&text).map_err(|e| ImportError::input(&shown, e.line, e.message, e.hint))?;
         let mut docs = docs.into_iter();
         let Some(doc) = docs.next() else {
-            return Err(ImportError::input(&shown, 1, "the file is empty", "give a Compose file with a services: section"));
+            return Err(ImportError::input(
+                &shown,
+                1,
+                "the file is empty",
+                "give a Compose file with a services: section",
+            ));
         };
         if let Some(extra) = docs.next() {
             return Err(ImportError::input(
@@ -92,7 +101,12 @@ pub fn load(files: &[PathBuf]) -> Result<Project, ImportError> {
             ));
         }
         if !doc.value.is_object() {
-            return Err(ImportError::input(&shown, doc.line, "the file is not a mapping", "a Compose file is a mapping with a services: section"));
+            return Err(ImportError::input(
+                &shown,
+                doc.line,
+                "the file is not a mapping",
+                "a Compose file is a mapping with a services: section",
+            ));
         }
         sources.push(Source { path: shown, doc });
     }
@@ -129,7 +143,17 @@ pub fn load(files: &[PathBuf]) -> Result<Project, ImportError> {
 }
 
 /// Sequences that `docker compose` appends when files are merged.
-const APPENDED: &[&str] = &["ports", "expose", "volumes", "env_file", "dns", "extra_hosts", "secrets", "configs", "cap_add"];
+const APPENDED: &[&str] = &[
+    "ports",
+    "expose",
+    "volumes",
+    "env_file",
+    "dns",
+    "extra_hosts",
+    "secrets",
+    "configs",
+    "cap_add",
+];
 /// Fields whose list form is a mapping by name.
 const BY_NAME: &[&str] = &["environment", "labels"];
 
@@ -196,7 +220,11 @@ mod tests {
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.yaml");
         std::fs::write(&a, "services:\n  web:\n    image: nginx:1.27\n    ports: ['80:80']\n    environment: [A=1, B=2]\n    command: [a, b]\n").unwrap();
-        std::fs::write(&b, "services:\n  web:\n    ports: ['443:443']\n    environment: {B: '3'}\n    command: [c]\n").unwrap();
+        std::fs::write(
+            &b,
+            "services:\n  web:\n    ports: ['443:443']\n    environment: {B: '3'}\n    command: [c]\n",
+        )
+        .unwrap();
         let p = load(&[a, b]).unwrap();
         let web = &p.top["services"]["web"];
         assert_eq!(web["ports"], serde_json::json!(["80:80", "443:443"]));

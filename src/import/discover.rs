@@ -28,11 +28,20 @@ pub struct Found {
 /// The kind a name (a Service's, or an image's) says, if any.
 pub fn kind_of(name: &str) -> Option<&'static str> {
     let n = name.to_ascii_lowercase();
-    [("mongo", "mongo"), ("redis", "redis"), ("valkey", "redis"), ("postgres", "postgres"), ("pgvector", "postgres"),
-     ("postgis", "postgres"), ("timescaledb", "postgres"), ("qdrant", "qdrant"), ("neo4j", "neo4j")]
-        .iter()
-        .find(|(w, _)| n.contains(w))
-        .map(|(_, k)| *k)
+    [
+        ("mongo", "mongo"),
+        ("redis", "redis"),
+        ("valkey", "redis"),
+        ("postgres", "postgres"),
+        ("pgvector", "postgres"),
+        ("postgis", "postgres"),
+        ("timescaledb", "postgres"),
+        ("qdrant", "qdrant"),
+        ("neo4j", "neo4j"),
+    ]
+    .iter()
+    .find(|(w, _)| n.contains(w))
+    .map(|(_, k)| *k)
 }
 
 /// Lists the namespace's Services and keeps those of a known kind (the first of each kind).
@@ -48,16 +57,34 @@ pub async fn scan(client: kube::Client, namespace: &str) -> Result<Vec<Found>, k
             continue;
         }
         let spec = s.spec.unwrap_or_default();
-        let ports: Vec<u16> = spec.ports.unwrap_or_default().iter().filter_map(|p| u16::try_from(p.port).ok()).collect();
+        let ports: Vec<u16> = spec
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| u16::try_from(p.port).ok())
+            .collect();
         let Some(&port) = ports.first() else { continue };
         let selector = serde_json::to_value(spec.selector.unwrap_or_default()).unwrap_or(Value::Null);
-        out.push(Found { kind, service: name, namespace: namespace.to_string(), port, ports, selector });
+        out.push(Found {
+            kind,
+            service: name,
+            namespace: namespace.to_string(),
+            port,
+            ports,
+            selector,
+        });
     }
     Ok(out)
 }
 
 /// Takes out each compose service a found Service replaces and points its clients at it.
-pub fn replace(services: &mut Vec<Service>, found: &[Found], _namespace: &str, notes: &mut Vec<Note>, project: &Project) -> Vec<External> {
+pub fn replace(
+    services: &mut Vec<Service>,
+    found: &[Found],
+    _namespace: &str,
+    notes: &mut Vec<Note>,
+    project: &Project,
+) -> Vec<External> {
     let mut external = Vec::new();
     for f in found {
         let Some(i) = services.iter().position(|s| {
@@ -87,10 +114,17 @@ pub fn replace(services: &mut Vec<Service>, found: &[Found], _namespace: &str, n
             level: Level::Warning,
             service: Some(old.compose.clone()),
             feature: "discover".into(),
-            what: format!("the cluster's {} ({host}:{}) is used instead; not imported", f.service, f.port),
+            what: format!(
+                "the cluster's {} ({host}:{}) is used instead; not imported",
+                f.service, f.port
+            ),
             at: project.at(&format!("/services/{}", old.compose)),
         });
-        external.push(External { replaces: old.compose.clone(), selector: f.selector.clone(), ports: f.ports.clone() });
+        external.push(External {
+            replaces: old.compose.clone(),
+            selector: f.selector.clone(),
+            ports: f.ports.clone(),
+        });
     }
     external
 }
@@ -102,7 +136,11 @@ fn rewrite(v: &mut String, from: &str, old_port: Option<u16>, host: &str, port: 
     let mut rest = v.as_str();
     let mut changed = false;
     while let Some(i) = rest.find(from) {
-        let before = if i > 0 { rest[..i].chars().last() } else { out.chars().last() };
+        let before = if i > 0 {
+            rest[..i].chars().last()
+        } else {
+            out.chars().last()
+        };
         let after = rest[i + from.len()..].chars().next();
         out.push_str(&rest[..i]);
         if is_word(before) || is_word(after) || rest[i + from.len()..].starts_with("://") {
@@ -135,7 +173,13 @@ mod tests {
     #[test]
     fn hosts_and_ports_are_pointed_at_the_cluster_service() {
         let mut v = "redis://redis:6379/0".to_string();
-        assert!(rewrite(&mut v, "redis", Some(6379), "cache-redis.ai.svc.cluster.local", 6380));
+        assert!(rewrite(
+            &mut v,
+            "redis",
+            Some(6379),
+            "cache-redis.ai.svc.cluster.local",
+            6380
+        ));
         assert_eq!(v, "redis://cache-redis.ai.svc.cluster.local:6380/0");
         let mut v = "redis".to_string();
         assert!(rewrite(&mut v, "redis", Some(6379), "r.ai.svc.cluster.local", 6379));

@@ -12,7 +12,8 @@
 //! time-sliced shares (`nvidia.com/gpu`), not N whole GPUs; `count: all` maps to one share: on a
 //! time-sliced node a share is the whole GPU, taken in turns, and a pod cannot ask for "all".
 
-use super::service::{Ctx, Service, shell_text};
+use super::service::{Ctx, Service};
+use super::variables::shell_text;
 use super::{ImportError, Level};
 use serde_json::{Map, Value, json};
 
@@ -64,7 +65,13 @@ pub fn health(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str
         Some(Value::String(t)) => vec!["CMD-SHELL".into(), t.clone()],
         Some(Value::Array(a)) => a.iter().filter_map(super::compose::scalar).collect(),
         None => return Ok(()),
-        _ => return Err(ctx.bad(&format!("{p}/test"), "healthcheck test is neither a string nor a list", "write [\"CMD\", ...] or [\"CMD-SHELL\", \"...\"]")),
+        _ => {
+            return Err(ctx.bad(
+                &format!("{p}/test"),
+                "healthcheck test is neither a string nor a list",
+                "write [\"CMD\", ...] or [\"CMD-SHELL\", \"...\"]",
+            ));
+        }
     };
     let secs = |k: &str, default: u64| h.get(k).and_then(Value::as_str).and_then(duration_s).unwrap_or(default);
     let period = secs("interval", 30).max(1);
@@ -81,14 +88,25 @@ pub fn health(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str
             http_get(&words, s).unwrap_or_else(|| json!({"exec": {"command": words}}))
         }
         Some("CMD-SHELL") => {
-            let line = shell_text(ctx, s, test.get(1).map(String::as_str).unwrap_or(""), &format!("{p}/test"))?;
-            let words = super::service::shell_words(&line).unwrap_or_default();
+            let line = shell_text(
+                ctx,
+                s,
+                test.get(1).map(String::as_str).unwrap_or(""),
+                &format!("{p}/test"),
+            )?;
+            let words = super::variables::shell_words(&line).unwrap_or_default();
             match http_get(&words, s) {
                 Some(g) if !line.contains(['|', '&', ';', '>', '<']) => g,
                 _ => json!({"exec": {"command": ["/bin/sh", "-c", line]}}),
             }
         }
-        _ => return Err(ctx.bad(&format!("{p}/test"), "healthcheck test starts with neither CMD, CMD-SHELL nor NONE", "write [\"CMD\", ...] or [\"CMD-SHELL\", \"...\"]")),
+        _ => {
+            return Err(ctx.bad(
+                &format!("{p}/test"),
+                "healthcheck test starts with neither CMD, CMD-SHELL nor NONE",
+                "write [\"CMD\", ...] or [\"CMD-SHELL\", \"...\"]",
+            ));
+        }
     };
     let mut probe = action.as_object().cloned().unwrap_or_default();
     probe.insert("periodSeconds".into(), json!(period));
@@ -135,7 +153,11 @@ fn cpu(v: &Value) -> Option<String> {
         return None;
     }
     let milli = (n * 1000.0).round() as u64;
-    Some(if milli % 1000 == 0 { format!("{}", milli / 1000) } else { format!("{milli}m") })
+    Some(if milli % 1000 == 0 {
+        format!("{}", milli / 1000)
+    } else {
+        format!("{milli}m")
+    })
 }
 
 /// Compose byte values (`512M`, `1gb`, `1073741824`; units of 1024) → `512Mi`, `1Gi`.
@@ -151,7 +173,11 @@ pub fn memory(v: &Value) -> Option<String> {
     };
     let bytes = (num.trim().parse::<f64>().ok()? * mult as f64) as u64;
     let mi = bytes.div_ceil(1 << 20).max(1);
-    Some(if mi % 1024 == 0 { format!("{}Gi", mi / 1024) } else { format!("{mi}Mi") })
+    Some(if mi % 1024 == 0 {
+        format!("{}Gi", mi / 1024)
+    } else {
+        format!("{mi}Mi")
+    })
 }
 
 pub fn resources(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str) -> Result<(), ImportError> {
@@ -163,22 +189,47 @@ pub fn resources(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &
             into.insert(k.into(), json!(q));
         }
     };
-    set(&mut s.limits, "cpu", get("limits", "cpus").or_else(|| m.get("cpus").cloned()), cpu);
-    set(&mut s.limits, "memory", get("limits", "memory").or_else(|| m.get("mem_limit").cloned()), memory);
+    set(
+        &mut s.limits,
+        "cpu",
+        get("limits", "cpus").or_else(|| m.get("cpus").cloned()),
+        cpu,
+    );
+    set(
+        &mut s.limits,
+        "memory",
+        get("limits", "memory").or_else(|| m.get("mem_limit").cloned()),
+        memory,
+    );
     set(&mut s.requests, "cpu", get("reservations", "cpus"), cpu);
-    set(&mut s.requests, "memory", get("reservations", "memory").or_else(|| m.get("mem_reservation").cloned()), memory);
+    set(
+        &mut s.requests,
+        "memory",
+        get("reservations", "memory").or_else(|| m.get("mem_reservation").cloned()),
+        memory,
+    );
 
-    let mut devices: Vec<Value> = get("reservations", "devices").and_then(|d| d.as_array().cloned()).unwrap_or_default();
+    let mut devices: Vec<Value> = get("reservations", "devices")
+        .and_then(|d| d.as_array().cloned())
+        .unwrap_or_default();
     if m.get("runtime").and_then(Value::as_str) == Some("nvidia") && devices.is_empty() && m.get("gpus").is_none() {
         devices.push(json!({"capabilities": ["gpu"], "count": 1}));
     }
     if let Some(g) = m.get("gpus") {
-        devices.push(json!({"capabilities": ["gpu"], "count": g.as_str().map(|_| json!("all")).unwrap_or_else(|| g.clone())}));
+        devices.push(
+            json!({"capabilities": ["gpu"], "count": g.as_str().map(|_| json!("all")).unwrap_or_else(|| g.clone())}),
+        );
     }
     for (i, d) in devices.iter().enumerate() {
         let dp = format!("{p}/reservations/devices/{i}");
-        let d = super::service::resolve_value(ctx, d, &dp)?;
-        let caps: Vec<&str> = d.get("capabilities").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let d = super::variables::resolve_value(ctx, d, &dp)?;
+        let caps: Vec<&str> = d
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let driver = d.get("driver").and_then(Value::as_str).unwrap_or("nvidia");
         if !caps.contains(&"gpu") || driver != "nvidia" {
             ctx.note(Level::Refusal, &s.compose, "devices", format!("device reservation (driver {driver}, capabilities {caps:?}) is not an NVIDIA GPU: kstrap carries only NVIDIA GPUs"), &dp);
@@ -191,13 +242,31 @@ pub fn resources(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &
                 1
             }
             None => {
-                ctx.note(Level::Warning, &s.compose, "gpu", "device_ids are not carried: the scheduler picks the GPU", &dp);
+                ctx.note(
+                    Level::Warning,
+                    &s.compose,
+                    "gpu",
+                    "device_ids are not carried: the scheduler picks the GPU",
+                    &dp,
+                );
                 ids.unwrap_or(1) as u32
             }
-            Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| ctx.bad(&dp, format!("GPU count {n:?} is neither a number nor all"), "write count: 1 or count: all"))?,
+            Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ctx.bad(
+                    &dp,
+                    format!("GPU count {n:?} is neither a number nor all"),
+                    "write count: 1 or count: all",
+                )
+            })?,
         };
         if count > 1 {
-            ctx.note(Level::Warning, &s.compose, "gpu", format!("count: {count} → {count} time-sliced shares, which on a one-GPU node are the same GPU"), &dp);
+            ctx.note(
+                Level::Warning,
+                &s.compose,
+                "gpu",
+                format!("count: {count} → {count} time-sliced shares, which on a one-GPU node are the same GPU"),
+                &dp,
+            );
         }
         s.gpu = Some(s.gpu.unwrap_or(0) + count);
     }
@@ -223,7 +292,11 @@ pub fn resources(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &
             && r > l
         {
             let user_limit = get("limits", if k == "cpu" { "cpus" } else { "memory" }).is_some();
-            if user_limit { s.requests.insert(k.into(), s.limits[k].clone()); } else { s.limits.insert(k.into(), s.requests[k].clone()); }
+            if user_limit {
+                s.requests.insert(k.into(), s.limits[k].clone());
+            } else {
+                s.limits.insert(k.into(), s.requests[k].clone());
+            }
         }
     }
     Ok(())

@@ -52,8 +52,8 @@ pub fn pieces(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec
                 i += 2;
             }
             Some('{') => {
-                let close = find_close(&chars, i + 2)
-                    .ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
+                let close =
+                    find_close(&chars, i + 2).ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
                 let inner: String = chars[i + 2..close].iter().collect();
                 let var = braced(&inner, lookup)?;
                 flush(&mut out, &mut buf);
@@ -193,10 +193,13 @@ pub fn resolve(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(S
     Ok((s, uses))
 }
 
+/// (name, value, 1-based line) of one variable of an env file.
+pub type EnvLine = (String, String, usize);
+
 /// Reads a `.env` file as compose does (compose-go `dotenv`): `KEY=VALUE` lines, `#` comments,
 /// an optional `export ` prefix, values in single quotes taken literally, in double quotes with
 /// `\n` escapes, unquoted ones up to an inline ` #` comment. Errors name the 1-based line.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String, usize)>, (usize, String)> {
+pub fn parse_env_file(text: &str) -> Result<Vec<EnvLine>, (usize, String)> {
     let mut out = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -212,12 +215,18 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String, usize)>, (usize
             return Err((n + 1, format!("{line:?} is not KEY=VALUE")));
         };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
             return Err((n + 1, format!("{key:?} is not a variable name")));
         }
         let v = value.trim();
         let value = if let Some(q) = v.strip_prefix('\'') {
-            q.split_once('\'').map(|(a, _)| a.to_string()).unwrap_or_else(|| q.to_string())
+            q.split_once('\'')
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_else(|| q.to_string())
         } else if let Some(q) = v.strip_prefix('"') {
             let body = q.rsplit_once('"').map(|(a, _)| a).unwrap_or(q);
             body.replace("\\n", "\n").replace("\\\"", "\"")
@@ -291,7 +300,14 @@ mod tests {
         let kv: Vec<(&str, &str)> = got.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             kv,
-            [("A", "1"), ("B", "two"), ("C", "x # y"), ("D", "multi\nline"), ("E", "v"), ("F", "")]
+            [
+                ("A", "1"),
+                ("B", "two"),
+                ("C", "x # y"),
+                ("D", "multi\nline"),
+                ("E", "v"),
+                ("F", "")
+            ]
         );
         assert_eq!(parse_env_file("ok=1\nnot a pair\n").unwrap_err().0, 2);
     }

@@ -12,6 +12,7 @@
 mod compose;
 pub mod discover;
 mod health;
+pub mod image;
 pub mod interpolate;
 mod output;
 mod output_readme;
@@ -23,6 +24,7 @@ pub mod secrets;
 pub mod service;
 mod stages;
 mod storage;
+mod variables;
 
 #[cfg(test)]
 mod tests;
@@ -97,7 +99,12 @@ impl fmt::Display for Note {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{file}:{line}: {message}\n  fix: {hint}")]
-    Input { file: String, line: usize, message: String, hint: String },
+    Input {
+        file: String,
+        line: usize,
+        message: String,
+        hint: String,
+    },
     #[error("the compose file asks for what kstrap will not carry over:{}\n  fix: remove or change these, then import again", notes.iter().map(|n| format!("\n  {n}")).collect::<String>())]
     Refused { notes: Vec<Note> },
     #[error("{path}: {message}")]
@@ -108,7 +115,12 @@ pub enum ImportError {
 
 impl ImportError {
     pub fn input(file: &str, line: usize, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ImportError::Input { file: file.to_string(), line, message: message.into(), hint: hint.into() }
+        ImportError::Input {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
     /// Bad input is exit 2; a folder that cannot be written is a failure (exit 1).
     pub fn is_input(&self) -> bool {
@@ -118,15 +130,27 @@ impl ImportError {
 
 /// Imports the compose files. `env` answers variables from the environment (which wins over
 /// env files, as in `docker compose`); `profiles` are kstrap's, for sizing.
-pub fn import(opts: &Options, env: &dyn Fn(&str) -> Option<String>, profiles: &[crate::profile::Profile]) -> Result<Imported, ImportError> {
+pub fn import(
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+    profiles: &[crate::profile::Profile],
+) -> Result<Imported, ImportError> {
     let project = compose::load(&opts.files)?;
     let mut file_vars: Vec<(String, String)> = Vec::new();
     let default_env = project.dir.join(".env");
-    let env_files: Vec<PathBuf> = if opts.env_files.is_empty() && default_env.is_file() { vec![default_env] } else { opts.env_files.clone() };
+    let env_files: Vec<PathBuf> = if opts.env_files.is_empty() && default_env.is_file() {
+        vec![default_env]
+    } else {
+        opts.env_files.clone()
+    };
     for f in &env_files {
         let shown = f.display().to_string();
-        let text = crate::limits::read_text(f).map_err(|e| ImportError::Io { path: shown.clone(), message: e.to_string() })?;
-        let vars = interpolate::parse_env_file(&text).map_err(|(line, m)| ImportError::input(&shown, line, m, "write KEY=VALUE lines"))?;
+        let text = crate::limits::read_text(f).map_err(|e| ImportError::Io {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let vars = interpolate::parse_env_file(&text)
+            .map_err(|(line, m)| ImportError::input(&shown, line, m, "write KEY=VALUE lines"))?;
         for (k, v, _) in vars {
             file_vars.retain(|(n, _)| *n != k);
             file_vars.push((k, v));

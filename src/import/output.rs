@@ -61,7 +61,17 @@ fn profiles_overlays(services: &[Service], profiles: &[crate::profile::Profile])
         _ => "",
     };
     let mut out = Map::new();
-    let total = |k: &str| -> f64 { services.iter().filter_map(|s| s.requests.get(k)?.as_str().and_then(crate::stack::overlay::quantity_value)).sum() };
+    let total = |k: &str| -> f64 {
+        services
+            .iter()
+            .filter_map(|s| {
+                s.requests
+                    .get(k)?
+                    .as_str()
+                    .and_then(crate::stack::overlay::quantity_value)
+            })
+            .sum()
+    };
     let (cpu, mem) = (total("cpu"), total("memory"));
     for p in profiles {
         let gpu = p.requires.gpu.is_some();
@@ -72,8 +82,22 @@ fn profiles_overlays(services: &[Service], profiles: &[crate::profile::Profile])
         for s in services {
             let mut c = Map::new();
             if factor < 1.0 {
-                let cpu_m = s.requests.get("cpu").and_then(Value::as_str).and_then(crate::stack::overlay::quantity_value).unwrap_or(0.1) * 1000.0 * factor;
-                let mem_mi = s.requests.get("memory").and_then(Value::as_str).and_then(crate::stack::overlay::quantity_value).unwrap_or(0.0) / 1048576.0 * factor;
+                let cpu_m = s
+                    .requests
+                    .get("cpu")
+                    .and_then(Value::as_str)
+                    .and_then(crate::stack::overlay::quantity_value)
+                    .unwrap_or(0.1)
+                    * 1000.0
+                    * factor;
+                let mem_mi = s
+                    .requests
+                    .get("memory")
+                    .and_then(Value::as_str)
+                    .and_then(crate::stack::overlay::quantity_value)
+                    .unwrap_or(0.0)
+                    / 1048576.0
+                    * factor;
                 c.insert("requests".into(), json!({"cpu": format!("{}m", (cpu_m.floor() as u64).max(10)), "memory": format!("{}Mi", (mem_mi.floor() as u64).max(16))}));
             }
             if gpu && let Some(n) = s.gpu {
@@ -95,74 +119,147 @@ fn object_kind(s: &Service, job: &str) -> String {
     if !job.is_empty() {
         return job.to_string();
     }
-    if s.statefulset { "StatefulSet".into() } else { "Deployment".into() }
+    if s.statefulset {
+        "StatefulSet".into()
+    } else {
+        "Deployment".into()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn assemble(name: String, namespace: String, mut services: Vec<Service>, stages: Vec<StageOut>, registry: Registry, notes: Vec<Note>, profiles: &[crate::profile::Profile], external: &[External]) -> Result<Imported, ImportError> {
+pub fn assemble(
+    name: String,
+    namespace: String,
+    mut services: Vec<Service>,
+    stages: Vec<StageOut>,
+    registry: Registry,
+    notes: Vec<Note>,
+    profiles: &[crate::profile::Profile],
+    external: &[External],
+) -> Result<Imported, ImportError> {
     for st in &stages {
         for s in services.iter_mut().filter(|s| st.statefulsets.contains(&s.name)) {
             s.statefulset = true;
         }
     }
     let mut files: Vec<(String, String)> = Vec::new();
-    files.push(("00-base/namespace.yaml".into(), yaml(&[render::namespace(&namespace, &name)])));
+    files.push((
+        "00-base/namespace.yaml".into(),
+        yaml(&[render::namespace(&namespace, &name)]),
+    ));
     files.push(("00-base/network-policies.yaml".into(), yaml(&policy::default_deny())));
-    let mut stage_list = vec![json!({"dir": "00-base", "name": "base", "timeout_s": 60, "description": "the namespace, default-deny network policy and DNS"})];
+    let mut stage_list = vec![
+        json!({"dir": "00-base", "name": "base", "timeout_s": 60, "description": "the namespace, default-deny network policy and DNS"}),
+    ];
     for st in &stages {
         for (file, objects) in &st.files {
             files.push((format!("{}/{file}", st.dir), yaml(objects)));
         }
-        stage_list.push(json!({"dir": st.dir, "name": st.name, "timeout_s": if st.gpu { 1800 } else { 900 },
-            "description": format!("compose services: {}", st.services.join(", "))}));
+        stage_list.push(
+            json!({"dir": st.dir, "name": st.name, "timeout_s": if st.gpu { 1800 } else { 900 },
+            "description": format!("compose services: {}", st.services.join(", "))}),
+        );
     }
     let mut stack = json!({"name": name, "description": format!("imported from Docker Compose: {}", services.iter().map(|s| s.compose.as_str()).collect::<Vec<_>>().join(", ")),
         "namespace": namespace, "stages": stage_list});
     let profile_overlays = profiles_overlays(&services, profiles);
-    if !profile_overlays.is_empty() { stack["profiles"] = Value::Object(profile_overlays); }
+    if !profile_overlays.is_empty() {
+        stack["profiles"] = Value::Object(profile_overlays);
+    }
     let public: Vec<&String> = stages.iter().flat_map(|s| &s.public).collect();
     if !public.is_empty() {
-        let omit: Map<String, Value> = public.iter().map(|p| (format!("Service/{p}"), json!({"omit": true}))).collect();
+        let omit: Map<String, Value> = public
+            .iter()
+            .map(|p| (format!("Service/{p}"), json!({"omit": true})))
+            .collect();
         stack["distros"] = json!({"k0s": omit});
     }
     let mut secrets_out = Vec::new();
     let mut decls = Vec::new();
     for generate in [false, true] {
         let keys: Vec<&super::secrets::Key> = registry.keys.values().filter(|k| k.generate == generate).collect();
-        if keys.is_empty() { continue; }
+        if keys.is_empty() {
+            continue;
+        }
         let who: std::collections::BTreeSet<&String> = keys.iter().flat_map(|k| &k.services).collect();
         let mut d = json!({"name": render::secret_name(&name, generate),
             "description": format!("{} of {}", if generate { "passwords and signing keys (generated when not given)" } else { "keys and tokens you give" }, who.into_iter().cloned().collect::<Vec<_>>().join(", ")),
             "keys": keys.iter().map(|k| k.env.clone()).collect::<Vec<_>>()});
-        if generate { d["generate"] = json!({"length": 32}); }
+        if generate {
+            d["generate"] = json!({"length": 32});
+        }
         decls.push(d);
         secrets_out.extend(keys.iter().map(|k| (k.env.clone(), generate)));
     }
-    if !decls.is_empty() { stack["secrets"] = Value::Array(decls); }
+    if !decls.is_empty() {
+        stack["secrets"] = Value::Array(decls);
+    }
     let mut images = Vec::new();
     for s in &services {
         if let Image::Declared { key, description, .. } = &s.image {
-            let kind = if s.workload == super::service::Workload::Job { "Job" } else if s.statefulset { "StatefulSet" } else { "Deployment" };
+            let kind = if s.workload == super::service::Workload::Job {
+                "Job"
+            } else if s.statefulset {
+                "StatefulSet"
+            } else {
+                "Deployment"
+            };
             images.push(json!({"key": key, "description": description, "containers": [format!("{kind}/{}/{}", s.name, s.name)]}));
         }
     }
-    let image_list: Vec<(String, String)> = images.iter().map(|i| (i["key"].as_str().unwrap_or_default().to_string(), i["description"].as_str().unwrap_or_default().to_string())).collect();
-    if !images.is_empty() { stack["images"] = Value::Array(images); }
-    let header = format!("{HEADER}. Edit freely; re-importing replaces this folder.\n# Values of secrets are never written here: they come from the environment or --secret-file at apply.\n");
-    files.insert(0, ("stack.yaml".into(), format!("{header}{}", serde_saphyr::to_string(&stack).unwrap_or_default())));
+    let image_list: Vec<(String, String)> = images
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap_or_default().to_string(),
+                i["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    if !images.is_empty() {
+        stack["images"] = Value::Array(images);
+    }
+    let header = format!(
+        "{HEADER}. Edit freely; re-importing replaces this folder.\n# Values of secrets are never written here: they come from the environment or --secret-file at apply.\n"
+    );
+    files.insert(
+        0,
+        (
+            "stack.yaml".into(),
+            format!("{header}{}", serde_saphyr::to_string(&stack).unwrap_or_default()),
+        ),
+    );
     let _ = external;
-    let stages_names = std::iter::once("00-base".to_string()).chain(stages.iter().map(|s| s.dir.clone())).collect();
-    files.push(("README.md".into(), super::output_readme::readme(&name, &namespace, &services, &notes, &image_list, &secrets_out)));
-    Ok(Imported { name, namespace, files, notes, images: image_list, secrets: secrets_out, stages: stages_names })
+    let stages_names = std::iter::once("00-base".to_string())
+        .chain(stages.iter().map(|s| s.dir.clone()))
+        .collect();
+    files.push((
+        "README.md".into(),
+        super::output_readme::readme(&name, &namespace, &services, &notes, &image_list, &secrets_out),
+    ));
+    Ok(Imported {
+        name,
+        namespace,
+        files,
+        notes,
+        images: image_list,
+        secrets: secrets_out,
+        stages: stages_names,
+    })
 }
 
 pub fn write(out: &Path, imported: &Imported) -> Result<PathBuf, ImportError> {
     let dir = out.join(&imported.name);
-    let io = |p: &Path, e: std::io::Error| ImportError::Io { path: p.display().to_string(), message: e.to_string() };
+    let io = |p: &Path, e: std::io::Error| ImportError::Io {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
     if dir.exists() {
         let ours = std::fs::read_to_string(dir.join("stack.yaml")).is_ok_and(|t| t.starts_with(HEADER));
         if !ours {
-            return Err(ImportError::Exists { path: dir.display().to_string() });
+            return Err(ImportError::Exists {
+                path: dir.display().to_string(),
+            });
         }
         std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
     }

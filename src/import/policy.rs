@@ -36,7 +36,12 @@ pub fn default_deny() -> Vec<Value> {
 
 /// The compose services `s` has a path to (its own name excluded).
 pub fn targets(s: &Service, all: &[&Service], external: &[External]) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = s.depends_on.iter().map(|(d, _)| d.clone()).chain(s.links.iter().cloned()).collect();
+    let mut out: BTreeSet<String> = s
+        .depends_on
+        .iter()
+        .map(|(d, _)| d.clone())
+        .chain(s.links.iter().cloned())
+        .collect();
     for t in all {
         if s.words.contains(&t.compose) || s.words.contains(&t.name) {
             out.insert(t.compose.clone());

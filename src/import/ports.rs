@@ -129,7 +129,9 @@ pub fn parse_port(v: &Value) -> Result<Vec<Port>, String> {
                 && h1 - h0 != c1 - c0
                 && h0 != h1
             {
-                return Err(format!("{s:?}: the host range and the container range differ in length"));
+                return Err(format!(
+                    "{s:?}: the host range and the container range differ in length"
+                ));
             }
             Ok((c0..=c1)
                 .enumerate()
@@ -185,7 +187,8 @@ pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 15
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
         && !name.contains("--")
@@ -236,14 +239,22 @@ mod tests {
     use serde_json::json;
 
     fn all(entries: Value) -> Vec<Port> {
-        name_ports(entries.as_array().unwrap().iter().flat_map(|e| parse_port(e).unwrap()).collect())
+        name_ports(
+            entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|e| parse_port(e).unwrap())
+                .collect(),
+        )
     }
 
     #[test]
     fn several_ports_get_unique_valid_names() {
         // The seed's case: ['3002:3000', '8080:8080'] → http, http-2.
         let p = all(json!(["3002:3000", "8080:8080"]));
-        let names: Vec<(&str, u16, Option<u16>)> = p.iter().map(|p| (p.name.as_str(), p.container, p.published)).collect();
+        let names: Vec<(&str, u16, Option<u16>)> =
+            p.iter().map(|p| (p.name.as_str(), p.container, p.published)).collect();
         assert_eq!(names, [("http", 3000, Some(3002)), ("http-2", 8080, Some(8080))]);
         let many = all(json!(["9000-9011:9000-9011"]));
         assert_eq!(many.len(), 12);
@@ -276,7 +287,15 @@ mod tests {
 
     #[test]
     fn bad_ports_are_refused_with_a_reason() {
-        for bad in [json!("0:80"), json!("abc"), json!("80/icmp"), json!("1-500:1-500"), json!("90-80"), json!("1:2:3:4"), json!({"published": 80})] {
+        for bad in [
+            json!("0:80"),
+            json!("abc"),
+            json!("80/icmp"),
+            json!("1-500:1-500"),
+            json!("90-80"),
+            json!("1:2:3:4"),
+            json!({"published": 80}),
+        ] {
             assert!(parse_port(&bad).is_err(), "{bad}");
         }
         assert!(parse_expose(&json!("8000-8002")).unwrap().len() == 3);
@@ -284,8 +303,18 @@ mod tests {
 
     #[test]
     fn names_are_at_most_15_characters() {
-        let mut ports = vec![Port { container: 1, protocol: "TCP", published: None, host_ip: None, name: "averyverylongnm".into() }];
-        ports.push(Port { name: "averyverylongnm".into(), container: 2, ..ports[0].clone() });
+        let mut ports = vec![Port {
+            container: 1,
+            protocol: "TCP",
+            published: None,
+            host_ip: None,
+            name: "averyverylongnm".into(),
+        }];
+        ports.push(Port {
+            name: "averyverylongnm".into(),
+            container: 2,
+            ..ports[0].clone()
+        });
         let named = name_ports(ports);
         assert_eq!(named[1].name, "averyverylong-2");
         assert!(named.iter().all(|p| valid_name(&p.name)));

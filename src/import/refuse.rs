@@ -9,16 +9,49 @@ use serde_json::{Map, Value};
 
 /// Fields the importer carries over (service.rs, storage.rs, health.rs).
 const CARRIED: &[&str] = &[
-    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "expose", "volumes", "tmpfs",
-    "healthcheck", "deploy", "cpus", "mem_limit", "mem_reservation", "gpus", "depends_on", "links", "user",
-    "working_dir", "stop_grace_period", "read_only", "tty", "pull_policy", "restart", "cap_drop", "profiles",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "expose",
+    "volumes",
+    "tmpfs",
+    "healthcheck",
+    "deploy",
+    "cpus",
+    "mem_limit",
+    "mem_reservation",
+    "gpus",
+    "depends_on",
+    "links",
+    "user",
+    "working_dir",
+    "stop_grace_period",
+    "read_only",
+    "tty",
+    "pull_policy",
+    "restart",
+    "cap_drop",
+    "profiles",
 ];
 
 /// Fields left out, and what that means.
 const LEFT_OUT: &[(&str, &str)] = &[
-    ("container_name", "Kubernetes names the pods; the Service keeps the service's name"),
-    ("networks", "pods share the namespace's network; network policies allow the paths depends_on, links and variables imply"),
-    ("extra_hosts", "not carried: host.docker.internal has no Kubernetes equivalent; point the variable at a Service"),
+    (
+        "container_name",
+        "Kubernetes names the pods; the Service keeps the service's name",
+    ),
+    (
+        "networks",
+        "pods share the namespace's network; network policies allow the paths depends_on, links and variables imply",
+    ),
+    (
+        "extra_hosts",
+        "not carried: host.docker.internal has no Kubernetes equivalent; point the variable at a Service",
+    ),
     ("hostname", "the pod's hostname is its name"),
     ("domainname", "not carried"),
     ("labels", "container labels are not carried"),
@@ -33,9 +66,18 @@ const LEFT_OUT: &[(&str, &str)] = &[
     ("platform", "the node's platform is used"),
     ("mem_swappiness", "not carried"),
     ("oom_score_adj", "not carried"),
-    ("security_opt", "not carried: pods run under the RuntimeDefault seccomp profile"),
-    ("cap_add", "not added: pods run without extra capabilities (add one to the manifest yourself if the service needs it)"),
-    ("secrets", "compose secrets are not carried: declare the value as a variable instead"),
+    (
+        "security_opt",
+        "not carried: pods run under the RuntimeDefault seccomp profile",
+    ),
+    (
+        "cap_add",
+        "not added: pods run without extra capabilities (add one to the manifest yourself if the service needs it)",
+    ),
+    (
+        "secrets",
+        "compose secrets are not carried: declare the value as a variable instead",
+    ),
     ("configs", "compose configs are not carried: mount a ConfigMap yourself"),
     ("sysctls", "not carried"),
     ("annotations", "not carried"),
@@ -47,13 +89,22 @@ const LEFT_OUT: &[(&str, &str)] = &[
 /// Fields that cannot be given to a locked-down pod, with the reason.
 const REFUSED: &[(&str, &str)] = &[
     ("privileged", "a privileged container is root on the node"),
-    ("extends", "extends is not resolved: flatten the file first (`docker compose config > flat.yaml`) and import that"),
-    ("devices", "host devices other than NVIDIA GPUs (deploy.resources.reservations.devices) cannot be given to a pod"),
+    (
+        "extends",
+        "extends is not resolved: flatten the file first (`docker compose config > flat.yaml`) and import that",
+    ),
+    (
+        "devices",
+        "host devices other than NVIDIA GPUs (deploy.resources.reservations.devices) cannot be given to a pod",
+    ),
     ("pid", "sharing the host's or another container's PID namespace"),
     ("ipc", "sharing the host's or another container's IPC namespace"),
     ("userns_mode", "the host's user namespace"),
     ("cgroup_parent", "a cgroup of the host"),
-    ("volumes_from", "another container's volumes: mount the same named volume instead"),
+    (
+        "volumes_from",
+        "another container's volumes: mount the same named volume instead",
+    ),
     ("runtime", "another container runtime"),
     ("isolation", "another isolation technology"),
 ];
@@ -67,7 +118,16 @@ pub fn check(ctx: &mut Ctx, service: &str, m: &Map<String, Value>, base: &str) -
         if k == "network_mode" {
             let mode = v.as_str().unwrap_or_default();
             if mode != "bridge" && mode != "default" {
-                note(ctx, Level::Refusal, service, k, format!("network_mode: {mode} (the host's or another container's network) cannot be given to a pod"), &p);
+                note(
+                    ctx,
+                    Level::Refusal,
+                    service,
+                    k,
+                    format!(
+                        "network_mode: {mode} (the host's or another container's network) cannot be given to a pod"
+                    ),
+                    &p,
+                );
             }
             continue;
         }
@@ -75,7 +135,14 @@ pub fn check(ctx: &mut Ctx, service: &str, m: &Map<String, Value>, base: &str) -
             continue;
         }
         if k == "runtime" && v.as_str() == Some("nvidia") {
-            note(ctx, Level::Warning, service, k, "runtime: nvidia → runtimeClassName nvidia with one GPU share on GPU profiles (gpu: 1)".into(), &p);
+            note(
+                ctx,
+                Level::Warning,
+                service,
+                k,
+                "runtime: nvidia → runtimeClassName nvidia with one GPU share on GPU profiles (gpu: 1)".into(),
+                &p,
+            );
             continue;
         }
         if let Some((_, why)) = REFUSED.iter().find(|(f, _)| f == k) {
@@ -94,7 +161,14 @@ pub fn check(ctx: &mut Ctx, service: &str, m: &Map<String, Value>, base: &str) -
     let deploy = m.get("deploy").and_then(Value::as_object);
     for (k, _) in deploy.into_iter().flatten() {
         if !["resources", "restart_policy", "replicas"].contains(&k.as_str()) {
-            note(ctx, Level::Warning, service, &format!("deploy.{k}"), "not carried over".into(), &format!("{base}/deploy/{k}"));
+            note(
+                ctx,
+                Level::Warning,
+                service,
+                &format!("deploy.{k}"),
+                "not carried over".into(),
+                &format!("{base}/deploy/{k}"),
+            );
         }
     }
     Ok(())
@@ -122,8 +196,14 @@ pub fn top(project: &super::compose::Project, notes: &mut Vec<Note>) {
         let (level, what) = match k.as_str() {
             "services" | "volumes" | "name" | "version" => continue,
             k if k.starts_with("x-") => continue,
-            "include" => (Level::Refusal, "include is not resolved: flatten the project first (`docker compose config > flat.yaml`) and import that"),
-            "networks" => (Level::Warning, "networks are not carried: network policies allow the paths depends_on, links and variables imply"),
+            "include" => (
+                Level::Refusal,
+                "include is not resolved: flatten the project first (`docker compose config > flat.yaml`) and import that",
+            ),
+            "networks" => (
+                Level::Warning,
+                "networks are not carried: network policies allow the paths depends_on, links and variables imply",
+            ),
             "secrets" | "configs" => (Level::Warning, "not carried: declare values as variables instead"),
             _ => (Level::Warning, "not carried over"),
         };

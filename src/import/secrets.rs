@@ -16,9 +16,19 @@ pub fn sensitive(name: &str) -> bool {
     if n.ends_with("_FILE") || n.ends_with("_PATH") || n.ends_with("_URL") && !n.contains("PASSWORD") {
         return false;
     }
-    const SUFFIXES: &[&str] = &["_API_KEY", "_KEY", "_PASSWORD", "_PASS", "_TOKEN", "_SECRET", "_CREDENTIALS"];
-    matches!(n.as_str(), "PASSWORD" | "SECRET" | "TOKEN" | "API_KEY" | "PASS" | "CREDENTIALS")
-        || SUFFIXES.iter().any(|s| n.ends_with(s))
+    const SUFFIXES: &[&str] = &[
+        "_API_KEY",
+        "_KEY",
+        "_PASSWORD",
+        "_PASS",
+        "_TOKEN",
+        "_SECRET",
+        "_CREDENTIALS",
+    ];
+    matches!(
+        n.as_str(),
+        "PASSWORD" | "SECRET" | "TOKEN" | "API_KEY" | "PASS" | "CREDENTIALS"
+    ) || SUFFIXES.iter().any(|s| n.ends_with(s))
         || n.contains("PASSWORD")
 }
 
@@ -28,7 +38,11 @@ pub fn sensitive(name: &str) -> bool {
 pub fn generatable(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     sensitive(&n)
-        && !(n.ends_with("_API_KEY") || n == "API_KEY" || n.ends_with("_TOKEN") || n == "TOKEN" || n.ends_with("_CREDENTIALS"))
+        && !(n.ends_with("_API_KEY")
+            || n == "API_KEY"
+            || n.ends_with("_TOKEN")
+            || n == "TOKEN"
+            || n.ends_with("_CREDENTIALS"))
         && (n.contains("PASS") || n.ends_with("SECRET") || n.ends_with("SECRET_KEY"))
 }
 
@@ -87,7 +101,13 @@ impl Registry {
 pub fn env_word(s: &str) -> String {
     let w: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if w.starts_with(|c: char| c.is_ascii_digit()) {
         format!("S_{w}")
@@ -102,10 +122,27 @@ mod tests {
 
     #[test]
     fn the_seeds_names_are_sensitive() {
-        for s in ["OPENAI_API_KEY", "SECRET_KEY", "DB_PASSWORD", "SMTP_PASS", "HF_TOKEN", "JWT_SECRET", "GCP_CREDENTIALS", "PASSWORD", "MYSQL_ROOT_PASSWORD"] {
+        for s in [
+            "OPENAI_API_KEY",
+            "SECRET_KEY",
+            "DB_PASSWORD",
+            "SMTP_PASS",
+            "HF_TOKEN",
+            "JWT_SECRET",
+            "GCP_CREDENTIALS",
+            "PASSWORD",
+            "MYSQL_ROOT_PASSWORD",
+        ] {
             assert!(sensitive(s), "{s}");
         }
-        for s in ["OLLAMA_BASE_URL", "POSTGRES_PASSWORD_FILE", "KEYCLOAK_URL", "PORT", "POSTGRES_USER", "TOKENIZERS_PARALLELISM"] {
+        for s in [
+            "OLLAMA_BASE_URL",
+            "POSTGRES_PASSWORD_FILE",
+            "KEYCLOAK_URL",
+            "PORT",
+            "POSTGRES_USER",
+            "TOKENIZERS_PARALLELISM",
+        ] {
             assert!(!sensitive(s), "{s}");
         }
     }
@@ -119,9 +156,18 @@ mod tests {
     #[test]
     fn equal_literals_share_a_key_different_ones_do_not() {
         let mut r = Registry::default();
-        assert_eq!(r.add_literal("POSTGRES_PASSWORD", "pw", true, "db"), "POSTGRES_PASSWORD");
-        assert_eq!(r.add_literal("POSTGRES_PASSWORD", "pw", true, "app"), "POSTGRES_PASSWORD");
-        assert_eq!(r.add_literal("POSTGRES_PASSWORD", "other", true, "api-2"), "API_2_POSTGRES_PASSWORD");
+        assert_eq!(
+            r.add_literal("POSTGRES_PASSWORD", "pw", true, "db"),
+            "POSTGRES_PASSWORD"
+        );
+        assert_eq!(
+            r.add_literal("POSTGRES_PASSWORD", "pw", true, "app"),
+            "POSTGRES_PASSWORD"
+        );
+        assert_eq!(
+            r.add_literal("POSTGRES_PASSWORD", "other", true, "api-2"),
+            "API_2_POSTGRES_PASSWORD"
+        );
         assert_eq!(r.keys["POSTGRES_PASSWORD"].services.len(), 2);
     }
 }

@@ -21,7 +21,11 @@ fn run(compose: &str, env: &[(&str, &str)], opts: impl FnOnce(&mut Options)) -> 
     std::fs::write(&file, compose).unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let mut o = Options { files: vec![file], name: Some("app".into()), ..Default::default() };
+    let mut o = Options {
+        files: vec![file],
+        name: Some("app".into()),
+        ..Default::default()
+    };
     opts(&mut o);
     let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let r = import(&o, &|k| env.get(k).cloned(), &profiles());
@@ -96,7 +100,11 @@ volumes:
 
 #[test]
 fn the_seeds_cases_ports_secret_split_and_defaults() {
-    let env = [("OPENAI_API_KEY", "sk-live-SEEDKEY-123"), ("EMPTY_VAR", ""), ("DB_PASSWORD", "pw-from-env-456")];
+    let env = [
+        ("OPENAI_API_KEY", "sk-live-SEEDKEY-123"),
+        ("EMPTY_VAR", ""),
+        ("DB_PASSWORD", "pw-from-env-456"),
+    ];
     let (run, imported, s) = written(SEED, &env);
     // Several ports, unique valid names.
     let ui = object(&s, "Deployment", "mem0-ui");
@@ -111,23 +119,51 @@ fn the_seeds_cases_ports_secret_split_and_defaults() {
     assert_eq!(cm["COLON_EMPTY"], "fallback", "${{VAR:-d}}: empty takes the default");
     assert_eq!(cm["DASH_EMPTY"], "", "${{VAR-d}}: empty stays empty");
     assert_eq!(cm["MISSING"], "", "a missing variable is blank");
-    assert!(imported.notes.iter().any(|n| n.what.contains("NOBODY_SET_THIS")), "{:?}", imported.notes);
+    assert!(
+        imported.notes.iter().any(|n| n.what.contains("NOBODY_SET_THIS")),
+        "{:?}",
+        imported.notes
+    );
     assert!(cm.get("OPENAI_API_KEY").is_none() && cm.get("DATABASE_URL").is_none());
     // Secrets as references; a value built on one is expanded by Kubernetes.
-    let env_list = ui["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let env_list = ui["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
     let names: Vec<&str> = env_list.iter().map(|e| e["name"].as_str().unwrap()).collect();
-    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap_or_else(|| panic!("{n} in {names:?}"));
-    assert!(pos("DB_PASSWORD") < pos("DATABASE_URL"), "$(NAME) needs NAME defined first");
-    assert_eq!(env_list[pos("DATABASE_URL")]["value"], "postgres://app:$(DB_PASSWORD)@db:5432/app");
-    assert_eq!(env_list[pos("OPENAI_API_KEY")]["valueFrom"]["secretKeyRef"]["name"], "app-secrets");
+    let pos = |n: &str| {
+        names
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or_else(|| panic!("{n} in {names:?}"))
+    };
+    assert!(
+        pos("DB_PASSWORD") < pos("DATABASE_URL"),
+        "$(NAME) needs NAME defined first"
+    );
+    assert_eq!(
+        env_list[pos("DATABASE_URL")]["value"],
+        "postgres://app:$(DB_PASSWORD)@db:5432/app"
+    );
+    assert_eq!(
+        env_list[pos("OPENAI_API_KEY")]["valueFrom"]["secretKeyRef"]["name"],
+        "app-secrets"
+    );
     // One key for the password every service reads: db and api agree on it.
     let keys: BTreeMap<&str, bool> = imported.secrets.iter().map(|(k, g)| (k.as_str(), *g)).collect();
-    assert_eq!(keys.get("DB_PASSWORD"), Some(&false), "{keys:?}: given at import, so read at apply");
+    assert_eq!(
+        keys.get("DB_PASSWORD"),
+        Some(&false),
+        "{keys:?}: given at import, so read at apply"
+    );
     assert_eq!(keys.get("ADMIN_PASSWORD"), Some(&true));
     assert_eq!(keys.get("HF_TOKEN"), None, "an empty token is optional: left out");
     assert!(imported.notes.iter().any(|n| n.what.starts_with("HF_TOKEN: optional")));
     assert_eq!(keys.get("OPENAI_API_KEY"), Some(&false));
-    let declared: Vec<&str> = s.secrets.iter().flat_map(|d| d.keys.iter().map(String::as_str)).collect();
+    let declared: Vec<&str> = s
+        .secrets
+        .iter()
+        .flat_map(|d| d.keys.iter().map(String::as_str))
+        .collect();
     assert_eq!(declared.len(), keys.len());
     // No secret value anywhere in the folder.
     let all = folder_text(&run.out);
@@ -139,7 +175,10 @@ fn the_seeds_cases_ports_secret_split_and_defaults() {
     assert_eq!(stages, ["00-base", "10-db", "20-api", "30-mem0-ui"]);
     let db = object(&s, "StatefulSet", "db");
     assert_eq!(db["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "pgdata");
-    assert_eq!(db["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"][2], "pg_isready -U postgres");
+    assert_eq!(
+        db["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"][2],
+        "pg_isready -U postgres"
+    );
     let _ = run.dir;
 }
 
@@ -154,26 +193,55 @@ fn objects_are_locked_down_sized_and_read_back_as_written() {
                 assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
                 assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
                 for k in ["cpu", "memory"] {
-                    assert!(c["resources"]["limits"][k].is_string() && c["resources"]["requests"][k].is_string(), "{}", o.reference);
+                    assert!(
+                        c["resources"]["limits"][k].is_string() && c["resources"]["requests"][k].is_string(),
+                        "{}",
+                        o.reference
+                    );
                 }
             }
         }
     }
-    let policies: Vec<&str> = s.stages.iter().flat_map(|st| &st.objects).filter(|o| o.reference.kind == "NetworkPolicy").map(|o| o.reference.name.as_str()).collect();
+    let policies: Vec<&str> = s
+        .stages
+        .iter()
+        .flat_map(|st| &st.objects)
+        .filter(|o| o.reference.kind == "NetworkPolicy")
+        .map(|o| o.reference.name.as_str())
+        .collect();
     assert!(policies.contains(&"default-deny") && policies.contains(&"allow-dns") && policies.contains(&"db"));
     // The database admits only the api (which depends on it), on its port.
     let db = object(&s, "NetworkPolicy", "db");
-    assert_eq!(db["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "api");
+    assert_eq!(
+        db["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "api"
+    );
     assert_eq!(db["spec"]["ingress"][0]["ports"][0]["port"], 5432);
     // The UI names db in DATABASE_URL: it may reach it too (a path the variable implies).
     let ui = object(&s, "NetworkPolicy", "mem0-ui");
-    assert!(ui["spec"]["egress"].as_array().unwrap().iter().any(|r| r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "db"));
+    assert!(
+        ui["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "db")
+    );
     // Published ports: a LoadBalancer Service on the host ports; left out on k0s.
     let public = object(&s, "Service", "mem0-ui-public");
     assert_eq!(public["spec"]["ports"][0]["port"], 3002);
-    assert!(s.sized_for("laptop-8gb", Some(crate::distro::Distro::K0s)).stages.iter().flat_map(|st| &st.objects).all(|o| o.reference.name != "mem0-ui-public"));
+    assert!(
+        s.sized_for("laptop-8gb", Some(crate::distro::Distro::K0s))
+            .stages
+            .iter()
+            .flat_map(|st| &st.objects)
+            .all(|o| o.reference.name != "mem0-ui-public")
+    );
     // Written YAML reads back to the same values (types kept: "5" stays a string, 5 a number).
-    let rendered: Vec<&(String, String)> = imported.files.iter().filter(|(p, _)| p.ends_with(".yaml") && p != "stack.yaml").collect();
+    let rendered: Vec<&(String, String)> = imported
+        .files
+        .iter()
+        .filter(|(p, _)| p.ends_with(".yaml") && p != "stack.yaml")
+        .collect();
     assert!(!rendered.is_empty());
 }
 
@@ -181,25 +249,51 @@ fn objects_are_locked_down_sized_and_read_back_as_written() {
 fn gpu_reservations_become_shares_on_gpu_profiles_only() {
     let compose = "services:\n  llm:\n    image: ollama/ollama:0.12.10\n    deploy:\n      resources:\n        limits: {cpus: '4', memory: 8G}\n        reservations:\n          devices:\n            - driver: nvidia\n              count: all\n              capabilities: [gpu]\n";
     let (_run, imported, s) = written(compose, &[]);
-    assert!(imported.notes.iter().any(|n| n.feature == "gpu" && n.what.contains("count: all → 1")));
-    let c = |p: &str| s.sized_for(p, None).stages.iter().flat_map(|st| st.objects.clone()).find(|o| o.reference.kind == "Deployment").unwrap().value;
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.feature == "gpu" && n.what.contains("count: all → 1"))
+    );
+    let c = |p: &str| {
+        s.sized_for(p, None)
+            .stages
+            .iter()
+            .flat_map(|st| st.objects.clone())
+            .find(|o| o.reference.kind == "Deployment")
+            .unwrap()
+            .value
+    };
     let gpu = c("rtx-5090");
     assert_eq!(gpu["spec"]["template"]["spec"]["runtimeClassName"], "nvidia");
-    assert_eq!(gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"].to_string().trim_matches('"'), "1");
+    assert_eq!(
+        gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+            .to_string()
+            .trim_matches('"'),
+        "1"
+    );
     for p in ["laptop-8gb", "cpu-fallback"] {
         let v = c(p);
         assert!(v["spec"]["template"]["spec"].get("runtimeClassName").is_none(), "{p}");
-        assert!(v.to_string().contains("\"memory\":\"8Gi\""), "limits from deploy.resources: {v}");
+        assert!(
+            v.to_string().contains("\"memory\":\"8Gi\""),
+            "limits from deploy.resources: {v}"
+        );
     }
     // The laptop profile's requests fit its smallest host less 1 CPU and 2 GiB.
     let laptop = c("laptop-8gb");
     let req = &laptop["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"];
-    assert!(crate::stack::overlay::quantity_value(req["cpu"].as_str().unwrap()).unwrap() <= 1.0, "{req}");
+    assert!(
+        crate::stack::overlay::quantity_value(req["cpu"].as_str().unwrap()).unwrap() <= 1.0,
+        "{req}"
+    );
 }
 
 fn input_error(compose: &str) -> (String, usize, String) {
     match run(compose, &[], |_| {}).1 {
-        Err(ImportError::Input { file, line, message, .. }) => (file, line, message),
+        Err(ImportError::Input {
+            file, line, message, ..
+        }) => (file, line, message),
         Err(e) => panic!("not an input error: {e}"),
         Ok(_) => panic!("imported:\n{compose}"),
     }
@@ -216,8 +310,13 @@ fn bad_input_names_the_file_and_line() {
     assert_eq!(line, 4, "{m}");
     let (_, line, m) = input_error("services:\n  web:\n    image: nginx:${TAG:?set TAG}\n");
     assert!(line == 3 && m.contains("TAG"), "{m}");
-    let (_, _, m) = input_error("services:\n  a:\n    image: x:1.0\n    depends_on: [b]\n  b:\n    image: y:1.0\n    depends_on: [a]\n");
-    assert!(m.contains("cycle") && (m.contains("a → b → a") || m.contains("b → a → b")), "{m}");
+    let (_, _, m) = input_error(
+        "services:\n  a:\n    image: x:1.0\n    depends_on: [b]\n  b:\n    image: y:1.0\n    depends_on: [a]\n",
+    );
+    assert!(
+        m.contains("cycle") && (m.contains("a → b → a") || m.contains("b → a → b")),
+        "{m}"
+    );
     let (_, line, m) = input_error("services:\n  web:\n    image: NGINX:1.27\n");
     assert!(line == 3 && m.contains("NGINX"), "{m}");
     let (_, _, m) = input_error("version: '3'\n");
@@ -238,7 +337,11 @@ fn what_cannot_be_carried_is_refused_all_at_once() {
         other => panic!("{:?}", other.map(|i| i.notes)),
     }
     // Dropping bind mounts leaves the socket out; the rest still refuses.
-    let (_, r) = run("services:\n  b:\n    image: y:1.0\n    volumes: ['/var/run/docker.sock:/x']\n", &[], |o| o.bind_mounts = BindMounts::Drop);
+    let (_, r) = run(
+        "services:\n  b:\n    image: y:1.0\n    volumes: ['/var/run/docker.sock:/x']\n",
+        &[],
+        |o| o.bind_mounts = BindMounts::Drop,
+    );
     assert!(r.unwrap().notes.iter().any(|n| n.what.contains("dropped")));
 }
 
@@ -251,14 +354,22 @@ fn several_files_merge_and_jobs_come_from_completed_dependencies() {
     std::fs::write(&b, "services:\n  web:\n    ports: ['8080:80']\n").unwrap();
     let env = dir.path().join("vars.env");
     std::fs::write(&env, "UNUSED=1\n").unwrap();
-    let o = Options { files: vec![a, b], env_files: vec![env], name: Some("two".into()), ..Default::default() };
+    let o = Options {
+        files: vec![a, b],
+        env_files: vec![env],
+        name: Some("two".into()),
+        ..Default::default()
+    };
     let imported = import(&o, &|_| None, &profiles()).unwrap();
     let out = dir.path();
     write(out, &imported).unwrap();
     let s = stack::load("two", Some(out)).unwrap();
     let job = object(&s, "Job", "migrate");
     assert_eq!(job["spec"]["backoffLimit"], 5);
-    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["args"], serde_json::json!(["./migrate", "--up"]));
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"],
+        serde_json::json!(["./migrate", "--up"])
+    );
     assert_eq!(object(&s, "Service", "web-public")["spec"]["ports"][0]["port"], 8080);
     // A second import replaces its own folder; a folder kstrap did not write is never touched.
     write(out, &imported).unwrap();

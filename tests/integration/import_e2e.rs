@@ -30,7 +30,15 @@ fn imported_compose_applications_become_ready_on_the_real_control_plane() {
     cleanup.cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia");
 
     let out = tempfile::tempdir().unwrap();
-    let profile_of = |gpu: bool, i: usize| if gpu { "rtx-5090" } else if i == 0 { "laptop-8gb" } else { "cpu-fallback" };
+    let profile_of = |gpu: bool, i: usize| {
+        if gpu {
+            "rtx-5090"
+        } else if i == 0 {
+            "laptop-8gb"
+        } else {
+            "cpu-fallback"
+        }
+    };
     for (i, (dir, file, _, images, gpu)) in FIXTURES.iter().enumerate() {
         let name = unique(&dir.chars().take(12).collect::<String>());
         cleanup.namespace(&name).applyset_parent(&name);
@@ -40,12 +48,28 @@ fn imported_compose_applications_become_ready_on_the_real_control_plane() {
         apply
             .args(["apply", "--stack-dir"])
             .arg(out.path())
-            .args(["--stack", &name, "--profile", profile, "--timeout", "120", "-o", "json", "--kubeconfig"])
+            .args([
+                "--stack",
+                &name,
+                "--profile",
+                profile,
+                "--timeout",
+                "120",
+                "-o",
+                "json",
+                "--kubeconfig",
+            ])
             .arg(cluster.kubeconfig())
             .env_remove("KUBECONFIG")
             .env(IMPORT_SECRET.0, IMPORT_SECRET.1);
         for k in *images {
-            apply.args(["--image", &format!("{k}=registry.example.com/e2e/{}:1.0.0", k.to_lowercase().replace('_', "-"))]);
+            apply.args([
+                "--image",
+                &format!(
+                    "{k}=registry.example.com/e2e/{}:1.0.0",
+                    k.to_lowercase().replace('_', "-")
+                ),
+            ]);
         }
         let started = std::time::Instant::now();
         let o = apply.output().unwrap();
@@ -58,21 +82,42 @@ fn imported_compose_applications_become_ready_on_the_real_control_plane() {
         );
         eprintln!("{dir} on {profile}: ready in {:?}", started.elapsed());
         let applied: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let stages: Vec<&str> = applied["report"]["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-        assert_eq!(stages.len(), report["stages"].as_array().unwrap().len(), "{dir}: {stages:?}");
+        let stages: Vec<&str> = applied["report"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            stages.len(),
+            report["stages"].as_array().unwrap().len(),
+            "{dir}: {stages:?}"
+        );
         // The GPU service holds a share; the secret the user gave at apply reached the cluster
         // only (the folder never had it: import_compose checks).
         if *gpu {
             let pods = rt.block_on(async {
-                let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(cluster.client().await, &name);
+                let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                    kube::Api::namespaced(cluster.client().await, &name);
                 api.list(&Default::default()).await.unwrap()
             });
             let shares = pods.items.iter().filter(|p| {
-                p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some_and(|l| l.contains_key("nvidia.com/gpu"))))
+                p.spec.as_ref().is_some_and(|s| {
+                    s.containers.iter().any(|c| {
+                        c.resources
+                            .as_ref()
+                            .and_then(|r| r.limits.as_ref())
+                            .is_some_and(|l| l.contains_key("nvidia.com/gpu"))
+                    })
+                })
             });
             assert_eq!(shares.count(), 1, "{dir}: one pod holds a GPU share");
         }
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(!text.contains(IMPORT_SECRET.1), "{dir}: apply printed a secret");
     }
 }

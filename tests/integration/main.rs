@@ -15,9 +15,9 @@ mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
 mod fuzz;
+mod gpu_e2e;
 mod import_compose;
 mod import_e2e;
-mod gpu_e2e;
 mod invariants;
 mod node_standin;
 mod noop_e2e;
