@@ -120,4 +120,58 @@ fn imported_compose_applications_become_ready_on_the_real_control_plane() {
         );
         assert!(!text.contains(IMPORT_SECRET.1), "{dir}: apply printed a secret");
     }
+
+    // --discover: the namespace already has a Redis; the compose file's own is not imported and
+    // the variable naming it points at the cluster's Service.
+    let ns = unique("discover");
+    cleanup.namespace(&ns);
+    rt.block_on(async {
+        let client = cluster.client().await;
+        apply_json(&client, &crate::real::namespace_json(&ns), "kstrap-test").await.unwrap();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "cache-redis-master", "namespace": ns},
+            "spec": {"selector": {"app": "cache-redis"}, "ports": [{"port": 6380, "targetPort": 6379}]}});
+        apply_json(&client, &svc, "kstrap-test").await.unwrap();
+    });
+    let compose = out.path().join("discover.yaml");
+    std::fs::write(&compose, "services:\n  app:\n    image: registry.example.com/app:1.0\n    environment:\n      REDIS_URL: redis://redis:6379/0\n    depends_on: [redis]\n  redis:\n    image: redis:7.4.2\n").unwrap();
+    let o = Command::cargo_bin("kstrap")
+        .unwrap()
+        .args(["import", "compose"])
+        .arg(&compose)
+        .args(["--name", &ns, "--discover", "-o", "json", "--out"])
+        .arg(out.path())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = kstrap::stack::load(&ns, Some(out.path())).unwrap();
+    let names: Vec<String> = s
+        .stages
+        .iter()
+        .flat_map(|st| &st.objects)
+        .map(|o| format!("{}/{}", o.reference.kind, o.reference.name))
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with("/redis")), "{names:?}");
+    let cm = s
+        .stages
+        .iter()
+        .flat_map(|st| &st.objects)
+        .find(|o| o.reference.name == "app-env")
+        .unwrap();
+    assert_eq!(
+        cm.value["data"]["REDIS_URL"],
+        format!("redis://cache-redis-master.{ns}.svc.cluster.local:6380/0")
+    );
+    let policy = s
+        .stages
+        .iter()
+        .flat_map(|st| &st.objects)
+        .find(|o| o.reference.kind == "NetworkPolicy" && o.reference.name == "app")
+        .unwrap();
+    assert!(
+        policy.value.to_string().contains("\"app\":\"cache-redis\""),
+        "{}",
+        policy.value
+    );
 }
