@@ -82,10 +82,31 @@ pub fn health(ctx: &mut Ctx, s: &mut Service, m: &Map<String, Value>, base: &str
         Some("NONE") => return Ok(()),
         Some("CMD") => {
             let mut words = Vec::new();
+            let mut secret = false;
             for w in &test[1..] {
-                words.push(shell_text(ctx, s, w, &format!("{p}/test"))?);
+                let before = s.secret_env.len();
+                let word = shell_text(ctx, s, w, &format!("{p}/test"))?;
+                // A word that used a secret now holds `${NAME}`; an exec probe runs no shell, so
+                // the check runs under one that expands it from the container's environment.
+                secret |= s.secret_env.len() != before || crate::import::secrets::sensitive_ref(w);
+                words.push(word);
             }
-            http_get(&words, s).unwrap_or_else(|| json!({"exec": {"command": words}}))
+            match http_get(&words, s) {
+                Some(g) if !secret => g,
+                _ if secret => {
+                    let quoted: Vec<String> = words
+                        .iter()
+                        .map(|w| {
+                            format!(
+                                "\"{}\"",
+                                w.replace('\\', "\\\\").replace('"', "\\\"").replace('`', "\\`")
+                            )
+                        })
+                        .collect();
+                    json!({"exec": {"command": ["/bin/sh", "-c", quoted.join(" ")]}})
+                }
+                _ => json!({"exec": {"command": words}}),
+            }
         }
         Some("CMD-SHELL") => {
             let line = shell_text(

@@ -32,6 +32,16 @@ pub fn sensitive(name: &str) -> bool {
         || n.contains("PASSWORD")
 }
 
+/// Whether `text` refers to a variable that holds a secret (`${DB_PASSWORD}`, `$API_KEY`).
+pub fn sensitive_ref(text: &str) -> bool {
+    super::interpolate::pieces(text, &|_| None)
+        .map(|p| {
+            p.iter()
+                .any(|x| matches!(x, super::interpolate::Piece::Var(v) if sensitive(&v.name)))
+        })
+        .unwrap_or(false)
+}
+
 /// A secret kstrap may make up when none is given: passwords and signing keys (the services of
 /// the stack agree on it because they read the same key). API keys and tokens issued by someone
 /// else cannot be made up.

@@ -246,6 +246,23 @@ fn objects_are_locked_down_sized_and_read_back_as_written() {
 }
 
 #[test]
+fn a_health_check_using_a_secret_runs_under_a_shell() {
+    let compose = "services:\n  cache:\n    image: redis:7.4.2\n    command: redis-server --requirepass ${REDIS_PASSWORD}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"-a\", \"${REDIS_PASSWORD}\", \"ping\"]\n";
+    let (run, _, s) = written(compose, &[("REDIS_PASSWORD", "pw-cache-999")]);
+    let c = &object(&s, "Deployment", "cache")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["redis-server", "--requirepass", "$(REDIS_PASSWORD)"])
+    );
+    assert_eq!(c["readinessProbe"]["exec"]["command"][0], "/bin/sh");
+    assert_eq!(
+        c["readinessProbe"]["exec"]["command"][2],
+        "\"redis-cli\" \"-a\" \"${REDIS_PASSWORD}\" \"ping\""
+    );
+    assert!(!folder_text(&run.out).contains("pw-cache-999"));
+}
+
+#[test]
 fn gpu_reservations_become_shares_on_gpu_profiles_only() {
     let compose = "services:\n  llm:\n    image: ollama/ollama:0.12.10\n    deploy:\n      resources:\n        limits: {cpus: '4', memory: 8G}\n        reservations:\n          devices:\n            - driver: nvidia\n              count: all\n              capabilities: [gpu]\n";
     let (_run, imported, s) = written(compose, &[]);
