@@ -92,6 +92,8 @@ pub enum Command {
     /// The token is a secret and goes to stdout only; with `-o json` the output is
     /// {"distro", "server_url", "token"}.
     JoinCommand(JoinArgs),
+    /// Turn an application defined for another tool into a kstrap stack folder.
+    Import(ImportArgs),
     /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
     Completions {
         /// The shell to generate completions for.
@@ -290,4 +292,57 @@ pub struct JoinArgs {
     /// The address workers use to reach this machine (default: its first non-loopback address).
     #[arg(long, value_name = "HOST")]
     pub address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Turn a Docker Compose application into a stack: writes OUT/<name>/ (stack.yaml and stage
+    /// folders) for `kstrap plan/apply --stack-dir OUT --stack <name>`. Secret values are never
+    /// written: sensitive variables become declared secrets given at apply (or generated).
+    /// Features that cannot be carried over are reported; refused ones stop the import (exit 2).
+    Compose(ComposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// Compose files, merged in order as `docker compose -f A -f B` merges them.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Variables for ${VAR} in the files (KEY=VALUE lines; repeatable). Default: .env next to
+    /// the first file, if there is one. The environment wins over the file, as in compose.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+
+    /// The stack's name (default: the project's `name:`, else the first file's folder).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The namespace the stack deploys into (default: the stack's name).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Where to write the stack folder OUT/<name>/ (default: the current folder).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// What bind mounts of host folders become: an empty claim (with a warning), a hostPath,
+    /// or nothing.
+    #[arg(long, value_enum, default_value_t = crate::import::BindMounts::Claim)]
+    pub bind_mounts: crate::import::BindMounts,
+
+    /// Use the target namespace's mongo, redis, postgres, qdrant and neo4j Services (from the
+    /// current kubeconfig) instead of the compose file's own, pointing variables at
+    /// {service}.{namespace}.svc.cluster.local:{port}.
+    #[arg(long)]
+    pub discover: bool,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod facts;
 pub mod finding;
 pub mod gpu;
+pub mod import;
 pub mod kube;
 pub mod limits;
 pub mod plan;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 mod apply;
 mod cluster_steps;
 mod down;
+mod import;
 mod join;
 mod status;
 pub(crate) mod summary;
@@ -69,6 +70,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
         Command::Status(args) => status::run(&cli.global, &args, printer),
         Command::Down(args) => down::run(&cli.global, &args, printer),
         Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
+        Command::Import(args) => import::run(&cli.global, &args, printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -16,7 +16,7 @@ pub mod overlay;
 mod overlay_check;
 pub mod reference;
 pub mod secrets;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,8 @@ mod facts_fixtures;
 pub mod fake_host;
 mod fuzz;
 mod gpu_e2e;
+mod import_compose;
+mod import_e2e;
 mod invariants;
 mod node_standin;
 mod noop_e2e;
