@@ -27,6 +27,7 @@ fn select(facts: &HostFacts, profile: &str, distro: Option<Distro>) -> Selection
             profile: Some(profile.into()),
             distro,
             force: true,
+            model: None,
         },
     )
     .expect("selection")

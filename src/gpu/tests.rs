@@ -24,6 +24,7 @@ fn select(facts: &HostFacts, distro: Distro) -> Selection {
             profile: Some("rtx-5090".into()),
             distro: Some(distro),
             force: true,
+            model: None,
         },
     )
     .expect("selection")

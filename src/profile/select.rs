@@ -18,6 +18,9 @@ pub struct Overrides {
     pub distro: Option<Distro>,
     /// Accept a profile the host falls far short of.
     pub force: bool,
+    /// The model Ollama serves instead of the profile's (`--model`); refused when it does not
+    /// fit the profile's VRAM budget.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +45,10 @@ pub struct Selection {
     pub gpu_notes: Vec<String>,
     /// Where the host falls short of a profile the user named.
     pub warnings: Vec<String>,
+    /// GPU profiles: the VRAM budget on the chosen GPUs (an estimate).
+    pub vram_budget: Option<crate::budget::VramBudget>,
+    /// The model named with `--model` (checked against the budget), if any.
+    pub model: Option<String>,
 }
 
 impl Selection {
@@ -60,6 +67,17 @@ pub enum SelectError {
         format_rejections(.rejected)
     )]
     NoProfileFits { rejected: Vec<Rejection> },
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
+    #[error(
+        "--model {model} does not fit profile {profile} on this host:\n{}\n  fix: name a smaller model, or leave --model out to use the profile's",
+        .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
+    )]
+    ModelDoesNotFit {
+        model: String,
+        profile: String,
+        shortfalls: Vec<String>,
+    },
     #[error(
         "profile {profile} needs more than this host has:\n{}\n  use --force to install it anyway (services may not start), or let kstrap choose",
         .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
@@ -184,7 +202,19 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
             .copied()
             .filter(|x| gib(x.memory_total_bytes) >= g.vram_gib)
             .collect();
-        if (gpus.len() as u32) < g.count {
+        // A GPU above the threshold must also hold the profile's VRAM budget (free VRAM on
+        // laptops, where the display holds some).
+        let mut over_budget = Vec::new();
+        gpus.retain(|x| match crate::budget::compute(facts, p, &[*x], None) {
+            Ok(Some(b)) if !b.fits => {
+                over_budget.extend(b.shortfall());
+                false
+            }
+            _ => true,
+        });
+        if (gpus.len() as u32) < g.count && !over_budget.is_empty() {
+            shortfalls.extend(over_budget);
+        } else if (gpus.len() as u32) < g.count {
             let have = if usable.is_empty() {
                 "no usable NVIDIA GPU".to_string()
             } else {
@@ -290,7 +320,8 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         } else {
             Vec::new()
         };
-        return Ok(finish(
+        return finish(
+            facts,
             p,
             overrides,
             "--profile",
@@ -299,7 +330,7 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
             gpus,
             gpu_notes,
             warnings,
-        ));
+        );
     }
 
     let mut rejected = Vec::new();
@@ -354,13 +385,14 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         0,
         format!("highest-priority profile this host meets (priority {})", p.priority),
     );
-    Ok(finish(
-        p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
-    ))
+    finish(
+        facts, p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
+    facts: &HostFacts,
     p: &Profile,
     overrides: &Overrides,
     chosen_by: &'static str,
@@ -368,8 +400,8 @@ fn finish(
     rejected: Vec<Rejection>,
     gpus: Vec<u32>,
     gpu_notes: Vec<String>,
-    warnings: Vec<String>,
-) -> Selection {
+    mut warnings: Vec<String>,
+) -> Result<Selection, SelectError> {
     let distro = overrides.distro.unwrap_or(p.distro);
     if distro != p.distro {
         reasons.push(format!(
@@ -377,7 +409,53 @@ fn finish(
             p.distro
         ));
     }
-    Selection {
+    let chosen: Vec<&GpuFacts> = facts.gpus.iter().filter(|g| gpus.contains(&g.index)).collect();
+    let model = overrides.model.as_deref();
+    let vram_budget = crate::budget::compute(facts, p, &chosen, model)?;
+    if let Some(name) = model {
+        let Some(info) = crate::budget::catalog::find(name) else {
+            return Err(crate::budget::BudgetError::UnknownModel {
+                name: name.to_string(),
+                known: crate::budget::catalog::names().iter().map(|s| s.to_string()).collect(),
+            }
+            .into());
+        };
+        let mut shortfalls: Vec<String> = vram_budget.iter().filter_map(|b| b.shortfall()).collect();
+        // The model is bounded by free disk too: the profile's disk figure holds its own model.
+        let own = p
+            .vram
+            .as_ref()
+            .and_then(|v| crate::budget::catalog::find(&v.ollama.model))
+            .map(|m| m.size_bytes())
+            .unwrap_or(0);
+        let extra = info.size_bytes().saturating_sub(own);
+        let need = p.requires.disk_gib + gib(extra);
+        if extra > 0 && gib(facts.disk.available_bytes) < need {
+            shortfalls.push(format!(
+                "{name} ({} GB) with the stack's images needs {} free at {}; the host has {}",
+                info.size_gb,
+                human_gib((need * 10.0).ceil() / 10.0),
+                facts.disk.path,
+                human_bytes(facts.disk.available_bytes)
+            ));
+        }
+        if !shortfalls.is_empty() {
+            if !overrides.force {
+                return Err(SelectError::ModelDoesNotFit {
+                    model: name.to_string(),
+                    profile: p.name.clone(),
+                    shortfalls,
+                });
+            }
+            warnings.extend(
+                shortfalls
+                    .into_iter()
+                    .map(|s| format!("forced past the VRAM budget: {s}")),
+            );
+        }
+        reasons.push(format!("model {name} named with --model"));
+    }
+    Ok(Selection {
         profile: p.clone(),
         distro,
         chosen_by,
@@ -386,5 +464,7 @@ fn finish(
         gpus,
         gpu_notes,
         warnings,
-    }
+        vram_budget,
+        model: overrides.model.clone(),
+    })
 }

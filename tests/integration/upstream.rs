@@ -54,6 +54,7 @@ fn selection(
         profile: Some(profile_name.into()),
         distro: Some(distro),
         force: false,
+        model: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("profile fits the fixture");
     (facts, sel)
