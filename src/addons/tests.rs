@@ -28,6 +28,7 @@ fn select(facts: &HostFacts, profile: &str, distro: Option<Distro>) -> Selection
             distro,
             force: true,
             model: None,
+            kept: None,
         },
     )
     .expect("selection")

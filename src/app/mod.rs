@@ -217,6 +217,21 @@ pub(crate) struct Planned {
     pub addons: Vec<crate::addons::Addon>,
 }
 
+/// The tier and model the first install recorded, when this host has kstrap's state (never for
+/// facts read from a file: they describe another machine).
+fn kept_plan(global: &GlobalArgs, facts: &HostFacts) -> Option<profile::KeptPlan> {
+    if global.facts.is_some() || facts.existing.kstrap_state.is_none() {
+        return None;
+    }
+    // An unreadable or corrupt state is reported by `up` itself, with how to fix it.
+    let state = crate::exec::state::State::load(&up::host()).ok().flatten()?;
+    Some(profile::KeptPlan {
+        profile: state.profile,
+        model: state.model,
+        source: crate::exec::state::STATE_PATH.to_string(),
+    })
+}
+
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
@@ -226,6 +241,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         distro: args.distro,
         force: args.force,
         model: args.model.clone(),
+        kept: kept_plan(global, &facts),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));

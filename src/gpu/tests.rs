@@ -25,6 +25,7 @@ fn select(facts: &HostFacts, distro: Distro) -> Selection {
             distro: Some(distro),
             force: true,
             model: None,
+            kept: None,
         },
     )
     .expect("selection")

@@ -9,7 +9,7 @@
 mod select;
 pub mod vram;
 
-pub use select::{Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
+pub use select::{KeptPlan, Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
 pub use vram::{KvCacheType, VramPlan};
 
 use crate::distro::Distro;

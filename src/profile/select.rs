@@ -21,6 +21,18 @@ pub struct Overrides {
     /// The model Ollama serves instead of the profile's (`--model`); refused when it does not
     /// fit the profile's VRAM budget.
     pub model: Option<String>,
+    /// The tier and model recorded at the first install (kstrap's state): kept unless the user
+    /// names another profile or model.
+    pub kept: Option<KeptPlan>,
+}
+
+/// What the first install decided, as kstrap's state records it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeptPlan {
+    pub profile: String,
+    pub model: Option<String>,
+    /// Where it was read from, for the reason.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -268,6 +280,11 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
 
 /// Picks a profile for `facts` among `profiles`, or explains why none fits.
 pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) -> Result<Selection, SelectError> {
+    if let (None, Some(kept)) = (&overrides.profile, &overrides.kept)
+        && profiles.iter().any(|p| p.name == kept.profile)
+    {
+        return select_kept(facts, profiles, overrides, kept);
+    }
     let (usable, gpu_notes) = usable_gpus(facts);
     let mut ranked: Vec<&Profile> = profiles.iter().collect();
     ranked.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
@@ -388,6 +405,55 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     finish(
         facts, p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
     )
+}
+
+/// A re-run keeps the first install's tier and model: a browser holding VRAM or a driver that
+/// broke after an update must not move the machine to another tier (or the CPU) and swap its
+/// images and model. The host is still checked against the kept profile (preflight refuses a GPU
+/// profile without a usable GPU, with how to fix it); the re-run says what it kept and why.
+fn select_kept(
+    facts: &HostFacts,
+    profiles: &[Profile],
+    overrides: &Overrides,
+    kept: &KeptPlan,
+) -> Result<Selection, SelectError> {
+    let fresh = Overrides {
+        kept: None,
+        ..overrides.clone()
+    };
+    let auto = select(facts, profiles, &fresh).ok().map(|s| s.profile.name);
+    let named = Overrides {
+        profile: Some(kept.profile.clone()),
+        force: true,
+        model: overrides.model.clone().or_else(|| kept.model.clone()),
+        kept: None,
+        ..overrides.clone()
+    };
+    let mut sel = select(facts, profiles, &named)?;
+    sel.chosen_by = "kept";
+    sel.reasons[0] = format!(
+        "{} kept from the first install ({}); pass --profile (and --model) to change it",
+        kept.profile, kept.source
+    );
+    if overrides.model.is_none()
+        && let Some(m) = &kept.model
+    {
+        sel.reasons.retain(|r| !r.ends_with("named with --model"));
+        sel.reasons.push(format!("model {m} kept from the first install"));
+    }
+    match auto {
+        Some(a) if a != kept.profile => sel.reasons.push(format!(
+            "this host would get {a} today (see `kstrap plan --profile {a}`); the plan is kept until you ask for another"
+        )),
+        None => sel
+            .reasons
+            .push("no profile fits this host today; the plan is kept until you ask for another".into()),
+        _ => {}
+    }
+    for r in &mut sel.rejected {
+        r.reason = format!("not chosen: {} is kept from the first install", kept.profile);
+    }
+    Ok(sel)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -479,6 +479,7 @@ async fn monitoring_charts_on(test: &str, distro: kstrap::distro::Distro) {
         distro: Some(distro),
         force: true,
         model: None,
+        kept: None,
     };
     let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
     let addon = monitoring::addon(&sel);

@@ -31,6 +31,7 @@ fn selection(distro: Distro) -> (kstrap::facts::HostFacts, Selection) {
         distro: Some(distro),
         force: false,
         model: None,
+        kept: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("rtx-5090 fits the fixture");
     (facts, sel)

@@ -41,3 +41,4 @@ mod support;
 mod up_e2e;
 mod upstream;
 mod voice_e2e;
+mod vram_budget;

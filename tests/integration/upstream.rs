@@ -55,6 +55,7 @@ fn selection(
         distro: Some(distro),
         force: false,
         model: None,
+        kept: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("profile fits the fixture");
     (facts, sel)
