@@ -127,6 +127,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Serve this Ollama model instead of the profile's (e.g. llama3.1:8b). Refused, with the
+    /// figures, when it does not fit the profile's VRAM budget or the free disk.
+    #[arg(long, value_name = "NAME", env = env::MODEL)]
+    pub model: Option<String>,
+
     /// Download releases from this base URL instead of https://github.com (same layout:
     /// <base>/k3s-io/k3s/releases/download/<version>/k3s).
     #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]

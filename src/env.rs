@@ -6,6 +6,8 @@
 
 /// Profile to use instead of the automatic choice (same as `--profile`).
 pub const PROFILE: &str = "KSTRAP_PROFILE";
+/// Ollama model to serve instead of the profile's (same as `--model`).
+pub const MODEL: &str = "KSTRAP_MODEL";
 /// Distribution to use instead of the profile's (same as `--distro`): `k3s` or `k0s`.
 pub const DISTRO: &str = "KSTRAP_DISTRO";
 /// Folder of profile YAML files replacing the embedded ones (same as `--profiles-dir`).
@@ -45,6 +47,10 @@ pub const PATH: &str = "PATH";
 /// All of the above with a one-line description, for `--help` and the README.
 pub const ALL: &[(&str, &str)] = &[
     (PROFILE, "profile to use instead of the automatic choice"),
+    (
+        MODEL,
+        "Ollama model to serve instead of the profile's (checked against the VRAM budget)",
+    ),
     (DISTRO, "distribution to use instead of the profile's (k3s|k0s)"),
     (PROFILES_DIR, "folder of profile YAML files replacing the embedded ones"),
     (STACK_DIR, "folder of stacks replacing the embedded manifests/"),

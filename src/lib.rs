@@ -9,6 +9,7 @@
 pub mod addons;
 pub mod app;
 pub mod applyset;
+pub mod budget;
 pub mod checks;
 pub mod cli;
 pub mod distro;

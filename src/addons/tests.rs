@@ -27,6 +27,8 @@ fn select(facts: &HostFacts, profile: &str, distro: Option<Distro>) -> Selection
             profile: Some(profile.into()),
             distro,
             force: true,
+            model: None,
+            kept: None,
         },
     )
     .expect("selection")

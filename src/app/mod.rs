@@ -151,7 +151,8 @@ fn plan_error(e: plan::PlanError) -> Failure {
 
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
-        SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
+        SelectError::UnknownProfile { .. } | SelectError::Budget(_) => Failure::usage(e.to_string()),
+        SelectError::ModelDoesNotFit { .. } => Failure::refused(e.to_string()),
         SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
     }
 }
@@ -218,6 +219,21 @@ pub(crate) struct Planned {
     pub addons: Vec<crate::addons::Addon>,
 }
 
+/// The tier and model the first install recorded, when this host has kstrap's state (never for
+/// facts read from a file: they describe another machine).
+fn kept_plan(global: &GlobalArgs, facts: &HostFacts) -> Option<profile::KeptPlan> {
+    if global.facts.is_some() || facts.existing.kstrap_state.is_none() {
+        return None;
+    }
+    // An unreadable or corrupt state is reported by `up` itself, with how to fix it.
+    let state = crate::exec::state::State::load(&up::host()).ok().flatten()?;
+    Some(profile::KeptPlan {
+        profile: state.profile,
+        model: state.model,
+        source: crate::exec::state::STATE_PATH.to_string(),
+    })
+}
+
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
@@ -226,17 +242,24 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         profile: args.profile.clone(),
         distro: args.distro,
         force: args.force,
+        model: args.model.clone(),
+        kept: kept_plan(global, &facts),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = apply::prepared_stack(
+    let mut stack = apply::prepared_stack(
         global,
         &stack_name,
         &selection.profile.name,
         Some(selection.distro),
         &args.images,
     )?;
+    // The model and Ollama's limits come from the selection's VRAM budget (and --model).
+    stack.overlay(&crate::budget::stack_overlays(
+        selection.vram_budget.as_ref(),
+        selection.model.as_deref(),
+    ));
     let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {

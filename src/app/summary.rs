@@ -307,6 +307,7 @@ mod tests {
             distro_version: None,
             stack: None,
             force: false,
+            model: None,
             release_mirror: None,
             airgap: None,
             images: Vec::new(),

@@ -233,6 +233,7 @@ impl Executor<'_> {
         let mut state = state.unwrap_or_else(|| State::new(plan.distro, &plan.distro_version, &plan.profile));
         state.version = plan.distro_version.clone();
         state.profile = plan.profile.clone();
+        state.model = plan.vram_budget.as_ref().map(|b| b.model.clone());
         for d in paths.data_dirs {
             let parents = self.host.missing_parents(&format!("{d}/x"));
             let parents: Vec<String> = parents.into_iter().filter(|p| p != d).collect();

@@ -24,6 +24,10 @@ pub struct State {
     pub distro: Distro,
     pub version: String,
     pub profile: String,
+    /// The model Ollama serves, fixed at the first install with the profile (GPU tiers);
+    /// re-runs keep both unless asked for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Files kstrap wrote or had a command write, by host path; `sha256` is `None` for files a
     /// command wrote or a write that had not finished.
     pub files: BTreeMap<String, FileRecord>,
@@ -87,6 +91,7 @@ impl State {
             distro,
             version: version.to_string(),
             profile: profile.to_string(),
+            model: None,
             files: BTreeMap::new(),
             dirs: Vec::new(),
             services: Vec::new(),

@@ -72,6 +72,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub gpu_notes: Vec<String>,
     pub gpu: Option<GpuShares>,
+    /// GPU profiles: what each GPU service holds in VRAM, the headroom left, and why (estimate).
+    pub vram_budget: Option<crate::budget::VramBudget>,
     pub preflight: PreflightSummary,
     pub steps: Vec<Step>,
 }
@@ -175,6 +177,7 @@ pub fn plan(
         warnings: sel.warnings.clone(),
         gpu_notes: sel.gpu_notes.clone(),
         gpu,
+        vram_budget: sel.vram_budget.clone(),
         preflight,
         steps,
     })

@@ -193,8 +193,9 @@ impl Stack {
         out
     }
 
-    /// Applies checked overlays to this stack's objects, removing the omitted ones.
-    fn overlay(&mut self, overlays: &BTreeMap<String, PlacedOverlay>) {
+    /// Applies checked overlays to this stack's objects, removing the omitted ones. Overlays
+    /// for objects the stack does not have change nothing.
+    pub fn overlay(&mut self, overlays: &BTreeMap<String, PlacedOverlay>) {
         for stage in &mut self.stages {
             stage.objects.retain(|o| {
                 let key = format!("{}/{}", o.reference.kind, o.reference.name);

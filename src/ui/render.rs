@@ -151,6 +151,9 @@ pub fn facts(f: &HostFacts, selection: Result<&Selection, &SelectError>, finding
             for r in &sel.reasons {
                 let _ = writeln!(s, "    - {r}");
             }
+            if let Some(b) = &sel.vram_budget {
+                s.push_str(&crate::budget::render(b));
+            }
         }
         Err(e) => {
             for line in e.to_string().lines() {
@@ -230,6 +233,9 @@ pub fn plan(p: &Plan, verbose: i8) -> String {
         None => {
             let _ = writeln!(s, "GPU sharing: none (everything runs on CPU)");
         }
+    }
+    if let Some(b) = &p.vram_budget {
+        s.push_str(&crate::budget::render(b));
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Steps");

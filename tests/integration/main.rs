@@ -40,3 +40,4 @@ mod up_e2e;
 mod upstream;
 mod upstream_flags;
 mod voice_e2e;
+mod vram_budget;

@@ -757,7 +757,17 @@ fn voice_ai_pulls_each_profiles_own_model_and_open_webui_defaults_to_it() {
         models.insert(p.to_string(), written.clone());
     }
     let distinct: BTreeSet<&String> = models.values().collect();
-    assert_eq!(distinct.len(), models.len(), "each profile its own model: {models:?}");
+    // The three original profiles each pull their own model; GPU tiers pull their VRAM plan's.
+    let originals: BTreeSet<&String> = ["laptop-8gb", "rtx-5090", "cpu-fallback"]
+        .iter()
+        .filter_map(|p| models.get(*p))
+        .collect();
+    assert_eq!(originals.len(), 3, "each original profile its own model: {models:?}");
+    for p in kstrap::profile::embedded().unwrap() {
+        if let Some(v) = &p.vram {
+            assert_eq!(models.get(&p.name), Some(&v.ollama.model), "{}", p.name);
+        }
+    }
     // The base manifest's model is one of them (what a profile without sizing gets).
     let base = env_of(find(&s, "Job", "ollama-model-pull").unwrap(), "pull", "MODEL").unwrap();
     assert!(distinct.contains(&base), "{base} vs {models:?}");

@@ -56,6 +56,8 @@ fn selection(
         profile: Some(profile_name.into()),
         distro: Some(distro),
         force: false,
+        model: None,
+        kept: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("profile fits the fixture");
     (facts, sel)
