@@ -207,8 +207,9 @@ fn storage_stands_aside_for_another_default_class_and_never_makes_a_second() {
 #[test]
 fn storage_only_on_k0s_and_monitoring_only_when_asked() {
     for (name, sel) in cases() {
-        let none = planned(&sel, &[]).unwrap();
-        let with = planned(&sel, &[Optional::Monitoring]).unwrap();
+        let plain = crate::stack::load("voice-ai", None).unwrap();
+        let none = planned(&sel, &[], &plain).unwrap();
+        let with = planned(&sel, &[Optional::Monitoring], &plain).unwrap();
         let kinds = |a: &[Addon]| a.iter().map(|a| a.kind).collect::<Vec<_>>();
         match sel.distro {
             Distro::K0s => {
@@ -230,7 +231,9 @@ fn storage_only_on_k0s_and_monitoring_only_when_asked() {
 #[test]
 fn steps_name_exactly_what_the_addons_apply_and_wait_for() {
     for (name, sel) in cases() {
-        let addons = planned(&sel, &[Optional::Monitoring]).unwrap();
+        let alice = crate::stack::load("alice", None).unwrap();
+        let addons = planned(&sel, &[Optional::Monitoring], &alice).unwrap();
+        assert_eq!(addons.last().map(|a| a.kind), Some(AddonKind::CloudNativePg), "{name}");
         let steps = steps(&addons);
         assert_eq!(steps.len(), addons.len(), "{name}");
         for (step, addon) in steps.iter().zip(&addons) {
