@@ -7,6 +7,7 @@ mod cli;
 mod controller_standins;
 #[path = "../support/counting.rs"]
 pub mod counting;
+mod databases;
 mod down;
 mod down_host;
 mod down_hostile;
