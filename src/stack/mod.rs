@@ -20,6 +20,8 @@ pub mod secrets;
 mod yaml;
 
 #[cfg(test)]
+mod databases_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use check::is_dns_label;
