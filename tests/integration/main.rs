@@ -8,6 +8,7 @@ mod controller_standins;
 #[path = "../support/counting.rs"]
 pub mod counting;
 mod databases;
+mod databases_e2e;
 mod down;
 mod down_host;
 mod down_hostile;
