@@ -261,6 +261,8 @@ pub(crate) fn gpu_stack(objects: Vec<Value>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+        namespaces: Vec::new(),
+        databases: Vec::new(),
     }
 }
 

@@ -261,7 +261,8 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         selection.model.as_deref(),
     ));
     let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
-    let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
+    let addons =
+        crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,

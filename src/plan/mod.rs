@@ -134,7 +134,11 @@ pub fn plan(
     };
     steps.extend(distro::host_steps(&ctx)?);
     // Add-ons before the GPU operator and the stack: their claims need k0s's StorageClass.
-    steps.extend(crate::addons::steps(&crate::addons::planned(sel, &settings.addons)?));
+    steps.extend(crate::addons::steps(&crate::addons::planned(
+        sel,
+        &settings.addons,
+        stack,
+    )?));
     steps.extend(crate::gpu::steps(facts, sel));
 
     for stage in &stack.stages {

@@ -206,6 +206,8 @@ mod tests {
             distros: Default::default(),
             secrets: Vec::new(),
             images: Vec::new(),
+            namespaces: Vec::new(),
+            databases: Vec::new(),
         }
     }
 

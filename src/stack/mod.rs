@@ -8,6 +8,7 @@
 //! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
 
 mod check;
+pub mod databases;
 pub mod endpoints;
 mod error;
 mod format;
@@ -18,6 +19,8 @@ pub mod reference;
 pub mod secrets;
 pub(crate) mod yaml;
 
+#[cfg(test)]
+mod databases_tests;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +56,10 @@ pub struct Stack {
     /// Images only a service's authors have: the user names them when the stack is applied
     /// (`images::resolve_images`); until then those containers carry a placeholder.
     pub images: Vec<ImageDecl>,
+    /// Namespaces besides `namespace` that the stack's objects live in (`namespaces:`).
+    pub namespaces: Vec<String>,
+    /// PostgreSQL databases (`databases:`); their Clusters and policies are in `stages`.
+    pub databases: Vec<databases::Database>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -432,6 +439,27 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         .into_iter()
         .map(|(distro, overlays)| (distro, placed(overlays)))
         .collect();
+    // Every namespace an object names is the stack's or one it lists under `namespaces:`.
+    let mut all_namespaces = vec![namespace.clone()];
+    all_namespaces.extend(file.namespaces.iter().map(|n| n.value.clone()));
+    for o in stages.iter().flat_map(|s| &s.objects) {
+        if let Some(ns) = &o.reference.namespace
+            && !all_namespaces.contains(ns)
+        {
+            return Err(StackError::ForeignNamespace {
+                at: Place {
+                    path: o.source.clone(),
+                    document: o.document,
+                    line: o.line,
+                },
+                object: o.reference.to_string(),
+                namespace: ns.clone(),
+                stack_file: stack_path.clone(),
+            });
+        }
+    }
+    let databases = databases::expand(&stack_path, file.databases, &all_namespaces, &mut stages)?;
+
     let sections = overlay::sections(&profiles, &distros);
     overlay::check(&stack_path, &stages, &sections)?;
     images::check(&stack_path, &images, &stages, &sections)?;
@@ -459,6 +487,8 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
             })
             .collect(),
         images: images.into_iter().map(|(d, _)| d).collect(),
+        namespaces: all_namespaces[1..].to_vec(),
+        databases,
     })
 }
 

@@ -5,6 +5,8 @@ mod apply_e2e;
 mod bad_input;
 mod cli;
 mod controller_standins;
+mod databases;
+mod databases_e2e;
 mod down;
 mod down_host;
 mod down_hostile;

@@ -430,8 +430,15 @@ fn references_resolve_inside_each_stack() {
                 }
                 for sel in selectors.into_iter().filter(|s| !selects_all(*s)) {
                     let labels = sel.and_then(|s| s.get("matchLabels")).unwrap_or(&Value::Null);
+                    // The database instances CloudNativePG starts are pods of the stack too.
+                    let instances: Vec<Value> = s
+                        .databases
+                        .iter()
+                        .map(|d| kstrap::stack::databases::instance_pod_labels(&d.name, 1))
+                        .collect();
                     assert!(
-                        pods.iter().any(|(_, _, l)| labels_match(labels, l)),
+                        pods.iter().any(|(_, _, l)| labels_match(labels, l))
+                            || instances.iter().any(|l| labels_match(labels, l)),
                         "{name}: NetworkPolicy {} names pods {labels} that the stack does not have",
                         np.reference.name
                     );
@@ -443,6 +450,10 @@ fn references_resolve_inside_each_stack() {
 
 /// A Secret of the stack (object or declaration) and, if given, one of its keys.
 fn secret_exists(s: &Stack, name: &str, key: Option<&str>) -> bool {
+    // A database's credentials: the operator generates `<name>-app` with key `uri`.
+    if s.databases.iter().any(|d| d.app_secret() == name) {
+        return key.is_none_or(|k| k == kstrap::stack::databases::URI_KEY);
+    }
     if let Some(decl) = s.secrets.iter().find(|d| d.name == name) {
         return key.is_none_or(|k| decl.keys.iter().any(|env| decl.secret_key(env) == k));
     }
@@ -477,12 +488,12 @@ fn the_user_images_are_placeholders_until_resolved() {
 /// Where traffic comes from or goes to, for the policy check: a pod (its namespace and labels)
 /// or an address outside the cluster's pods.
 #[derive(Debug, Clone)]
-enum Peer {
+pub(crate) enum Peer {
     Pod { ns: String, labels: Value },
     Outside,
 }
 
-fn pod_peer(ns: &str, labels: Value) -> Peer {
+pub(crate) fn pod_peer(ns: &str, labels: Value) -> Peer {
     Peer::Pod {
         ns: ns.to_string(),
         labels,
@@ -536,7 +547,7 @@ fn port_matches(rule: &Value, port: u64, name: &str) -> bool {
 /// Whether traffic from `from` to `to` on TCP `port` (`name`) gets through the stack's network
 /// policies: allowed out of `from` (when it is one of the stack's pods) and into `to`. A pod no
 /// policy of a direction selects is open in that direction, as in Kubernetes.
-fn allowed(s: &Stack, from: &Peer, to: &Peer, port: u64, name: &str) -> bool {
+pub(crate) fn allowed(s: &Stack, from: &Peer, to: &Peer, port: u64, name: &str) -> bool {
     let policies: Vec<&stack::StackObject> = objects(s).filter(|o| o.reference.kind == "NetworkPolicy").collect();
     let direction = |pod: &Peer, other: &Peer, kind: &str, field: &str, peers: &str| -> bool {
         let Peer::Pod { ns, labels } = pod else { return true };
@@ -940,6 +951,8 @@ fn schema_problem(kind: &str, value: &Value) -> Result<(), String> {
         "Job" => round_trip::<batch::v1::Job>(value),
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(value),
         "Ingress" => round_trip::<networking::v1::Ingress>(value),
+        // No k8s-openapi type: checked against CloudNativePG's own CRD schema (databases.rs).
+        "Cluster" => crate::databases::cluster_schema_problem(value),
         other => Err(format!(
             "kind {other} is not in this test's list: add its k8s-openapi type"
         )),

@@ -82,6 +82,11 @@ fn chart_objects() -> Vec<(String, Value)> {
             }
         }
         let (_, sel) = selection(fixture("rtx5090-96gb"), "rtx-5090", distro);
+        for o in kstrap::addons::cnpg::objects(distro, &sel) {
+            if o["kind"] == "HelmChart" || o["kind"] == "Chart" {
+                out.push((format!("cloudnative-pg chart ({distro})"), o));
+            }
+        }
         for o in kstrap::addons::monitoring::objects(distro, &sel) {
             if o["kind"] == "HelmChart" || o["kind"] == "Chart" {
                 out.push((format!("monitoring chart {} ({distro})", o["metadata"]["name"]), o));
@@ -370,7 +375,8 @@ fn images_in(value: &Value, out: &mut BTreeSet<String>) {
         Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
-                    ("image", Value::String(s)) => {
+                    // A CloudNativePG Cluster's PostgreSQL image.
+                    ("image" | "imageName", Value::String(s)) => {
                         out.insert(s.clone());
                     }
                     _ => images_in(v, out),
@@ -450,7 +456,7 @@ fn deployable_images() -> BTreeSet<String> {
         }
     }
     out.insert(kstrap::gpu::VERIFY_IMAGE.to_string());
-    for chart in ["gpu-operator", "prometheus", "grafana"] {
+    for chart in ["gpu-operator", "prometheus", "grafana", "cloudnative-pg"] {
         out.extend(chart_images(chart));
     }
     // Images the user names are exempt.
