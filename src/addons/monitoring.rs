@@ -521,6 +521,7 @@ pub fn addon(sel: &Selection) -> Addon {
         distros: Default::default(),
         secrets: vec![admin_secret()],
         images: Vec::new(),
+        verify: None,
     };
     let deployment = |name: &str| ObjectRef {
         api_version: "apps/v1".into(),

@@ -261,6 +261,7 @@ pub(crate) fn gpu_stack(objects: Vec<Value>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+        verify: None,
     }
 }
 

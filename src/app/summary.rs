@@ -310,6 +310,7 @@ mod tests {
             release_mirror: None,
             airgap: None,
             images: Vec::new(),
+            verify: None,
             cluster_timeout: None,
             with,
         };

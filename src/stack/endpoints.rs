@@ -206,6 +206,7 @@ mod tests {
             distros: Default::default(),
             secrets: Vec::new(),
             images: Vec::new(),
+            verify: None,
         }
     }
 

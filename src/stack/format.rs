@@ -26,6 +26,9 @@ pub(crate) struct StackFile {
     /// Images only a service's authors have: the user names them (`--image KEY=REF`).
     #[serde(default)]
     pub images: Vec<Spanned<ImageFile>>,
+    /// What proves the stack works once it is ready (`crate::verify::VerifySpec`).
+    #[serde(default)]
+    pub verify: Option<Spanned<crate::verify::VerifySpec>>,
 }
 
 /// Overlays per distribution. A field per distribution kstrap installs (not a map), so that a

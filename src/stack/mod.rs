@@ -7,7 +7,7 @@
 //! objects stay `serde_json::Value`s (what a `DynamicObject` deserializes from) so that sizing
 //! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
 
-mod check;
+pub(crate) mod check;
 pub mod endpoints;
 mod error;
 mod format;
@@ -53,6 +53,8 @@ pub struct Stack {
     /// Images only a service's authors have: the user names them when the stack is applied
     /// (`images::resolve_images`); until then those containers carry a placeholder.
     pub images: Vec<ImageDecl>,
+    /// What proves the stack works once it is ready (stack.yaml `verify:`, `crate::verify`).
+    pub verify: Option<crate::verify::VerifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -435,6 +437,14 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
     let sections = overlay::sections(&profiles, &distros);
     overlay::check(&stack_path, &stages, &sections)?;
     images::check(&stack_path, &images, &stages, &sections)?;
+    if let Some(v) = &file.verify {
+        crate::verify::check(&v.value, &stages).map_err(|(message, hint)| StackError::StackFile {
+            path: stack_path.clone(),
+            line: v.referenced.line() as usize,
+            message,
+            hint: hint.to_string(),
+        })?;
+    }
 
     Ok(Stack {
         name: name.to_string(),
@@ -459,6 +469,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
             })
             .collect(),
         images: images.into_iter().map(|(d, _)| d).collect(),
+        verify: file.verify.map(|v| v.value),
     })
 }
 

@@ -314,6 +314,7 @@ mod tests {
             distros: BTreeMap::new(),
             secrets,
             images: Vec::new(),
+            verify: None,
         }
     }
 

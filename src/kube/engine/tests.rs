@@ -37,6 +37,7 @@ fn stack(objects: Vec<StackObject>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+        verify: None,
     }
 }
 
