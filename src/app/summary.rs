@@ -310,7 +310,6 @@ mod tests {
             release_mirror: None,
             airgap: None,
             images: Vec::new(),
-            verify: None,
             cluster_timeout: None,
             with,
         };

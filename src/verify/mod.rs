@@ -275,6 +275,11 @@ fn url(service: &str, port: u16, path: &str) -> String {
 pub fn resolve(stack: &Stack) -> Option<Resolved> {
     let spec = stack.verify.as_ref()?;
     let stages = &stack.stages;
+    // A Service the profile leaves out (imagepod's GPU worker on CPU profiles) is not checked.
+    let present = |service: &str| {
+        objects(stages).any(|o| o.reference.kind == "Service" && o.reference.name == service)
+    };
+    let http: Vec<&HttpCheck> = spec.http.iter().filter(|h| present(&h.service)).collect();
     let image = match (&spec.image, &spec.image_from) {
         (Some(i), _) => i.clone(),
         (None, Some(from)) => container(stages, from)?.get("image")?.as_str()?.to_string(),
@@ -284,8 +289,7 @@ pub fn resolve(stack: &Stack) -> Option<Resolved> {
         Checker::Sh => vec![
             (
                 "KSTRAP_VERIFY_HTTP".to_string(),
-                spec.http
-                    .iter()
+                http.iter()
                     .map(|h| format!("{} {}", h.service, url(&h.service, h.port, &h.path)))
                     .collect::<Vec<_>>()
                     .join("\n"),
@@ -293,8 +297,7 @@ pub fn resolve(stack: &Stack) -> Option<Resolved> {
             ("KSTRAP_VERIFY_TIMEOUT_S".to_string(), REQUEST_TIMEOUT_S.min(spec.timeout_s).to_string()),
         ],
         Checker::Python => {
-            let http: Vec<Value> = spec
-                .http
+            let http: Vec<Value> = http
                 .iter()
                 .map(|h| json!({"service": h.service, "url": url(&h.service, h.port, &h.path)}))
                 .collect();
