@@ -172,6 +172,11 @@ fn clip(s: &str) -> String {
 
 /// Human lines: one per link, failed ones with what was sent, what came back and what to run.
 pub fn render(v: &Verification) -> String {
+    render_as(v, "Verification")
+}
+
+/// [`render`] under another title (`kstrap status`: "Last verification").
+pub fn render_as(v: &Verification, title: &str) -> String {
     let mut out = String::new();
     let head = if v.ok {
         "works"
@@ -180,7 +185,7 @@ pub fn render(v: &Verification) -> String {
     } else {
         "FAILED"
     };
-    out.push_str(&format!("Verification of {}: {head}", v.stack));
+    out.push_str(&format!("{title} of {}: {head}", v.stack));
     if let Some(at) = &v.at {
         out.push_str(&format!(" (at {at})"));
     }

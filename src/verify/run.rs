@@ -206,3 +206,29 @@ pub async fn last(client: &kube::Client, stack: &str, namespace: &str) -> Result
         None => Ok(None),
     }
 }
+
+/// The newest finished verification of every stack on the cluster (for `kstrap status`), by
+/// stack name.
+pub async fn all_last(client: &kube::Client) -> Result<Vec<Verification>, String> {
+    let jobs: Api<Job> = Api::all(client.clone());
+    let list = jobs
+        .list(&ListParams::default().labels(&format!("{LABEL}={NAME},{STACK_LABEL}")))
+        .await
+        .map_err(|e| api_error("listing verification Jobs", e))?;
+    let mut newest: std::collections::BTreeMap<String, Job> = std::collections::BTreeMap::new();
+    for job in list.items.into_iter().filter(|j| finish(j).is_some()) {
+        let Some(stack) = job.metadata.labels.as_ref().and_then(|l| l.get(STACK_LABEL)).cloned() else {
+            continue;
+        };
+        let created = |j: &Job| j.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        if newest.get(&stack).is_none_or(|old| created(old) < created(&job)) {
+            newest.insert(stack, job);
+        }
+    }
+    let mut out = Vec::new();
+    for (stack, job) in newest {
+        let namespace = job.metadata.namespace.clone().unwrap_or_default();
+        out.push(outcome(client, &stack, &namespace, &job).await?);
+    }
+    Ok(out)
+}
