@@ -321,22 +321,50 @@ def run(config):
 
 
 def encode(report):
-    """The report as one line within the kubelet's limit: details of links that passed go first."""
-    text = json.dumps(report, separators=(",", ":"))
-    if len(text.encode()) <= MESSAGE_LIMIT:
-        return text
+    """The report as one line within the kubelet's limit. When it is too long: what links that
+    did not fail sent and got goes first, then every text is clipped, then links that did not
+    fail are left out from the end (counted in "omitted"); failed links stay."""
+
+    def text():
+        return json.dumps(report, separators=(",", ":"))
+
+    if len(text().encode()) <= MESSAGE_LIMIT:
+        return text()
     for l in report["links"]:
-        if l["status"] in ("ok", "not_checked", "skipped"):
+        if l["status"] != "failed":
             l.pop("sent", None)
             l.pop("got", None)
-    text = json.dumps(report, separators=(",", ":"))
-    while len(text.encode()) > MESSAGE_LIMIT:
+            l.pop("detail", None)
+    for limit in (120, 60):
+        if len(text().encode()) <= MESSAGE_LIMIT:
+            return text()
         for l in report["links"]:
             for k in ("sent", "got", "detail"):
                 if k in l:
-                    l[k] = l[k][: max(0, len(l[k]) // 2)]
-        text = json.dumps(report, separators=(",", ":"))
-    return text
+                    l[k] = clip(l[k], limit)
+    # Still too long: links after the first failed one keep only their names and what came back,
+    # then are left out from the end (passed ones first), counted in "omitted" and
+    # "omitted_failed".
+    first = next((i for i, l in enumerate(report["links"]) if l["status"] == "failed"), None)
+    for i, l in enumerate(report["links"]):
+        if i != first:
+            l.pop("sent", None)
+            l.pop("detail", None)
+    omitted = omitted_failed = 0
+    while len(text().encode()) > MESSAGE_LIMIT and len(report["links"]) > 1:
+        passed = [i for i, l in enumerate(report["links"]) if l["status"] != "failed"]
+        later = [i for i in range(len(report["links"])) if i != first]
+        victim = passed[-1] if passed else later[-1]
+        if report["links"][victim]["status"] == "failed":
+            omitted_failed += 1
+            report["omitted_failed"] = omitted_failed
+        else:
+            omitted += 1
+            report["omitted"] = omitted
+        report["links"].pop(victim)
+        if first is not None and victim < first:
+            first -= 1
+    return text()
 
 
 def main():

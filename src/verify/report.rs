@@ -70,6 +70,12 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CheckerReport {
     pub links: Vec<Link>,
+    /// Links left out so that the report fits the termination message (none of them failed).
+    #[serde(default)]
+    pub omitted: usize,
+    /// Failed links left out (after the first failed one, which is always kept).
+    #[serde(default)]
+    pub omitted_failed: usize,
 }
 
 /// A verification of one stack.
@@ -159,7 +165,26 @@ pub fn parse(message: &str) -> Result<Vec<Link>, String> {
     if report.links.is_empty() {
         return Err("the checker reported no links".into());
     }
-    Ok(report.links)
+    let mut links = report.links;
+    let more = |n: usize, what: &str, status| Link {
+        name: format!("{n} more {what} links (left out of the 4096-byte report)"),
+        service: super::NAME.into(),
+        status,
+        ms: None,
+        sent: String::new(),
+        got: String::new(),
+        detail: None,
+        metrics: None,
+        timeout: false,
+        next: None,
+    };
+    if report.omitted_failed > 0 {
+        links.push(more(report.omitted_failed, "failed", LinkStatus::Failed));
+    }
+    if report.omitted > 0 {
+        links.push(more(report.omitted, "passed", LinkStatus::Ok));
+    }
+    Ok(links)
 }
 
 fn clip(s: &str) -> String {

@@ -40,4 +40,7 @@ mod status_e2e;
 mod support;
 mod up_e2e;
 mod upstream;
+mod verify_checker;
+#[path = "../support/voice_apis.rs"]
+pub mod voice_apis;
 mod voice_e2e;
