@@ -264,7 +264,8 @@ const STATUS_AFTER_HELP: &str = "\
 Exit codes:
   0  every node is Ready, every object of every stack kstrap applied is ready, and (with the GPU
      operator installed) each GPU node advertises GPUs × replicas nvidia.com/gpu
-  1  something is not ready (the output says what and why), or the API server cannot be reached
+  1  something is not ready (the output says what and why), a stack's last verification failed
+     (`kstrap verify`; the output shows each link), or the API server cannot be reached
   2  the kubeconfig or context cannot be used";
 
 const VERIFY_AFTER_HELP: &str = "\

@@ -122,6 +122,9 @@ pub async fn outcome(client: &kube::Client, stack: &str, namespace: &str, job: &
         None => {
             let state = if let Some(t) = &terminated {
                 Some(format!("exit code {} with no report", t.exit_code))
+            } else if list.items.is_empty() {
+                // The Job controller deletes a pod that outlived the deadline: its events stay.
+                last_warning(client, namespace, &name).await.or_else(|| pod_state_of(&list.items))
             } else {
                 pod_state_of(&list.items)
             };
@@ -158,6 +161,29 @@ async fn pod_state(client: &kube::Client, namespace: &str, job: &str) -> Option<
         .await
         .ok()?;
     pod_state_of(&list.items)
+}
+
+/// The newest Warning event of the Job's pods (a failed image pull, a sandbox that could not be
+/// made), for a pod that is gone.
+async fn last_warning(client: &kube::Client, namespace: &str, job: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events
+        .list(&ListParams::default().fields("type=Warning,involvedObject.kind=Pod"))
+        .await
+        .ok()?;
+    let prefix = format!("{job}-");
+    list.items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&prefix)))
+        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)))
+        .map(|e| {
+            format!(
+                "{} (event {}; the Job deleted the pod at its deadline)",
+                e.message.unwrap_or_default(),
+                e.reason.unwrap_or_default()
+            )
+        })
 }
 
 /// What a pod that gave no report is doing: its container's waiting reason and message, or its
