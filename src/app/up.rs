@@ -151,7 +151,12 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             }
             _ => None,
         };
-        (result, cluster.applied.take(), cluster.node_address.take(), verification)
+        (
+            result,
+            cluster.applied.take(),
+            cluster.node_address.take(),
+            verification,
+        )
     });
     runtime.shutdown_background();
     match result {

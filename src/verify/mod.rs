@@ -135,7 +135,10 @@ pub(crate) fn check(spec: &VerifySpec, stages: &[Stage]) -> Result<(), (String, 
                 return Err((format!("verify: image {image:?}: {p}"), "name a pinned public image"));
             }
             if let Some(p) = crate::stack::check::image_problem(image) {
-                return Err((format!("verify: image {image:?}: {p}"), "pin the image to a release tag"));
+                return Err((
+                    format!("verify: image {image:?}: {p}"),
+                    "pin the image to a release tag",
+                ));
             }
         }
         (None, Some(from)) => {
@@ -160,20 +163,29 @@ pub(crate) fn check(spec: &VerifySpec, stages: &[Stage]) -> Result<(), (String, 
         ));
     }
     if spec.http.is_empty() && spec.voice.is_none() {
-        return Err(("verify: no checks".into(), "list http checks (service, port, path) or a voice round trip"));
+        return Err((
+            "verify: no checks".into(),
+            "list http checks (service, port, path) or a voice round trip",
+        ));
     }
     for h in &spec.http {
         service_port(stages, &h.service, h.port)?;
         if !h.path.starts_with('/') || h.path.chars().any(char::is_whitespace) {
             return Err((
-                format!("verify: http path {:?} of {} is not an absolute path", h.path, h.service),
+                format!(
+                    "verify: http path {:?} of {} is not an absolute path",
+                    h.path, h.service
+                ),
                 "write the health path as the service serves it, e.g. /health",
             ));
         }
     }
     if let Some(voice) = &spec.voice {
         if spec.checker != Checker::Python {
-            return Err(("verify: the voice round trip needs checker: python".into(), "use checker: python"));
+            return Err((
+                "verify: the voice round trip needs checker: python".into(),
+                "use checker: python",
+            ));
         }
         for e in [&voice.tts, &voice.stt, &voice.llm] {
             service_port(stages, &e.service, e.port)?;
@@ -193,7 +205,10 @@ pub(crate) fn check(spec: &VerifySpec, stages: &[Stage]) -> Result<(), (String, 
             })?;
         }
         if voice.tts.voice_from.is_none() {
-            return Err(("verify: voice.tts needs voice_from".into(), "name the variable the front end's TTS voice is in"));
+            return Err((
+                "verify: voice.tts needs voice_from".into(),
+                "name the variable the front end's TTS voice is in",
+            ));
         }
     }
     Ok(())
@@ -212,7 +227,11 @@ fn service_port(stages: &[Stage], service: &str, port: u16) -> Result<(), (Strin
         .value
         .pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| p.get("port").and_then(Value::as_u64)).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("port").and_then(Value::as_u64))
+                .collect()
+        })
         .unwrap_or_default();
     if !ports.contains(&u64::from(port)) {
         return Err((
@@ -254,8 +273,10 @@ fn env_value(stages: &[Stage], r: &str) -> Option<String> {
 fn on_gpu(stages: &[Stage], r: &str) -> bool {
     let Some(c) = container(stages, r) else { return false };
     ["limits", "requests"].iter().any(|k| {
-        c.pointer(&format!("/resources/{k}/nvidia.com~1gpu"))
-            .is_some_and(|v| v.as_u64().map_or_else(|| v.as_str().is_some_and(|s| s != "0"), |n| n > 0))
+        c.pointer(&format!("/resources/{k}/nvidia.com~1gpu")).is_some_and(|v| {
+            v.as_u64()
+                .map_or_else(|| v.as_str().is_some_and(|s| s != "0"), |n| n > 0)
+        })
     })
 }
 
@@ -276,9 +297,7 @@ pub fn resolve(stack: &Stack) -> Option<Resolved> {
     let spec = stack.verify.as_ref()?;
     let stages = &stack.stages;
     // A Service the profile leaves out (imagepod's GPU worker on CPU profiles) is not checked.
-    let present = |service: &str| {
-        objects(stages).any(|o| o.reference.kind == "Service" && o.reference.name == service)
-    };
+    let present = |service: &str| objects(stages).any(|o| o.reference.kind == "Service" && o.reference.name == service);
     let http: Vec<&HttpCheck> = spec.http.iter().filter(|h| present(&h.service)).collect();
     let image = match (&spec.image, &spec.image_from) {
         (Some(i), _) => i.clone(),
@@ -294,7 +313,10 @@ pub fn resolve(stack: &Stack) -> Option<Resolved> {
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
-            ("KSTRAP_VERIFY_TIMEOUT_S".to_string(), REQUEST_TIMEOUT_S.min(spec.timeout_s).to_string()),
+            (
+                "KSTRAP_VERIFY_TIMEOUT_S".to_string(),
+                REQUEST_TIMEOUT_S.min(spec.timeout_s).to_string(),
+            ),
         ],
         Checker::Python => {
             let http: Vec<Value> = http
@@ -309,7 +331,13 @@ pub fn resolve(stack: &Stack) -> Option<Resolved> {
                            "gpu": on_gpu(stages, &e.gpu_from)})
                 };
                 let mut tts = endpoint(&v.tts);
-                tts["voice"] = json!(v.tts.voice_from.as_deref().and_then(|r| env_value(stages, r)).unwrap_or_default());
+                tts["voice"] = json!(
+                    v.tts
+                        .voice_from
+                        .as_deref()
+                        .and_then(|r| env_value(stages, r))
+                        .unwrap_or_default()
+                );
                 let mut llm = endpoint(&v.llm);
                 let model = llm["model"].as_str().unwrap_or_default().to_string();
                 llm["strict"] = json!(tag_billions(&model).is_some_and(|b| b >= STRICT_FROM_BILLIONS));

@@ -227,7 +227,10 @@ pub fn render_as(v: &Verification, title: &str) -> String {
             line.push_str(&format!(" - {}", l.got));
         }
         if let Some(d) = &l.detail
-            && matches!(l.status, LinkStatus::Warning | LinkStatus::NotChecked | LinkStatus::Skipped)
+            && matches!(
+                l.status,
+                LinkStatus::Warning | LinkStatus::NotChecked | LinkStatus::Skipped
+            )
         {
             line.push_str(&format!(" ({d})"));
         }

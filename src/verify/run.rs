@@ -46,18 +46,22 @@ pub async fn run(client: &kube::Client, stack: &str, namespace: &str, r: &Resolv
     let name = created.metadata.name.clone().unwrap_or_default();
     let finished = |j: Option<&Job>| j.is_some_and(|j| finish(j).is_some());
     let wait = Duration::from_secs(r.timeout_s) + GRACE;
-    let done = tokio::time::timeout(wait, kube::runtime::wait::await_condition(jobs.clone(), &name, finished)).await;
+    let done = tokio::time::timeout(
+        wait,
+        kube::runtime::wait::await_condition(jobs.clone(), &name, finished),
+    )
+    .await;
     let job = match done {
         Ok(Ok(Some(job))) => job,
-        Ok(Ok(None)) => return Err(format!("the verification Job {namespace}/{name} was deleted while it ran")),
+        Ok(Ok(None)) => {
+            return Err(format!(
+                "the verification Job {namespace}/{name} was deleted while it ran"
+            ));
+        }
         Ok(Err(e)) => return Err(format!("watching the verification Job {namespace}/{name}: {e}")),
         Err(_) => {
             let pod = pod_state(client, namespace, &name).await;
-            let link = checker_link(
-                format!("the Job did not finish within {} s", wait.as_secs()),
-                pod,
-                true,
-            );
+            let link = checker_link(format!("the Job did not finish within {} s", wait.as_secs()), pod, true);
             return Ok(Verification::new(stack, namespace, &name, None, vec![link]));
         }
     };
@@ -124,7 +128,9 @@ pub async fn outcome(client: &kube::Client, stack: &str, namespace: &str, job: &
                 Some(format!("exit code {} with no report", t.exit_code))
             } else if list.items.is_empty() {
                 // The Job controller deletes a pod that outlived the deadline: its events stay.
-                last_warning(client, namespace, &name).await.or_else(|| pod_state_of(&list.items))
+                last_warning(client, namespace, &name)
+                    .await
+                    .or_else(|| pod_state_of(&list.items))
             } else {
                 pod_state_of(&list.items)
             };
@@ -175,8 +181,18 @@ async fn last_warning(client: &kube::Client, namespace: &str, job: &str) -> Opti
     let prefix = format!("{job}-");
     list.items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&prefix)))
-        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)))
+        .filter(|e| {
+            e.involved_object
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+        })
         .map(|e| {
             format!(
                 "{} (event {}; the Job deleted the pod at its deadline)",

@@ -31,7 +31,10 @@ fn voice_ai_checks_ask_what_the_front_end_asks_with_the_profiles_model() {
         let r = resolve(&s).unwrap();
         assert_eq!(r.checker, Checker::Python);
         // The image Whisper runs for this profile: nothing new to pull.
-        assert_eq!(r.image, container(&s.stages, "Deployment/whisper/whisper").unwrap()["image"]);
+        assert_eq!(
+            r.image,
+            container(&s.stages, "Deployment/whisper/whisper").unwrap()["image"]
+        );
         let c = config(&r);
         let voice = &c["voice"];
         let model = env_of(&s, "Job", "ollama-model-pull", "pull", "MODEL");
@@ -40,7 +43,10 @@ fn voice_ai_checks_ask_what_the_front_end_asks_with_the_profiles_model() {
             voice["stt"]["model"],
             env_of(&s, "Deployment", "open-webui", "open-webui", "AUDIO_STT_MODEL").as_str()
         );
-        assert_eq!(voice["tts"]["voice"], env_of(&s, "Deployment", "open-webui", "open-webui", "AUDIO_TTS_VOICE").as_str());
+        assert_eq!(
+            voice["tts"]["voice"],
+            env_of(&s, "Deployment", "open-webui", "open-webui", "AUDIO_TTS_VOICE").as_str()
+        );
         assert_eq!(voice["tts"]["url"], "http://kokoro:8880");
         assert_eq!(voice["sentence"], SENTENCE);
         let gpu = profile == "rtx-5090";
@@ -49,10 +55,20 @@ fn voice_ai_checks_ask_what_the_front_end_asks_with_the_profiles_model() {
         }
         let small = tag_billions(&model).unwrap() < STRICT_FROM_BILLIONS;
         assert_eq!(voice["llm"]["strict"], !small, "{profile}: {model}");
-        let urls: Vec<&str> = c["http"].as_array().unwrap().iter().map(|h| h["url"].as_str().unwrap()).collect();
+        let urls: Vec<&str> = c["http"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["url"].as_str().unwrap())
+            .collect();
         assert_eq!(
             urls,
-            ["http://open-webui:8080/health", "http://ollama:11434/", "http://whisper:8000/health", "http://kokoro:8880/health"]
+            [
+                "http://open-webui:8080/health",
+                "http://ollama:11434/",
+                "http://whisper:8000/health",
+                "http://kokoro:8880/health"
+            ]
         );
     }
     // The laptop's small model only warns when it answers wrongly.
@@ -106,7 +122,11 @@ fn the_job_runs_once_unprivileged_with_the_script_and_its_label() {
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["env"][0]["name"], "KSTRAP_VERIFY_CONFIG");
     assert!(c["resources"]["limits"]["memory"].is_string());
-    let sh = job::job("imagepod", "imagepod", &resolve(&sized("imagepod", "cpu-fallback")).unwrap());
+    let sh = job::job(
+        "imagepod",
+        "imagepod",
+        &resolve(&sized("imagepod", "cpu-fallback")).unwrap(),
+    );
     assert_eq!(sh["spec"]["template"]["spec"]["containers"][0]["command"][0], "sh");
 }
 
@@ -116,7 +136,11 @@ type Labels = BTreeMap<String, String>;
 
 fn labels(v: &Value) -> Labels {
     v.as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -128,7 +152,12 @@ fn selects(selector: &Value, l: &Labels) -> bool {
     }
     selector["matchExpressions"].as_array().into_iter().flatten().all(|e| {
         let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         match e["operator"].as_str().unwrap_or_default() {
             "In" => l.get(key).is_some_and(|v| values.contains(&v.as_str())),
             "NotIn" => l.get(key).is_none_or(|v| !values.contains(&v.as_str())),
@@ -146,7 +175,9 @@ fn peers_admit(peers: Option<&Value>, l: &Labels) -> bool {
         None => true,
         Some(list) if list.is_empty() => true,
         Some(list) => list.iter().any(|p| {
-            p.get("namespaceSelector").is_none() && p.get("ipBlock").is_none() && p.get("podSelector").is_some_and(|s| selects(s, l))
+            p.get("namespaceSelector").is_none()
+                && p.get("ipBlock").is_none()
+                && p.get("podSelector").is_some_and(|s| selects(s, l))
         }),
     }
 }
@@ -163,21 +194,29 @@ fn ports_admit(ports: Option<&Value>, port: u64) -> bool {
 /// policy of a direction allows that direction's traffic only as one of those policies' rules
 /// says; unselected, it allows everything.
 fn allowed(policies: &[&Value], direction: &str, subject: &Labels, peer: &Labels, port: u64) -> bool {
-    let (rules_key, peers_key) = if direction == "Ingress" { ("ingress", "from") } else { ("egress", "to") };
+    let (rules_key, peers_key) = if direction == "Ingress" {
+        ("ingress", "from")
+    } else {
+        ("egress", "to")
+    };
     let selecting: Vec<&&Value> = policies
         .iter()
         .filter(|p| {
             selects(&p["spec"]["podSelector"], subject)
-                && p["spec"]["policyTypes"].as_array().is_some_and(|t| t.iter().any(|t| t == direction))
+                && p["spec"]["policyTypes"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == direction))
         })
         .collect();
     if selecting.is_empty() {
         return true;
     }
     selecting.iter().any(|p| {
-        p["spec"][rules_key].as_array().into_iter().flatten().any(|rule| {
-            peers_admit(rule.get(peers_key), peer) && ports_admit(rule.get("ports"), port)
-        })
+        p["spec"][rules_key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| peers_admit(rule.get(peers_key), peer) && ports_admit(rule.get("ports"), port))
     })
 }
 
@@ -217,7 +256,11 @@ fn the_checker_is_admitted_exactly_where_it_checks_and_only_where_the_front_end_
                 .filter(|o| o.reference.kind == "NetworkPolicy")
                 .map(|o| &o.value)
                 .collect();
-            let verifier: Labels = [(LABEL.to_string(), NAME.to_string()), (job::STACK_LABEL.to_string(), name.to_string())].into();
+            let verifier: Labels = [
+                (LABEL.to_string(), NAME.to_string()),
+                (job::STACK_LABEL.to_string(), name.to_string()),
+            ]
+            .into();
             let pods = pods(&s);
             // What the checks aim at: each checked Service's pods on its target port.
             let mut wanted: BTreeSet<(String, u64)> = BTreeSet::new();
@@ -226,16 +269,28 @@ fn the_checker_is_admitted_exactly_where_it_checks_and_only_where_the_front_end_
                 checks.extend([&v.tts, &v.stt, &v.llm].map(|e| (e.service.clone(), e.port)));
             }
             for (service, port) in checks {
-                let Some(svc) = s.stages.iter().flat_map(|st| &st.objects).find(|o| o.reference.kind == "Service" && o.reference.name == service) else {
+                let Some(svc) = s
+                    .stages
+                    .iter()
+                    .flat_map(|st| &st.objects)
+                    .find(|o| o.reference.kind == "Service" && o.reference.name == service)
+                else {
                     continue;
                 };
                 let sel = labels(&svc.value["spec"]["selector"]);
-                let sp = svc.value["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"].as_u64() == Some(u64::from(port))).unwrap();
+                let sp = svc.value["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+                    .unwrap();
                 for (pod, l, ports) in &pods {
                     if sel.iter().all(|(k, v)| l.get(k) == Some(v)) {
                         let target = match &sp["targetPort"] {
                             Value::Number(n) => n.as_u64().unwrap(),
-                            Value::String(t) => *ports.get(t).unwrap_or_else(|| panic!("{name}: {pod} has no port {t}")),
+                            Value::String(t) => {
+                                *ports.get(t).unwrap_or_else(|| panic!("{name}: {pod} has no port {t}"))
+                            }
                             _ => u64::from(port),
                         };
                         wanted.insert((pod.clone(), target));
@@ -247,18 +302,26 @@ fn the_checker_is_admitted_exactly_where_it_checks_and_only_where_the_front_end_
             let mut reached = BTreeSet::new();
             for (pod, l, ports) in &pods {
                 for &port in ports.values().collect::<BTreeSet<_>>() {
-                    if allowed(&policies, "Egress", &verifier, l, port) && allowed(&policies, "Ingress", l, &verifier, port) {
+                    if allowed(&policies, "Egress", &verifier, l, port)
+                        && allowed(&policies, "Ingress", l, &verifier, port)
+                    {
                         reached.insert((pod.clone(), port));
                     }
                 }
             }
-            assert_eq!(reached, wanted, "{name}/{profile}: the checker reaches exactly what it checks");
+            assert_eq!(
+                reached, wanted,
+                "{name}/{profile}: the checker reaches exactly what it checks"
+            );
             // voice-ai: wherever the checker is admitted, the front end is too.
             if name == "voice-ai" {
                 let front = pods.iter().find(|(p, _, _)| p == "open-webui").unwrap().1.clone();
                 for (pod, port) in &reached {
                     let l = &pods.iter().find(|(p, _, _)| p == pod).unwrap().1;
-                    assert!(allowed(&policies, "Ingress", l, &front, *port), "{pod}:{port} admits the checker but not the front end");
+                    assert!(
+                        allowed(&policies, "Ingress", l, &front, *port),
+                        "{pod}:{port} admits the checker but not the front end"
+                    );
                 }
             }
         }
@@ -281,7 +344,10 @@ fn the_evaluator_sees_a_missing_admission() {
     let pod: Labels = [("app.kubernetes.io/name".to_string(), "kokoro".to_string())].into();
     assert!(allowed(&[&kokoro], "Ingress", &pod, &verifier, 8880));
     assert!(!allowed(&[&kokoro], "Ingress", &pod, &verifier, 8000));
-    kokoro["spec"]["ingress"][0]["from"].as_array_mut().unwrap().retain(|p| !p.to_string().contains(NAME));
+    kokoro["spec"]["ingress"][0]["from"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| !p.to_string().contains(NAME));
     assert!(!allowed(&[&kokoro], "Ingress", &pod, &verifier, 8880));
 }
 
@@ -309,19 +375,49 @@ fn bad_verify_sections_name_the_line_and_what_to_do() {
     let ok = load_with("verify:\n  checker: sh\n  image_from: Deployment/web/web\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: /health}\n").unwrap();
     assert_eq!(resolve(&ok).unwrap().image, "busybox:1.37.0");
     for (verify, want) in [
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: nope, port: 80, path: /health}\n", "no Service \"nope\""),
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: web, port: 8080, path: /health}\n", "has no port 8080"),
-        ("verify:\n  checker: sh\n  image: busybox\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: /health}\n", "no tag"),
-        ("verify:\n  checker: sh\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: /health}\n", "exactly one of image and image_from"),
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 0\n  http:\n    - {service: web, port: 80, path: /health}\n", "timeout_s 0"),
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n", "no checks"),
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: health}\n", "not an absolute path"),
-        ("verify:\n  checker: perl\n  image: busybox:1.37.0\n  timeout_s: 30\n", "perl"),
-        ("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  tries: 3\n", "unknown field"),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: nope, port: 80, path: /health}\n",
+            "no Service \"nope\"",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: web, port: 8080, path: /health}\n",
+            "has no port 8080",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: /health}\n",
+            "no tag",
+        ),
+        (
+            "verify:\n  checker: sh\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: /health}\n",
+            "exactly one of image and image_from",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 0\n  http:\n    - {service: web, port: 80, path: /health}\n",
+            "timeout_s 0",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n",
+            "no checks",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: web, port: 80, path: health}\n",
+            "not an absolute path",
+        ),
+        (
+            "verify:\n  checker: perl\n  image: busybox:1.37.0\n  timeout_s: 30\n",
+            "perl",
+        ),
+        (
+            "verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  tries: 3\n",
+            "unknown field",
+        ),
     ] {
         let err = load_with(verify).unwrap_err();
         assert!(err.contains(want), "{want:?} not in: {err}");
-        assert!((6..=10).any(|l| err.contains(&format!("s/stack.yaml:{l}:"))), "no line of verify: in {err}");
+        assert!(
+            (6..=10).any(|l| err.contains(&format!("s/stack.yaml:{l}:"))),
+            "no line of verify: in {err}"
+        );
         assert!(err.contains("fix: "), "{err}");
     }
 }
@@ -336,12 +432,21 @@ fn a_report_names_the_first_failed_link_with_what_went_and_came_and_what_to_run(
         {"name":"on CUDA","service":"kokoro","status":"not_checked","detail":"the API does not say"}]}"#
         .replace('\n', "");
     let links = report::parse(&format!("some output\n{line}\n")).unwrap();
-    let v = Verification::new("voice-ai", "voice-ai", "kstrap-verify-abc", Some("2026-01-01T00:00:00Z".into()), links);
+    let v = Verification::new(
+        "voice-ai",
+        "voice-ai",
+        "kstrap-verify-abc",
+        Some("2026-01-01T00:00:00Z".into()),
+        links,
+    );
     assert!(!v.ok);
     assert_eq!(v.exit_code(), 1);
     let failed = v.first_failed().unwrap();
     assert_eq!(failed.service, "whisper");
-    assert_eq!(failed.next.as_deref(), Some("kubectl logs -n voice-ai service/whisper --tail=50"));
+    assert_eq!(
+        failed.next.as_deref(),
+        Some("kubectl logs -n voice-ai service/whisper --tail=50")
+    );
     assert!(v.failure_line().unwrap().contains("transcription (whisper): HTTP 404"));
     let text = report::render(&v);
     for want in [
@@ -362,7 +467,13 @@ fn a_report_names_the_first_failed_link_with_what_went_and_came_and_what_to_run(
     assert_eq!(v.exit_code(), 4);
     assert!(report::parse("Traceback (most recent call last)").is_err());
     assert!(report::parse(r#"{"links":[]}"#).is_err());
-    let ok = Verification::new("s", "n", "j", None, report::parse(r#"{"links":[{"name":"health","service":"a","status":"ok"}]}"#).unwrap());
+    let ok = Verification::new(
+        "s",
+        "n",
+        "j",
+        None,
+        report::parse(r#"{"links":[{"name":"health","service":"a","status":"ok"}]}"#).unwrap(),
+    );
     assert!(ok.ok && ok.exit_code() == 0);
     assert_eq!(LinkStatus::NotChecked.word(), "not checked");
 }

@@ -11,9 +11,12 @@ use std::process::Command;
 use std::time::Duration;
 
 fn python() -> Option<&'static str> {
-    ["python3", "python"]
-        .into_iter()
-        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+    ["python3", "python"].into_iter().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 fn config(apis: &VoiceApis, model: &str, gpu: bool, strict: bool, timeout_s: u64) -> Value {
@@ -52,7 +55,8 @@ pub fn run_checker(config: &Value) -> Option<(i32, Verification, String)> {
     let message = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(message.len() <= 4096, "the kubelet keeps 4096 bytes: {}", message.len());
     assert_eq!(stdout.trim(), message, "stdout and the termination message agree");
-    let links = report::parse(&message).unwrap_or_else(|e| panic!("{e}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let links =
+        report::parse(&message).unwrap_or_else(|e| panic!("{e}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
     let v = Verification::new("voice-ai", "voice-ai", "kstrap-verify-test", None, links);
     Some((out.status.code().unwrap_or(-1), v, message))
 }
@@ -66,7 +70,10 @@ fn link<'a>(v: &'a Verification, service: &str, name: &str) -> &'a Link {
 
 /// The sentence as Whisper writes it: other case and punctuation, same words.
 fn heard_right() -> String {
-    kstrap::verify::SENTENCE.to_uppercase().replace(' ', ", ").replace('.', "!")
+    kstrap::verify::SENTENCE
+        .to_uppercase()
+        .replace(' ', ", ")
+        .replace('.', "!")
 }
 
 #[test]
@@ -76,7 +83,9 @@ fn checker_green_round_trip_records_every_links_latency() {
         ollama: Ollama::Answers("The answer is 12.".into()),
         ..Modes::default()
     });
-    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else { return };
+    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else {
+        return;
+    };
     assert_eq!(code, 0, "{v:#?}");
     assert!(v.ok && v.exit_code() == 0);
     for service in ["kokoro", "whisper", "ollama"] {
@@ -95,27 +104,41 @@ fn checker_green_round_trip_records_every_links_latency() {
     // eval_count 40 over eval_duration 2 s.
     assert_eq!(m.tokens_per_s, Some(20.0));
     // No GPU: nothing about devices is claimed.
-    assert!(v.links.iter().all(|l| l.status != LinkStatus::NotChecked && l.name != "model in GPU memory"));
+    assert!(
+        v.links
+            .iter()
+            .all(|l| l.status != LinkStatus::NotChecked && l.name != "model in GPU memory")
+    );
 }
 
 #[test]
 fn checker_transcript_threshold_passes_near_misses_and_fails_another_sentence() {
     let apis = VoiceApis::start(Modes::default());
     // Two of thirteen words misheard: 85% right, above the 80% threshold.
-    let near = kstrap::verify::SENTENCE.replace("quick", "quack").replace("river", "liver");
+    let near = kstrap::verify::SENTENCE
+        .replace("quick", "quack")
+        .replace("river", "liver");
     for (heard, ok) in [
         (near.as_str(), true),
-        ("Please leave a message after the tone and we will call you back.", false),
+        (
+            "Please leave a message after the tone and we will call you back.",
+            false,
+        ),
         ("The quick brown fox.", false),
         ("", false),
     ] {
         apis.set(|m| m.whisper = Whisper::Hears(heard.into()));
-        let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else { return };
+        let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else {
+            return;
+        };
         let stt = link(&v, "whisper", "transcription");
         assert_eq!(stt.status == LinkStatus::Ok, ok, "{heard:?}: {stt:?}");
         assert_eq!(code == 0, ok);
         if !ok {
-            assert!(stt.detail.as_deref().unwrap_or_default().contains("at least 80%"), "{stt:?}");
+            assert!(
+                stt.detail.as_deref().unwrap_or_default().contains("at least 80%"),
+                "{stt:?}"
+            );
             assert_eq!(v.first_failed().unwrap().name, "transcription");
         }
     }
@@ -138,46 +161,84 @@ fn checker_failures_name_the_service_what_was_sent_and_what_came_back() {
         run_checker(&config(&apis, "llama3.2:1b", false, false, 2))
     };
     // Speech-to-text model never pulled: speaches' 404.
-    let Some((code, v, _)) = check(&|m| m.whisper = Whisper::NotInstalled) else { return };
+    let Some((code, v, _)) = check(&|m| m.whisper = Whisper::NotInstalled) else {
+        return;
+    };
     assert_eq!(code, 1);
     let l = v.first_failed().unwrap();
     assert_eq!((l.service.as_str(), l.name.as_str()), ("whisper", "transcription"));
-    assert!(l.sent.contains("/v1/audio/transcriptions") && l.sent.contains("faster-whisper-small"), "{l:?}");
-    assert!(l.got.contains("HTTP 404") && l.got.contains("is not installed locally"), "{l:?}");
+    assert!(
+        l.sent.contains("/v1/audio/transcriptions") && l.sent.contains("faster-whisper-small"),
+        "{l:?}"
+    );
+    assert!(
+        l.got.contains("HTTP 404") && l.got.contains("is not installed locally"),
+        "{l:?}"
+    );
     assert!(l.detail.as_deref().unwrap().contains("model-pull Job"), "{l:?}");
-    assert_eq!(l.next.as_deref(), Some("kubectl logs -n voice-ai service/whisper --tail=50"));
+    assert_eq!(
+        l.next.as_deref(),
+        Some("kubectl logs -n voice-ai service/whisper --tail=50")
+    );
     assert_eq!(v.exit_code(), 1);
     // Kokoro's 500: synthesis fails, the transcription is not tried, the LLM still is.
-    let Some((_, v, _)) = check(&|m| m.kokoro = Kokoro::Fails(500)) else { return };
+    let Some((_, v, _)) = check(&|m| m.kokoro = Kokoro::Fails(500)) else {
+        return;
+    };
     let l = v.first_failed().unwrap();
     assert_eq!((l.service.as_str(), l.name.as_str()), ("kokoro", "speech synthesis"));
     assert!(l.got.contains("HTTP 500") && l.got.contains("out of memory"), "{l:?}");
     assert_eq!(link(&v, "whisper", "transcription").status, LinkStatus::Skipped);
     assert_eq!(link(&v, "ollama", "answer").status, LinkStatus::Ok);
     // Ollama without the model: 404 "model 'x' not found".
-    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::NotFound) else { return };
+    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::NotFound) else {
+        return;
+    };
     let l = v.first_failed().unwrap();
     assert_eq!((l.service.as_str(), l.name.as_str()), ("ollama", "answer"));
     assert!(l.got.contains("HTTP 404: model 'llama3.2:1b' not found"), "{l:?}");
-    assert!(l.detail.as_deref().unwrap().contains("ollama pull llama3.2:1b"), "{l:?}");
+    assert!(
+        l.detail.as_deref().unwrap().contains("ollama pull llama3.2:1b"),
+        "{l:?}"
+    );
     // Ollama's 500 and an error in the stream.
-    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::Fails(500)) else { return };
-    assert!(v.first_failed().unwrap().got.contains("HTTP 500: llama runner process has terminated"));
-    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::ErrorInStream) else { return };
-    assert!(v.first_failed().unwrap().got.contains("error in the stream: an error was encountered"));
+    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::Fails(500)) else {
+        return;
+    };
+    assert!(
+        v.first_failed()
+            .unwrap()
+            .got
+            .contains("HTTP 500: llama runner process has terminated")
+    );
+    let Some((_, v, _)) = check(&|m| m.ollama = Ollama::ErrorInStream) else {
+        return;
+    };
+    assert!(
+        v.first_failed()
+            .unwrap()
+            .got
+            .contains("error in the stream: an error was encountered")
+    );
     // A health path that answers 503.
-    let Some((_, v, _)) = check(&|m| m.health = 503) else { return };
+    let Some((_, v, _)) = check(&|m| m.health = 503) else {
+        return;
+    };
     let l = v.first_failed().unwrap();
     assert_eq!((l.service.as_str(), l.name.as_str()), ("kokoro", "health"));
     assert!(l.got.starts_with("HTTP 503"), "{l:?}");
     // Slow: no answer within the request timeout is a failed link that timed out (exit 4).
-    let Some((code, v, _)) = check(&|m| m.ollama = Ollama::Slow(Duration::from_secs(4))) else { return };
+    let Some((code, v, _)) = check(&|m| m.ollama = Ollama::Slow(Duration::from_secs(4))) else {
+        return;
+    };
     assert_eq!(code, 1);
     let l = v.first_failed().unwrap();
     assert_eq!(l.service, "ollama");
     assert!(l.timeout && l.got.contains("no answer within 2s"), "{l:?}");
     assert_eq!(v.exit_code(), 4);
-    let Some((_, v, _)) = check(&|m| m.kokoro = Kokoro::Slow(Duration::from_secs(4))) else { return };
+    let Some((_, v, _)) = check(&|m| m.kokoro = Kokoro::Slow(Duration::from_secs(4))) else {
+        return;
+    };
     assert!(v.first_failed().unwrap().timeout);
     // Nothing listening at all.
     let mut cfg = config(&apis, "llama3.2:1b", false, false, 2);
@@ -193,15 +254,22 @@ fn checker_wrong_answer_warns_for_a_small_model_and_fails_for_a_large_one() {
         ollama: Ollama::Answers("Thirteen.".into()),
         ..Modes::default()
     });
-    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else { return };
+    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", false, false, 10)) else {
+        return;
+    };
     assert_eq!(code, 0);
     assert!(v.ok, "a warning is not a failure");
     let l = link(&v, "ollama", "answer");
     assert_eq!(l.status, LinkStatus::Warning);
     assert!(l.got.contains("Thirteen"), "the answer is shown: {l:?}");
     let text = report::render(&v);
-    assert!(text.contains("warning     ollama: answer") && text.contains("Thirteen"), "{text}");
-    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.1:8b", false, true, 10)) else { return };
+    assert!(
+        text.contains("warning     ollama: answer") && text.contains("Thirteen"),
+        "{text}"
+    );
+    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.1:8b", false, true, 10)) else {
+        return;
+    };
     assert_eq!(code, 1);
     assert_eq!(link(&v, "ollama", "answer").status, LinkStatus::Failed);
 }
@@ -212,7 +280,9 @@ fn checker_on_gpu_requires_the_model_in_vram_and_says_not_checked_where_apis_do_
         whisper: Whisper::Hears(heard_right()),
         ..Modes::default()
     });
-    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", true, false, 10)) else { return };
+    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", true, false, 10)) else {
+        return;
+    };
     assert_eq!(code, 0, "{v:#?}");
     assert_eq!(link(&v, "ollama", "model in GPU memory").status, LinkStatus::Ok);
     for service in ["kokoro", "whisper"] {
@@ -222,16 +292,23 @@ fn checker_on_gpu_requires_the_model_in_vram_and_says_not_checked_where_apis_do_
     }
     // Ollama put a third of the model on the CPU.
     apis.set(|m| m.ps = (3_000_000_000, 2_000_000_000));
-    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", true, false, 10)) else { return };
+    let Some((code, v, _)) = run_checker(&config(&apis, "llama3.2:1b", true, false, 10)) else {
+        return;
+    };
     assert_eq!(code, 1);
     let l = v.first_failed().unwrap();
     assert_eq!(l.name, "model in GPU memory");
     assert!(l.got.contains("size 3000000000, size_vram 2000000000"), "{l:?}");
     assert!(l.detail.as_deref().unwrap().contains("67%"), "{l:?}");
     // Loaded under another name: not loaded at all.
-    let Some((_, v, _)) = run_checker(&config(&apis, "llama3.1:8b", true, true, 10)) else { return };
+    let Some((_, v, _)) = run_checker(&config(&apis, "llama3.1:8b", true, true, 10)) else {
+        return;
+    };
     let l = link(&v, "ollama", "model in GPU memory");
-    assert!(l.got.contains("llama3.1:8b is not loaded (loaded: llama3.2:1b)"), "{l:?}");
+    assert!(
+        l.got.contains("llama3.1:8b is not loaded (loaded: llama3.2:1b)"),
+        "{l:?}"
+    );
 }
 
 #[test]
@@ -245,7 +322,9 @@ fn checker_report_fits_the_kubelets_termination_message() {
         .map(|i| json!({"service": format!("service-with-a-long-name-{i}"), "url": format!("{}/nope/{}", apis.ollama, "p".repeat(100))}))
         .collect();
     cfg["http"] = json!(many);
-    let Some((code, v, message)) = run_checker(&cfg) else { return };
+    let Some((code, v, message)) = run_checker(&cfg) else {
+        return;
+    };
     assert_eq!(code, 1);
     assert!(message.len() <= 4096);
     // The first failed link is kept whole; the others (40 health paths answering 404, and the
@@ -253,8 +332,16 @@ fn checker_report_fits_the_kubelets_termination_message() {
     let first = v.first_failed().unwrap();
     assert_eq!(first.service, "service-with-a-long-name-0");
     assert!(first.sent.starts_with("GET ") && first.got.contains("404"), "{first:?}");
-    let failed = v.links.iter().filter(|l| l.status == LinkStatus::Failed && l.service != "kstrap-verify").count();
-    let counted = v.links.iter().find(|l| l.name.contains("more failed links")).expect("failed links left out are counted");
+    let failed = v
+        .links
+        .iter()
+        .filter(|l| l.status == LinkStatus::Failed && l.service != "kstrap-verify")
+        .count();
+    let counted = v
+        .links
+        .iter()
+        .find(|l| l.name.contains("more failed links"))
+        .expect("failed links left out are counted");
     let n: usize = counted.name.split(' ').next().unwrap().parse().unwrap();
     assert_eq!(failed + n, 41, "{v:#?}");
 }
@@ -269,7 +356,10 @@ fn sh_checker_reports_each_health_path_like_the_python_one() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/verify/check.sh");
-    let checks = format!("kokoro {}/health\nollama {}/nope\nnothing http://127.0.0.1:1/health", apis.kokoro, apis.ollama);
+    let checks = format!(
+        "kokoro {}/health\nollama {}/nope\nnothing http://127.0.0.1:1/health",
+        apis.kokoro, apis.ollama
+    );
     let out = Command::new(sh)
         .arg(&script)
         .env("KSTRAP_VERIFY_HTTP", checks)

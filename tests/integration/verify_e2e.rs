@@ -27,7 +27,10 @@ fn report_of(modes: Modes) -> String {
     let r = verify::resolve(&s).unwrap();
     let mut config: Value = serde_json::from_str(&r.env[0].1).unwrap();
     // The front end has no stand-in here: its health check is left out.
-    config["http"].as_array_mut().unwrap().retain(|h| h["service"] != "open-webui");
+    config["http"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|h| h["service"] != "open-webui");
     for h in config["http"].as_array_mut().unwrap() {
         let service = h["service"].as_str().unwrap().to_string();
         let base = match service.as_str() {
@@ -35,13 +38,21 @@ fn report_of(modes: Modes) -> String {
             "whisper" => &apis.whisper,
             _ => &apis.ollama,
         };
-        let path = h["url"].as_str().unwrap().splitn(4, '/').nth(3).unwrap_or_default().to_string();
+        let path = h["url"]
+            .as_str()
+            .unwrap()
+            .splitn(4, '/')
+            .nth(3)
+            .unwrap_or_default()
+            .to_string();
         h["url"] = json!(format!("{base}/{path}"));
     }
     config["voice"]["tts"]["url"] = json!(apis.kokoro);
     config["voice"]["stt"]["url"] = json!(apis.whisper);
     config["voice"]["llm"]["url"] = json!(apis.ollama);
-    run_checker(&config).map(|(_, _, message)| message).unwrap_or_else(|| GREEN.to_string())
+    run_checker(&config)
+        .map(|(_, _, message)| message)
+        .unwrap_or_else(|| GREEN.to_string())
 }
 
 #[test]
@@ -106,7 +117,10 @@ fn verification_job_on_the_real_server_reports_each_outcome() {
         let l = v.first_failed().unwrap();
         assert_eq!((l.service.as_str(), l.name.as_str()), ("whisper", "transcription"));
         assert!(l.got.contains("is not installed locally"), "{l:?}");
-        assert_eq!(l.next.as_deref(), Some(format!("kubectl logs -n {ns} service/whisper --tail=50").as_str()));
+        assert_eq!(
+            l.next.as_deref(),
+            Some(format!("kubectl logs -n {ns} service/whisper --tail=50").as_str())
+        );
         assert!(v.failure_line().unwrap().contains("failed at transcription (whisper)"));
         let names: Vec<String> = jobs
             .list(&ListParams::default().labels(&format!("{LABEL}={NAME}")))
@@ -134,7 +148,10 @@ fn verification_job_on_the_real_server_reports_each_outcome() {
         assert_eq!(l.service, NAME);
         assert!(l.got.contains("the Job failed (BackoffLimitExceeded"), "{l:?}");
         assert_eq!(l.detail.as_deref(), Some("its pod: exit code 3 with no report"));
-        assert_eq!(l.next.as_deref(), Some(format!("kubectl logs -n {ns} job/{}", v.job).as_str()));
+        assert_eq!(
+            l.next.as_deref(),
+            Some(format!("kubectl logs -n {ns} job/{}", v.job).as_str())
+        );
 
         // An image that cannot be pulled: the Job's deadline ends it; a timeout (exit 4) that
         // says what the pod was waiting for.
@@ -148,7 +165,10 @@ fn verification_job_on_the_real_server_reports_each_outcome() {
         // The Job controller deleted the pod at the deadline: its pull failure is told by its
         // event.
         let detail = l.detail.as_deref().unwrap_or_default();
-        assert!(detail.contains("Failed to pull image \"kstrap.invalid/checker:1\""), "{l:?}");
+        assert!(
+            detail.contains("Failed to pull image \"kstrap.invalid/checker:1\""),
+            "{l:?}"
+        );
         assert!(v.links.iter().all(|l| l.status != LinkStatus::Ok));
     });
 }
@@ -161,7 +181,8 @@ fn write(root: &std::path::Path, rel: &str, text: &str) {
 
 #[test]
 fn kstrap_verify_exits_by_the_first_failed_link_and_status_shows_the_last() {
-    let Some(cluster) = RealCluster::get("kstrap_verify_exits_by_the_first_failed_link_and_status_shows_the_last") else {
+    let Some(cluster) = RealCluster::get("kstrap_verify_exits_by_the_first_failed_link_and_status_shows_the_last")
+    else {
         return;
     };
     let _guard = cluster.shared();
@@ -170,19 +191,37 @@ fn kstrap_verify_exits_by_the_first_failed_link_and_status_shows_the_last() {
     cleanup.namespace(&name);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join(&name);
-    write(&root, "stack.yaml", &format!(
-        "name: {name}\ndescription: verify test\nnamespace: {name}\nstages:\n  - {{dir: 00-base, name: base, timeout_s: 30, description: all}}\nverify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {{service: web, port: 80, path: /health}}\n"
-    ));
-    write(&root, "00-base/app.yaml", &format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n    - {{port: 80, targetPort: 8080}}\n"
-    ));
+    write(
+        &root,
+        "stack.yaml",
+        &format!(
+            "name: {name}\ndescription: verify test\nnamespace: {name}\nstages:\n  - {{dir: 00-base, name: base, timeout_s: 30, description: all}}\nverify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {{service: web, port: 80, path: /health}}\n"
+        ),
+    );
+    write(
+        &root,
+        "00-base/app.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n    - {{port: 80, targetPort: 8080}}\n"
+        ),
+    );
     let bare = dir.path().join("bare");
-    write(&bare, "stack.yaml", "name: bare\ndescription: no checks\nnamespace: bare\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: all}\n");
-    write(&bare, "00-base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n");
+    write(
+        &bare,
+        "stack.yaml",
+        "name: bare\ndescription: no checks\nnamespace: bare\nstages:\n  - {dir: 00-base, name: base, timeout_s: 30, description: all}\n",
+    );
+    write(
+        &bare,
+        "00-base/ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n",
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = cluster.client().await;
-        apply_json(&client, &namespace_json(&name), "kstrap-test").await.unwrap();
+        apply_json(&client, &namespace_json(&name), "kstrap-test")
+            .await
+            .unwrap();
     });
     let node = cluster.node().handle();
     let prefix = format!("{NAME}-");
@@ -221,19 +260,37 @@ fn kstrap_verify_exits_by_the_first_failed_link_and_status_shows_the_last() {
 
     // `kstrap status` shows it as the last verification (its exit depends on the whole cluster).
     let mut cmd = assert_cmd::Command::cargo_bin("kstrap").unwrap();
-    let out = cmd.args(["status", "-o", "json", "--kubeconfig"]).arg(cluster.kubeconfig()).output().unwrap();
+    let out = cmd
+        .args(["status", "-o", "json", "--kubeconfig"])
+        .arg(cluster.kubeconfig())
+        .output()
+        .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mine = doc["verifications"].as_array().unwrap().iter().find(|v| v["stack"] == name.as_str()).unwrap().clone();
+    let mine = doc["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["stack"] == name.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(mine["ok"], false);
     assert_eq!(mine["links"][0]["status"], "failed");
     assert_eq!(out.status.code(), Some(1), "a failed last verification is not ok");
     let mut cmd = assert_cmd::Command::cargo_bin("kstrap").unwrap();
-    let out = cmd.args(["status", "--kubeconfig"]).arg(cluster.kubeconfig()).output().unwrap();
+    let out = cmd
+        .args(["status", "--kubeconfig"])
+        .arg(cluster.kubeconfig())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Last verification of {name}: FAILED")));
 
     // A stack that declares no checks: bad usage, said.
     let out = kstrap("bare", &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stack bare declares no checks"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stack bare declares no checks"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     node.unscript(&name, &prefix);
 }

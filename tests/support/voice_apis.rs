@@ -158,10 +158,18 @@ impl VoiceApis {
                 ("POST", "/v1/audio/speech") => {
                     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
                     if !["kokoro", "tts-1", "tts-1-hd"].contains(&body["model"].as_str().unwrap_or_default()) {
-                        return json(s, 400, serde_json::json!({"detail": {"error": "invalid_model", "message": format!("Unsupported model: {}", body["model"]), "type": "invalid_request_error"}}));
+                        return json(
+                            s,
+                            400,
+                            serde_json::json!({"detail": {"error": "invalid_model", "message": format!("Unsupported model: {}", body["model"]), "type": "invalid_request_error"}}),
+                        );
                     }
                     match modes.kokoro {
-                        Kokoro::Fails(code) => json(s, code, serde_json::json!({"detail": {"error": "processing_error", "message": "CUDA error: out of memory", "type": "server_error"}})),
+                        Kokoro::Fails(code) => json(
+                            s,
+                            code,
+                            serde_json::json!({"detail": {"error": "processing_error", "message": "CUDA error: out of memory", "type": "server_error"}}),
+                        ),
                         Kokoro::Slow(d) => {
                             std::thread::sleep(d);
                             respond(s, 200, "audio/wav", b"RIFF");
@@ -186,12 +194,20 @@ impl VoiceApis {
                 ("POST", "/v1/audio/transcriptions") => {
                     let model = multipart_field(&req.body, "model").unwrap_or_default();
                     match modes.whisper {
-                        Whisper::NotInstalled => json(s, 404, serde_json::json!({"detail": format!("Model '{model}' is not installed locally. You can download the model using `POST /v1/models`")})),
+                        Whisper::NotInstalled => json(
+                            s,
+                            404,
+                            serde_json::json!({"detail": format!("Model '{model}' is not installed locally. You can download the model using `POST /v1/models`")}),
+                        ),
                         Whisper::Fails(code) => json(s, code, serde_json::json!({"detail": "Internal Server Error"})),
                         Whisper::Hears(text) => {
                             let made = a.lock().unwrap().clone();
                             if made.is_empty() || !contains(&req.body, &made) {
-                                return json(s, 400, serde_json::json!({"detail": "Failed to decode audio. The provided file type is not supported."}));
+                                return json(
+                                    s,
+                                    400,
+                                    serde_json::json!({"detail": "Failed to decode audio. The provided file type is not supported."}),
+                                );
                             }
                             json(s, 200, serde_json::json!({"text": text}))
                         }
@@ -205,21 +221,40 @@ impl VoiceApis {
             let modes = m.lock().unwrap().clone();
             match (req.method.as_str(), req.path.as_str()) {
                 ("GET", "/") => health(s, modes.health, "Ollama is running"),
-                ("GET", "/api/ps") => json(s, 200, serde_json::json!({"models": [{"name": "llama3.2:1b", "model": "llama3.2:1b", "size": modes.ps.0, "size_vram": modes.ps.1, "digest": "baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878", "expires_at": "2026-11-30T12:00:00Z", "context_length": 4096}]})),
+                ("GET", "/api/ps") => json(
+                    s,
+                    200,
+                    serde_json::json!({"models": [{"name": "llama3.2:1b", "model": "llama3.2:1b", "size": modes.ps.0, "size_vram": modes.ps.1, "digest": "baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878", "expires_at": "2026-11-30T12:00:00Z", "context_length": 4096}]}),
+                ),
                 ("POST", "/api/generate") => {
                     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
                     let model = body["model"].as_str().unwrap_or_default().to_string();
                     match modes.ollama {
-                        Ollama::NotFound => json(s, 404, serde_json::json!({"error": format!("model '{model}' not found")})),
-                        Ollama::Fails(code) => json(s, code, serde_json::json!({"error": "llama runner process has terminated: exit status 2"})),
+                        Ollama::NotFound => json(
+                            s,
+                            404,
+                            serde_json::json!({"error": format!("model '{model}' not found")}),
+                        ),
+                        Ollama::Fails(code) => json(
+                            s,
+                            code,
+                            serde_json::json!({"error": "llama runner process has terminated: exit status 2"}),
+                        ),
                         Ollama::Slow(d) => {
                             std::thread::sleep(d);
-                            json(s, 200, serde_json::json!({"model": model, "response": "12", "done": true}));
+                            json(
+                                s,
+                                200,
+                                serde_json::json!({"model": model, "response": "12", "done": true}),
+                            );
                         }
-                        Ollama::ErrorInStream => stream(s, &[
-                            serde_json::json!({"model": model, "created_at": "2026-11-30T11:00:00Z", "response": "1", "done": false}),
-                            serde_json::json!({"error": "an error was encountered while running the model: unexpected EOF"}),
-                        ]),
+                        Ollama::ErrorInStream => stream(
+                            s,
+                            &[
+                                serde_json::json!({"model": model, "created_at": "2026-11-30T11:00:00Z", "response": "1", "done": false}),
+                                serde_json::json!({"error": "an error was encountered while running the model: unexpected EOF"}),
+                            ],
+                        ),
                         Ollama::Answers(text) => {
                             let mut lines: Vec<serde_json::Value> = text
                                 .split_inclusive(' ')
