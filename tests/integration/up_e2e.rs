@@ -919,9 +919,9 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     let stacks = tiny_stack_named(&name, node_port);
     // The stack declares a check; the node stand-in plays the checker (check.sh's report).
     let stack_yaml = stacks.path().join(&name).join("stack.yaml");
-    let mut text = std::fs::read_to_string(&stack_yaml).unwrap();
-    text.push_str("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: app, port: 80, path: /}\n");
-    std::fs::write(&stack_yaml, text).unwrap();
+    let mut yaml = std::fs::read_to_string(&stack_yaml).unwrap();
+    yaml.push_str("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: app, port: 80, path: /}\n");
+    std::fs::write(&stack_yaml, yaml).unwrap();
     let prefix = format!("{}-", kstrap::verify::NAME);
     w.cluster().node().handle().script_output(&name, &prefix, 0, r#"{"links":[{"name":"health","service":"app","status":"ok","sent":"GET http://app:80/","got":"HTTP/1.1 200 OK","ms":7}]}"#);
     let run = |json: bool| {
@@ -976,11 +976,12 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
     let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
-    let (verification, mutations): (Vec<String>, Vec<String>) = proxy
-        .mutations()
-        .iter()
-        .map(ToString::to_string)
-        .partition(|m| m.starts_with(&format!("DELETE {jobs}?")) || m.starts_with(&format!("POST {jobs} ")) || m.starts_with(&format!("POST {jobs}?")));
+    let (verification, mutations): (Vec<String>, Vec<String>) =
+        proxy.mutations().iter().map(ToString::to_string).partition(|m| {
+            m.starts_with(&format!("DELETE {jobs}?"))
+                || m.starts_with(&format!("POST {jobs} "))
+                || m.starts_with(&format!("POST {jobs}?"))
+        });
     assert_eq!(verification.len(), 2, "the re-run verified again: {verification:?}");
     assert!(
         mutations.is_empty(),
