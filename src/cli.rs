@@ -86,6 +86,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show the cluster, the GPU operator and GPU sharing, and the stack's readiness.
     Status(StatusArgs),
+    /// Prove the stack works: run its declared checks (voice-ai: Kokoro speaks, Whisper hears,
+    /// Ollama answers; other stacks: each Service's health path) in a Job in its namespace and
+    /// report each link with its latency.
+    Verify(VerifyArgs),
     /// Remove what kstrap installed (stack, GPU operator, distribution), and nothing else.
     Down(DownArgs),
     /// Print how to add a worker machine to this cluster (k3s token and URL, or a k0s join token).
@@ -267,8 +271,38 @@ const STATUS_AFTER_HELP: &str = "\
 Exit codes:
   0  every node is Ready, every object of every stack kstrap applied is ready, and (with the GPU
      operator installed) each GPU node advertises GPUs × replicas nvidia.com/gpu
-  1  something is not ready (the output says what and why), or the API server cannot be reached
+  1  something is not ready (the output says what and why), a stack's last verification failed
+     (`kstrap verify`; the output shows each link), or the API server cannot be reached
   2  the kubeconfig or context cannot be used";
+
+const VERIFY_AFTER_HELP: &str = "\
+Exit codes:
+  0  every link works (a small model's wrong answer is a warning; a device the API does not
+     report is \"not checked\")
+  1  a link failed: the output names the first, what was sent, what came back, and what to run
+  2  bad usage, an unknown stack or profile, a stack that declares no checks, or an unusable
+     kubeconfig
+  4  a link, or the whole verification, timed out";
+
+#[derive(Debug, Args)]
+#[command(after_help = VERIFY_AFTER_HELP)]
+pub struct VerifyArgs {
+    /// The stack to verify; default: the profile's.
+    #[arg(long, short = 's', value_name = "NAME", env = env::STACK)]
+    pub stack: Option<String>,
+
+    /// The profile the stack was applied for (its model, its GPU use) instead of the automatic
+    /// choice for this host.
+    #[arg(long, short = 'p', value_name = "NAME", env = env::PROFILE)]
+    pub profile: Option<String>,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Seconds the whole verification may take instead of the stack's own.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = STATUS_AFTER_HELP)]

@@ -27,4 +27,5 @@ pub mod redact;
 pub mod stack;
 pub mod ui;
 pub mod units;
+pub mod verify;
 pub mod yaml_words;

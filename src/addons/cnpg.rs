@@ -183,6 +183,7 @@ pub fn addon(sel: &Selection, stack: &str, databases: &[String]) -> Addon {
             }],
             profiles: BTreeMap::new(),
             distros: Default::default(),
+            verify: None,
             secrets: Vec::new(),
             images: Vec::new(),
             namespaces: Vec::new(),

@@ -523,6 +523,7 @@ pub fn addon(sel: &Selection) -> Addon {
         images: Vec::new(),
         namespaces: Vec::new(),
         databases: Vec::new(),
+        verify: None,
     };
     let deployment = |name: &str| ObjectRef {
         api_version: "apps/v1".into(),

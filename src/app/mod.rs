@@ -20,6 +20,7 @@ mod join;
 mod status;
 pub(crate) mod summary;
 mod up;
+mod verify;
 
 /// Documented exit codes (see `kstrap --help` and README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
         Command::Up(up) => up::run(&cli.global, &up, printer),
         Command::Apply(args) => apply::run(&cli.global, &args, printer),
         Command::Status(args) => status::run(&cli.global, &args, printer),
+        Command::Verify(args) => verify::run(&cli.global, &args, printer),
         Command::Down(args) => down::run(&cli.global, &args, printer),
         Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
         Command::Import(args) => import::run(&cli.global, &args, printer),

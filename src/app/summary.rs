@@ -33,6 +33,9 @@ pub struct Summary {
     pub kubeconfig_context: Option<String>,
     /// The admin kubeconfig (root only), when the user's was left alone.
     pub admin_kubeconfig: Option<String>,
+    /// The stack's verification at the end of the run (absent when it declares no checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::report::Verification>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,6 +221,7 @@ pub fn summarize(i: &Inputs) -> Summary {
             .kubeconfig_context
             .is_none()
             .then(|| plan.distro.paths().kubeconfig.to_string()),
+        verification: None,
     }
 }
 

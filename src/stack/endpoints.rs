@@ -208,6 +208,7 @@ mod tests {
             images: Vec::new(),
             namespaces: Vec::new(),
             databases: Vec::new(),
+            verify: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct StackFile {
     /// PostgreSQL databases run by CloudNativePG (see `databases.rs`).
     #[serde(default)]
     pub databases: Vec<Spanned<super::databases::DatabaseFile>>,
+    /// What proves the stack works once it is ready (`crate::verify::VerifySpec`).
+    pub verify: Option<Spanned<crate::verify::VerifySpec>>,
 }
 
 /// Overlays per distribution. A field per distribution kstrap installs (not a map), so that a

@@ -7,7 +7,7 @@
 //! objects stay `serde_json::Value`s (what a `DynamicObject` deserializes from) so that sizing
 //! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
 
-mod check;
+pub(crate) mod check;
 pub mod databases;
 pub mod endpoints;
 mod error;
@@ -60,6 +60,8 @@ pub struct Stack {
     pub namespaces: Vec<String>,
     /// PostgreSQL databases (`databases:`); their Clusters and policies are in `stages`.
     pub databases: Vec<databases::Database>,
+    /// What proves the stack works once it is ready (stack.yaml `verify:`, `crate::verify`).
+    pub verify: Option<crate::verify::VerifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -463,6 +465,14 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
     let sections = overlay::sections(&profiles, &distros);
     overlay::check(&stack_path, &stages, &sections)?;
     images::check(&stack_path, &images, &stages, &sections)?;
+    if let Some(v) = &file.verify {
+        crate::verify::check(&v.value, &stages).map_err(|(message, hint)| StackError::StackFile {
+            path: stack_path.clone(),
+            line: v.referenced.line() as usize,
+            message,
+            hint: hint.to_string(),
+        })?;
+    }
 
     Ok(Stack {
         name: name.to_string(),
@@ -489,6 +499,7 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         images: images.into_iter().map(|(d, _)| d).collect(),
         namespaces: all_namespaces[1..].to_vec(),
         databases,
+        verify: file.verify.map(|v| v.value),
     })
 }
 

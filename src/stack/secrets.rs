@@ -316,6 +316,7 @@ mod tests {
             images: Vec::new(),
             namespaces: Vec::new(),
             databases: Vec::new(),
+            verify: None,
         }
     }
 

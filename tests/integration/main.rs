@@ -41,5 +41,9 @@ mod support;
 mod up_e2e;
 mod upstream;
 mod upstream_flags;
+mod verify_checker;
+mod verify_e2e;
+#[path = "../support/voice_apis.rs"]
+pub mod voice_apis;
 mod voice_e2e;
 mod vram_budget;

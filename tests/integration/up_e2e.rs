@@ -953,9 +953,10 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 }
 
 /// The whole `up`, stack phase included: the cluster comes up, the stack is applied by the same
-/// engine as `kstrap apply` (with its generated secret), and a re-run on the converged host
-/// converges: every step reports unchanged and the API server gets not one mutating request
-/// (POST, PUT, PATCH, DELETE), counted at the fault proxy.
+/// engine as `kstrap apply` (with its generated secret), the stack's checks are verified, and a
+/// re-run on the converged host converges: every step reports unchanged, it verifies again, and
+/// the API server gets not one mutating request (POST, PUT, PATCH, DELETE) but the verification
+/// Job's own (the previous one deleted, a new one created), counted at the fault proxy.
 #[test]
 fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     let Some(w) = World::proxied("up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request") else {
@@ -966,6 +967,13 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     cleanup.unique_namespace(&name).applyset_parent(&name);
     let node_port = 30000 + (std::process::id() % 2700) as u16;
     let stacks = tiny_stack_named(&name, node_port);
+    // The stack declares a check; the node stand-in plays the checker (check.sh's report).
+    let stack_yaml = stacks.path().join(&name).join("stack.yaml");
+    let mut yaml = std::fs::read_to_string(&stack_yaml).unwrap();
+    yaml.push_str("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: app, port: 80, path: /}\n");
+    std::fs::write(&stack_yaml, yaml).unwrap();
+    let prefix = format!("{}-", kstrap::verify::NAME);
+    w.cluster().node().handle().script_output(&name, &prefix, 0, r#"{"links":[{"name":"health","service":"app","status":"ok","sent":"GET http://app:80/","got":"HTTP/1.1 200 OK","ms":7}]}"#);
     let run = |json: bool| {
         let extra: &[&str] = if json { &["-o", "json"] } else { &[] };
         let a = stack_up_args_for(&w, &stacks, &name, "cpu-fallback", extra);
@@ -982,6 +990,8 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         "Ready: app".to_string(),
         format!("http://127.0.0.1:{node_port}/  (NodePort; on this machine http://localhost:{node_port}/)"),
         "Try: kubectl --context kstrap".to_string(),
+        format!("Verification of {name}: works"),
+        "ok          app: health, 7 ms".to_string(),
     ] {
         assert!(summary.contains(&want), "{want:?} missing from the summary:\n{summary}");
     }
@@ -1015,7 +1025,14 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
-    let mutations: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
+    let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
+    let (verification, mutations): (Vec<String>, Vec<String>) =
+        proxy.mutating_requests().iter().map(ToString::to_string).partition(|m| {
+            m.starts_with(&format!("DELETE {jobs}?"))
+                || *m == format!("POST {jobs}")
+                || m.starts_with(&format!("POST {jobs}?"))
+        });
+    assert_eq!(verification.len(), 2, "the re-run verified again: {verification:?}");
     assert!(
         mutations.is_empty(),
         "a converged re-run sent {} mutating request(s):\n{}",
@@ -1046,6 +1063,8 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         "{summary}"
     );
     assert_eq!(summary["workloads"][0]["name"], "app", "{summary}");
+    assert_eq!(summary["verification"]["ok"], true, "{summary}");
+    assert_eq!(summary["verification"]["links"][0]["service"], "app", "{summary}");
     let stages: Vec<&str> = summary["stages"]
         .as_array()
         .unwrap()

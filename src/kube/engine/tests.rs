@@ -39,6 +39,7 @@ fn stack(objects: Vec<StackObject>) -> Stack {
         images: Vec::new(),
         namespaces: Vec::new(),
         databases: Vec::new(),
+        verify: None,
     }
 }
 
