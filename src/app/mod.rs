@@ -16,6 +16,7 @@ mod apply;
 mod cluster_steps;
 mod down;
 mod join;
+mod join_command;
 mod status;
 pub(crate) mod summary;
 mod up;
@@ -68,7 +69,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
         Command::Apply(args) => apply::run(&cli.global, &args, printer),
         Command::Status(args) => status::run(&cli.global, &args, printer),
         Command::Down(args) => down::run(&cli.global, &args, printer),
-        Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
+        Command::JoinCommand(args) => join_command::run(&cli.global, &args, printer),
+        Command::Join(args) => join::run(&cli.global, &args, printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
