@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
         if printer.json_mode() {
             printer.json(plan);
         } else {
-            printer.stdout(&crate::ui::render::plan(plan, printer.verbosity));
+            printer.stdout(&render_plan(plan, printer.verbosity));
         }
         return Ok(Exit::Ok);
     }
@@ -150,6 +150,27 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
             message: e.to_string().replace("run `kstrap up` again", "run `kstrap join` again"),
         }),
     }
+}
+
+/// `up`'s plan rendering, worded for a join.
+fn render_plan(plan: &Plan, verbosity: i8) -> String {
+    let text = crate::ui::render::plan(plan, verbosity);
+    let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let first = format!(
+        "Plan: join as a worker ({}), {} {}",
+        first
+            .strip_prefix("Plan: profile ")
+            .and_then(|f| f.split(" (join)").next())
+            .map_or_else(|| "worker".to_string(), |p| format!("profile {p}")),
+        plan.distro,
+        plan.distro_version
+    );
+    format!("{first}\n{rest}")
+        .replace("`kstrap up` would stop", "`kstrap join` would stop")
+        .replace(
+            "To do it: sudo kstrap up",
+            "To do it: sudo kstrap join with the same flags, without --dry-run",
+        )
 }
 
 /// A worker's plan has no apply steps; the executor never calls this.

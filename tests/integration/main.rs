@@ -17,6 +17,9 @@ pub mod fake_host;
 mod fuzz;
 mod gpu_e2e;
 mod invariants;
+mod join_e2e;
+#[path = "../support/k3s_supervisor/mod.rs"]
+pub mod k3s_supervisor;
 mod node_standin;
 mod noop_e2e;
 mod outage_e2e;

@@ -25,6 +25,7 @@
 
 pub mod controllers;
 pub mod node;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
