@@ -357,6 +357,10 @@ fn join_a_gpu_worker_then_status_workload_rerun_and_down() {
             .unwrap()
             .unwrap();
         assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("gpu-box"));
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, &ns);
+        pods.delete("gpu-job", &kube::api::DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
     });
 
     // `kstrap status` on the server: every node, the worker with its GPU and shares.

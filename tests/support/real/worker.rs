@@ -10,7 +10,8 @@
 //!   `v1.35.3+k3s1`, conditions Ready/MemoryPressure/DiskPressure/PIDPressure.
 //! - **Renews its Lease** in `kube-node-lease` every 10 s (pkg/kubelet/nodelease).
 //! - **Runs the pods the scheduler binds to it**: Running and Ready after 300 ms
-//!   (pkg/kubelet/status/status_manager.go), one containerStatuses entry per container.
+//!   (pkg/kubelet/status/status_manager.go), one containerStatuses entry per container; a pod
+//!   being deleted is removed with grace period 0 once its "containers stopped".
 //! - [`WorkerStandIn::advertise_gpus`]: what the operator's device plugin and GFD do once their
 //!   DaemonSets run on the node: allocatable/capacity `nvidia.com/gpu` = GPUs × replicas, labels
 //!   `nvidia.com/gpu.count`, `nvidia.com/gpu.replicas`, `nvidia.com/gpu.sharing-strategy`
@@ -232,8 +233,18 @@ async fn drive_pods(client: kube::Client, name: String) {
             _ => continue,
         };
         for pod in pods {
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Its containers stopped: the kubelet deletes it with grace period 0
+                // (pkg/kubelet/status `canBeDeleted`).
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let _ = Api::<Pod>::namespaced(client.clone(), &ns)
+                    .delete(&name, &DeleteParams::default().grace_period(0))
+                    .await;
+                continue;
+            }
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if running || pod.metadata.deletion_timestamp.is_some() {
+            if running {
                 continue;
             }
             let client = client.clone();
