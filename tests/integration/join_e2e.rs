@@ -474,3 +474,59 @@ fn k0s_join_command_keeps_the_worker_token_in_a_root_only_file() {
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(std::fs::read_to_string(&file).unwrap().contains("fake-k0s-worker-token"));
 }
+
+/// A k0s worker token as k0s writes it (k0sproject/k0s v1.35.3+k0s.0 `JoinEncode` of
+/// `GenerateKubeconfig`'s output): base64 of gzip of a kubeconfig with the CA and a bootstrap
+/// token.
+fn k0s_token(server: &str, ca_file: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let ca = std::fs::read(crate::k3s_supervisor::fixture(ca_file)).unwrap();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k0s\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: k0s\n  context:\n    cluster: k0s\n    user: kubelet-bootstrap\ncurrent-context: k0s\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: abcdef.{PASSWORD}\n",
+        base64::engine::general_purpose::STANDARD.encode(ca)
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(kc.as_bytes()).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+}
+
+#[test]
+fn k0s_join_plans_a_worker_and_refuses_a_server_its_token_ca_did_not_sign() {
+    let w = World::host_only();
+    let sup = Supervisor::start(
+        std::fs::read(crate::k3s_supervisor::fixture("ca.crt")).unwrap(),
+        "v1.35.3+k0s",
+    );
+    let token = token_file(&w.host, &k0s_token(&sup.url(), "ca.crt"));
+    let out = run(&w, &join_args(&sup.url(), &token, &w.releases.url(), &["--dry-run", "-o", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["distro_version"], "v1.35.3+k0s.0");
+    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "preflight",
+            "download-k0s",
+            "copy-join-token",
+            "install-k0s-worker",
+            "start-k0s-worker",
+            "wait-node",
+            "wait-node-gpus"
+        ]
+    );
+    let args = plan["steps"][3]["action"]["args"].to_string();
+    assert!(args.contains("\"--token-file\",\"/etc/k0s/worker-token\""), "{args}");
+    assert!(!text(&out).contains(PASSWORD));
+    // Only /version was asked, on a connection that verified the server against the token's CA.
+    assert_eq!(sup.requests().len(), 1);
+    assert!(sup.requests()[0].starts_with("GET /version "));
+
+    let wrong = token_file(&w.host, &k0s_token(&sup.url(), "other-ca.crt"));
+    let out = run(&w, &join_args(&sup.url(), &wrong, &w.releases.url(), &["--yes"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS with"), "{}", text(&out));
+    assert_eq!(sup.requests().len(), 1, "no request may pass an unverified handshake");
+    assert_eq!(w.host.take_log(), Vec::<String>::new());
+}
