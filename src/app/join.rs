@@ -147,7 +147,9 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
                 exec::FailureKind::TimedOut => Exit::Timeout,
                 _ => Exit::Failed,
             },
-            message: e.to_string().replace("run `kstrap up` again", "run `kstrap join` again"),
+            message: e
+                .to_string()
+                .replace("run `kstrap up` again", "run `kstrap join` again"),
         }),
     }
 }
@@ -246,7 +248,8 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
     })?;
     let token_path = std::path::absolute(&args.token_file).unwrap_or_else(|_| args.token_file.clone());
     let shown = token_path.display().to_string();
-    let fix_token = "copy the whole token from the server into a root-only file (`kstrap join-command` on the server says how)";
+    let fix_token =
+        "copy the whole token from the server into a root-only file (`kstrap join-command` on the server says how)";
     let text = crate::limits::read_text(&token_path).map_err(|e| usage("--token-file", &shown, e, fix_token))?;
     let token = join_token::parse(&text).map_err(|e| usage("--token-file", &shown, e, fix_token))?;
     if let JoinToken::K0s { server: named, .. } = &token {
@@ -310,9 +313,8 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
 
     let node = match &args.node_name {
         Some(n) => n.clone(),
-        None => hostname().ok_or_else(|| {
-            Failure::usage("cannot tell this machine's host name\n  fix: pass --node-name NAME")
-        })?,
+        None => hostname()
+            .ok_or_else(|| Failure::usage("cannot tell this machine's host name\n  fix: pass --node-name NAME"))?,
     };
     check_node_name(&node)?;
 
@@ -511,7 +513,12 @@ struct JoinReport<'a> {
     status_command: &'static str,
 }
 
-fn report(planned: &Planned, steps: &[exec::StepReport], seen: Option<crate::exec::wait_node::NodeSeen>, printer: &Printer) {
+fn report(
+    planned: &Planned,
+    steps: &[exec::StepReport],
+    seen: Option<crate::exec::wait_node::NodeSeen>,
+    printer: &Printer,
+) {
     let seen = seen.unwrap_or_default();
     let r = JoinReport {
         result: "ok",

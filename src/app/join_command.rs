@@ -72,7 +72,7 @@ pub fn run(_global: &GlobalArgs, args: &JoinCommandArgs, printer: &Printer) -> R
         Distro::K3s => {
             let path = paths.node_token.unwrap_or("/var/lib/rancher/k3s/server/node-token");
             let file = host.read(path).map_err(|e| Failure::failed(e.to_string()))?;
-            if !file.is_some_and(|f| !String::from_utf8_lossy(&f.bytes).trim().is_empty()) {
+            if file.is_none_or(|f| String::from_utf8_lossy(&f.bytes).trim().is_empty()) {
                 return Err(Failure::failed(format!(
                     "{path} is missing or empty: k3s writes it when the server starts\n  fix: check that k3s is running (`systemctl status k3s`)"
                 )));
@@ -103,9 +103,8 @@ pub fn run(_global: &GlobalArgs, args: &JoinCommandArgs, printer: &Printer) -> R
         }
     };
     let command = format!("sudo kstrap join --server {server_url} --token-file {WORKER_TOKEN_PATH}");
-    let copy_token = format!(
-        "ssh root@{address} cat {token_file} | sudo install -m 600 /dev/stdin {WORKER_TOKEN_PATH}"
-    );
+    let copy_token =
+        format!("ssh root@{address} cat {token_file} | sudo install -m 600 /dev/stdin {WORKER_TOKEN_PATH}");
     let out = JoinCommand {
         distro: state.distro,
         version: &state.version,

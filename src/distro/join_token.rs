@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(parse("server:pw"), Err(TokenError::NoCaHash));
         assert_eq!(parse("abcdef.0123456789abcdef"), Err(TokenError::NoCaHash));
         assert_eq!(parse("K10abc::server:pw"), Err(TokenError::BadHash));
-        assert_eq!(parse(&format!("K10{}::server:", "a".repeat(64))), Err(TokenError::NoCredentials));
+        assert_eq!(
+            parse(&format!("K10{}::server:", "a".repeat(64))),
+            Err(TokenError::NoCredentials)
+        );
         assert_eq!(parse("  \n"), Err(TokenError::Empty));
         assert!(matches!(parse("hello"), Err(TokenError::Unknown(_))));
     }

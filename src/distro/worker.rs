@@ -261,8 +261,7 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
             mode: Mode(0o600),
         },
     ));
-    let restart_inputs: Vec<String>;
-    match ctx.distro {
+    let restart_inputs: Vec<String> = match ctx.distro {
         Distro::K3s => {
             steps.push(step(
                 "write-k3s-agent-config",
@@ -309,13 +308,13 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
                     after_changes: vec![paths.unit_file.into(), env.into()],
                 },
             ));
-            restart_inputs = vec![
+            vec![
                 paths.binary.into(),
                 paths.config.into(),
                 paths.unit_file.into(),
                 env.into(),
                 token.into(),
-            ];
+            ]
         }
         Distro::K0s => {
             steps.push(step(
@@ -329,9 +328,9 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
                     creates: vec![paths.unit_file.into()],
                 },
             ));
-            restart_inputs = vec![paths.binary.into(), token.into(), paths.unit_file.into()];
+            vec![paths.binary.into(), token.into(), paths.unit_file.into()]
         }
-    }
+    };
     steps.push(step(
         &format!("start-{name}-worker"),
         Phase::Cluster,

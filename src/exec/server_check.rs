@@ -158,9 +158,7 @@ pub fn check(url: &ServerUrl, token: &JoinToken) -> Result<Checked, CheckError> 
         .ok()
         .and_then(|v| v.get("gitVersion").and_then(|g| g.as_str()).map(str::to_string));
     Ok(Checked {
-        version_note: version
-            .is_none()
-            .then(|| format!("{shown}/version has no gitVersion")),
+        version_note: version.is_none().then(|| format!("{shown}/version has no gitVersion")),
         version,
     })
 }
@@ -379,8 +377,18 @@ mod tests {
             }
         );
         assert_eq!(parse_url("https://srv/").unwrap().port, 6443);
-        assert_eq!(parse_url("https://[fd00::1]:7443").unwrap().to_string(), "https://[fd00::1]:7443");
-        for bad in ["http://x:6443", "https://", "https://x:0", "https://x:6443/path", "https://u:p@x", "x:6443"] {
+        assert_eq!(
+            parse_url("https://[fd00::1]:7443").unwrap().to_string(),
+            "https://[fd00::1]:7443"
+        );
+        for bad in [
+            "http://x:6443",
+            "https://",
+            "https://x:0",
+            "https://x:6443/path",
+            "https://u:p@x",
+            "x:6443",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

@@ -222,7 +222,10 @@ mod tests {
         assert!(judge(&node("False", None, None), 0).1.why.contains("KubeletNotReady"));
         assert!(judge(&node("True", None, None), 0).0);
         let (done, seen) = judge(&node("True", Some("0"), None), 1);
-        assert!(!done && seen.why.contains("no nvidia.com/gpu.replicas label"), "{seen:?}");
+        assert!(
+            !done && seen.why.contains("no nvidia.com/gpu.replicas label"),
+            "{seen:?}"
+        );
         let (done, seen) = judge(&node("True", Some("1"), Some("4")), 1);
         assert!(!done && seen.why.contains("4 expected"), "{seen:?}");
         let (done, seen) = judge(&node("True", Some("8"), Some("4")), 2);

@@ -114,10 +114,18 @@ fn join_dry_run_shows_every_step_and_never_the_token() {
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
-    let out = run(&w, &join_args(&sup.url(), &token, &w.releases.url(), &["--dry-run", "-o", "json"]));
+    let out = run(
+        &w,
+        &join_args(&sup.url(), &token, &w.releases.url(), &["--dry-run", "-o", "json"]),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -134,7 +142,10 @@ fn join_dry_run_shows_every_step_and_never_the_token() {
         ]
     );
     let findings = plan["steps"][0]["action"]["findings"].to_string();
-    assert!(findings.contains("answers over TLS with the CA the token names"), "{findings}");
+    assert!(
+        findings.contains("answers over TLS with the CA the token names"),
+        "{findings}"
+    );
     let config = plan["steps"][3]["action"]["contents"].as_str().unwrap();
     for label in [
         "kstrap.dev/gpu-count=1",
@@ -171,7 +182,10 @@ fn join_bad_inputs_exit_2_naming_the_flag() {
         assert!(stderr.contains(&want) && stderr.contains("fix:"), "{want}: {stderr}");
         assert!(!stderr.contains(PASSWORD), "{stderr}");
     }
-    assert!(sup.requests().is_empty(), "bad input must be refused before the server is asked");
+    assert!(
+        sup.requests().is_empty(),
+        "bad input must be refused before the server is asked"
+    );
 }
 
 /// Node-only credentials on the real cluster: a ServiceAccount allowed to get, list and watch
@@ -195,7 +209,12 @@ async fn node_credentials(cluster: &RealCluster, cleanup: &mut Cleanup, ns: &str
     cleanup
         .namespace(ns)
         .cluster_object("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", &role)
-        .cluster_object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", &role);
+        .cluster_object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            &role,
+        );
     let sa: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client, ns);
     let req: k8s_openapi::api::authentication::v1::TokenRequest =
         serde_json::from_value(serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
@@ -245,7 +264,9 @@ fn join_with_node(w: &WorkerHost, args: &[String], cluster: &RealCluster) -> (Ou
         cmd.env(k, v);
     }
     cmd.env("FAKE_HOST_AGENT_CA", &w.ca);
-    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let config = w.host.root.join("etc/rancher/k3s/config.yaml");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -302,7 +323,10 @@ fn join_a_gpu_worker_then_status_workload_rerun_and_down() {
     assert_eq!(report["node"], "gpu-box");
     assert_eq!(report["role"], "worker");
     assert_eq!(report["version"], K3S);
-    assert_eq!((report["gpus"].as_u64(), report["gpu_shares"].as_u64()), (Some(1), Some(4)));
+    assert_eq!(
+        (report["gpus"].as_u64(), report["gpu_shares"].as_u64()),
+        (Some(1), Some(4))
+    );
     assert_eq!(report["status_command"], "kstrap status");
 
     // What the worker host holds: the agent's unit, config and token file, root-only.
@@ -321,9 +345,16 @@ fn join_a_gpu_worker_then_status_workload_rerun_and_down() {
     let state = std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap();
     assert!(state.contains("\"role\": \"worker\""), "{state}");
     let log = w.host.take_log();
-    assert!(log.contains(&"systemctl enable --now k3s-agent.service".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"systemctl enable --now k3s-agent.service".to_string()),
+        "{log:?}"
+    );
     // The token: in its root-only file only; never in argv, output, JSON or state.
-    for (what, hay) in [("argv", log.join("\n")), ("output", text(&out)), ("state", state.clone())] {
+    for (what, hay) in [
+        ("argv", log.join("\n")),
+        ("output", text(&out)),
+        ("state", state.clone()),
+    ] {
         assert!(!hay.contains(PASSWORD), "token in {what}");
     }
     assert!(
@@ -372,12 +403,19 @@ fn join_a_gpu_worker_then_status_workload_rerun_and_down() {
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(shown.contains("kstrap-test-node") && shown.contains("gpu-box"), "{}", text(&status));
+    assert!(
+        shown.contains("kstrap-test-node") && shown.contains("gpu-box"),
+        "{}",
+        text(&status)
+    );
     let gpu_line = shown
         .lines()
         .find(|l| l.contains("gpu-box") && l.contains("nvidia.com/gpu"))
         .unwrap_or_else(|| panic!("no GPU line for gpu-box:\n{shown}"));
-    assert!(gpu_line.contains("1 GPU") && gpu_line.contains("4 nvidia.com/gpu"), "{gpu_line}");
+    assert!(
+        gpu_line.contains("1 GPU") && gpu_line.contains("4 nvidia.com/gpu"),
+        "{gpu_line}"
+    );
 
     // A re-run changes nothing: no write, no restart.
     let stamps = w.host.stamps(&["/run/kstrap.lock"]);
@@ -408,7 +446,10 @@ fn join_a_gpu_worker_then_status_workload_rerun_and_down() {
     let out = w.kstrap(&["down", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let log = w.host.take_log();
-    assert!(log.contains(&"systemctl disable --now k3s-agent.service".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"systemctl disable --now k3s-agent.service".to_string()),
+        "{log:?}"
+    );
     let tree = w.host.tree(&["/run/kstrap.lock"]);
     for gone in [
         "/etc/systemd/system/k3s-agent.service",
@@ -468,11 +509,18 @@ fn k0s_join_command_keeps_the_worker_token_in_a_root_only_file() {
     assert_eq!(w.host.take_log(), vec!["k0s token create --role=worker".to_string()]);
     assert!(!text(&out).contains("fake-k0s-worker-token"), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("sudo kstrap join --server https://10.0.0.5:6443"), "{stdout}");
+    assert!(
+        stdout.contains("sudo kstrap join --server https://10.0.0.5:6443"),
+        "{stdout}"
+    );
     let file = w.host.root.join("var/lib/k0s/kstrap-worker-token");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(std::fs::read_to_string(&file).unwrap().contains("fake-k0s-worker-token"));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("fake-k0s-worker-token")
+    );
 }
 
 /// A k0s worker token as k0s writes it (k0sproject/k0s v1.35.3+k0s.0 `JoinEncode` of
@@ -499,11 +547,19 @@ fn k0s_join_plans_a_worker_and_refuses_a_server_its_token_ca_did_not_sign() {
         "v1.35.3+k0s",
     );
     let token = token_file(&w.host, &k0s_token(&sup.url(), "ca.crt"));
-    let out = run(&w, &join_args(&sup.url(), &token, &w.releases.url(), &["--dry-run", "-o", "json"]));
+    let out = run(
+        &w,
+        &join_args(&sup.url(), &token, &w.releases.url(), &["--dry-run", "-o", "json"]),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["distro_version"], "v1.35.3+k0s.0");
-    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -526,7 +582,11 @@ fn k0s_join_plans_a_worker_and_refuses_a_server_its_token_ca_did_not_sign() {
     let wrong = token_file(&w.host, &k0s_token(&sup.url(), "other-ca.crt"));
     let out = run(&w, &join_args(&sup.url(), &wrong, &w.releases.url(), &["--yes"]));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS with"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS with"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(sup.requests().len(), 1, "no request may pass an unverified handshake");
     assert_eq!(w.host.take_log(), Vec::<String>::new());
 }

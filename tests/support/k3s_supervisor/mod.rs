@@ -58,7 +58,9 @@ impl Supervisor {
                 let cacerts = cacerts.clone();
                 let version = version.clone();
                 std::thread::spawn(move || {
-                    let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
                     let mut tls = rustls::StreamOwned::new(conn, tcp);
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];

@@ -140,7 +140,9 @@ impl Drop for WorkerStandIn {
                 self.handle.block_on(async move {
                     let dp = DeleteParams::default();
                     let _ = Api::<Node>::all(client.clone()).delete(&name, &dp).await;
-                    let _ = Api::<Lease>::namespaced(client, "kube-node-lease").delete(&name, &dp).await;
+                    let _ = Api::<Lease>::namespaced(client, "kube-node-lease")
+                        .delete(&name, &dp)
+                        .await;
                 })
             })
             .join()
