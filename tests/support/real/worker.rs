@@ -44,6 +44,7 @@ pub struct WorkerStandIn {
     handle: tokio::runtime::Handle,
     client: kube::Client,
     stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WorkerStandIn {
@@ -59,7 +60,7 @@ impl WorkerStandIn {
         let shared = config.clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("worker-standin-{name}"))
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -91,6 +92,9 @@ impl WorkerStandIn {
                         _ = async { tokio::join!(renew_lease(client.clone(), c.name.clone()), drive_pods(client.clone(), c.name.clone())) } => {}
                         () = stopped.notified() => {}
                     }
+                    let dp = DeleteParams::default();
+                    let _ = Api::<Node>::all(client.clone()).delete(&c.name, &dp).await;
+                    let _ = Api::<Lease>::namespaced(client, "kube-node-lease").delete(&c.name, &dp).await;
                 });
             })
             .map_err(|e| e.to_string())?;
@@ -102,6 +106,7 @@ impl WorkerStandIn {
             handle,
             client,
             stop,
+            thread: Some(thread),
         })
     }
 
@@ -130,23 +135,13 @@ impl WorkerStandIn {
 }
 
 impl Drop for WorkerStandIn {
-    /// The machine leaves: its loops stop, its Node and Lease go.
+    /// The machine leaves: its loops stop, then its Node and Lease go (on the stand-in's own
+    /// runtime, which ends after that).
     fn drop(&mut self) {
-        self.stop.notify_waiters();
-        let name = self.config.lock().map(|c| c.name.clone()).unwrap_or_default();
-        let client = self.client.clone();
-        let _ = std::thread::scope(|s| {
-            s.spawn(|| {
-                self.handle.block_on(async move {
-                    let dp = DeleteParams::default();
-                    let _ = Api::<Node>::all(client.clone()).delete(&name, &dp).await;
-                    let _ = Api::<Lease>::namespaced(client, "kube-node-lease")
-                        .delete(&name, &dp)
-                        .await;
-                })
-            })
-            .join()
-        });
+        self.stop.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
