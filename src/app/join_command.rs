@@ -80,7 +80,10 @@ pub fn run(_global: &GlobalArgs, args: &JoinCommandArgs, printer: &Printer) -> R
             path
         }
         Distro::K0s => {
-            let args = vec!["token".to_string(), "create".into(), "--role=worker".into()];
+            let args: Vec<String> = crate::distro::K0S_WORKER_TOKEN_ARGS
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             let out = host
                 .runner
                 .run(paths.binary, &args)

@@ -25,7 +25,6 @@ pub(super) static PATHS: Paths = Paths {
     containerd_socket: "/run/k0s/containerd.sock",
     containerd_config: "/run/k0s/containerd-cri.toml",
     containerd_drop_in_dir: Some("/etc/k0s/containerd.d"),
-    containerd_binary: Some("/var/lib/k0s/bin/containerd"),
     images_dir: "/var/lib/k0s/images",
     manifests_dir: None,
     node_token: None,

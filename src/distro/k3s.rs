@@ -22,7 +22,6 @@ pub(super) static PATHS: Paths = Paths {
     containerd_socket: "/run/k3s/containerd/containerd.sock",
     containerd_config: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
     containerd_drop_in_dir: None,
-    containerd_binary: None,
     images_dir: "/var/lib/rancher/k3s/agent/images",
     manifests_dir: Some("/var/lib/rancher/k3s/server/manifests"),
     node_token: Some("/var/lib/rancher/k3s/server/node-token"),

@@ -105,8 +105,6 @@ pub struct Paths {
     pub containerd_config: &'static str,
     /// Where containerd drop-ins go (k0s `containerd.d`).
     pub containerd_drop_in_dir: Option<&'static str>,
-    /// The containerd binary, where its path is stable (k0s).
-    pub containerd_binary: Option<&'static str>,
     /// Air-gap image archives placed here are imported at start.
     pub images_dir: &'static str,
     /// Manifests placed here are applied by the distribution itself (k3s).
@@ -158,6 +156,27 @@ pub enum DistroError {
     InvalidLabel { label: String, problem: String },
     #[error("cannot render {file}: {message}")]
     Render { file: String, message: String },
+}
+
+/// The arguments of `k0s token create` that make a worker's join token (k0sproject/k0s
+/// `cmd/token/create.go` at v1.35.3+k0s.0: `--role`, "Either worker or controller").
+pub const K0S_WORKER_TOKEN_ARGS: [&str; 3] = ["token", "create", "--role=worker"];
+
+/// The command a new machine runs to join this cluster as a worker, with the join token in
+/// `token_file`:
+/// - k3s: `k3s agent --server URL --token-file FILE` (k3s-io/k3s `pkg/cli/cmds/agent.go`,
+///   `NewAgentCommand`: `server,s`, `token-file`);
+/// - k0s: `k0s install worker --token-file FILE` (k0sproject/k0s `cmd/install/worker.go` with
+///   `GetWorkerFlags` in `pkg/config/cli.go` at v1.35.3+k0s.0: `token-file`); the worker finds the
+///   controller through the token.
+///
+/// Every flag is checked against upstream's flag lists (`tests/fixtures/upstream/k3s`, `k0s`).
+pub fn worker_join_command(distro: Distro, server_url: &str, token_file: &str) -> Vec<String> {
+    let args: &[&str] = match distro {
+        Distro::K3s => &["k3s", "agent", "--server", server_url, "--token-file", token_file],
+        Distro::K0s => &["k0s", "install", "worker", "--token-file", token_file],
+    };
+    args.iter().map(|a| a.to_string()).collect()
 }
 
 /// Base URL under which release assets are served as `{mirror}/{owner}/{repo}/releases/download/...`.

@@ -499,6 +499,5 @@ fn paths_match_the_design() {
     assert_eq!(k0s.containerd_socket, "/run/k0s/containerd.sock");
     assert_eq!(k0s.containerd_config, "/run/k0s/containerd-cri.toml");
     assert_eq!(k0s.containerd_drop_in_dir, Some("/etc/k0s/containerd.d"));
-    assert_eq!(k0s.containerd_binary, Some("/var/lib/k0s/bin/containerd"));
     assert_eq!(k0s.service_unit, "k0scontroller.service");
 }

@@ -8,15 +8,18 @@ use serde_json::{Value, json};
 /// Name of the verification pod.
 pub const VERIFY_POD: &str = "kstrap-verify-gpu";
 
-/// A pinned CUDA base image that carries `nvidia-smi`'s dependencies and nothing else (about
-/// 80 MB). 12.8 is the first CUDA with Blackwell (RTX 50xx) support.
-pub const VERIFY_IMAGE: &str = "nvcr.io/nvidia/cuda:12.8.1-base-ubuntu24.04";
+/// A pinned CUDA base image that carries `nvidia-smi`'s dependencies and nothing else: the image
+/// NVIDIA's own GPU test workload runs at the pinned operator version (NVIDIA/gpu-operator v26.3.2,
+/// `tests/e2e/helpers/workload.go`). Its CUDA version does not matter here: `nvidia-smi` is the
+/// host driver's, put into the container by the toolkit, and the image's CUDA requirement is
+/// switched off (below), so the same pod verifies Blackwell (RTX 50xx) GPUs too.
+pub const VERIFY_IMAGE: &str = "nvcr.io/nvidia/cuda:12.6.0-base-ubuntu22.04";
 
 /// Seconds after which the kubelet kills the pod (a hung driver must not hang `up`).
 pub const VERIFY_DEADLINE_S: u64 = 300;
 
 /// The verification pod: `restartPolicy: Never`, RuntimeClass `nvidia`, one `nvidia.com/gpu`,
-/// command `nvidia-smi`. `NVIDIA_DISABLE_REQUIRE` turns off the image's "CUDA >= 12.8" driver check:
+/// command `nvidia-smi`. `NVIDIA_DISABLE_REQUIRE` turns off the image's CUDA-version driver check:
 /// `nvidia-smi` needs no CUDA runtime, and the check would fail on an older (still supported)
 /// host driver for a reason unrelated to the GPU stack.
 pub fn verify_pod(namespace: &str, image: &str) -> Value {

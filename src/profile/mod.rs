@@ -186,8 +186,10 @@ struct ClusterFile {
     node_labels: BTreeMap<String, String>,
 }
 
-/// Components each distribution lets a profile disable.
-fn disableable(distro: Distro) -> &'static [&'static str] {
+/// Components each distribution lets a profile disable (k3s `disable:` items, k0s
+/// `--disable-components` items; both checked against upstream's lists in
+/// `tests/integration/upstream_flags.rs`).
+pub fn disableable(distro: Distro) -> &'static [&'static str] {
     match distro {
         Distro::K3s => &["traefik", "servicelb", "local-storage", "metrics-server"],
         Distro::K0s => &["konnectivity-server", "metrics-server", "helm"],

@@ -43,4 +43,5 @@ mod status_e2e;
 mod support;
 mod up_e2e;
 mod upstream;
+mod upstream_flags;
 mod voice_e2e;

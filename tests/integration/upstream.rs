@@ -2,7 +2,8 @@
 //! with a SOURCE.md naming repository, path and tag), checked against what kstrap writes and
 //! waits on. A version bump means refreshing that data; these tests then say what broke.
 //!
-//! - The custom resources kstrap generates (k3s `HelmChart`, k0s `Chart`) are validated by a real
+//! - The custom resources kstrap generates (k3s `HelmChart`, k0s `Chart`, and k0s.yaml, a k0s
+//!   `ClusterConfig`) are validated by a real
 //!   API server: upstream's own CRDs are applied to it (server-side apply, one field manager,
 //!   idempotent: other suites on the same cluster apply the same CRDs, and none deletes them),
 //!   then every object is applied with a server-side dry run and strict field validation. That
@@ -41,6 +42,7 @@ fn yaml_file(path: &str) -> Value {
 const CRDS: &[&str] = &[
     "helm-controller/helm.cattle.io_helmcharts.yaml",
     "k0s/helm.k0sproject.io_charts.yaml",
+    "k0s/k0s.k0sproject.io_clusterconfigs.yaml",
     "gpu-operator/nvidia.com_clusterpolicies.yaml",
 ];
 
@@ -310,6 +312,11 @@ async fn upstream_crds_accept_every_object_kstrap_writes() {
         if let Err(e) = dry_run(&client, what, object, plural).await {
             failures.push(e);
         }
+    }
+    // The k0s.yaml kstrap writes (k0s reads it itself, but its schema is this CRD's).
+    let k0s_yaml = crate::upstream_flags::k0s_cluster_config_object();
+    if let Err(e) = dry_run(&client, "k0s.yaml", &k0s_yaml, "clusterconfigs").await {
+        failures.push(e);
     }
     // The ClusterPolicy fixtures' spec (status is the status subresource's: see the offline test).
     for (what, cp) in cluster_policy_fixtures() {
