@@ -351,3 +351,24 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
 pub fn worst(findings: &[Finding]) -> Severity {
     findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Pass)
 }
+
+/// Preflight for a machine joining a cluster as a worker (`kstrap join`): the host-wide checks of
+/// `preflight` (architecture, swap, cgroups, systemd, GPUs) and the kubelet's port. A worker runs
+/// no API server, so 6443 may be in use.
+pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
+    let mut out = preflight(facts, None);
+    let same = match distro {
+        Distro::K3s => &facts.existing.k3s,
+        Distro::K0s => &facts.existing.k0s,
+    };
+    if facts.port_in_use(10250) && !same.present() {
+        out.push(Finding::fail(
+            "ports",
+            "port 10250 (kubelet) already in use",
+            "find the owner with `sudo ss -ltnp`, and stop it or move it",
+        ));
+    } else {
+        out.push(Finding::pass("ports", "port 10250 (kubelet) is free"));
+    }
+    out
+}

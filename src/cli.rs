@@ -92,10 +92,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Remove what kstrap installed (stack, GPU operator, distribution), and nothing else.
     Down(DownArgs),
-    /// Print how to add a worker machine to this cluster (k3s token and URL, or a k0s join token).
-    /// The token is a secret and goes to stdout only; with `-o json` the output is
-    /// {"distro", "server_url", "token"}.
-    JoinCommand(JoinArgs),
+    /// Print the one command that adds a machine to this cluster (`kstrap join`), and how to copy
+    /// the join token there. The token itself is never printed; with `-o json` the output is
+    /// {"distro", "version", "server_url", "token_file", "copy_token", "command", "status_command"}.
+    JoinCommand(JoinCommandArgs),
+    /// Join this machine to a cluster as a worker: the server's distribution and version, checked
+    /// against the join token before the token is used, then wait until the node is Ready (and
+    /// advertises its GPUs).
+    Join(JoinArgs),
     /// Turn an application defined for another tool into a kstrap stack folder.
     Import(ImportArgs),
     /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
@@ -327,7 +331,7 @@ pub struct DownArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct JoinArgs {
+pub struct JoinCommandArgs {
     /// The address workers use to reach this machine (default: its first non-loopback address).
     #[arg(long, value_name = "HOST")]
     pub address: Option<String>,
@@ -384,4 +388,49 @@ pub struct ComposeArgs {
 
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The cluster's server: https://HOST[:PORT] (what `kstrap join-command` prints there).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// A root-only file holding the join token (k3s `K10…` token, or a k0s worker token). The
+    /// token is never given on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+
+    /// The node's name (default: this machine's host name, lowercased, as the kubelet names it).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Install this distribution version when the server does not tell its own (it must be the
+    /// server's).
+    #[arg(long = "distro-version", value_name = "VERSION")]
+    pub distro_version: Option<String>,
+
+    /// Download releases from this base URL instead of https://github.com.
+    #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]
+    pub release_mirror: Option<String>,
+
+    /// Install without network: the distribution binary (and images) from DIR, verified.
+    #[arg(long, value_name = "DIR")]
+    pub airgap: Option<PathBuf>,
+
+    /// Wait at most this many seconds for the node to be Ready (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub cluster_timeout: Option<u64>,
+
+    /// Wait at most this many seconds for the node to advertise its GPUs (default 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub gpu_timeout: Option<u64>,
+
+    /// Print the plan and stop; change nothing (the server is still checked).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }

@@ -17,6 +17,7 @@ mod cluster_steps;
 mod down;
 mod import;
 mod join;
+mod join_command;
 mod status;
 pub(crate) mod summary;
 mod up;
@@ -71,7 +72,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
         Command::Status(args) => status::run(&cli.global, &args, printer),
         Command::Verify(args) => verify::run(&cli.global, &args, printer),
         Command::Down(args) => down::run(&cli.global, &args, printer),
-        Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
+        Command::JoinCommand(args) => join_command::run(&cli.global, &args, printer),
+        Command::Join(args) => join::run(&cli.global, &args, printer),
         Command::Import(args) => import::run(&cli.global, &args, printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -9,10 +9,12 @@
 //! - here: what both share — paths, release asset URLs, architecture names, the step list.
 
 pub mod helm;
+pub mod join_token;
 mod k0s;
 mod k3s;
 pub mod uninstall;
 mod version;
+pub mod worker;
 
 pub use version::Version;
 

@@ -7,7 +7,8 @@
 //! times and no pids: two runs that end the same way leave the same file.
 
 use super::host::{Host, HostError};
-use crate::distro::Distro;
+use crate::distro::worker::Role;
+use crate::distro::{Distro, Paths};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +23,10 @@ pub const SCHEMA: u32 = 1;
 pub struct State {
     pub schema: u32,
     pub distro: Distro,
+    /// A cluster's server (written by `up`), or a worker that joined one (`join`). Absent in
+    /// files written before workers existed: a server.
+    #[serde(default, skip_serializing_if = "Role::is_server")]
+    pub role: Role,
     pub version: String,
     pub profile: String,
     /// The model Ollama serves, fixed at the first install with the profile (GPU tiers);
@@ -89,6 +94,7 @@ impl State {
         State {
             schema: SCHEMA,
             distro,
+            role: Role::Server,
             version: version.to_string(),
             profile: profile.to_string(),
             model: None,
@@ -100,6 +106,11 @@ impl State {
             commands: BTreeMap::new(),
             pending: BTreeSet::new(),
         }
+    }
+
+    /// Where this install's distribution keeps its files (a worker's unit differs).
+    pub fn paths(&self) -> &'static Paths {
+        self.distro.paths_for(self.role)
     }
 
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {

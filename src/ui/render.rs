@@ -321,6 +321,22 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
                 "{pad}wait ≤ {timeout_s}s for /readyz and node Ready via {kubeconfig}"
             );
         }
+        Action::WaitNode {
+            kubeconfig,
+            node,
+            gpus,
+            timeout_s,
+        } => {
+            let what = if *gpus == 0 {
+                "Ready".to_string()
+            } else {
+                format!("advertising {gpus} GPU(s) × replicas as nvidia.com/gpu")
+            };
+            let _ = writeln!(
+                s,
+                "{pad}wait ≤ {timeout_s}s for node {node} {what}, reading only it via {kubeconfig}"
+            );
+        }
         Action::Kubeconfig { source, dest, context } => {
             let _ = writeln!(s, "{pad}kubeconfig {source} → {dest} (context {context}, 0600)");
         }

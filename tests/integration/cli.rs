@@ -45,7 +45,7 @@ fn fx(name: &str) -> String {
 #[test]
 fn help_texts() {
     insta::assert_snapshot!("help", stdout_of(&["--help"], 0));
-    for cmd in ["detect", "plan", "up", "completions"] {
+    for cmd in ["detect", "plan", "up", "join", "completions"] {
         insta::assert_snapshot!(format!("help_{cmd}"), stdout_of(&[cmd, "--help"], 0));
     }
 }

@@ -19,6 +19,9 @@ mod gpu_e2e;
 mod import_compose;
 mod import_e2e;
 mod invariants;
+mod join_e2e;
+#[path = "../support/k3s_supervisor/mod.rs"]
+pub mod k3s_supervisor;
 mod node_standin;
 mod noop_e2e;
 mod outage_e2e;

@@ -731,54 +731,6 @@ fn json_output_is_one_report_on_stdout_and_events_on_stderr() {
     assert_eq!(done.len(), report["steps"].as_array().unwrap().len());
 }
 
-#[test]
-fn join_command_prints_the_token_only_on_stdout() {
-    let Some(w) = World::real("join_command_prints_the_token_only_on_stdout") else {
-        return;
-    };
-    w.up_ok(&[]);
-    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("k3s agent --server https://10.0.0.5:6443 --token-file"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("K10fakeclustercafingerprint::server:fake-node-token"),
-        "{stdout}"
-    );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("fake-node-token"));
-    let out = w
-        .kstrap(&["join-command", "--address", "10.0.0.5", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!({
-            "distro": "k3s",
-            "server_url": "https://10.0.0.5:6443",
-            "token": "K10fakeclustercafingerprint::server:fake-node-token"
-        })
-    );
-}
-
-#[test]
-fn k0s_join_command_asks_k0s_for_a_worker_token() {
-    let Some(w) = World::real_k0s("k0s_join_command_asks_k0s_for_a_worker_token") else {
-        return;
-    };
-    w.up_ok(&["--distro", "k0s"]);
-    w.host.take_log();
-    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(w.host.take_log(), strs(&["k0s token create --role=worker"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("fake-k0s-worker-token-H4sIAAAA"), "{stdout}");
-    assert!(stdout.contains("k0s install worker --token-file"), "{stdout}");
-}
-
 mod wait {
     //! `WaitCluster` alone: what the timeout message says when each part does not answer. A
     //! node that has not registered while the API server is ready is played by the fault proxy

@@ -218,7 +218,7 @@ fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
     let u = state.distro.uninstall();
     match item {
         Item::StopService { distro, unit, reset } => {
-            let paths = distro.paths();
+            let paths = distro.paths_for(state.role);
             if *distro == Distro::K0s && host.exists(paths.binary) {
                 // `k0s stop` fails when it is not running; that is fine here.
                 let _ = cmd(host, paths.binary, &["stop"]);
