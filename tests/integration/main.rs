@@ -15,6 +15,7 @@ mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
 mod fuzz;
+mod glibc_floor;
 mod gpu_e2e;
 mod invariants;
 mod node_standin;
