@@ -13,9 +13,8 @@ const GLIBC_FLOOR: (u32, u32) = (2, 34);
 fn glibc_versions(elf: &[u8]) -> Option<Vec<(u32, u32)>> {
     let u16_at = |o: usize| -> Option<u16> { Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?)) };
     let u32_at = |o: usize| -> Option<u32> { Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?)) };
-    let u64_at = |o: usize| -> Option<usize> {
-        usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok()
-    };
+    let u64_at =
+        |o: usize| -> Option<usize> { usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok() };
     // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1).
     if elf.get(..6)? != b"\x7fELF\x02\x01" {
         return None;

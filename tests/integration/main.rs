@@ -17,6 +17,7 @@ pub mod fake_host;
 mod fuzz;
 mod glibc_floor;
 mod gpu_e2e;
+mod hosts;
 mod invariants;
 mod node_standin;
 mod noop_e2e;

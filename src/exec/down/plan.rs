@@ -25,6 +25,7 @@ fn allowed(distro: Distro) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut files: Vec<&str> = u.files.to_vec();
     files.extend([p.binary, p.config, p.unit_file]);
     files.extend(p.env_file);
+    files.extend(distro.extra_files());
     (trees, files)
 }
 
@@ -224,6 +225,18 @@ pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownE
     }
     if st.files.keys().any(|f| is_unit(f)) || st.pending.contains(RELOAD) {
         out.push(Item::DaemonReload);
+    }
+    // The firewall rules `up --open-firewall` added, undone in reverse order (the step id names
+    // the firewall: `firewall-ufw-1`, `firewall-firewalld-2`).
+    for (id, args) in st.commands.iter().rev() {
+        let program = match id.strip_prefix(crate::distro::firewall::STEP_PREFIX) {
+            Some(rest) if rest.starts_with("ufw-") => "ufw",
+            Some(rest) if rest.starts_with("firewalld-") => "firewall-cmd",
+            _ => continue,
+        };
+        if let Some((program, args)) = crate::distro::firewall::close(program, args) {
+            out.push(Item::CloseFirewall { program, args });
+        }
     }
     if !keep_data {
         // The uninstall script's order: /etc/rancher/k3s, /run/k3s, /run/flannel, the data dir,
