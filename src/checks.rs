@@ -425,6 +425,7 @@ fn firewalls(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
 /// - k0s: its SELinux guide (k0sproject/k0s v1.35.3+k0s.0 `docs/selinux.md`) needs
 ///   container-selinux, relabelling k0s's binaries and data with `semanage fcontext`, and a
 ///   containerd drop-in with `enable_selinux = true`; kstrap does none of that, so it refuses.
+///
 /// Permissive mode changes nothing and is not reported.
 fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
     if !facts.security.selinux_enforcing() {

@@ -11,6 +11,7 @@ fn profiles() -> Vec<kstrap::profile::Profile> {
 /// (fixture, expected profile, expected GPU indexes, a phrase the reasons must contain)
 const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("laptop-8gb-nogpu", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
+    ("laptop-vpn-proxy", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
     ("laptop-16gb-8gb-gpu", "laptop-8gb", &[], "highest-priority profile"),
     ("rtx5090-96gb", "rtx-5090", &[0], "NVIDIA GeForce RTX 5090 31.8 GiB"),
     ("h100-80gb", "rtx-5090", &[0], "NVIDIA H100 80GB HBM3 79.6 GiB"),
