@@ -164,6 +164,11 @@ pub struct PlanArgs {
     /// (Grafana on NodePort 30030, admin password generated into Secret monitoring/grafana-admin).
     #[arg(long = "with", value_name = "ADDON", value_enum, env = env::WITH, value_delimiter = ',')]
     pub with: Vec<crate::addons::Optional>,
+
+    /// When ufw or firewalld is on, add the rules the distribution documents (API server,
+    /// kubelet, the pod and service ranges); `kstrap down` removes them.
+    #[arg(long)]
+    pub open_firewall: bool,
 }
 
 #[derive(Debug, Args)]

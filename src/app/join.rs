@@ -403,6 +403,14 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
         }),
         // What this machine's GPUs would hold as a host of its own tier (an estimate).
         vram_budget: selection.as_ref().and_then(|s| s.vram_budget.clone()),
+        // A worker joins the ranges the server chose; what this machine's routes say of them.
+        network: {
+            let mut n = crate::distro::network::choose(distro, &facts.network);
+            n.reason = format!("a worker uses the server's ranges; checked against this machine's routes: {}", n.reason);
+            n
+        },
+        // The agent gets no proxy settings of its own yet.
+        proxy: None,
         preflight,
         steps,
     };

@@ -209,7 +209,31 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
             .map_err(Failure::usage)?
             .map_or(Settings::default().cluster_timeout_s, |d| d.as_secs()),
         addons: args.with.clone(),
+        proxy: proxy_settings()?,
+        open_firewall: args.open_firewall,
     })
+}
+
+/// The proxy from kstrap's environment, its host names resolved (here, before planning, so the
+/// plan stays pure) for the stack's egress NetworkPolicies.
+fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
+    use distro::proxy::{Proxy, ProxyEndpoint, VARIABLES};
+    // Only the proxy variables are read here (`env::HTTP_PROXY` and friends, either case).
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTP_PROXY));
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTPS_PROXY));
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::NO_PROXY));
+    let Some(mut proxy) =
+        Proxy::from_vars(|name| std::env::var(name).ok()).map_err(|e| Failure::usage(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    for (host, port) in proxy.names() {
+        use std::net::ToSocketAddrs;
+        if let Ok(found) = (host.as_str(), port).to_socket_addrs() {
+            proxy.add_addresses(found.map(|a| ProxyEndpoint { ip: a.ip(), port }));
+        }
+    }
+    Ok(Some(proxy))
 }
 
 /// Everything `up` decides before acting: the plan and what it was made from.
@@ -264,9 +288,31 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         selection.vram_budget.as_ref(),
         selection.model.as_deref(),
     ));
-    let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
-    let addons =
-        crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
+    let mut proxy_warning = None;
+    if let Some(proxy) = &settings.proxy {
+        let network = distro::network::choose(selection.distro, &facts.network);
+        let net = distro::proxy::ClusterNet {
+            pod_cidr: &network.pod_cidr,
+            service_cidr: &network.service_cidr,
+            node_addresses: &facts.network.addresses,
+        };
+        let (workloads, _) =
+            stack::proxy::apply(&mut stack, |services| proxy.pod_env(&net, services), &proxy.addresses);
+        if proxy.addresses.is_empty() && workloads > 0 {
+            proxy_warning = Some(format!(
+                "the proxy's host name ({}) did not resolve to an address: the stack's egress NetworkPolicies cannot admit it, so its pods' downloads will be blocked; give the proxy as an IP address (HTTP_PROXY=http://10.0.0.1:3128) or fix name resolution",
+                proxy
+                    .names()
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let mut plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
+    plan.warnings.extend(proxy_warning);
+    let addons = crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,

@@ -317,6 +317,7 @@ mod tests {
             images: Vec::new(),
             cluster_timeout: None,
             with,
+            open_firewall: false,
         };
         let planned = match crate::app::build(&global, &args) {
             Ok(p) => p,

@@ -208,6 +208,7 @@ pub fn k0s_install_args(ctx: &WorkerContext) -> Vec<String> {
 /// The steps that install the worker, start it and wait for its node (phases Host, Cluster).
 pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
     let cluster = ClusterSettings::default();
+    let network = super::network::choose(ctx.distro, &Default::default());
     let dctx = DistroContext {
         distro: ctx.distro,
         version: ctx.version,
@@ -218,6 +219,12 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
         cluster: &cluster,
         kubeconfig_dest: "",
         wait_timeout_s: ctx.wait_timeout_s,
+        // Used here for the download steps only: the worker's ranges are the server's, and the
+        // agent gets no proxy or SELinux settings of its own yet.
+        network: &network,
+        node_addresses: &[],
+        proxy: None,
+        selinux: false,
     };
     super::check_version(ctx.distro, ctx.version)?;
     let arch = super::release_arch(ctx.distro, ctx.arch)?;

@@ -15,6 +15,7 @@ mod format;
 pub mod images;
 pub mod overlay;
 mod overlay_check;
+pub mod proxy;
 pub mod reference;
 pub mod secrets;
 pub(crate) mod yaml;

@@ -237,6 +237,25 @@ pub fn plan(p: &Plan, verbose: i8) -> String {
     if let Some(b) = &p.vram_budget {
         s.push_str(&crate::budget::render(b));
     }
+    let _ = writeln!(
+        s,
+        "Network: pods {}, services {} ({})",
+        p.network.pod_cidr, p.network.service_cidr, p.network.reason
+    );
+    if !p.network.conflicts.is_empty() {
+        let _ = writeln!(
+            s,
+            "Warning: the cluster's ranges overlap {}: pods and Services may be unreachable while that route is up",
+            p.network.conflicts.join(", ")
+        );
+    }
+    if let Some(proxy) = &p.proxy {
+        let urls: Vec<String> = [("HTTP_PROXY", &proxy.http), ("HTTPS_PROXY", &proxy.https)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect();
+        let _ = writeln!(s, "Proxy: {}; NO_PROXY={}", urls.join(", "), proxy.no_proxy);
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "Steps");
     for (i, st) in p.steps.iter().enumerate() {

@@ -7,7 +7,12 @@ use assert_cmd::Command;
 fn kstrap() -> Command {
     let mut c = Command::cargo_bin("kstrap").unwrap();
     for (k, _) in std::env::vars() {
-        if k.starts_with("KSTRAP_") || k == "SUDO_USER" {
+        if k.starts_with("KSTRAP_")
+            || k == "SUDO_USER"
+            || k.eq_ignore_ascii_case("http_proxy")
+            || k.eq_ignore_ascii_case("https_proxy")
+            || k.eq_ignore_ascii_case("no_proxy")
+        {
             c.env_remove(k);
         }
     }

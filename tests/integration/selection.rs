@@ -11,6 +11,7 @@ fn profiles() -> Vec<kstrap::profile::Profile> {
 /// (fixture, expected profile, expected GPU indexes, a phrase the reasons must contain)
 const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("laptop-8gb-nogpu", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
+    ("laptop-vpn-proxy", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
     // GPU laptops with 16 GB of RAM get a GPU tier (k3s), budgeted on free VRAM.
     ("laptop-16gb-6gb-gpu", "gpu-6gb", &[0], "RTX 4050 Laptop GPU 6.0 GiB"),
     ("laptop-16gb-8gb-gpu", "gpu-8gb", &[0], "RTX 4060 Laptop GPU 8.0 GiB"),

@@ -57,6 +57,14 @@ fn cluster_settings(distro: Distro) -> Vec<(String, ClusterSettings)> {
 
 fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> {
     let version = distro.default_version();
+    // Ranges moved off the defaults and SELinux on: every key kstrap can write is written.
+    let network = kstrap::distro::network::ClusterNetwork {
+        pod_cidr: "172.30.0.0/16".into(),
+        service_cidr: "172.31.0.0/16".into(),
+        is_default: false,
+        reason: "a route overlaps the defaults".into(),
+        conflicts: Vec::new(),
+    };
     let ctx = DistroContext {
         distro,
         version: &version,
@@ -67,6 +75,10 @@ fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> 
         cluster,
         kubeconfig_dest: "/home/ada/.kube/config",
         wait_timeout_s: 300,
+        network: &network,
+        node_addresses: &[],
+        proxy: None,
+        selinux: true,
     };
     distro::host_steps(&ctx).unwrap_or_else(|e| panic!("{distro} {profile}: {e}"))
 }

@@ -31,6 +31,7 @@ fn allowed(state: &State) -> (Vec<&'static str>, Vec<&'static str>) {
     if state.role == crate::distro::worker::Role::Worker {
         files.push(crate::distro::worker::token_file(state.distro));
     }
+    files.extend(state.distro.extra_files());
     (trees, files)
 }
 
@@ -230,6 +231,18 @@ pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownE
     }
     if st.files.keys().any(|f| is_unit(f)) || st.pending.contains(RELOAD) {
         out.push(Item::DaemonReload);
+    }
+    // The firewall rules `up --open-firewall` added, undone in reverse order (the step id names
+    // the firewall: `firewall-ufw-1`, `firewall-firewalld-2`).
+    for (id, args) in st.commands.iter().rev() {
+        let program = match id.strip_prefix(crate::distro::firewall::STEP_PREFIX) {
+            Some(rest) if rest.starts_with("ufw-") => "ufw",
+            Some(rest) if rest.starts_with("firewalld-") => "firewall-cmd",
+            _ => continue,
+        };
+        if let Some((program, args)) = crate::distro::firewall::close(program, args) {
+            out.push(Item::CloseFirewall { program, args });
+        }
     }
     if !keep_data {
         // The uninstall script's order: /etc/rancher/k3s, /run/k3s, /run/flannel, the data dir,

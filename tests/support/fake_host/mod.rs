@@ -14,6 +14,7 @@
 //! `server-ca.crt` beside it when set), `k0sworker.service` as `<root>/var/lib/k0s/kubelet.conf`;
 //! `k0s install worker` writes `k0sworker.service`. `k0s install controller`
 //! writes the unit file, `k0s reset` removes k0s's data, `k0s token create` prints a token.
+//! `ufw` and `firewall-cmd` only record their argv.
 //! `FAKE_HOST_FAIL` = an argv prefix ("systemctl enable --now") makes that command fail.
 //! Only these scripts read the `FAKE_HOST_*` variables.
 //!
@@ -177,6 +178,9 @@ impl FakeHost {
         script(&bin.join("k0s"), K0S);
         script(&bin.join("k3s"), "exit 0\n");
         script(&bin.join("modprobe"), "exit 0\n");
+        // ufw and firewall-cmd only record their argv (the log is the firewall's state here).
+        script(&bin.join("ufw"), "exit 0\n");
+        script(&bin.join("firewall-cmd"), "exit 0\n");
         script(&bin.join("ps"), PS);
         script(&bin.join("kill"), KILL);
         script(&bin.join("umount"), UMOUNT);
