@@ -44,6 +44,8 @@ pub fn preflight(facts: &HostFacts, selection: Option<&Selection>) -> Vec<Findin
 
     if let Some(sel) = selection {
         resources(facts, sel, &mut out);
+        firewalls(facts, sel, &mut out);
+        selinux(facts, sel, &mut out);
     }
 
     if facts.memory.swap_total_bytes > 0 {
@@ -162,6 +164,45 @@ fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         &g,
         "free space under /var/lib (models and images live there), or mount a larger disk at /var/lib/rancher or /var/lib/k0s",
     );
+    eviction(facts, sel, out);
+}
+
+/// The kubelet's default hard eviction thresholds on the partition that holds images and volumes
+/// (kubernetes `pkg/kubelet/eviction/defaults_linux.go`, `DefaultEvictionHard`:
+/// `imagefs.available<15%`, `nodefs.available<10%`; k3s and k0s keep them). They are percentages
+/// of the partition, not sizes: a 100 GiB root with 20 GiB free passes a "20 GiB" check, and once
+/// the profile's images and models fill it, the kubelet evicts the stack's pods and
+/// garbage-collects images in a loop. Said only when the install would cross a threshold.
+fn eviction(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+    const IMAGEFS_PERCENT: f64 = 15.0;
+    const NODEFS_PERCENT: f64 = 10.0;
+    let total = facts.disk.total_bytes as f64;
+    if total <= 0.0 {
+        return;
+    }
+    let need = sel.profile.requires.disk_gib * (1u64 << 30) as f64;
+    let left = facts.disk.available_bytes as f64 - need;
+    let left_percent = (left / total * 100.0).max(0.0);
+    if left_percent >= IMAGEFS_PERCENT {
+        return;
+    }
+    let what = format!(
+        "after {}'s {} of images and models, {} would have {:.0}% free ({} of {}): below the kubelet's eviction threshold of {:.0}% (imagefs.available; {:.0}% for nodefs.available)",
+        sel.profile.name,
+        human_gib(sel.profile.requires.disk_gib),
+        facts.disk.path,
+        left_percent,
+        human_bytes(left.max(0.0) as u64),
+        human_bytes(facts.disk.total_bytes),
+        IMAGEFS_PERCENT,
+        NODEFS_PERCENT
+    );
+    let fix = "free space on that partition, or put the distribution's data on a larger one (mount it at /var/lib/rancher or /var/lib/k0s) before kstrap up";
+    if left_percent < NODEFS_PERCENT && sel.chosen_by != "--profile" {
+        out.push(Finding::fail("disk-eviction", what, fix));
+    } else {
+        out.push(Finding::warn("disk-eviction", what, fix));
+    }
 }
 
 fn distribution(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
@@ -348,6 +389,87 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
 }
 
 /// The most severe finding's severity (Pass when empty).
+/// A firewall that is on: the rules the distribution documents for it, with the ranges the plan
+/// chose (`distro::firewall`). Only said when one is on, so hosts without one see no change.
+fn firewalls(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+    use crate::distro::firewall::{self, Firewall};
+    let net = crate::distro::network::choose(sel.distro, &facts.network);
+    for (on, fw) in [
+        (facts.firewall.ufw, Firewall::Ufw),
+        (facts.firewall.firewalld, Firewall::Firewalld),
+    ] {
+        if on {
+            out.push(Finding::warn(
+                "firewall",
+                format!(
+                    "{} is on: without {}'s rules it drops traffic from pods and Services to this host (API server, kubelet, DNS)",
+                    fw.name(),
+                    sel.distro
+                ),
+                format!(
+                    "run `kstrap up --open-firewall` (kstrap adds them, `kstrap down` removes them), or add them yourself: {}",
+                    firewall::shown(&firewall::open(sel.distro, fw, &net))
+                ),
+            ));
+        }
+    }
+}
+
+/// SELinux enforcing. kstrap refuses rather than installs the policy: the policy comes as RPMs
+/// from a third-party repository (k3s: `k3s-selinux` from rpm.rancher.io, which k3s's install
+/// script adds as a yum repo) and changes the whole machine's policy, which `kstrap down` could
+/// not undo as exactly as the rest. The fix names the packages, as k3s's install script does.
+/// - k3s: with `/usr/share/selinux/packages/k3s.pp` present, kstrap writes `selinux: true` to its
+///   config (k3s's `--selinux` flag, "Enable SELinux in containerd"); without it, k3s's own
+///   installer stops too ("Failed to find the k3s-selinux policy", `install.sh` `setup_selinux`).
+/// - k0s: its SELinux guide (k0sproject/k0s v1.35.3+k0s.0 `docs/selinux.md`) needs
+///   container-selinux, relabelling k0s's binaries and data with `semanage fcontext`, and a
+///   containerd drop-in with `enable_selinux = true`; kstrap does none of that, so it refuses.
+///
+/// Permissive mode changes nothing and is not reported.
+fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+    if !facts.security.selinux_enforcing() {
+        return;
+    }
+    match sel.distro {
+        Distro::K3s if facts.security.k3s_selinux_policy => out.push(Finding::pass(
+            "selinux",
+            "SELinux is enforcing and k3s's policy (k3s-selinux) is installed: k3s runs with selinux: true",
+        )),
+        Distro::K3s => out.push(Finding::fail(
+            "selinux",
+            "SELinux is enforcing and k3s's SELinux policy (k3s-selinux, /usr/share/selinux/packages/k3s.pp) is not installed: k3s's containers would be denied",
+            "install the policy, then run kstrap again: `sudo dnf install -y container-selinux` and `sudo dnf install -y k3s-selinux` from Rancher's repository (https://rpm.rancher.io/k3s/stable/common/centos/9/noarch/ on EL9/Fedora; see k3s's docs, \"SELinux Support\"); or `sudo setenforce 0` to run permissive",
+        )),
+        Distro::K0s => out.push(Finding::fail(
+            "selinux",
+            "SELinux is enforcing: k0s needs container-selinux, its binaries and data relabelled and SELinux enabled in its containerd, which kstrap does not do",
+            "use k3s (`--distro k3s`, with the k3s-selinux policy), follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap up, or `sudo setenforce 0` to run permissive",
+        )),
+    }
+}
+
 pub fn worst(findings: &[Finding]) -> Severity {
     findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Pass)
+}
+
+/// Preflight for a machine joining a cluster as a worker (`kstrap join`): the host-wide checks of
+/// `preflight` (architecture, swap, cgroups, systemd, GPUs) and the kubelet's port. A worker runs
+/// no API server, so 6443 may be in use.
+pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
+    let mut out = preflight(facts, None);
+    let same = match distro {
+        Distro::K3s => &facts.existing.k3s,
+        Distro::K0s => &facts.existing.k0s,
+    };
+    if facts.port_in_use(10250) && !same.present() {
+        out.push(Finding::fail(
+            "ports",
+            "port 10250 (kubelet) already in use",
+            "find the owner with `sudo ss -ltnp`, and stop it or move it",
+        ));
+    } else {
+        out.push(Finding::pass("ports", "port 10250 (kubelet) is free"));
+    }
+    out
 }

@@ -86,12 +86,22 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show the cluster, the GPU operator and GPU sharing, and the stack's readiness.
     Status(StatusArgs),
+    /// Prove the stack works: run its declared checks (voice-ai: Kokoro speaks, Whisper hears,
+    /// Ollama answers; other stacks: each Service's health path) in a Job in its namespace and
+    /// report each link with its latency.
+    Verify(VerifyArgs),
     /// Remove what kstrap installed (stack, GPU operator, distribution), and nothing else.
     Down(DownArgs),
-    /// Print how to add a worker machine to this cluster (k3s token and URL, or a k0s join token).
-    /// The token is a secret and goes to stdout only; with `-o json` the output is
-    /// {"distro", "server_url", "token"}.
-    JoinCommand(JoinArgs),
+    /// Print the one command that adds a machine to this cluster (`kstrap join`), and how to copy
+    /// the join token there. The token itself is never printed; with `-o json` the output is
+    /// {"distro", "version", "server_url", "token_file", "copy_token", "command", "status_command"}.
+    JoinCommand(JoinCommandArgs),
+    /// Join this machine to a cluster as a worker: the server's distribution and version, checked
+    /// against the join token before the token is used, then wait until the node is Ready (and
+    /// advertises its GPUs).
+    Join(JoinArgs),
+    /// Turn an application defined for another tool into a kstrap stack folder.
+    Import(ImportArgs),
     /// Print a shell completion script, e.g. `kstrap completions bash > /etc/bash_completion.d/kstrap`.
     Completions {
         /// The shell to generate completions for.
@@ -125,6 +135,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Serve this Ollama model instead of the profile's (e.g. llama3.1:8b). Refused, with the
+    /// figures, when it does not fit the profile's VRAM budget or the free disk.
+    #[arg(long, value_name = "NAME", env = env::MODEL)]
+    pub model: Option<String>,
+
     /// Download releases from this base URL instead of https://github.com (same layout:
     /// <base>/k3s-io/k3s/releases/download/<version>/k3s).
     #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]
@@ -149,6 +164,11 @@ pub struct PlanArgs {
     /// (Grafana on NodePort 30030, admin password generated into Secret monitoring/grafana-admin).
     #[arg(long = "with", value_name = "ADDON", value_enum, env = env::WITH, value_delimiter = ',')]
     pub with: Vec<crate::addons::Optional>,
+
+    /// When ufw or firewalld is on, add the rules the distribution documents (API server,
+    /// kubelet, the pod and service ranges); `kstrap down` removes them.
+    #[arg(long)]
+    pub open_firewall: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,8 +280,38 @@ const STATUS_AFTER_HELP: &str = "\
 Exit codes:
   0  every node is Ready, every object of every stack kstrap applied is ready, and (with the GPU
      operator installed) each GPU node advertises GPUs × replicas nvidia.com/gpu
-  1  something is not ready (the output says what and why), or the API server cannot be reached
+  1  something is not ready (the output says what and why), a stack's last verification failed
+     (`kstrap verify`; the output shows each link), or the API server cannot be reached
   2  the kubeconfig or context cannot be used";
+
+const VERIFY_AFTER_HELP: &str = "\
+Exit codes:
+  0  every link works (a small model's wrong answer is a warning; a device the API does not
+     report is \"not checked\")
+  1  a link failed: the output names the first, what was sent, what came back, and what to run
+  2  bad usage, an unknown stack or profile, a stack that declares no checks, or an unusable
+     kubeconfig
+  4  a link, or the whole verification, timed out";
+
+#[derive(Debug, Args)]
+#[command(after_help = VERIFY_AFTER_HELP)]
+pub struct VerifyArgs {
+    /// The stack to verify; default: the profile's.
+    #[arg(long, short = 's', value_name = "NAME", env = env::STACK)]
+    pub stack: Option<String>,
+
+    /// The profile the stack was applied for (its model, its GPU use) instead of the automatic
+    /// choice for this host.
+    #[arg(long, short = 'p', value_name = "NAME", env = env::PROFILE)]
+    pub profile: Option<String>,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Seconds the whole verification may take instead of the stack's own.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = STATUS_AFTER_HELP)]
@@ -286,8 +336,106 @@ pub struct DownArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct JoinArgs {
+pub struct JoinCommandArgs {
     /// The address workers use to reach this machine (default: its first non-loopback address).
     #[arg(long, value_name = "HOST")]
     pub address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Turn a Docker Compose application into a stack: writes OUT/<name>/ (stack.yaml and stage
+    /// folders) for `kstrap plan/apply --stack-dir OUT --stack <name>`. Secret values are never
+    /// written: sensitive variables become declared secrets given at apply (or generated).
+    /// Features that cannot be carried over are reported; refused ones stop the import (exit 2).
+    Compose(ComposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// Compose files, merged in order as `docker compose -f A -f B` merges them.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Variables for ${VAR} in the files (KEY=VALUE lines; repeatable). Default: .env next to
+    /// the first file, if there is one. The environment wins over the file, as in compose.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+
+    /// The stack's name (default: the project's `name:`, else the first file's folder).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The namespace the stack deploys into (default: the stack's name).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Where to write the stack folder OUT/<name>/ (default: the current folder).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// What bind mounts of host folders become: an empty claim (with a warning), a hostPath,
+    /// or nothing.
+    #[arg(long, value_enum, default_value_t = crate::import::BindMounts::Claim)]
+    pub bind_mounts: crate::import::BindMounts,
+
+    /// Use the target namespace's mongo, redis, postgres, qdrant and neo4j Services (from the
+    /// current kubeconfig) instead of the compose file's own, pointing variables at
+    /// {service}.{namespace}.svc.cluster.local:{port}.
+    #[arg(long)]
+    pub discover: bool,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The cluster's server: https://HOST[:PORT] (what `kstrap join-command` prints there).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// A root-only file holding the join token (k3s `K10…` token, or a k0s worker token). The
+    /// token is never given on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+
+    /// The node's name (default: this machine's host name, lowercased, as the kubelet names it).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Install this distribution version when the server does not tell its own (it must be the
+    /// server's).
+    #[arg(long = "distro-version", value_name = "VERSION")]
+    pub distro_version: Option<String>,
+
+    /// Download releases from this base URL instead of https://github.com.
+    #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]
+    pub release_mirror: Option<String>,
+
+    /// Install without network: the distribution binary (and images) from DIR, verified.
+    #[arg(long, value_name = "DIR")]
+    pub airgap: Option<PathBuf>,
+
+    /// Wait at most this many seconds for the node to be Ready (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub cluster_timeout: Option<u64>,
+
+    /// Wait at most this many seconds for the node to advertise its GPUs (default 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub gpu_timeout: Option<u64>,
+
+    /// Print the plan and stop; change nothing (the server is still checked).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }

@@ -6,6 +6,8 @@
 
 /// Profile to use instead of the automatic choice (same as `--profile`).
 pub const PROFILE: &str = "KSTRAP_PROFILE";
+/// Ollama model to serve instead of the profile's (same as `--model`).
+pub const MODEL: &str = "KSTRAP_MODEL";
 /// Distribution to use instead of the profile's (same as `--distro`): `k3s` or `k0s`.
 pub const DISTRO: &str = "KSTRAP_DISTRO";
 /// Folder of profile YAML files replacing the embedded ones (same as `--profiles-dir`).
@@ -41,10 +43,21 @@ pub const SUDO_USER: &str = "SUDO_USER";
 pub const HOME: &str = "HOME";
 /// Search path for binaries during detection.
 pub const PATH: &str = "PATH";
+/// HTTP proxy for the cluster (and `http_proxy`, read when this is unset): goes to the
+/// distribution's service and to the stack's downloading pods.
+pub const HTTP_PROXY: &str = "HTTP_PROXY";
+/// HTTPS proxy for the cluster (and `https_proxy`).
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+/// Hosts, domains and CIDRs that bypass the proxy (and `no_proxy`); kstrap completes it.
+pub const NO_PROXY: &str = "NO_PROXY";
 
 /// All of the above with a one-line description, for `--help` and the README.
 pub const ALL: &[(&str, &str)] = &[
     (PROFILE, "profile to use instead of the automatic choice"),
+    (
+        MODEL,
+        "Ollama model to serve instead of the profile's (checked against the VRAM budget)",
+    ),
     (DISTRO, "distribution to use instead of the profile's (k3s|k0s)"),
     (PROFILES_DIR, "folder of profile YAML files replacing the embedded ones"),
     (STACK_DIR, "folder of stacks replacing the embedded manifests/"),
@@ -70,4 +83,13 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (HOME, "home directory, for ~/.kube/config without sudo"),
     (PATH, "where detection looks for k3s, k0s, docker, nvidia-smi"),
+    (
+        HTTP_PROXY,
+        "HTTP proxy (or http_proxy) for the cluster and the stack's downloading pods",
+    ),
+    (HTTPS_PROXY, "HTTPS proxy (or https_proxy), likewise"),
+    (
+        NO_PROXY,
+        "what bypasses the proxy (or no_proxy); completed with the cluster's own addresses",
+    ),
 ];

@@ -7,10 +7,13 @@
 //! - `monitoring` ([`monitoring`]), when asked for with `--with monitoring`: Prometheus and
 //!   Grafana through the distribution's Helm controller. kstrap waits for the objects it applies,
 //!   then for the Deployments the charts create ([`Addon::wait_for`]).
+//! - `cloudnative-pg` ([`cnpg`]), when the stack declares `databases:`: the CloudNativePG
+//!   operator through the Helm controller; kstrap waits for its Cluster CRD and its Deployment.
 //!
 //! Pure: what each add-on applies and waits for is data, built from the selection; the plan shows
 //! it, and the executor (`app::cluster_steps`) runs it.
 
+pub mod cnpg;
 pub mod monitoring;
 pub mod storage;
 
@@ -38,6 +41,7 @@ pub enum Optional {
 pub enum AddonKind {
     LocalPathStorage,
     Monitoring,
+    CloudNativePg,
 }
 
 impl AddonKind {
@@ -46,6 +50,7 @@ impl AddonKind {
         match self {
             AddonKind::LocalPathStorage => storage::STACK,
             AddonKind::Monitoring => monitoring::STACK,
+            AddonKind::CloudNativePg => cnpg::STACK,
         }
     }
 }
@@ -112,9 +117,10 @@ pub struct AddonError {
     pub source: Box<StackError>,
 }
 
-/// The add-ons `up` installs for this selection, in order: local-path storage on k0s (PVCs of
-/// everything after it need it), then the optional ones asked for.
-pub fn planned(sel: &Selection, with: &[Optional]) -> Result<Vec<Addon>, AddonError> {
+/// The add-ons `up` installs for this selection and stack, in order: local-path storage on k0s
+/// (PVCs of everything after it need it), the optional ones asked for, then the CloudNativePG
+/// operator when the stack declares databases.
+pub fn planned(sel: &Selection, with: &[Optional], stack: &Stack) -> Result<Vec<Addon>, AddonError> {
     let mut out = Vec::new();
     if sel.distro == Distro::K0s {
         let stack = storage::stack().map_err(|source| AddonError {
@@ -136,6 +142,14 @@ pub fn planned(sel: &Selection, with: &[Optional]) -> Result<Vec<Addon>, AddonEr
     }
     if with.contains(&Optional::Monitoring) {
         out.push(monitoring::addon(sel));
+    }
+    if !stack.databases.is_empty() {
+        let names: Vec<String> = stack
+            .databases
+            .iter()
+            .map(|d| format!("{}/{}", d.namespace, d.name))
+            .collect();
+        out.push(cnpg::addon(sel, &stack.name, &names));
     }
     Ok(out)
 }

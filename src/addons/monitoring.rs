@@ -521,6 +521,9 @@ pub fn addon(sel: &Selection) -> Addon {
         distros: Default::default(),
         secrets: vec![admin_secret()],
         images: Vec::new(),
+        namespaces: Vec::new(),
+        databases: Vec::new(),
+        verify: None,
     };
     let deployment = |name: &str| ObjectRef {
         api_version: "apps/v1".into(),

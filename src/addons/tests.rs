@@ -27,6 +27,8 @@ fn select(facts: &HostFacts, profile: &str, distro: Option<Distro>) -> Selection
             profile: Some(profile.into()),
             distro,
             force: true,
+            model: None,
+            kept: None,
         },
     )
     .expect("selection")
@@ -207,8 +209,9 @@ fn storage_stands_aside_for_another_default_class_and_never_makes_a_second() {
 #[test]
 fn storage_only_on_k0s_and_monitoring_only_when_asked() {
     for (name, sel) in cases() {
-        let none = planned(&sel, &[]).unwrap();
-        let with = planned(&sel, &[Optional::Monitoring]).unwrap();
+        let plain = crate::stack::load("voice-ai", None).unwrap();
+        let none = planned(&sel, &[], &plain).unwrap();
+        let with = planned(&sel, &[Optional::Monitoring], &plain).unwrap();
         let kinds = |a: &[Addon]| a.iter().map(|a| a.kind).collect::<Vec<_>>();
         match sel.distro {
             Distro::K0s => {
@@ -230,7 +233,9 @@ fn storage_only_on_k0s_and_monitoring_only_when_asked() {
 #[test]
 fn steps_name_exactly_what_the_addons_apply_and_wait_for() {
     for (name, sel) in cases() {
-        let addons = planned(&sel, &[Optional::Monitoring]).unwrap();
+        let alice = crate::stack::load("alice", None).unwrap();
+        let addons = planned(&sel, &[Optional::Monitoring], &alice).unwrap();
+        assert_eq!(addons.last().map(|a| a.kind), Some(AddonKind::CloudNativePg), "{name}");
         let steps = steps(&addons);
         assert_eq!(steps.len(), addons.len(), "{name}");
         for (step, addon) in steps.iter().zip(&addons) {
@@ -647,4 +652,66 @@ fn the_admin_password_is_generated_once_then_kept_and_the_user_is_admin() {
     let mut other = json!({"metadata": {"name": "x"}, "data": {}});
     addon.complete_secret(&mut other);
     assert_eq!(other["data"], json!({}));
+}
+
+// ---- CloudNativePG -----------------------------------------------------------------------------
+
+#[test]
+fn cloudnative_pg_only_for_a_stack_with_databases_and_last() {
+    use super::cnpg;
+    let alice = crate::stack::load("alice", None).unwrap();
+    let plain = crate::stack::load("imagepod", None).unwrap();
+    for (name, sel) in cases() {
+        assert!(
+            planned(&sel, &[], &plain)
+                .unwrap()
+                .iter()
+                .all(|a| a.kind != AddonKind::CloudNativePg),
+            "{name}"
+        );
+        let addons = planned(&sel, &[], &alice).unwrap();
+        let a = addons.last().unwrap();
+        assert_eq!(a.kind, AddonKind::CloudNativePg, "{name}");
+        assert!(a.reason.contains("alice-assets/alice-assets-db"), "{}", a.reason);
+        // The CRD first, then the operator whose webhook admits every Cluster.
+        let waited: Vec<String> = a.wait_for.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            waited,
+            [
+                "CustomResourceDefinition/clusters.postgresql.cnpg.io",
+                "Deployment/cnpg-controller-manager -n cnpg-system"
+            ],
+            "{name}"
+        );
+        let objects = cnpg::objects(sel.distro, &sel);
+        let chart = objects
+            .iter()
+            .find(|o| o["metadata"]["namespace"] == "kube-system")
+            .unwrap();
+        let spec = &chart["spec"];
+        match sel.distro {
+            Distro::K3s => {
+                assert_eq!(spec["repo"], cnpg::REPO);
+                assert_eq!(spec["chart"], "cloudnative-pg");
+                assert_eq!(spec["version"], "0.29.0");
+                assert_eq!(spec["targetNamespace"], "cnpg-system");
+            }
+            Distro::K0s => {
+                assert_eq!(spec["chartName"], "cnpg/cloudnative-pg");
+                assert_eq!(spec["repository"]["url"], cnpg::REPO);
+                assert_eq!(spec["version"], "0.29.0");
+                assert_eq!(spec["namespace"], "cnpg-system");
+            }
+        }
+        let values = values_of(chart);
+        assert_eq!(values["fullnameOverride"], cnpg::DEPLOYMENT);
+        assert_eq!(values["crds"]["create"], true);
+        let fields = chart_fields("upstream/cloudnative-pg/values-fields.txt", cnpg::CHART_VERSION);
+        assert_eq!(unknown_fields(&values, &fields), Vec::<String>::new(), "{name}");
+    }
+    let fields = chart_fields("upstream/cloudnative-pg/values-fields.txt", cnpg::CHART_VERSION);
+    assert_eq!(
+        unknown_fields(&json!({"config": {"clusterwide": true}}), &fields),
+        vec!["config.clusterwide".to_string()]
+    );
 }

@@ -149,6 +149,8 @@ fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String), 
         profile: args.profile.clone(),
         distro: None,
         force: args.profile.is_some(),
+        model: None,
+        kept: None,
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());

@@ -48,6 +48,8 @@ pub(crate) struct EngineSteps<'p> {
     pub node_address: Option<String>,
     /// kstrap's add-ons the plan's `ApplyAddon` steps name.
     pub addons: Vec<Addon>,
+    /// The cluster the stack went to, for the verification after the last step.
+    pub client: Option<::kube::Client>,
 }
 
 impl<'p> EngineSteps<'p> {
@@ -62,6 +64,7 @@ impl<'p> EngineSteps<'p> {
             applied: None,
             node_address: None,
             addons: Vec::new(),
+            client: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl<'p> EngineSteps<'p> {
                 .map_err(engine_error)?;
             drop(progress);
             self.applied = Some(report);
+            self.client = Some(client.clone());
             self.node_address = super::summary::node_address(client).await;
         }
         let Some(report) = &self.applied else {
@@ -261,6 +265,9 @@ pub(crate) fn gpu_stack(objects: Vec<Value>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+        namespaces: Vec::new(),
+        databases: Vec::new(),
+        verify: None,
     }
 }
 

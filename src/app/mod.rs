@@ -15,10 +15,13 @@ use std::path::PathBuf;
 mod apply;
 mod cluster_steps;
 mod down;
+mod import;
 mod join;
+mod join_command;
 mod status;
 pub(crate) mod summary;
 mod up;
+mod verify;
 
 /// Documented exit codes (see `kstrap --help` and README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +70,11 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Exit, Failure> {
         Command::Up(up) => up::run(&cli.global, &up, printer),
         Command::Apply(args) => apply::run(&cli.global, &args, printer),
         Command::Status(args) => status::run(&cli.global, &args, printer),
+        Command::Verify(args) => verify::run(&cli.global, &args, printer),
         Command::Down(args) => down::run(&cli.global, &args, printer),
-        Command::JoinCommand(args) => join::run(&cli.global, &args, printer),
+        Command::JoinCommand(args) => join_command::run(&cli.global, &args, printer),
+        Command::Join(args) => join::run(&cli.global, &args, printer),
+        Command::Import(args) => import::run(&cli.global, &args, printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -149,7 +155,8 @@ fn plan_error(e: plan::PlanError) -> Failure {
 
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
-        SelectError::UnknownProfile { .. } => Failure::usage(e.to_string()),
+        SelectError::UnknownProfile { .. } | SelectError::Budget(_) => Failure::usage(e.to_string()),
+        SelectError::ModelDoesNotFit { .. } => Failure::refused(e.to_string()),
         SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
     }
 }
@@ -202,7 +209,31 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
             .map_err(Failure::usage)?
             .map_or(Settings::default().cluster_timeout_s, |d| d.as_secs()),
         addons: args.with.clone(),
+        proxy: proxy_settings()?,
+        open_firewall: args.open_firewall,
     })
+}
+
+/// The proxy from kstrap's environment, its host names resolved (here, before planning, so the
+/// plan stays pure) for the stack's egress NetworkPolicies.
+fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
+    use distro::proxy::{Proxy, ProxyEndpoint, VARIABLES};
+    // Only the proxy variables are read here (`env::HTTP_PROXY` and friends, either case).
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTP_PROXY));
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTPS_PROXY));
+    debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::NO_PROXY));
+    let Some(mut proxy) =
+        Proxy::from_vars(|name| std::env::var(name).ok()).map_err(|e| Failure::usage(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    for (host, port) in proxy.names() {
+        use std::net::ToSocketAddrs;
+        if let Ok(found) = (host.as_str(), port).to_socket_addrs() {
+            proxy.add_addresses(found.map(|a| ProxyEndpoint { ip: a.ip(), port }));
+        }
+    }
+    Ok(Some(proxy))
 }
 
 /// Everything `up` decides before acting: the plan and what it was made from.
@@ -216,6 +247,21 @@ pub(crate) struct Planned {
     pub addons: Vec<crate::addons::Addon>,
 }
 
+/// The tier and model the first install recorded, when this host has kstrap's state (never for
+/// facts read from a file: they describe another machine).
+fn kept_plan(global: &GlobalArgs, facts: &HostFacts) -> Option<profile::KeptPlan> {
+    if global.facts.is_some() || facts.existing.kstrap_state.is_none() {
+        return None;
+    }
+    // An unreadable or corrupt state is reported by `up` itself, with how to fix it.
+    let state = crate::exec::state::State::load(&up::host()).ok().flatten()?;
+    Some(profile::KeptPlan {
+        profile: state.profile,
+        model: state.model,
+        source: crate::exec::state::STATE_PATH.to_string(),
+    })
+}
+
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
@@ -224,19 +270,50 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         profile: args.profile.clone(),
         distro: args.distro,
         force: args.force,
+        model: args.model.clone(),
+        kept: kept_plan(global, &facts),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = apply::prepared_stack(
+    let mut stack = apply::prepared_stack(
         global,
         &stack_name,
         &selection.profile.name,
         Some(selection.distro),
         &args.images,
     )?;
-    let plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
-    let addons = crate::addons::planned(&selection, &settings.addons).map_err(|e| Failure::failed(e.to_string()))?;
+    // The model and Ollama's limits come from the selection's VRAM budget (and --model).
+    stack.overlay(&crate::budget::stack_overlays(
+        selection.vram_budget.as_ref(),
+        selection.model.as_deref(),
+    ));
+    let mut proxy_warning = None;
+    if let Some(proxy) = &settings.proxy {
+        let network = distro::network::choose(selection.distro, &facts.network);
+        let net = distro::proxy::ClusterNet {
+            pod_cidr: &network.pod_cidr,
+            service_cidr: &network.service_cidr,
+            node_addresses: &facts.network.addresses,
+        };
+        let (workloads, _) =
+            stack::proxy::apply(&mut stack, |services| proxy.pod_env(&net, services), &proxy.addresses);
+        if proxy.addresses.is_empty() && workloads > 0 {
+            proxy_warning = Some(format!(
+                "the proxy's host name ({}) did not resolve to an address: the stack's egress NetworkPolicies cannot admit it, so its pods' downloads will be blocked; give the proxy as an IP address (HTTP_PROXY=http://10.0.0.1:3128) or fix name resolution",
+                proxy
+                    .names()
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let mut plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
+    plan.warnings.extend(proxy_warning);
+    let addons =
+        crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,

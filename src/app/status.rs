@@ -11,30 +11,50 @@ use crate::kube::client_from;
 use crate::kube::status::{self, StatusError};
 use crate::ui::Printer;
 
+/// `-o json`: the status report, and the last verification of each stack that has one.
+#[derive(serde::Serialize)]
+struct StatusOutput<'a> {
+    #[serde(flatten)]
+    report: &'a status::StatusReport,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    verifications: &'a [crate::verify::report::Verification],
+}
+
 pub fn run(_global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Result<Exit, Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    let report = runtime.block_on(async {
+    let (report, verifications) = runtime.block_on(async {
         let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
             .await
             .map_err(|e| match e.exit_code() {
                 2 => Failure::usage(e.to_string()),
                 _ => Failure::failed(e.to_string()),
             })?;
-        status::gather(&client)
+        let report = status::gather(&client)
             .await
             .map(|g| status::evaluate(&g))
-            .map_err(|e| gather_failure(&args.kube, e))
+            .map_err(|e| gather_failure(&args.kube, e))?;
+        // The last verification of each stack (its Job stays until the next one).
+        let verifications = crate::verify::run::all_last(&client).await.map_err(Failure::failed)?;
+        Ok::<_, Failure>((report, verifications))
     })?;
+    let verified = verifications.iter().all(|v| v.ok);
     if printer.json_mode() {
-        printer.json(&report);
+        printer.json(&StatusOutput {
+            report: &report,
+            verifications: &verifications,
+        });
     } else {
-        printer.stdout(&crate::ui::status::report(&report, printer.verbosity));
+        let mut text = crate::ui::status::report(&report, printer.verbosity);
+        for v in &verifications {
+            text.push_str(&crate::verify::report::render_as(v, "Last verification"));
+        }
+        printer.stdout(&text);
     }
-    Ok(if report.ok { Exit::Ok } else { Exit::Failed })
+    Ok(if report.ok && verified { Exit::Ok } else { Exit::Failed })
 }
 
 /// Which kubeconfig was used, for messages (its name only).

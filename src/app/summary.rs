@@ -33,6 +33,9 @@ pub struct Summary {
     pub kubeconfig_context: Option<String>,
     /// The admin kubeconfig (root only), when the user's was left alone.
     pub admin_kubeconfig: Option<String>,
+    /// The stack's verification at the end of the run (absent when it declares no checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::report::Verification>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,6 +221,7 @@ pub fn summarize(i: &Inputs) -> Summary {
             .kubeconfig_context
             .is_none()
             .then(|| plan.distro.paths().kubeconfig.to_string()),
+        verification: None,
     }
 }
 
@@ -307,11 +311,13 @@ mod tests {
             distro_version: None,
             stack: None,
             force: false,
+            model: None,
             release_mirror: None,
             airgap: None,
             images: Vec::new(),
             cluster_timeout: None,
             with,
+            open_firewall: false,
         };
         let planned = match crate::app::build(&global, &args) {
             Ok(p) => p,

@@ -109,7 +109,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     let state = replace_first(&host, found, &plan, printer)?;
 
     let interrupt = Arc::new(Interrupt::default());
-    let (result, applied, node_address) = runtime.block_on(async {
+    let (result, applied, node_address, verification) = runtime.block_on(async {
         let on_ctrl_c = interrupt.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -143,13 +143,26 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
             interrupt: &interrupt,
         };
         let result = executor.execute(&plan, state).await;
-        (result, cluster.applied.take(), cluster.node_address.take())
+        // The stack is up: prove it works (reads, and the verification Job, which is not one of
+        // the stack's objects).
+        let verification = match (&result, &cluster.client) {
+            (Ok(_), Some(client)) if cluster.applied.is_some() => {
+                super::verify::verify_stack(client, &cluster.stack, None).await
+            }
+            _ => None,
+        };
+        (
+            result,
+            cluster.applied.take(),
+            cluster.node_address.take(),
+            verification,
+        )
     });
     runtime.shutdown_background();
     match result {
         Ok(steps) => {
             let context = (!up.no_merge_kubeconfig).then_some(crate::distro::KUBECONFIG_CONTEXT);
-            let summary = summarize(&Inputs {
+            let mut summary = summarize(&Inputs {
                 plan: &plan,
                 steps: &steps,
                 stack: &planned.stack,
@@ -157,8 +170,24 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
                 node_address: node_address.as_deref(),
                 kubeconfig_context: context,
             });
+            let verification = verification.transpose()?;
+            summary.verification = verification.clone();
             report(&plan, &steps, &summary, printer);
-            Ok(Exit::Ok)
+            // A stack that is Ready but does not work is a failed `up`: the summary above shows
+            // every link; the error names the first that failed.
+            // (With -o json the report is the one document: its result says so.)
+            match verification {
+                Some(v) if !v.ok => {
+                    if !printer.json_mode() {
+                        printer.error(
+                            &v.failure_line()
+                                .unwrap_or_else(|| format!("verification of stack {} failed", v.stack)),
+                        );
+                    }
+                    Ok(if v.timed_out { Exit::Timeout } else { Exit::Failed })
+                }
+                _ => Ok(Exit::Ok),
+            }
         }
         Err(e) => Err(failure(e)),
     }
@@ -245,8 +274,9 @@ fn replace_first(
 
 fn report(plan: &Plan, steps: &[exec::StepReport], summary: &Summary, printer: &Printer) {
     if printer.json_mode() {
+        let verified = summary.verification.as_ref().is_none_or(|v| v.ok);
         printer.json(&UpReport {
-            result: "ok",
+            result: if verified { "ok" } else { "verification_failed" },
             distro: plan.distro.to_string(),
             version: &plan.distro_version,
             profile: &plan.profile,

@@ -58,6 +58,9 @@ struct ClusterConfig<'a> {
     api_version: &'a str,
     kind: &'a str,
     metadata: Metadata<'a>,
+    /// Only when kstrap moved the pod and service ranges off k0s's defaults (`network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spec: Option<Spec<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,11 +68,37 @@ struct Metadata<'a> {
     name: &'a str,
 }
 
-pub(super) fn config_yaml() -> Result<String, DistroError> {
+#[derive(Debug, Serialize)]
+struct Spec<'a> {
+    network: NetworkSpec<'a>,
+}
+
+/// `spec.network.podCIDR` / `serviceCIDR` (k0sproject/k0s v1.35.3+k0s.0
+/// `pkg/apis/k0s/v1beta1/network.go`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkSpec<'a> {
+    #[serde(rename = "podCIDR")]
+    pod_cidr: &'a str,
+    #[serde(rename = "serviceCIDR")]
+    service_cidr: &'a str,
+}
+
+/// The systemd drop-in through which k0s gets proxy variables (k0s
+/// `docs/environment-variables.md`, "systemd": `k0s install` takes no environment).
+pub(super) const PROXY_DROP_IN: &str = "/etc/systemd/system/k0scontroller.service.d/http-proxy.conf";
+
+pub(super) fn config_yaml(ctx: &DistroContext) -> Result<String, DistroError> {
     let config = ClusterConfig {
         api_version: "k0s.k0sproject.io/v1beta1",
         kind: "ClusterConfig",
         metadata: Metadata { name: "k0s" },
+        spec: (!ctx.network.is_default).then_some(Spec {
+            network: NetworkSpec {
+                pod_cidr: &ctx.network.pod_cidr,
+                service_cidr: &ctx.network.service_cidr,
+            },
+        }),
     };
     serde_saphyr::to_string(&config).map_err(|e| DistroError::Render {
         file: PATHS.config.to_string(),
@@ -125,7 +154,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         Action::WriteFile {
             path: PATHS.config.into(),
             mode: Mode(0o600),
-            contents: Contents::Text(config_yaml()?),
+            contents: Contents::Text(config_yaml(ctx)?),
         },
     ));
     steps.push(step(
@@ -139,6 +168,33 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
             creates: vec![PATHS.unit_file.into()],
         },
     ));
+    let proxy_env = ctx.proxy_env();
+    let mut restart_inputs = vec![PATHS.binary.to_string(), PATHS.config.into(), PATHS.unit_file.into()];
+    if !proxy_env.is_empty() {
+        steps.push(step(
+            "write-k0s-proxy",
+            Phase::Host,
+            "Write the k0s service's proxy drop-in",
+            "k0s's documented way to give its components HTTP_PROXY/HTTPS_PROXY/NO_PROXY (NO_PROXY completed with the node's addresses, the cluster's ranges, .svc and .cluster.local); 0600 since a proxy URL can hold a password",
+            Action::WriteFile {
+                path: PROXY_DROP_IN.into(),
+                mode: Mode(0o600),
+                contents: Contents::Text(super::proxy::systemd_drop_in(&proxy_env)),
+            },
+        ));
+        steps.push(step(
+            "reload-systemd-k0s",
+            Phase::Host,
+            "Reload systemd",
+            "systemd only sees a new or changed drop-in after a reload; skipped when it did not change",
+            Action::Systemd {
+                unit: PATHS.service_unit.into(),
+                op: SystemdOp::DaemonReload,
+                after_changes: vec![PROXY_DROP_IN.into()],
+            },
+        ));
+        restart_inputs.push(PROXY_DROP_IN.into());
+    }
     steps.push(step(
         "start-k0s",
         Phase::Cluster,
@@ -147,7 +203,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         Action::Systemd {
             unit: PATHS.service_unit.into(),
             op: SystemdOp::EnableNow,
-            after_changes: vec![PATHS.binary.into(), PATHS.config.into(), PATHS.unit_file.into()],
+            after_changes: restart_inputs,
         },
     ));
     steps.push(step(

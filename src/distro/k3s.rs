@@ -54,6 +54,15 @@ struct Config<'a> {
     node_label: Vec<String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     disable: &'a [String],
+    /// Pod and service ranges, only when kstrap moved them off k3s's defaults (`network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_cidr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_cidr: Option<&'a str>,
+    /// SELinux in k3s's containerd (`--selinux`, k3s-io/k3s `pkg/cli/cmds` `SELinuxFlag`), only on
+    /// an enforcing host with k3s's policy installed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    selinux: bool,
 }
 
 pub(super) fn config_yaml(ctx: &DistroContext) -> Result<String, DistroError> {
@@ -61,6 +70,9 @@ pub(super) fn config_yaml(ctx: &DistroContext) -> Result<String, DistroError> {
         write_kubeconfig_mode: "0600",
         node_label: node_labels(ctx.profile, ctx.cluster)?,
         disable: &ctx.cluster.disable,
+        cluster_cidr: (!ctx.network.is_default).then_some(ctx.network.pod_cidr.as_str()),
+        service_cidr: (!ctx.network.is_default).then_some(ctx.network.service_cidr.as_str()),
+        selinux: ctx.selinux,
     };
     serde_saphyr::to_string(&config).map_err(|e| DistroError::Render {
         file: PATHS.config.to_string(),
@@ -161,11 +173,15 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
             "write-k3s-env",
             Phase::Host,
             "Write the k3s unit's environment file",
-            "the unit reads K3S_* and proxy variables from it; empty for now, 0600 since such variables can be secrets",
+            if ctx.proxy.is_some() {
+                "the unit reads its proxy variables from it, as k3s's install script writes them (NO_PROXY completed with the node's addresses, the cluster's ranges, .svc and .cluster.local); 0600 since a proxy URL can hold a password"
+            } else {
+                "the unit reads K3S_* and proxy variables from it; empty (no HTTP_PROXY or HTTPS_PROXY in kstrap's environment), 0600 since such variables can be secrets"
+            },
             Action::WriteFile {
                 path: env_file.into(),
                 mode: Mode(0o600),
-                contents: Contents::Text(String::new()),
+                contents: Contents::Text(super::proxy::env_file(&ctx.proxy_env())),
             },
         ));
     }

@@ -8,11 +8,16 @@
 //! - `k3s`, `k0s`: each distribution's files, commands and steps.
 //! - here: what both share — paths, release asset URLs, architecture names, the step list.
 
+pub mod firewall;
 pub mod helm;
+pub mod join_token;
 mod k0s;
 mod k3s;
+pub mod network;
+pub mod proxy;
 pub mod uninstall;
 mod version;
+pub mod worker;
 
 pub use version::Version;
 
@@ -62,6 +67,19 @@ impl Distro {
         match self {
             Distro::K3s => &k3s::PATHS,
             Distro::K0s => &k0s::PATHS,
+        }
+    }
+
+    /// Files kstrap may write for the distribution beyond `Paths` (a proxy drop-in, firewalld
+    /// services): `down` removes them like the others.
+    pub fn extra_files(self) -> Vec<&'static str> {
+        match self {
+            Distro::K3s => Vec::new(),
+            Distro::K0s => {
+                let mut v = vec![k0s::PROXY_DROP_IN];
+                v.extend(firewall::K0S_FIREWALLD_SERVICES.iter().map(|(p, _)| *p));
+                v
+            }
         }
     }
 
@@ -224,6 +242,31 @@ pub struct DistroContext<'a> {
     /// Where the user's kubeconfig goes.
     pub kubeconfig_dest: &'a str,
     pub wait_timeout_s: u64,
+    /// The cluster's pod and service ranges (`network::choose`).
+    pub network: &'a network::ClusterNetwork,
+    /// The node's own addresses (for `NO_PROXY`).
+    pub node_addresses: &'a [String],
+    /// The HTTP proxy from kstrap's environment, if any.
+    pub proxy: Option<&'a proxy::Proxy>,
+    /// SELinux is enforcing and the distribution's policy is installed: turn SELinux on in its
+    /// containerd (k3s `selinux: true`).
+    pub selinux: bool,
+}
+
+impl DistroContext<'_> {
+    /// The proxy variables the distribution's service gets (`NO_PROXY` completed); empty without
+    /// a proxy.
+    pub fn proxy_env(&self) -> Vec<(String, String)> {
+        self.proxy
+            .map(|p| {
+                p.service_env(&proxy::ClusterNet {
+                    pod_cidr: &self.network.pod_cidr,
+                    service_cidr: &self.network.service_cidr,
+                    node_addresses: self.node_addresses,
+                })
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The release binary's URL and where its expected sha256 comes from.
@@ -483,3 +526,7 @@ fn step(id: &str, phase: Phase, title: &str, reason: &str, action: Action) -> St
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+use tests as tests_support;
+#[cfg(test)]
+mod host_tests;

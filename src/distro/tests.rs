@@ -5,14 +5,14 @@ use super::*;
 use crate::plan::step::{Action, Contents, Phase};
 use serde_json::{Value, json};
 
-fn cluster(disable: &[&str], labels: &[(&str, &str)]) -> ClusterSettings {
+pub(super) fn cluster(disable: &[&str], labels: &[(&str, &str)]) -> ClusterSettings {
     ClusterSettings {
         disable: disable.iter().map(|s| s.to_string()).collect(),
         node_labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     }
 }
 
-fn ctx<'a>(
+pub(super) fn ctx<'a>(
     distro: Distro,
     version: &'a Version,
     airgap: Option<&'a Path>,
@@ -28,10 +28,26 @@ fn ctx<'a>(
         cluster,
         kubeconfig_dest: "/home/ada/.kube/config",
         wait_timeout_s: 300,
+        network: default_network(distro),
+        node_addresses: &[],
+        proxy: None,
+        selinux: false,
     }
 }
 
-fn written(steps: &[Step], id: &str) -> String {
+/// The distribution's default ranges, as `network::choose` gives them on a host without overlaps.
+fn default_network(distro: Distro) -> &'static network::ClusterNetwork {
+    use std::sync::OnceLock;
+    static K3S: OnceLock<network::ClusterNetwork> = OnceLock::new();
+    static K0S: OnceLock<network::ClusterNetwork> = OnceLock::new();
+    let cell = match distro {
+        Distro::K3s => &K3S,
+        Distro::K0s => &K0S,
+    };
+    cell.get_or_init(|| network::choose(distro, &crate::facts::NetworkFacts::default()))
+}
+
+pub(super) fn written(steps: &[Step], id: &str) -> String {
     let step = steps
         .iter()
         .find(|s| s.id == id)
@@ -45,7 +61,7 @@ fn written(steps: &[Step], id: &str) -> String {
     }
 }
 
-fn ids(steps: &[Step]) -> Vec<&str> {
+pub(super) fn ids(steps: &[Step]) -> Vec<&str> {
     steps.iter().map(|s| s.id.as_str()).collect()
 }
 
@@ -305,7 +321,9 @@ fn k3s_unit_has_the_upstream_essentials() {
 
 #[test]
 fn k0s_config_parses_back() {
-    let text = k0s::config_yaml().unwrap();
+    let v = Distro::K0s.default_version();
+    let c = cluster(&[], &[]);
+    let text = k0s::config_yaml(&ctx(Distro::K0s, &v, None, &c)).unwrap();
     let parsed: Value = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(
         parsed,

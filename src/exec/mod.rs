@@ -16,9 +16,11 @@ pub mod kubeconfig;
 pub mod lock;
 pub mod mounts;
 pub mod paths;
+pub mod server_check;
 pub mod state;
 pub mod txn;
 pub mod wait;
+pub mod wait_node;
 
 use crate::distro::Distro;
 use crate::plan::Plan;
@@ -233,6 +235,7 @@ impl Executor<'_> {
         let mut state = state.unwrap_or_else(|| State::new(plan.distro, &plan.distro_version, &plan.profile));
         state.version = plan.distro_version.clone();
         state.profile = plan.profile.clone();
+        state.model = plan.vram_budget.as_ref().map(|b| b.model.clone());
         for d in paths.data_dirs {
             let parents = self.host.missing_parents(&format!("{d}/x"));
             let parents: Vec<String> = parents.into_iter().filter(|p| p != d).collect();
@@ -273,7 +276,7 @@ impl Executor<'_> {
             };
             match result {
                 Ok(outcome) => {
-                    if matches!(step.action, Action::WaitCluster { .. }) {
+                    if matches!(step.action, Action::WaitCluster { .. } | Action::WaitNode { .. }) {
                         // The cluster is up: from here a failure leaves it running and says so.
                         self.commit(&mut run);
                     }
@@ -455,6 +458,29 @@ impl Executor<'_> {
                 .await?;
                 run.client = Some(client);
                 Ok(Outcome::Checked)
+            }
+            Action::WaitNode {
+                kubeconfig,
+                node,
+                gpus,
+                timeout_s,
+            } => {
+                let unit = run.state.paths().service_unit;
+                match wait_node::wait_node(
+                    self.host,
+                    kubeconfig,
+                    node,
+                    *gpus,
+                    unit,
+                    Duration::from_secs(*timeout_s),
+                    self.interrupt,
+                )
+                .await
+                {
+                    Ok(_) => Ok(Outcome::Checked),
+                    Err(wait_node::NodeWaitError::Interrupted(_)) => Err(wait::WaitError::Interrupted.into()),
+                    Err(e) => Err(StepError::ClusterTimeout(e.to_string())),
+                }
             }
             Action::Kubeconfig { source, dest, context } => self.kubeconfig(run, source, dest, context),
             Action::Apply { .. } | Action::WaitGpu { .. } | Action::ApplyAddon { .. } | Action::ApplyStage { .. } => {
@@ -744,6 +770,11 @@ pub fn survey(host: &Host) -> Result<Found, StateError> {
 pub fn admit(found: &Found, plan: &Plan, upgrade: bool, replace: bool) -> Result<(), String> {
     match found {
         Found::Nothing => Ok(()),
+        Found::Ours(state) if !state.role.is_server() => Err(format!(
+            "this machine is a {} worker that kstrap joined to a cluster (recorded in {}); a machine is a cluster's server or a worker of one, not both\n  fix: run `kstrap down` here first to make it a server of its own",
+            state.distro,
+            state::STATE_PATH
+        )),
         Found::Ours(state) if state.distro != plan.distro => {
             if replace {
                 Ok(())

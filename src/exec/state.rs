@@ -7,7 +7,8 @@
 //! times and no pids: two runs that end the same way leave the same file.
 
 use super::host::{Host, HostError};
-use crate::distro::Distro;
+use crate::distro::worker::Role;
+use crate::distro::{Distro, Paths};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,8 +23,16 @@ pub const SCHEMA: u32 = 1;
 pub struct State {
     pub schema: u32,
     pub distro: Distro,
+    /// A cluster's server (written by `up`), or a worker that joined one (`join`). Absent in
+    /// files written before workers existed: a server.
+    #[serde(default, skip_serializing_if = "Role::is_server")]
+    pub role: Role,
     pub version: String,
     pub profile: String,
+    /// The model Ollama serves, fixed at the first install with the profile (GPU tiers);
+    /// re-runs keep both unless asked for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Files kstrap wrote or had a command write, by host path; `sha256` is `None` for files a
     /// command wrote or a write that had not finished.
     pub files: BTreeMap<String, FileRecord>,
@@ -85,8 +94,10 @@ impl State {
         State {
             schema: SCHEMA,
             distro,
+            role: Role::Server,
             version: version.to_string(),
             profile: profile.to_string(),
+            model: None,
             files: BTreeMap::new(),
             dirs: Vec::new(),
             services: Vec::new(),
@@ -95,6 +106,11 @@ impl State {
             commands: BTreeMap::new(),
             pending: BTreeSet::new(),
         }
+    }
+
+    /// Where this install's distribution keeps its files (a worker's unit differs).
+    pub fn paths(&self) -> &'static Paths {
+        self.distro.paths_for(self.role)
     }
 
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {

@@ -90,7 +90,8 @@ async fn client_from_file(host: &Host, path: &str, seen: &mut Seen) -> ::kube::C
                     Ok(kc) => {
                         let opts = ::kube::config::KubeConfigOptions::default();
                         match ::kube::Config::from_custom_kubeconfig(kc, &opts).await {
-                            Ok(config) => {
+                            Ok(mut config) => {
+                                crate::kube::bypass_proxy(&mut config);
                                 let url = config.cluster_url.to_string();
                                 match ::kube::Client::try_from(config) {
                                     Ok(client) => {

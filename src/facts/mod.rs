@@ -10,7 +10,10 @@
 //! hand-written fixture is an error rather than a silently missing fact.
 
 pub mod gpu;
+pub mod network;
 pub mod probe;
+
+pub use network::{FirewallFacts, NetworkFacts, RouteFacts, SecurityFacts};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -44,6 +47,16 @@ pub struct HostFacts {
     /// Every NVIDIA GPU NVML reports. Empty when NVML is unavailable: `nvidia.unavailable_reason`
     /// then says why.
     pub gpus: Vec<GpuFacts>,
+    /// IPv4 addresses and routes (added later: absent in older facts files, and left out of the
+    /// JSON when nothing was read).
+    #[serde(default, skip_serializing_if = "NetworkFacts::is_empty")]
+    pub network: NetworkFacts,
+    /// Host firewalls that are on (added later, like `network`).
+    #[serde(default, skip_serializing_if = "FirewallFacts::is_empty")]
+    pub firewall: FirewallFacts,
+    /// SELinux and AppArmor (added later, like `network`).
+    #[serde(default, skip_serializing_if = "SecurityFacts::is_empty")]
+    pub security: SecurityFacts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 use super::gpu::{self, NvmlReport};
 use super::{
     CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, LaptopFacts, MemoryFacts,
-    NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
+    NetworkFacts, NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
 };
 use crate::distro::Distro;
 use std::collections::BTreeSet;
@@ -116,6 +116,33 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
         runtimes: probe_runtimes(&fs),
         nvidia,
         gpus: nvml.gpus,
+        network: NetworkFacts {
+            addresses: fs
+                .read("/proc/net/fib_trie")
+                .map(|t| super::network::parse_fib_trie(&t))
+                .unwrap_or_default(),
+            routes: fs
+                .read("/proc/net/route")
+                .map(|t| super::network::parse_routes(&t))
+                .unwrap_or_default(),
+        },
+        firewall: super::FirewallFacts {
+            ufw: fs
+                .read("/etc/ufw/ufw.conf")
+                .is_some_and(|t| super::network::ufw_enabled(&t)),
+            firewalld: fs.exists("/etc/systemd/system/multi-user.target.wants/firewalld.service"),
+        },
+        security: super::SecurityFacts {
+            selinux: fs.read("/sys/fs/selinux/enforce").and_then(|t| match t.trim() {
+                "1" => Some("enforcing".to_string()),
+                "0" => Some("permissive".to_string()),
+                _ => None,
+            }),
+            k3s_selinux_policy: fs.exists("/usr/share/selinux/packages/k3s.pp"),
+            apparmor: fs
+                .read("/sys/module/apparmor/parameters/enabled")
+                .is_some_and(|t| t.trim() == "Y"),
+        },
     }
 }
 

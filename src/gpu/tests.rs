@@ -24,6 +24,8 @@ fn select(facts: &HostFacts, distro: Distro) -> Selection {
             profile: Some("rtx-5090".into()),
             distro: Some(distro),
             force: true,
+            model: None,
+            kept: None,
         },
     )
     .expect("selection")

@@ -91,7 +91,18 @@ pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
 
 /// Whether the pods of this kind of object are worth looking at.
 pub fn has_pods(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job")
+    matches!(
+        kind,
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "Cluster"
+    )
+}
+
+/// A CloudNativePG `Cluster`: its instance pods carry `cnpg.io/cluster: <name>` (v1.30.0
+/// `pkg/specs/pods.go`), which stands in for the selector workloads have.
+fn cnpg_selector(workload: &Value) -> Option<Value> {
+    let api = workload.get("apiVersion").and_then(Value::as_str)?;
+    (api.starts_with("postgresql.cnpg.io/") && kind_of(workload) == "Cluster")
+        .then(|| serde_json::json!({"matchLabels": {crate::stack::databases::CLUSTER_LABEL: name_of(workload)}}))
 }
 
 /// The pods a workload's selector picks, in its namespace.
@@ -99,7 +110,11 @@ pub fn pods_of<'a>(workload: &Value, pods: impl IntoIterator<Item = &'a Value>) 
     if !has_pods(kind_of(workload)) {
         return Vec::new();
     }
-    let Some(selector) = workload.get("spec").and_then(|s| s.get("selector")) else {
+    let cnpg = cnpg_selector(workload);
+    let Some(selector) = cnpg
+        .as_ref()
+        .or_else(|| workload.get("spec").and_then(|s| s.get("selector")))
+    else {
         return Vec::new();
     };
     let ns = namespace_of(workload);

@@ -22,7 +22,9 @@
 //!   the consumer is applied in the same or a later stage); `Lost` fails;
 //! - a StatefulSet with `OnDelete` still needs its ready count (kstatus: ready on sight);
 //! - a CRD needs both `Established=True` and `NamesAccepted=True`;
-//! - custom resources with a `Ready` condition follow it (`False` is in progress, with its reason).
+//! - custom resources with a `Ready` condition follow it (`False` is in progress, with its reason);
+//! - a CloudNativePG `Cluster` needs its healthy phase, `Ready=True` and every instance ready
+//!   (`readiness/database.rs`).
 
 use std::collections::BTreeMap;
 
@@ -123,6 +125,7 @@ pub fn readiness(obj: &Value, ctx: &Context) -> Readiness {
         ("", "Namespace") => namespace(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
         ("helm.cattle.io", "HelmChart") | ("helm.k0sproject.io", "Chart") => helm_chart(obj),
+        ("postgresql.cnpg.io", "Cluster") => cnpg_cluster(obj),
         ("", "ConfigMap" | "Secret" | "ServiceAccount" | "Endpoints" | "LimitRange" | "ResourceQuota")
         | ("rbac.authorization.k8s.io", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
         | ("networking.k8s.io", "NetworkPolicy" | "Ingress" | "IngressClass")
@@ -261,11 +264,14 @@ fn generic(obj: &Value, kind: &str) -> Option<Readiness> {
 
 const NO_STATUS: &str = "no status yet";
 
+mod database;
 mod pod;
 mod resources;
 mod time;
 mod workloads;
 
+pub use database::PHASE_HEALTHY as CNPG_PHASE_HEALTHY;
+use database::cnpg_cluster;
 use pod::pod;
 use resources::{crd, custom, helm_chart, namespace, pv, pvc, service};
 pub use time::parse_rfc3339;

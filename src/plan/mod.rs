@@ -6,6 +6,7 @@
 
 pub mod step;
 
+use crate::distro::network::ClusterNetwork;
 use crate::distro::{self, Distro, DistroContext, Version};
 use crate::facts::HostFacts;
 use crate::finding::{Finding, Severity};
@@ -29,6 +30,10 @@ pub struct Settings {
     pub cluster_timeout_s: u64,
     /// Optional add-ons asked for with `--with`.
     pub addons: Vec<crate::addons::Optional>,
+    /// The HTTP proxy from kstrap's environment (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`).
+    pub proxy: Option<distro::proxy::Proxy>,
+    /// Add the distribution's firewall rules to an active ufw or firewalld (`--open-firewall`).
+    pub open_firewall: bool,
 }
 
 impl Default for Settings {
@@ -40,6 +45,8 @@ impl Default for Settings {
             kubeconfig_dest: "~/.kube/config".to_string(),
             cluster_timeout_s: 300,
             addons: Vec::new(),
+            proxy: None,
+            open_firewall: false,
         }
     }
 }
@@ -72,8 +79,27 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub gpu_notes: Vec<String>,
     pub gpu: Option<GpuShares>,
+    /// GPU profiles: what each GPU service holds in VRAM, the headroom left, and why (estimate).
+    pub vram_budget: Option<crate::budget::VramBudget>,
+    /// The cluster's pod and service ranges and why (moved off the defaults when a route of the
+    /// host overlaps them).
+    pub network: ClusterNetwork,
+    /// The proxy the cluster and the stack's downloading pods get, credentials masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyShown>,
     pub preflight: PreflightSummary,
     pub steps: Vec<Step>,
+}
+
+/// The proxy as a plan shows it: URLs with their userinfo masked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyShown {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https: Option<String>,
+    /// `NO_PROXY` as the distribution gets it (completed).
+    pub no_proxy: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +145,7 @@ pub fn plan(
         action: Action::Preflight { findings },
     }];
 
+    let network = distro::network::choose(sel.distro, &facts.network);
     let ctx = DistroContext {
         distro: sel.distro,
         version: &version,
@@ -129,10 +156,47 @@ pub fn plan(
         cluster: &sel.profile.cluster,
         kubeconfig_dest: &settings.kubeconfig_dest,
         wait_timeout_s: settings.cluster_timeout_s,
+        network: &network,
+        node_addresses: &facts.network.addresses,
+        proxy: settings.proxy.as_ref(),
+        selinux: facts.security.selinux_enforcing() && facts.security.k3s_selinux_policy,
     };
-    steps.extend(distro::host_steps(&ctx)?);
+    let proxy = settings.proxy.as_ref().map(|p| ProxyShown {
+        http: p.http.as_deref().map(crate::redact::url),
+        https: p.https.as_deref().map(crate::redact::url),
+        no_proxy: ctx
+            .proxy_env()
+            .into_iter()
+            .find(|(k, _)| k == "NO_PROXY")
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
+    });
+    let mut host_steps = distro::host_steps(&ctx)?;
+    if settings.open_firewall {
+        // Before the distribution starts: its first minute already needs pods to reach DNS.
+        use distro::firewall::{self, Firewall};
+        let at = host_steps
+            .iter()
+            .position(|s| s.phase == Phase::Cluster)
+            .unwrap_or(host_steps.len());
+        let mut fw = Vec::new();
+        for (on, which) in [
+            (facts.firewall.ufw, Firewall::Ufw),
+            (facts.firewall.firewalld, Firewall::Firewalld),
+        ] {
+            if on {
+                fw.extend(firewall::steps(sel.distro, which, &network));
+            }
+        }
+        host_steps.splice(at..at, fw);
+    }
+    steps.extend(host_steps);
     // Add-ons before the GPU operator and the stack: their claims need k0s's StorageClass.
-    steps.extend(crate::addons::steps(&crate::addons::planned(sel, &settings.addons)?));
+    steps.extend(crate::addons::steps(&crate::addons::planned(
+        sel,
+        &settings.addons,
+        stack,
+    )?));
     steps.extend(crate::gpu::steps(facts, sel));
 
     for stage in &stack.stages {
@@ -175,6 +239,9 @@ pub fn plan(
         warnings: sel.warnings.clone(),
         gpu_notes: sel.gpu_notes.clone(),
         gpu,
+        vram_budget: sel.vram_budget.clone(),
+        network,
+        proxy,
         preflight,
         steps,
     })

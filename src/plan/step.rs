@@ -71,6 +71,10 @@ pub enum ChecksumSource {
     Pinned { sha256: String },
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A Kubernetes object named by a step.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct ObjectRef {
@@ -166,6 +170,16 @@ pub enum Action {
     },
     /// Wait until the API server answers `/readyz` and the node is Ready.
     WaitCluster { kubeconfig: String, timeout_s: u64 },
+    /// On a worker: wait, with the kubelet's own credentials (`kubeconfig`), until node `node` is
+    /// Ready, or with `gpus` > 0 until it advertises `gpus` × the replicas its
+    /// `nvidia.com/gpu.replicas` label says as allocatable `nvidia.com/gpu`.
+    WaitNode {
+        kubeconfig: String,
+        node: String,
+        #[serde(skip_serializing_if = "is_zero")]
+        gpus: u32,
+        timeout_s: u64,
+    },
     /// Write the admin kubeconfig for the user and merge it as context `context`.
     Kubeconfig {
         source: String,

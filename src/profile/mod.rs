@@ -7,8 +7,10 @@
 //! never silently change what gets installed.
 
 mod select;
+pub mod vram;
 
-pub use select::{Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
+pub use select::{KeptPlan, Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
+pub use vram::{KvCacheType, VramPlan};
 
 use crate::distro::Distro;
 use include_dir::{Dir, include_dir};
@@ -33,6 +35,8 @@ pub struct Profile {
     pub recommends: Recommendations,
     pub gpu: GpuSettings,
     pub cluster: ClusterSettings,
+    /// GPU profiles: what holds VRAM and the headroom kept free (`crate::budget` computes it).
+    pub vram: Option<VramPlan>,
     /// File it came from, for messages.
     #[serde(skip)]
     pub source: String,
@@ -142,6 +146,8 @@ struct ProfileFile {
     gpu: Option<Spanned<GpuFile>>,
     #[serde(default)]
     cluster: Option<ClusterFile>,
+    #[serde(default)]
+    vram: Option<Spanned<vram::VramFile>>,
 }
 
 #[derive(Deserialize)]
@@ -430,6 +436,25 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
         cluster.node_labels = cf.node_labels;
     }
 
+    let vram = match file.vram {
+        None => None,
+        Some(v) => {
+            if requires.gpu.is_none() {
+                return Err(field_err(
+                    &v.referenced,
+                    "vram",
+                    "is set but requires.gpu is missing".into(),
+                    "a VRAM plan belongs to a GPU profile: add requires.gpu, or remove vram",
+                ));
+            }
+            let plan = v
+                .value
+                .validate()
+                .map_err(|(loc, field, problem, hint)| field_err(&loc, &field, problem, &hint))?;
+            Some(plan)
+        }
+    };
+
     Ok(Profile {
         name,
         description: file.description.value,
@@ -440,6 +465,7 @@ pub fn parse(path: &str, stem: Option<&str>, text: &str) -> Result<Profile, Prof
         recommends,
         gpu,
         cluster,
+        vram,
         source: path.to_string(),
     })
 }

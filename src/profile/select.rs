@@ -18,6 +18,21 @@ pub struct Overrides {
     pub distro: Option<Distro>,
     /// Accept a profile the host falls far short of.
     pub force: bool,
+    /// The model Ollama serves instead of the profile's (`--model`); refused when it does not
+    /// fit the profile's VRAM budget.
+    pub model: Option<String>,
+    /// The tier and model recorded at the first install (kstrap's state): kept unless the user
+    /// names another profile or model.
+    pub kept: Option<KeptPlan>,
+}
+
+/// What the first install decided, as kstrap's state records it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeptPlan {
+    pub profile: String,
+    pub model: Option<String>,
+    /// Where it was read from, for the reason.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +57,10 @@ pub struct Selection {
     pub gpu_notes: Vec<String>,
     /// Where the host falls short of a profile the user named.
     pub warnings: Vec<String>,
+    /// GPU profiles: the VRAM budget on the chosen GPUs (an estimate).
+    pub vram_budget: Option<crate::budget::VramBudget>,
+    /// The model named with `--model` (checked against the budget), if any.
+    pub model: Option<String>,
 }
 
 impl Selection {
@@ -60,6 +79,17 @@ pub enum SelectError {
         format_rejections(.rejected)
     )]
     NoProfileFits { rejected: Vec<Rejection> },
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
+    #[error(
+        "--model {model} does not fit profile {profile} on this host:\n{}\n  fix: name a smaller model, or leave --model out to use the profile's",
+        .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
+    )]
+    ModelDoesNotFit {
+        model: String,
+        profile: String,
+        shortfalls: Vec<String>,
+    },
     #[error(
         "profile {profile} needs more than this host has:\n{}\n  use --force to install it anyway (services may not start), or let kstrap choose",
         .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
@@ -184,7 +214,19 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
             .copied()
             .filter(|x| gib(x.memory_total_bytes) >= g.vram_gib)
             .collect();
-        if (gpus.len() as u32) < g.count {
+        // A GPU above the threshold must also hold the profile's VRAM budget (free VRAM on
+        // laptops, where the display holds some).
+        let mut over_budget = Vec::new();
+        gpus.retain(|x| match crate::budget::compute(facts, p, &[*x], None) {
+            Ok(Some(b)) if !b.fits => {
+                over_budget.extend(b.shortfall());
+                false
+            }
+            _ => true,
+        });
+        if (gpus.len() as u32) < g.count && !over_budget.is_empty() {
+            shortfalls.extend(over_budget);
+        } else if (gpus.len() as u32) < g.count {
             let have = if usable.is_empty() {
                 "no usable NVIDIA GPU".to_string()
             } else {
@@ -238,6 +280,11 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
 
 /// Picks a profile for `facts` among `profiles`, or explains why none fits.
 pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) -> Result<Selection, SelectError> {
+    if let (None, Some(kept)) = (&overrides.profile, &overrides.kept)
+        && profiles.iter().any(|p| p.name == kept.profile)
+    {
+        return select_kept(facts, profiles, overrides, kept);
+    }
     let (usable, gpu_notes) = usable_gpus(facts);
     let mut ranked: Vec<&Profile> = profiles.iter().collect();
     ranked.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
@@ -290,7 +337,8 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         } else {
             Vec::new()
         };
-        return Ok(finish(
+        return finish(
+            facts,
             p,
             overrides,
             "--profile",
@@ -299,7 +347,7 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
             gpus,
             gpu_notes,
             warnings,
-        ));
+        );
     }
 
     let mut rejected = Vec::new();
@@ -354,13 +402,63 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         0,
         format!("highest-priority profile this host meets (priority {})", p.priority),
     );
-    Ok(finish(
-        p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
-    ))
+    finish(
+        facts, p, overrides, "auto", reasons, rejected, gpus, gpu_notes, warnings,
+    )
+}
+
+/// A re-run keeps the first install's tier and model: a browser holding VRAM or a driver that
+/// broke after an update must not move the machine to another tier (or the CPU) and swap its
+/// images and model. The host is still checked against the kept profile (preflight refuses a GPU
+/// profile without a usable GPU, with how to fix it); the re-run says what it kept and why.
+fn select_kept(
+    facts: &HostFacts,
+    profiles: &[Profile],
+    overrides: &Overrides,
+    kept: &KeptPlan,
+) -> Result<Selection, SelectError> {
+    let fresh = Overrides {
+        kept: None,
+        ..overrides.clone()
+    };
+    let auto = select(facts, profiles, &fresh).ok().map(|s| s.profile.name);
+    let named = Overrides {
+        profile: Some(kept.profile.clone()),
+        force: true,
+        model: overrides.model.clone().or_else(|| kept.model.clone()),
+        kept: None,
+        ..overrides.clone()
+    };
+    let mut sel = select(facts, profiles, &named)?;
+    sel.chosen_by = "kept";
+    sel.reasons[0] = format!(
+        "{} kept from the first install ({}); pass --profile (and --model) to change it",
+        kept.profile, kept.source
+    );
+    if overrides.model.is_none()
+        && let Some(m) = &kept.model
+    {
+        sel.reasons.retain(|r| !r.ends_with("named with --model"));
+        sel.reasons.push(format!("model {m} kept from the first install"));
+    }
+    match auto {
+        Some(a) if a != kept.profile => sel.reasons.push(format!(
+            "this host would get {a} today (see `kstrap plan --profile {a}`); the plan is kept until you ask for another"
+        )),
+        None => sel
+            .reasons
+            .push("no profile fits this host today; the plan is kept until you ask for another".into()),
+        _ => {}
+    }
+    for r in &mut sel.rejected {
+        r.reason = format!("not chosen: {} is kept from the first install", kept.profile);
+    }
+    Ok(sel)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
+    facts: &HostFacts,
     p: &Profile,
     overrides: &Overrides,
     chosen_by: &'static str,
@@ -368,8 +466,8 @@ fn finish(
     rejected: Vec<Rejection>,
     gpus: Vec<u32>,
     gpu_notes: Vec<String>,
-    warnings: Vec<String>,
-) -> Selection {
+    mut warnings: Vec<String>,
+) -> Result<Selection, SelectError> {
     let distro = overrides.distro.unwrap_or(p.distro);
     if distro != p.distro {
         reasons.push(format!(
@@ -377,7 +475,53 @@ fn finish(
             p.distro
         ));
     }
-    Selection {
+    let chosen: Vec<&GpuFacts> = facts.gpus.iter().filter(|g| gpus.contains(&g.index)).collect();
+    let model = overrides.model.as_deref();
+    let vram_budget = crate::budget::compute(facts, p, &chosen, model)?;
+    if let Some(name) = model {
+        let Some(info) = crate::budget::catalog::find(name) else {
+            return Err(crate::budget::BudgetError::UnknownModel {
+                name: name.to_string(),
+                known: crate::budget::catalog::names().iter().map(|s| s.to_string()).collect(),
+            }
+            .into());
+        };
+        let mut shortfalls: Vec<String> = vram_budget.iter().filter_map(|b| b.shortfall()).collect();
+        // The model is bounded by free disk too: the profile's disk figure holds its own model.
+        let own = p
+            .vram
+            .as_ref()
+            .and_then(|v| crate::budget::catalog::find(&v.ollama.model))
+            .map(|m| m.size_bytes())
+            .unwrap_or(0);
+        let extra = info.size_bytes().saturating_sub(own);
+        let need = p.requires.disk_gib + gib(extra);
+        if extra > 0 && gib(facts.disk.available_bytes) < need {
+            shortfalls.push(format!(
+                "{name} ({} GB) with the stack's images needs {} free at {}; the host has {}",
+                info.size_gb,
+                human_gib((need * 10.0).ceil() / 10.0),
+                facts.disk.path,
+                human_bytes(facts.disk.available_bytes)
+            ));
+        }
+        if !shortfalls.is_empty() {
+            if !overrides.force {
+                return Err(SelectError::ModelDoesNotFit {
+                    model: name.to_string(),
+                    profile: p.name.clone(),
+                    shortfalls,
+                });
+            }
+            warnings.extend(
+                shortfalls
+                    .into_iter()
+                    .map(|s| format!("forced past the VRAM budget: {s}")),
+            );
+        }
+        reasons.push(format!("model {name} named with --model"));
+    }
+    Ok(Selection {
         profile: p.clone(),
         distro,
         chosen_by,
@@ -386,5 +530,7 @@ fn finish(
         gpus,
         gpu_notes,
         warnings,
-    }
+        vram_budget,
+        model: overrides.model.clone(),
+    })
 }

@@ -206,6 +206,9 @@ mod tests {
             distros: Default::default(),
             secrets: Vec::new(),
             images: Vec::new(),
+            namespaces: Vec::new(),
+            databases: Vec::new(),
+            verify: None,
         }
     }
 

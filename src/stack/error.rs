@@ -66,6 +66,16 @@ pub enum StackError {
     Yaml { at: Place, message: String, hint: String },
 
     #[error(
+        "{at}: {object} is in namespace {namespace:?}, which is not the stack's\n  fix: list {namespace} under namespaces: in {stack_file} (the stack then owns it), or leave metadata.namespace out"
+    )]
+    ForeignNamespace {
+        at: Place,
+        object: String,
+        namespace: String,
+        stack_file: String,
+    },
+
+    #[error(
         "{at}: the document is {found}, not a mapping\n  fix: each document must be one Kubernetes object (apiVersion, kind, metadata, ...)"
     )]
     NotMapping { at: Place, found: &'static str },

@@ -26,6 +26,14 @@ pub(crate) struct StackFile {
     /// Images only a service's authors have: the user names them (`--image KEY=REF`).
     #[serde(default)]
     pub images: Vec<Spanned<ImageFile>>,
+    /// More namespaces the stack's objects and databases live in, besides `namespace`.
+    #[serde(default)]
+    pub namespaces: Vec<Spanned<String>>,
+    /// PostgreSQL databases run by CloudNativePG (see `databases.rs`).
+    #[serde(default)]
+    pub databases: Vec<Spanned<super::databases::DatabaseFile>>,
+    /// What proves the stack works once it is ready (`crate::verify::VerifySpec`).
+    pub verify: Option<Spanned<crate::verify::VerifySpec>>,
 }
 
 /// Overlays per distribution. A field per distribution kstrap installs (not a map), so that a
@@ -148,6 +156,22 @@ pub(crate) fn parse(path: &str, folder: &str, text: &str) -> Result<StackFile, S
             format!("namespace {:?} is not a valid name", file.namespace.value),
             "use lowercase letters, digits and '-', at most 63 characters",
         ));
+    }
+    for (i, ns) in file.namespaces.iter().enumerate() {
+        if !super::check::is_dns_label(&ns.value) {
+            return Err(err(
+                line(&ns.referenced),
+                format!("namespaces: {:?} is not a valid name", ns.value),
+                "use lowercase letters, digits and '-', at most 63 characters",
+            ));
+        }
+        if ns.value == file.namespace.value || file.namespaces[..i].iter().any(|o| o.value == ns.value) {
+            return Err(err(
+                line(&ns.referenced),
+                format!("namespaces: {} is listed twice (or is the stack's namespace)", ns.value),
+                "list each further namespace once; the stack's own is `namespace`",
+            ));
+        }
     }
     if file.stages.is_empty() {
         return Err(err(

@@ -7,17 +7,21 @@
 //! objects stay `serde_json::Value`s (what a `DynamicObject` deserializes from) so that sizing
 //! overlays and server-side apply can work on them later. Format: `manifests/README.md`.
 
-mod check;
+pub(crate) mod check;
+pub mod databases;
 pub mod endpoints;
 mod error;
 mod format;
 pub mod images;
 pub mod overlay;
 mod overlay_check;
+pub mod proxy;
 pub mod reference;
 pub mod secrets;
-mod yaml;
+pub(crate) mod yaml;
 
+#[cfg(test)]
+mod databases_tests;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +57,12 @@ pub struct Stack {
     /// Images only a service's authors have: the user names them when the stack is applied
     /// (`images::resolve_images`); until then those containers carry a placeholder.
     pub images: Vec<ImageDecl>,
+    /// Namespaces besides `namespace` that the stack's objects live in (`namespaces:`).
+    pub namespaces: Vec<String>,
+    /// PostgreSQL databases (`databases:`); their Clusters and policies are in `stages`.
+    pub databases: Vec<databases::Database>,
+    /// What proves the stack works once it is ready (stack.yaml `verify:`, `crate::verify`).
+    pub verify: Option<crate::verify::VerifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -432,9 +442,38 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
         .into_iter()
         .map(|(distro, overlays)| (distro, placed(overlays)))
         .collect();
+    // Every namespace an object names is the stack's or one it lists under `namespaces:`.
+    let mut all_namespaces = vec![namespace.clone()];
+    all_namespaces.extend(file.namespaces.iter().map(|n| n.value.clone()));
+    for o in stages.iter().flat_map(|s| &s.objects) {
+        if let Some(ns) = &o.reference.namespace
+            && !all_namespaces.contains(ns)
+        {
+            return Err(StackError::ForeignNamespace {
+                at: Place {
+                    path: o.source.clone(),
+                    document: o.document,
+                    line: o.line,
+                },
+                object: o.reference.to_string(),
+                namespace: ns.clone(),
+                stack_file: stack_path.clone(),
+            });
+        }
+    }
+    let databases = databases::expand(&stack_path, file.databases, &all_namespaces, &mut stages)?;
+
     let sections = overlay::sections(&profiles, &distros);
     overlay::check(&stack_path, &stages, &sections)?;
     images::check(&stack_path, &images, &stages, &sections)?;
+    if let Some(v) = &file.verify {
+        crate::verify::check(&v.value, &stages).map_err(|(message, hint)| StackError::StackFile {
+            path: stack_path.clone(),
+            line: v.referenced.line() as usize,
+            message,
+            hint: hint.to_string(),
+        })?;
+    }
 
     Ok(Stack {
         name: name.to_string(),
@@ -459,6 +498,9 @@ fn build(name: &str, raw: RawStack) -> Result<Stack, StackError> {
             })
             .collect(),
         images: images.into_iter().map(|(d, _)| d).collect(),
+        namespaces: all_namespaces[1..].to_vec(),
+        databases,
+        verify: file.verify.map(|v| v.value),
     })
 }
 

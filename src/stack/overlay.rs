@@ -149,6 +149,20 @@ impl Stack {
                 }
                 _ => 1.0,
             };
+            // A database: each instance is a pod with the Cluster's resources.
+            if o.reference.api_version == super::databases::API_VERSION && kind == super::databases::KIND {
+                let instances = o.value.pointer("/spec/instances").and_then(Value::as_u64).unwrap_or(1) as f64;
+                let get = |res: &str| {
+                    o.value
+                        .pointer(&format!("/spec/resources/requests/{res}"))
+                        .and_then(Value::as_str)
+                        .and_then(quantity_value)
+                        .unwrap_or(0.0)
+                };
+                cpu += get("cpu") * instances;
+                mem += get("memory") * instances;
+                continue;
+            }
             for (ptr, c) in containers(kind, &o.value) {
                 if ptr.contains("initContainers") || ptr.contains("ephemeralContainers") {
                     continue;
@@ -193,8 +207,9 @@ impl Stack {
         out
     }
 
-    /// Applies checked overlays to this stack's objects, removing the omitted ones.
-    fn overlay(&mut self, overlays: &BTreeMap<String, PlacedOverlay>) {
+    /// Applies checked overlays to this stack's objects, removing the omitted ones. Overlays
+    /// for objects the stack does not have change nothing.
+    pub fn overlay(&mut self, overlays: &BTreeMap<String, PlacedOverlay>) {
         for stage in &mut self.stages {
             stage.objects.retain(|o| {
                 let key = format!("{}/{}", o.reference.kind, o.reference.name);
@@ -212,11 +227,18 @@ impl Stack {
 
 /// Applies one checked overlay to an object.
 fn apply(kind: &str, object: &mut Value, overlay: &Overlay) {
+    let database = object.get("apiVersion").and_then(Value::as_str) == Some(super::databases::API_VERSION)
+        && kind == super::databases::KIND;
     if let Some(n) = overlay.replicas {
-        set(object, &["spec", "replicas"], json!(n));
+        let field = if database { "instances" } else { "replicas" };
+        set(object, &["spec", field], json!(n));
     }
     if let Some(q) = &overlay.storage {
-        set(object, &["spec", "resources", "requests", "storage"], json!(q.0));
+        if database {
+            set(object, &["spec", "storage", "size"], json!(q.0));
+        } else {
+            set(object, &["spec", "resources", "requests", "storage"], json!(q.0));
+        }
     }
     let spec_path: &[&str] = match kind {
         "Pod" => &["spec"],

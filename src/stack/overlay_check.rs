@@ -74,16 +74,25 @@ pub(crate) fn check(
                     "an omitted object is not applied; remove either omit or the sizing",
                 ));
             }
-            if o.replicas.is_some() && !REPLICATED.contains(&kind) {
+            // A database's Cluster: replicas are its instances, storage each instance's volume.
+            let database = object.get("apiVersion").and_then(Value::as_str) == Some(super::databases::API_VERSION)
+                && kind == super::databases::KIND;
+            if o.replicas.is_some() && !REPLICATED.contains(&kind) && !database {
                 return Err(err(
                     format!("replicas does not apply to a {kind}"),
-                    "replicas sizes Deployments, StatefulSets and ReplicaSets",
+                    "replicas sizes Deployments, StatefulSets, ReplicaSets and databases (Cluster: its instances)",
                 ));
             }
-            if o.storage.is_some() && kind != "PersistentVolumeClaim" {
+            if o.storage.is_some() && kind != "PersistentVolumeClaim" && !database {
                 return Err(err(
                     format!("storage does not apply to a {kind}"),
-                    "storage sizes a PersistentVolumeClaim",
+                    "storage sizes a PersistentVolumeClaim or a database (Cluster: each instance's volume)",
+                ));
+            }
+            if database && o.omit {
+                return Err(err(
+                    "a database cannot be omitted".to_string(),
+                    "its service reads the credentials it makes; omit the service and remove the database from databases: instead",
                 ));
             }
             let present: Vec<String> = containers(kind, object)

@@ -314,6 +314,9 @@ mod tests {
             distros: BTreeMap::new(),
             secrets,
             images: Vec::new(),
+            namespaces: Vec::new(),
+            databases: Vec::new(),
+            verify: None,
         }
     }
 

@@ -205,7 +205,10 @@ apiVersion: example.com/v1
 kind: Gadget
 metadata: {name: g}
 ";
-    let s = load_files(&[("00-base/a.yaml", a)]).unwrap();
+    let with_other = STACK_YAML.replace("namespace: demo", "namespace: demo\nnamespaces: [other]");
+    let dir = stack_with(Some(&with_other), &[("00-base/a.yaml", a)]);
+    let s = load("s", Some(dir.path())).unwrap();
+    assert_eq!(s.namespaces, ["other"]);
     let by_name = |n: &str| s.stages[0].objects.iter().find(|o| o.reference.name == n).unwrap();
     let d = by_name("defaulted");
     assert_eq!(d.reference.namespace.as_deref(), Some("demo"));
@@ -253,7 +256,33 @@ apiVersion: v1
 kind: Secret
 metadata: {name: x}
 ";
-    assert_eq!(load_files(&[("00-base/a.yaml", a)]).unwrap().stages[0].objects.len(), 3);
+    let with_other = STACK_YAML.replace("namespace: demo", "namespace: demo\nnamespaces: [other]");
+    let dir = stack_with(Some(&with_other), &[("00-base/a.yaml", a)]);
+    assert_eq!(load("s", Some(dir.path())).unwrap().stages[0].objects.len(), 3);
+}
+
+#[test]
+fn an_object_in_a_namespace_the_stack_does_not_list_is_refused() {
+    let a = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: kube-system}\n";
+    let msg = error_of(&[("00-base/a.yaml", a)]);
+    assert!(
+        msg.starts_with("s/00-base/a.yaml:1 (document 1): ConfigMap/x -n kube-system"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("list kube-system under namespaces: in s/stack.yaml"),
+        "{msg}"
+    );
+    for (list, why) in [
+        ("[demo]", "listed twice"),
+        ("[Bad_Name]", "not a valid name"),
+        ("[x, x]", "listed twice"),
+    ] {
+        let text = STACK_YAML.replace("namespace: demo", &format!("namespace: demo\nnamespaces: {list}"));
+        let dir = stack_with(Some(&text), &[("00-base/a.yaml", CM)]);
+        let msg = load("s", Some(dir.path())).unwrap_err().to_string();
+        assert!(msg.starts_with("s/stack.yaml:4:") && msg.contains(why), "{list}: {msg}");
+    }
 }
 
 #[test]

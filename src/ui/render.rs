@@ -151,6 +151,9 @@ pub fn facts(f: &HostFacts, selection: Result<&Selection, &SelectError>, finding
             for r in &sel.reasons {
                 let _ = writeln!(s, "    - {r}");
             }
+            if let Some(b) = &sel.vram_budget {
+                s.push_str(&crate::budget::render(b));
+            }
         }
         Err(e) => {
             for line in e.to_string().lines() {
@@ -230,6 +233,28 @@ pub fn plan(p: &Plan, verbose: i8) -> String {
         None => {
             let _ = writeln!(s, "GPU sharing: none (everything runs on CPU)");
         }
+    }
+    if let Some(b) = &p.vram_budget {
+        s.push_str(&crate::budget::render(b));
+    }
+    let _ = writeln!(
+        s,
+        "Network: pods {}, services {} ({})",
+        p.network.pod_cidr, p.network.service_cidr, p.network.reason
+    );
+    if !p.network.conflicts.is_empty() {
+        let _ = writeln!(
+            s,
+            "Warning: the cluster's ranges overlap {}: pods and Services may be unreachable while that route is up",
+            p.network.conflicts.join(", ")
+        );
+    }
+    if let Some(proxy) = &p.proxy {
+        let urls: Vec<String> = [("HTTP_PROXY", &proxy.http), ("HTTPS_PROXY", &proxy.https)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect();
+        let _ = writeln!(s, "Proxy: {}; NO_PROXY={}", urls.join(", "), proxy.no_proxy);
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Steps");
@@ -313,6 +338,22 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
             let _ = writeln!(
                 s,
                 "{pad}wait ≤ {timeout_s}s for /readyz and node Ready via {kubeconfig}"
+            );
+        }
+        Action::WaitNode {
+            kubeconfig,
+            node,
+            gpus,
+            timeout_s,
+        } => {
+            let what = if *gpus == 0 {
+                "Ready".to_string()
+            } else {
+                format!("advertising {gpus} GPU(s) × replicas as nvidia.com/gpu")
+            };
+            let _ = writeln!(
+                s,
+                "{pad}wait ≤ {timeout_s}s for node {node} {what}, reading only it via {kubeconfig}"
             );
         }
         Action::Kubeconfig { source, dest, context } => {

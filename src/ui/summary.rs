@@ -63,6 +63,9 @@ pub fn render(s: &Summary) -> String {
             }
         }
     }
+    if let Some(v) = &s.verification {
+        out.push_str(&crate::verify::report::render(v));
+    }
     match (&s.kubeconfig_context, &s.admin_kubeconfig) {
         (Some(c), _) if s.workloads.is_empty() => {
             let _ = writeln!(out, "Try: kubectl --context {c} get nodes");

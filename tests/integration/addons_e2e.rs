@@ -555,6 +555,8 @@ async fn monitoring_charts_on(test: &str, distro: kstrap::distro::Distro) {
         profile: Some("cpu-fallback".into()),
         distro: Some(distro),
         force: true,
+        model: None,
+        kept: None,
     };
     let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
     let addon = monitoring::addon(&sel);

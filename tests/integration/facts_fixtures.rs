@@ -20,6 +20,7 @@ const EXPECTED: &[&str] = &[
     "h100-real",
     "laptop-16gb-8gb-gpu",
     "laptop-8gb-nogpu",
+    "laptop-vpn-proxy",
     "mig-h100",
     "rtx5090-96gb",
     "two-gpus",

@@ -30,6 +30,8 @@ fn selection(distro: Distro) -> (kstrap::facts::HostFacts, Selection) {
         profile: Some("rtx-5090".into()),
         distro: Some(distro),
         force: false,
+        model: None,
+        kept: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("rtx-5090 fits the fixture");
     (facts, sel)

@@ -138,4 +138,47 @@ proptest! {
         prop_assert!(p.steps.iter().all(|s| s.phase != Phase::Gpu));
         prop_assert!(p.gpu.is_none());
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// No budget exceeds its GPU's VRAM (free VRAM on laptops) less the profile's headroom, and
+    /// every chosen model fits: on any host, for the automatic choice and for every GPU tier
+    /// forced onto the host's GPUs whose budget says it fits.
+    #[test]
+    fn no_budget_exceeds_its_gpus_vram_less_headroom(g in host(), laptop in any::<bool>()) {
+        let mut facts = build(&g);
+        facts.laptop.is_laptop = laptop;
+        let profiles = profile::embedded().unwrap();
+        let check = |sel: &kstrap::profile::Selection| -> Result<(), TestCaseError> {
+            let Some(b) = &sel.vram_budget else {
+                prop_assert!(sel.profile.vram.is_none() || sel.gpus.is_empty());
+                return Ok(());
+            };
+            let model = kstrap::budget::catalog::find(&b.model);
+            prop_assert!(model.is_some());
+            prop_assert!(b.rows[0].bytes >= model.map(|m| m.size_bytes()).unwrap_or(u64::MAX));
+            if b.fits {
+                for i in &sel.gpus {
+                    let gpu = facts.gpus.iter().find(|x| x.index == *i).unwrap();
+                    let vram = if laptop { gpu.memory_free_bytes } else { gpu.memory_total_bytes };
+                    prop_assert!(b.used_bytes + b.min_headroom_bytes <= vram, "{} on GPU {}", b.profile, i);
+                }
+            }
+            Ok(())
+        };
+        if let Ok(sel) = select(&facts, &profiles, &Overrides::default()) {
+            // An automatic choice's budget always fits.
+            prop_assert!(sel.vram_budget.as_ref().is_none_or(|b| b.fits));
+            check(&sel)?;
+        }
+        for p in profiles.iter().filter(|p| p.vram.is_some()) {
+            let o = Overrides { profile: Some(p.name.clone()), force: true, ..Default::default() };
+            if let Ok(sel) = select(&facts, &profiles, &o) {
+                check(&sel)?;
+            }
+        }
+    }
 }

@@ -5,6 +5,8 @@ mod apply_e2e;
 mod bad_input;
 mod cli;
 mod controller_standins;
+mod databases;
+mod databases_e2e;
 mod down;
 mod down_host;
 mod down_hostile;
@@ -13,8 +15,15 @@ mod facts_fixtures;
 #[path = "../support/fake_host/mod.rs"]
 pub mod fake_host;
 mod fuzz;
+mod glibc_floor;
 mod gpu_e2e;
+mod hosts;
+mod import_compose;
+mod import_e2e;
 mod invariants;
+mod join_e2e;
+#[path = "../support/k3s_supervisor/mod.rs"]
+pub mod k3s_supervisor;
 mod node_standin;
 mod noop_e2e;
 mod outage_e2e;
@@ -34,4 +43,9 @@ mod support;
 mod up_e2e;
 mod upstream;
 mod upstream_flags;
+mod verify_checker;
+mod verify_e2e;
+#[path = "../support/voice_apis.rs"]
+pub mod voice_apis;
 mod voice_e2e;
+mod vram_budget;

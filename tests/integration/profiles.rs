@@ -79,7 +79,24 @@ fn bad_cases() -> Vec<(&'static str, String, usize)> {
 fn shipped_profiles_are_valid_and_named_after_their_files() {
     let all = profile::embedded().unwrap();
     let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["cpu-fallback", "laptop-8gb", "rtx-5090"]);
+    assert_eq!(
+        names,
+        [
+            "cpu-fallback",
+            "gpu-12gb",
+            "gpu-16gb",
+            "gpu-24gb",
+            "gpu-48gb",
+            "gpu-6gb",
+            "gpu-8gb",
+            "laptop-8gb",
+            "rtx-5090"
+        ]
+    );
+    // Every GPU tier states its VRAM plan; no CPU profile does.
+    for p in &all {
+        assert_eq!(p.vram.is_some(), p.uses_gpu(), "{}", p.name);
+    }
     let rtx = all.iter().find(|p| p.name == "rtx-5090").unwrap();
     assert_eq!(rtx.requires.gpu.as_ref().map(|g| g.vram_gib), Some(30.0));
     assert!(rtx.gpu.operator && rtx.gpu.replicas == 4);

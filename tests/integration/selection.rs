@@ -11,17 +11,28 @@ fn profiles() -> Vec<kstrap::profile::Profile> {
 /// (fixture, expected profile, expected GPU indexes, a phrase the reasons must contain)
 const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("laptop-8gb-nogpu", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
-    ("laptop-16gb-8gb-gpu", "laptop-8gb", &[], "highest-priority profile"),
+    ("laptop-vpn-proxy", "laptop-8gb", &[], "memory 7.6 GiB ≥ 7 GiB"),
+    // GPU laptops with 16 GB of RAM get a GPU tier (k3s), budgeted on free VRAM.
+    ("laptop-16gb-6gb-gpu", "gpu-6gb", &[0], "RTX 4050 Laptop GPU 6.0 GiB"),
+    ("laptop-16gb-8gb-gpu", "gpu-8gb", &[0], "RTX 4060 Laptop GPU 8.0 GiB"),
+    // An 8-core desktop with a 12 GB card is not sent to the CPU laptop profile.
+    ("desktop-8core-12gb", "gpu-12gb", &[0], "8 CPUs ≥ 6"),
+    ("desktop-16gb-ada", "gpu-16gb", &[0], "RTX 4080 16.0 GiB"),
+    ("desktop-16gb-blackwell", "gpu-16gb", &[0], "RTX 5080 15.9 GiB"),
+    ("desktop-24gb", "gpu-24gb", &[0], "RTX 4090 24.0 GiB"),
+    ("two-24gb-gpus", "gpu-24gb", &[0, 1], "2 GPU(s) with ≥ 22 GiB VRAM"),
     ("rtx5090-96gb", "rtx-5090", &[0], "NVIDIA GeForce RTX 5090 31.8 GiB"),
-    ("h100-80gb", "rtx-5090", &[0], "NVIDIA H100 80GB HBM3 79.6 GiB"),
-    ("two-gpus", "rtx-5090", &[0, 1], "2 GPU(s) with ≥ 30 GiB VRAM"),
+    ("workstation-48gb", "gpu-48gb", &[0], "RTX 6000 Ada Generation 48.0 GiB"),
+    ("h100-80gb", "gpu-48gb", &[0], "NVIDIA H100 80GB HBM3 79.6 GiB"),
+    ("two-gpus", "gpu-48gb", &[0, 1], "2 GPU(s) with ≥ 44 GiB VRAM"),
     ("driver-missing", "cpu-fallback", &[], "highest-priority profile"),
     ("wsl2", "cpu-fallback", &[], "highest-priority profile"),
     ("blackwell-old-driver", "cpu-fallback", &[], "highest-priority profile"),
     ("mig-h100", "cpu-fallback", &[], "highest-priority profile"),
     // Captured with `kstrap detect -o json` on a real H100 machine: only 64 GiB free under /var/lib,
-    // below rtx-5090's 100 GiB, so the GPU is left unused (and preflight says so).
-    ("h100-real", "cpu-fallback", &[], "free disk 64.0 GiB ≥ 60 GiB"),
+    // below what the 70B tier and rtx-5090 need (100 GiB), so it gets the 24 GB tier's plan on
+    // its GPU: the model is bounded by the disk.
+    ("h100-real", "gpu-24gb", &[0], "free disk 64.0 GiB ≥ 60 GiB"),
 ];
 
 #[test]
@@ -69,7 +80,7 @@ fn a_4gb_machine_is_refused_with_a_reason_per_profile() {
     let SelectError::NoProfileFits { rejected } = &err else {
         panic!("{err}")
     };
-    assert_eq!(rejected.len(), 3);
+    assert_eq!(rejected.len(), profiles().len());
     let laptop = rejected.iter().find(|r| r.profile == "laptop-8gb").unwrap();
     assert!(laptop.reason.contains("memory 3.8 GiB < 7 GiB"), "{}", laptop.reason);
     // No profile means host-wide checks only, and still no panic.
@@ -81,7 +92,6 @@ fn a_4gb_machine_is_refused_with_a_reason_per_profile() {
 fn gpu_hosts_explain_why_the_gpu_is_not_used() {
     let profiles = profiles();
     let cases = [
-        ("laptop-16gb-8gb-gpu", "rtx-5090", "< 30 GiB", "gpu-unused"),
         ("driver-missing", "rtx-5090", "no usable NVIDIA GPU", "gpu-driver"),
         ("wsl2", "rtx-5090", "no usable NVIDIA GPU", "wsl2"),
         ("blackwell-old-driver", "rtx-5090", "no usable NVIDIA GPU", "gpu-driver"),
@@ -182,7 +192,7 @@ fn unknown_profile_lists_the_available_ones() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown profile \"rtx-4090\"; available: rtx-5090, cpu-fallback, laptop-8gb"
+        "unknown profile \"rtx-4090\"; available: gpu-48gb, rtx-5090, gpu-24gb, gpu-16gb, gpu-12gb, gpu-8gb, gpu-6gb, cpu-fallback, laptop-8gb"
     );
 }
 
@@ -214,28 +224,29 @@ fn the_5090_threshold_does_not_demand_a_full_32_gib() {
     assert_eq!(sel.gpu_shares(), 4);
 }
 
-/// The real H100 host is turned down for rtx-5090 because of its disk, and `--profile rtx-5090
-/// --force` then plans the GPU operator for its one real GPU.
+/// The real H100 host is turned down for the 70B tier and rtx-5090 because of its disk, gets the
+/// 24 GB tier on its GPU (no GPU left idle), and `--profile rtx-5090 --force` then plans the GPU
+/// operator for its one real GPU.
 #[test]
 fn real_h100_capture_explains_the_disk_and_can_be_forced() {
     let facts = fixture("h100-real");
     let profiles = profiles();
     let sel = select(&facts, &profiles, &Overrides::default()).unwrap();
-    let why = sel
-        .rejected
-        .iter()
-        .find(|r| r.profile == "rtx-5090")
-        .map(|r| r.reason.clone());
-    assert!(
-        why.as_deref().is_some_and(|w| w.contains("64.0 GiB < 100 GiB")),
-        "rtx-5090 rejected for {why:?}"
-    );
-    let findings = preflight(&facts, Some(&sel));
-    assert!(
-        findings
+    for tier in ["gpu-48gb", "rtx-5090"] {
+        let why = sel
+            .rejected
             .iter()
-            .any(|f| f.check == "gpu-unused" && f.severity == Severity::Warn)
-    );
+            .find(|r| r.profile == tier)
+            .map(|r| r.reason.clone());
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("64.0 GiB < 100 GiB")),
+            "{tier} rejected for {why:?}"
+        );
+    }
+    assert_eq!(sel.profile.name, "gpu-24gb");
+    assert_eq!(sel.gpus, vec![0]);
+    let findings = preflight(&facts, Some(&sel));
+    assert!(findings.iter().all(|f| f.check != "gpu-unused"), "{findings:#?}");
 
     let forced = Overrides {
         profile: Some("rtx-5090".into()),

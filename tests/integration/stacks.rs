@@ -407,6 +407,11 @@ fn references_resolve_inside_each_stack() {
         // Network policies name pods that exist (checked with every object present: a policy
         // may allow traffic to a pod a profile leaves out).
         if profile == "(as written)" {
+            // The verification Job's pod (src/verify) is one of the namespace's pods when the
+            // stack declares checks.
+            let verifier = kstrap::verify::resolve(&s).map(|r| {
+                kstrap::verify::job::job(&name, &s.namespace, &r)["spec"]["template"]["metadata"]["labels"].clone()
+            });
             for np in objects(&s).filter(|o| o.reference.kind == "NetworkPolicy") {
                 let mut selectors = vec![np.value.pointer("/spec/podSelector")];
                 for dir in ["ingress", "egress"] {
@@ -430,8 +435,16 @@ fn references_resolve_inside_each_stack() {
                 }
                 for sel in selectors.into_iter().filter(|s| !selects_all(*s)) {
                     let labels = sel.and_then(|s| s.get("matchLabels")).unwrap_or(&Value::Null);
+                    // The database instances CloudNativePG starts are pods of the stack too.
+                    let instances: Vec<Value> = s
+                        .databases
+                        .iter()
+                        .map(|d| kstrap::stack::databases::instance_pod_labels(&d.name, 1))
+                        .collect();
                     assert!(
-                        pods.iter().any(|(_, _, l)| labels_match(labels, l)),
+                        pods.iter().any(|(_, _, l)| labels_match(labels, l))
+                            || instances.iter().any(|l| labels_match(labels, l))
+                            || verifier.as_ref().is_some_and(|v| labels_match(labels, v)),
                         "{name}: NetworkPolicy {} names pods {labels} that the stack does not have",
                         np.reference.name
                     );
@@ -443,6 +456,10 @@ fn references_resolve_inside_each_stack() {
 
 /// A Secret of the stack (object or declaration) and, if given, one of its keys.
 fn secret_exists(s: &Stack, name: &str, key: Option<&str>) -> bool {
+    // A database's credentials: the operator generates `<name>-app` with key `uri`.
+    if s.databases.iter().any(|d| d.app_secret() == name) {
+        return key.is_none_or(|k| k == kstrap::stack::databases::URI_KEY);
+    }
     if let Some(decl) = s.secrets.iter().find(|d| d.name == name) {
         return key.is_none_or(|k| decl.keys.iter().any(|env| decl.secret_key(env) == k));
     }
@@ -477,12 +494,12 @@ fn the_user_images_are_placeholders_until_resolved() {
 /// Where traffic comes from or goes to, for the policy check: a pod (its namespace and labels)
 /// or an address outside the cluster's pods.
 #[derive(Debug, Clone)]
-enum Peer {
+pub(crate) enum Peer {
     Pod { ns: String, labels: Value },
     Outside,
 }
 
-fn pod_peer(ns: &str, labels: Value) -> Peer {
+pub(crate) fn pod_peer(ns: &str, labels: Value) -> Peer {
     Peer::Pod {
         ns: ns.to_string(),
         labels,
@@ -536,7 +553,7 @@ fn port_matches(rule: &Value, port: u64, name: &str) -> bool {
 /// Whether traffic from `from` to `to` on TCP `port` (`name`) gets through the stack's network
 /// policies: allowed out of `from` (when it is one of the stack's pods) and into `to`. A pod no
 /// policy of a direction selects is open in that direction, as in Kubernetes.
-fn allowed(s: &Stack, from: &Peer, to: &Peer, port: u64, name: &str) -> bool {
+pub(crate) fn allowed(s: &Stack, from: &Peer, to: &Peer, port: u64, name: &str) -> bool {
     let policies: Vec<&stack::StackObject> = objects(s).filter(|o| o.reference.kind == "NetworkPolicy").collect();
     let direction = |pod: &Peer, other: &Peer, kind: &str, field: &str, peers: &str| -> bool {
         let Peer::Pod { ns, labels } = pod else { return true };
@@ -757,7 +774,17 @@ fn voice_ai_pulls_each_profiles_own_model_and_open_webui_defaults_to_it() {
         models.insert(p.to_string(), written.clone());
     }
     let distinct: BTreeSet<&String> = models.values().collect();
-    assert_eq!(distinct.len(), models.len(), "each profile its own model: {models:?}");
+    // The three original profiles each pull their own model; GPU tiers pull their VRAM plan's.
+    let originals: BTreeSet<&String> = ["laptop-8gb", "rtx-5090", "cpu-fallback"]
+        .iter()
+        .filter_map(|p| models.get(*p))
+        .collect();
+    assert_eq!(originals.len(), 3, "each original profile its own model: {models:?}");
+    for p in kstrap::profile::embedded().unwrap() {
+        if let Some(v) = &p.vram {
+            assert_eq!(models.get(&p.name), Some(&v.ollama.model), "{}", p.name);
+        }
+    }
     // The base manifest's model is one of them (what a profile without sizing gets).
     let base = env_of(find(&s, "Job", "ollama-model-pull").unwrap(), "pull", "MODEL").unwrap();
     assert!(distinct.contains(&base), "{base} vs {models:?}");
@@ -930,6 +957,8 @@ fn schema_problem(kind: &str, value: &Value) -> Result<(), String> {
         "Job" => round_trip::<batch::v1::Job>(value),
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(value),
         "Ingress" => round_trip::<networking::v1::Ingress>(value),
+        // No k8s-openapi type: checked against CloudNativePG's own CRD schema (databases.rs).
+        "Cluster" => crate::databases::cluster_schema_problem(value),
         other => Err(format!(
             "kind {other} is not in this test's list: add its k8s-openapi type"
         )),

@@ -60,13 +60,18 @@ impl Alone {
         let guard = cluster.exclusive();
         drop(built_in_cleanup(cluster));
         let mut cleanup = built_in_cleanup(cluster);
-        if profile == "rtx-5090" {
+        let replicas = kstrap::profile::embedded()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == profile && p.uses_gpu())
+            .map(|p| p.gpu.replicas.to_string());
+        if let Some(replicas) = replicas {
             cluster.node().set(|c| {
-                c.extended.insert("nvidia.com/gpu".into(), "4".into());
+                c.extended.insert("nvidia.com/gpu".into(), replicas.clone());
                 for (k, v) in [
                     ("nvidia.com/gpu.present", "true"),
                     ("nvidia.com/gpu.count", "1"),
-                    ("nvidia.com/gpu.replicas", "4"),
+                    ("nvidia.com/gpu.replicas", replicas.as_str()),
                 ] {
                     c.labels.insert(k.into(), v.into());
                 }
@@ -276,6 +281,39 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
         kstrap::stack::embedded_names().len() * profiles.len(),
         "{ready:?}"
     );
+}
+
+/// The voice AI stack sized for every GPU tier (one GPU of the tier's shares on the node
+/// stand-in) is applied by the real binary and becomes ready on the real control plane. One
+/// apply per tier, no re-run: the converge and stage-order checks above cover the machinery.
+#[test]
+fn voice_ai_becomes_ready_on_every_gpu_tier() {
+    let Some(cluster) = RealCluster::get("voice_ai_becomes_ready_on_every_gpu_tier") else {
+        return;
+    };
+    let base = kstrap::stack::load("voice-ai", None).unwrap();
+    let tiers: Vec<String> = kstrap::profile::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.vram.is_some() && p.name != "rtx-5090")
+        .map(|p| p.name)
+        .collect();
+    assert!(tiers.len() >= 6, "{tiers:?}");
+    for tier in &tiers {
+        let _alone = Alone::new(cluster, tier);
+        let run = Run::new(cluster.kubeconfig());
+        let args: Vec<String> = ["apply", "--stack", "voice-ai", "--profile", tier, "-o", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let started = std::time::Instant::now();
+        let out = run.kstrap(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "voice-ai on {tier}:\n{}", text(&out));
+        eprintln!("voice-ai on {tier}: ready in {:?}", started.elapsed());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stages = report["report"]["stages"].as_array().map(Vec::len);
+        assert_eq!(stages, Some(base.sized(tier).stages.len()), "{tier}");
+    }
 }
 
 /// Keys injected through the environment and a file: none of them may appear in any output,

@@ -203,6 +203,8 @@ async fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
         profile: Some("rtx-5090".into()),
         distro: Some(kstrap::distro::Distro::K3s),
         force: false,
+        model: None,
+        kept: None,
     };
     let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
     crate::gpu_e2e::apply(&g.client, &kstrap::gpu::gpu_objects(&facts, &sel)).await;

@@ -137,6 +137,14 @@ impl World {
         Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
     }
 
+    /// A host with a k3s node behind it, the cluster held exclusively (a stack with fixed
+    /// namespace names, or cluster-wide objects such as an operator's CRDs).
+    pub fn real_exclusive(test: &str) -> Option<World> {
+        let cluster = RealCluster::get(test)?;
+        let guard = cluster.exclusive();
+        Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
+    }
+
     /// [`World::real`] or [`World::real_k0s`] by distribution name.
     pub fn real_for(distro: &str, test: &str) -> Option<World> {
         match distro {
@@ -756,54 +764,6 @@ fn json_output_is_one_report_on_stdout_and_events_on_stderr() {
     assert_eq!(done.len(), report["steps"].as_array().unwrap().len());
 }
 
-#[test]
-fn join_command_prints_the_token_only_on_stdout() {
-    let Some(w) = World::real("join_command_prints_the_token_only_on_stdout") else {
-        return;
-    };
-    w.up_ok(&[]);
-    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("k3s agent --server https://10.0.0.5:6443 --token-file"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("K10fakeclustercafingerprint::server:fake-node-token"),
-        "{stdout}"
-    );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("fake-node-token"));
-    let out = w
-        .kstrap(&["join-command", "--address", "10.0.0.5", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!({
-            "distro": "k3s",
-            "server_url": "https://10.0.0.5:6443",
-            "token": "K10fakeclustercafingerprint::server:fake-node-token"
-        })
-    );
-}
-
-#[test]
-fn k0s_join_command_asks_k0s_for_a_worker_token() {
-    let Some(w) = World::real_k0s("k0s_join_command_asks_k0s_for_a_worker_token") else {
-        return;
-    };
-    w.up_ok(&["--distro", "k0s"]);
-    w.host.take_log();
-    let out = w.kstrap(&["join-command", "--address", "10.0.0.5"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(w.host.take_log(), strs(&["k0s token create --role=worker"]));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("fake-k0s-worker-token-H4sIAAAA"), "{stdout}");
-    assert!(stdout.contains("k0s install worker --token-file"), "{stdout}");
-}
-
 mod wait {
     //! `WaitCluster` alone: what the timeout message says when each part does not answer. A
     //! node that has not registered while the API server is ready is played by the fault proxy
@@ -978,9 +938,10 @@ fn a_cluster_that_never_answers_times_out_with_exit_4_and_is_undone() {
 }
 
 /// The whole `up`, stack phase included: the cluster comes up, the stack is applied by the same
-/// engine as `kstrap apply` (with its generated secret), and a re-run on the converged host
-/// converges: every step reports unchanged and the API server gets not one mutating request
-/// (POST, PUT, PATCH, DELETE), counted at the fault proxy.
+/// engine as `kstrap apply` (with its generated secret), the stack's checks are verified, and a
+/// re-run on the converged host converges: every step reports unchanged, it verifies again, and
+/// the API server gets not one mutating request (POST, PUT, PATCH, DELETE) but the verification
+/// Job's own (the previous one deleted, a new one created), counted at the fault proxy.
 #[test]
 fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     let Some(w) = World::proxied("up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request") else {
@@ -991,6 +952,13 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     cleanup.unique_namespace(&name).applyset_parent(&name);
     let node_port = 30000 + (std::process::id() % 2700) as u16;
     let stacks = tiny_stack_named(&name, node_port);
+    // The stack declares a check; the node stand-in plays the checker (check.sh's report).
+    let stack_yaml = stacks.path().join(&name).join("stack.yaml");
+    let mut yaml = std::fs::read_to_string(&stack_yaml).unwrap();
+    yaml.push_str("verify:\n  checker: sh\n  image: busybox:1.37.0\n  timeout_s: 30\n  http:\n    - {service: app, port: 80, path: /}\n");
+    std::fs::write(&stack_yaml, yaml).unwrap();
+    let prefix = format!("{}-", kstrap::verify::NAME);
+    w.cluster().node().handle().script_output(&name, &prefix, 0, r#"{"links":[{"name":"health","service":"app","status":"ok","sent":"GET http://app:80/","got":"HTTP/1.1 200 OK","ms":7}]}"#);
     let run = |json: bool| {
         let extra: &[&str] = if json { &["-o", "json"] } else { &[] };
         let a = stack_up_args_for(&w, &stacks, &name, "cpu-fallback", extra);
@@ -1007,6 +975,8 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         "Ready: app".to_string(),
         format!("http://127.0.0.1:{node_port}/  (NodePort; on this machine http://localhost:{node_port}/)"),
         "Try: kubectl --context kstrap".to_string(),
+        format!("Verification of {name}: works"),
+        "ok          app: health, 7 ms".to_string(),
     ] {
         assert!(summary.contains(&want), "{want:?} missing from the summary:\n{summary}");
     }
@@ -1040,7 +1010,17 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
-    let mutations: Vec<String> = proxy.mutating_requests().iter().map(ToString::to_string).collect();
+    let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
+    let (verification, mutations): (Vec<String>, Vec<String>) = proxy
+        .mutating_requests()
+        .iter()
+        .map(ToString::to_string)
+        .partition(|m| {
+            m.starts_with(&format!("DELETE {jobs}?"))
+                || *m == format!("POST {jobs}")
+                || m.starts_with(&format!("POST {jobs}?"))
+        });
+    assert_eq!(verification.len(), 2, "the re-run verified again: {verification:?}");
     assert!(
         mutations.is_empty(),
         "a converged re-run sent {} mutating request(s):\n{}",
@@ -1071,6 +1051,8 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
         "{summary}"
     );
     assert_eq!(summary["workloads"][0]["name"], "app", "{summary}");
+    assert_eq!(summary["verification"]["ok"], true, "{summary}");
+    assert_eq!(summary["verification"]["links"][0]["service"], "app", "{summary}");
     let stages: Vec<&str> = summary["stages"]
         .as_array()
         .unwrap()

@@ -56,6 +56,8 @@ fn selection(
         profile: Some(profile_name.into()),
         distro: Some(distro),
         force: false,
+        model: None,
+        kept: None,
     };
     let sel = select(&facts, &profiles, &overrides).expect("profile fits the fixture");
     (facts, sel)
@@ -80,6 +82,11 @@ fn chart_objects() -> Vec<(String, Value)> {
             }
         }
         let (_, sel) = selection(fixture("rtx5090-96gb"), "rtx-5090", distro);
+        for o in kstrap::addons::cnpg::objects(distro, &sel) {
+            if o["kind"] == "HelmChart" || o["kind"] == "Chart" {
+                out.push((format!("cloudnative-pg chart ({distro})"), o));
+            }
+        }
         for o in kstrap::addons::monitoring::objects(distro, &sel) {
             if o["kind"] == "HelmChart" || o["kind"] == "Chart" {
                 out.push((format!("monitoring chart {} ({distro})", o["metadata"]["name"]), o));
@@ -368,7 +375,8 @@ fn images_in(value: &Value, out: &mut BTreeSet<String>) {
         Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
-                    ("image", Value::String(s)) => {
+                    // A CloudNativePG Cluster's PostgreSQL image.
+                    ("image" | "imageName", Value::String(s)) => {
                         out.insert(s.clone());
                     }
                     _ => images_in(v, out),
@@ -448,7 +456,7 @@ fn deployable_images() -> BTreeSet<String> {
         }
     }
     out.insert(kstrap::gpu::VERIFY_IMAGE.to_string());
-    for chart in ["gpu-operator", "prometheus", "grafana"] {
+    for chart in ["gpu-operator", "prometheus", "grafana", "cloudnative-pg"] {
         out.extend(chart_images(chart));
     }
     // Images the user names are exempt.

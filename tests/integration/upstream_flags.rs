@@ -57,6 +57,14 @@ fn cluster_settings(distro: Distro) -> Vec<(String, ClusterSettings)> {
 
 fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> {
     let version = distro.default_version();
+    // Ranges moved off the defaults and SELinux on: every key kstrap can write is written.
+    let network = kstrap::distro::network::ClusterNetwork {
+        pod_cidr: "172.30.0.0/16".into(),
+        service_cidr: "172.31.0.0/16".into(),
+        is_default: false,
+        reason: "a route overlaps the defaults".into(),
+        conflicts: Vec::new(),
+    };
     let ctx = DistroContext {
         distro,
         version: &version,
@@ -67,6 +75,10 @@ fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> 
         cluster,
         kubeconfig_dest: "/home/ada/.kube/config",
         wait_timeout_s: 300,
+        network: &network,
+        node_addresses: &[],
+        proxy: None,
+        selinux: true,
     };
     distro::host_steps(&ctx).unwrap_or_else(|e| panic!("{distro} {profile}: {e}"))
 }
@@ -371,4 +383,52 @@ fn open_webui_downloads_nothing_at_start() {
         }
     }
     assert!(checked >= 6, "{checked} combinations");
+}
+
+/// What `kstrap join` writes for a worker: the k3s agent's config.yaml keys are `k3s agent`
+/// flags, and `k0s install worker`'s arguments are that command's flags.
+#[test]
+fn worker_config_and_install_use_upstream_flags() {
+    use kstrap::distro::worker::{self, WorkerContext};
+    let labels = vec!["kstrap.dev/role=worker".to_string()];
+    for distro in [Distro::K3s, Distro::K0s] {
+        let version = distro.default_version();
+        let ctx = WorkerContext {
+            distro,
+            version: &version,
+            arch: "x86_64",
+            mirror: distro::DEFAULT_MIRROR,
+            airgap: None,
+            server: "https://10.0.0.2:6443",
+            token_source: "/root/kstrap-join-token",
+            node_name: "gpu-box",
+            labels: &labels,
+            gpus: 1,
+            wait_timeout_s: 300,
+            gpu_timeout_s: 600,
+        };
+        match distro {
+            Distro::K3s => {
+                let agent = names("k3s/agent-flags.txt");
+                let config: serde_json::Value =
+                    serde_saphyr::from_str(&worker::k3s_agent_config(&ctx).unwrap()).unwrap();
+                let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+                assert_eq!(keys.len(), 4, "{keys:?}");
+                for k in keys {
+                    assert!(agent.contains(k), "config key {k:?} is not a k3s agent flag");
+                }
+            }
+            Distro::K0s => {
+                let install = names("k0s/install-worker-flags.txt");
+                let args = worker::k0s_install_args(&ctx);
+                assert_eq!(args[..2], ["install".to_string(), "worker".to_string()]);
+                for flag in flags_in(&args) {
+                    assert!(
+                        install.contains(&flag),
+                        "--{flag} is not a flag of `k0s install worker`"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -63,6 +63,11 @@ pub enum Item {
     },
     /// After unit files went: systemd forgets the unit.
     DaemonReload,
+    /// Undo a firewall rule `up --open-firewall` added (`distro::firewall::close`).
+    CloseFirewall {
+        program: String,
+        args: Vec<String>,
+    },
     /// A folder the distribution's uninstall removes that kstrap does not record.
     Tree(String),
     /// A recorded data folder, less the files kept in it.
@@ -114,6 +119,9 @@ impl Item {
             Item::File(p) => format!("remove {p}"),
             Item::Keep { path, why } => format!("keep {path}: {why}"),
             Item::DaemonReload => "reload systemd".into(),
+            Item::CloseFirewall { program, args } => {
+                format!("remove the firewall rule kstrap added: {program} {}", args.join(" "))
+            }
             Item::Tree(p) => format!("remove {p}"),
             Item::DataDir { path, keep } if keep.is_empty() => format!("remove data folder {path}"),
             Item::DataDir { path, keep } => format!("remove data folder {path} (keeping {})", keep.join(", ")),
@@ -218,7 +226,7 @@ fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
     let u = state.distro.uninstall();
     match item {
         Item::StopService { distro, unit, reset } => {
-            let paths = distro.paths();
+            let paths = distro.paths_for(state.role);
             if *distro == Distro::K0s && host.exists(paths.binary) {
                 // `k0s stop` fails when it is not running; that is fine here.
                 let _ = cmd(host, paths.binary, &["stop"]);
@@ -269,6 +277,10 @@ fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
             // Not kstrap's any more: the state stops naming it.
             state.files.remove(path);
             state.data_dirs.retain(|d| d != path);
+        }
+        Item::CloseFirewall { program, args } => {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cmd(host, program, &args)?;
         }
         Item::DaemonReload => {
             cmd(host, "systemctl", &["daemon-reload"])?;

@@ -18,20 +18,27 @@ use crate::exec::state::{self, State};
 
 /// The folders and files the distribution's uninstall removes, and the files kstrap installs for
 /// it: the only places `down` deletes from.
-fn allowed(distro: Distro) -> (Vec<&'static str>, Vec<&'static str>) {
-    let u = distro.uninstall();
-    let p = distro.paths();
+fn allowed(state: &State) -> (Vec<&'static str>, Vec<&'static str>) {
+    let u = state.distro.uninstall();
+    let p = state.paths();
     let trees = u.trees.iter().map(|(t, _)| *t).collect();
     let mut files: Vec<&str> = u.files.to_vec();
     files.extend([p.binary, p.config, p.unit_file]);
     files.extend(p.env_file);
+    // A worker's unit and environment file are removed as the agent's uninstall script removes
+    // them (install.sh: `FILE_K3S_SERVICE`, `FILE_K3S_ENV` of `k3s-agent`; `k0s reset` uninstalls
+    // the `k0sworker` service too), and the token file kstrap copied goes with them.
+    if state.role == crate::distro::worker::Role::Worker {
+        files.push(crate::distro::worker::token_file(state.distro));
+    }
+    files.extend(state.distro.extra_files());
     (trees, files)
 }
 
 /// Why the state file cannot be acted on: every bad entry, one per line.
 pub fn check(host: &Host, state: &State) -> Result<(), String> {
-    let (trees, files) = allowed(state.distro);
-    let paths = state.distro.paths();
+    let (trees, files) = allowed(state);
+    let paths = state.paths();
     let mut bad: Vec<String> = Vec::new();
     let mut entry = |field: &str, value: &str, why: String| {
         bad.push(format!("  - {field}: {value:?} {why}"));
@@ -224,6 +231,18 @@ pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownE
     }
     if st.files.keys().any(|f| is_unit(f)) || st.pending.contains(RELOAD) {
         out.push(Item::DaemonReload);
+    }
+    // The firewall rules `up --open-firewall` added, undone in reverse order (the step id names
+    // the firewall: `firewall-ufw-1`, `firewall-firewalld-2`).
+    for (id, args) in st.commands.iter().rev() {
+        let program = match id.strip_prefix(crate::distro::firewall::STEP_PREFIX) {
+            Some(rest) if rest.starts_with("ufw-") => "ufw",
+            Some(rest) if rest.starts_with("firewalld-") => "firewall-cmd",
+            _ => continue,
+        };
+        if let Some((program, args)) = crate::distro::firewall::close(program, args) {
+            out.push(Item::CloseFirewall { program, args });
+        }
     }
     if !keep_data {
         // The uninstall script's order: /etc/rancher/k3s, /run/k3s, /run/flannel, the data dir,

@@ -119,7 +119,7 @@ pub async fn client_from(kubeconfig: Option<&Path>, context: Option<&str>) -> Re
             _ => Vec::new(),
         },
     };
-    let config = if files.is_empty() {
+    let mut config = if files.is_empty() {
         ::kube::Config::from_kubeconfig(&options)
             .await
             .map_err(|e| err(kubeconfig_message(&e)))?
@@ -139,6 +139,7 @@ pub async fn client_from(kubeconfig: Option<&Path>, context: Option<&str>) -> Re
             .await
             .map_err(|e| err(kubeconfig_message(&e)))?
     };
+    crate::kube::bypass_proxy(&mut config);
     ::kube::Client::try_from(config).map_err(|e| err(format!("cannot build a client: {e}")))
 }
 

@@ -37,6 +37,9 @@ fn stack(objects: Vec<StackObject>) -> Stack {
         distros: Default::default(),
         secrets: Vec::new(),
         images: Vec::new(),
+        namespaces: Vec::new(),
+        databases: Vec::new(),
+        verify: None,
     }
 }
 

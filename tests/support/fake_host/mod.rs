@@ -8,8 +8,13 @@
 //! active) as marker files in `FAKE_HOST_STATE`. Starting `k3s.service` writes the kubeconfig
 //! from `FAKE_HOST_KUBECONFIG` (the real control plane's, or a port that never answers) to
 //! `<root>/etc/rancher/k3s/k3s.yaml` and a node token, as k3s does; starting
-//! `k0scontroller.service` writes `<root>/var/lib/k0s/pki/admin.conf`. `k0s install controller`
+//! `k0scontroller.service` writes `<root>/var/lib/k0s/pki/admin.conf`. A worker's
+//! `k3s-agent.service` writes the same kubeconfig as the kubelet's
+//! (`<root>/var/lib/rancher/k3s/agent/kubelet.kubeconfig`, with `FAKE_HOST_AGENT_CA` copied to
+//! `server-ca.crt` beside it when set), `k0sworker.service` as `<root>/var/lib/k0s/kubelet.conf`;
+//! `k0s install worker` writes `k0sworker.service`. `k0s install controller`
 //! writes the unit file, `k0s reset` removes k0s's data, `k0s token create` prints a token.
+//! `ufw` and `firewall-cmd` only record their argv.
 //! `FAKE_HOST_FAIL` = an argv prefix ("systemctl enable --now") makes that command fail.
 //! Only these scripts read the `FAKE_HOST_*` variables.
 //!
@@ -49,6 +54,15 @@ start_unit() {
       mkdir -p "$root/var/lib/k0s/pki" "$root/run/k0s"
       cp "$FAKE_HOST_KUBECONFIG" "$root/var/lib/k0s/pki/admin.conf"
       chmod 600 "$root/var/lib/k0s/pki/admin.conf";;
+    k3s-agent.service)
+      mkdir -p "$root/var/lib/rancher/k3s/agent"
+      [ -n "$FAKE_HOST_AGENT_CA" ] && cp "$FAKE_HOST_AGENT_CA" "$root/var/lib/rancher/k3s/agent/server-ca.crt"
+      cp "$FAKE_HOST_KUBECONFIG" "$root/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+      chmod 600 "$root/var/lib/rancher/k3s/agent/kubelet.kubeconfig";;
+    k0sworker.service)
+      mkdir -p "$root/var/lib/k0s" "$root/run/k0s"
+      cp "$FAKE_HOST_KUBECONFIG" "$root/var/lib/k0s/kubelet.conf"
+      chmod 600 "$root/var/lib/k0s/kubelet.conf";;
   esac
   touch "$st/active-$1"
 }
@@ -112,9 +126,10 @@ const K0S: &str = r#"
 case "$1" in
   install)
     mkdir -p "$root/etc/systemd/system"
+    role="$2"
     shift 2
-    printf '[Service]\nExecStart=/usr/local/bin/k0s controller %s\n' "$*" > "$root/etc/systemd/system/k0scontroller.service"
-    touch "$st/enabled-k0scontroller.service";;
+    printf '[Service]\nExecStart=/usr/local/bin/k0s %s %s\n' "$role" "$*" > "$root/etc/systemd/system/k0s$role.service"
+    touch "$st/enabled-k0s$role.service";;
   start) start_unit k0scontroller.service;;
   stop) rm -f "$st/active-k0scontroller.service";;
   reset)
@@ -163,6 +178,9 @@ impl FakeHost {
         script(&bin.join("k0s"), K0S);
         script(&bin.join("k3s"), "exit 0\n");
         script(&bin.join("modprobe"), "exit 0\n");
+        // ufw and firewall-cmd only record their argv (the log is the firewall's state here).
+        script(&bin.join("ufw"), "exit 0\n");
+        script(&bin.join("firewall-cmd"), "exit 0\n");
         script(&bin.join("ps"), PS);
         script(&bin.join("kill"), KILL);
         script(&bin.join("umount"), UMOUNT);

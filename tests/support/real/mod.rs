@@ -26,6 +26,7 @@
 pub mod background;
 pub mod controllers;
 pub mod node;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -37,6 +37,11 @@
 //! - **Programs that a controller stand-in plays** can be told to fail: [`NodeHandle::script_exit`]
 //!   makes the containers of pods with a name prefix exit with a code (a `helm install` that
 //!   cannot find its chart, a GPU toolkit that cannot configure containerd).
+//!   [`NodeHandle::script_output`] also says what the program writes to its
+//!   `terminationMessagePath`: the kubelet reports that file's content (at most 4096 bytes) as
+//!   `state.terminated.message`, exit code 0 or not
+//!   (pkg/kubelet/kuberuntime/kuberuntime_container.go `getTerminationMessage`, v1.36); a test
+//!   plays kstrap's verification checker this way, with the report the real script wrote.
 //! - **Image name conventions** choose other outcomes (they stand for what a runtime would meet):
 //!   an image under `kstrap.invalid/` or with `pull-error` in its name cannot be pulled
 //!   (`ErrImagePull`, then `ImagePullBackOff`, pkg/kubelet/images/types.go); `crash-loop` exits 1
@@ -121,7 +126,7 @@ pub struct NodeStandIn {
 
 /// Exit codes that programs in pods will end with, decided by a controller stand-in that plays
 /// the program (a `helm install` that cannot find its chart): `(namespace, pod name prefix, code)`.
-type Scripts = Arc<Mutex<Vec<(String, String, i32)>>>;
+type Scripts = Arc<Mutex<Vec<(String, String, i32, Option<String>)>>>;
 
 /// What the controller stand-ins use to change the node from their own runtime (a device plugin
 /// registering `nvidia.com/gpu`, the toolkit adding containerd's `nvidia` runtime).
@@ -150,16 +155,26 @@ impl NodeHandle {
 
     /// Containers of pods in `namespace` whose name starts with `prefix` exit with `code`.
     pub fn script_exit(&self, namespace: &str, prefix: &str, code: i32) {
+        self.script(namespace, prefix, code, None);
+    }
+
+    /// Containers of pods in `namespace` whose name starts with `prefix` write `message` to their
+    /// termination-message file and exit with `code` (0: the pod Succeeds).
+    pub fn script_output(&self, namespace: &str, prefix: &str, code: i32, message: &str) {
+        self.script(namespace, prefix, code, Some(message.to_string()));
+    }
+
+    fn script(&self, namespace: &str, prefix: &str, code: i32, message: Option<String>) {
         if let Ok(mut s) = self.scripts.lock() {
-            s.retain(|(ns, p, _)| !(ns == namespace && p == prefix));
-            s.push((namespace.to_string(), prefix.to_string(), code));
+            s.retain(|(ns, p, _, _)| !(ns == namespace && p == prefix));
+            s.push((namespace.to_string(), prefix.to_string(), code, message));
         }
     }
 
     /// Forgets what [`NodeHandle::script_exit`] said for `namespace`/`prefix`.
     pub fn unscript(&self, namespace: &str, prefix: &str) {
         if let Ok(mut s) = self.scripts.lock() {
-            s.retain(|(ns, p, _)| !(ns == namespace && p == prefix));
+            s.retain(|(ns, p, _, _)| !(ns == namespace && p == prefix));
         }
     }
 }
@@ -676,11 +691,21 @@ fn image_id(image: &str) -> String {
 }
 
 /// The exit code a controller stand-in scripted for this pod's programs, if any.
-fn scripted(scripts: &Scripts, ns: &str, name: &str) -> Option<i32> {
+fn scripted(scripts: &Scripts, ns: &str, name: &str) -> Option<(i32, Option<String>)> {
     let s = scripts.lock().ok()?;
     s.iter()
-        .find(|(sns, prefix, _)| sns == ns && name.starts_with(prefix.as_str()))
-        .map(|(_, _, code)| *code)
+        .find(|(sns, prefix, _, _)| sns == ns && name.starts_with(prefix.as_str()))
+        .map(|(_, _, code, message)| (*code, message.clone()))
+}
+
+/// What the kubelet reports of a termination-message file: its first 4096 bytes
+/// (kuberuntime_container.go `maxMsgSize`).
+fn termination_message(message: &str) -> String {
+    let mut end = message.len().min(4096);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_string()
 }
 
 async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>, scripts: Scripts) {
@@ -768,8 +793,16 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
     for c in &spec.containers {
         let image = c.image.clone().unwrap_or_default();
         let cid = container_id(&uid, &c.name);
-        let mut fate = scripted(&scripts, &ns, &name)
-            .map(Fate::Exits)
+        let script = scripted(&scripts, &ns, &name);
+        let message = script.as_ref().and_then(|(_, m)| m.as_deref()).map(termination_message);
+        let mut fate = script
+            .map(|(code, _)| match code {
+                0 => Fate::Runs {
+                    ready: true,
+                    delay: Duration::ZERO,
+                },
+                code => Fate::Exits(code),
+            })
             .or_else(|| image_fate(&image))
             .unwrap_or(Fate::Runs {
                 ready: true,
@@ -782,7 +815,7 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
                 event: Some(("Failed".into(), format!("Error: {msg}"))),
             };
         }
-        let st = match &fate {
+        let mut st = match &fate {
             Fate::Runs { ready, delay } => {
                 all_ready &= *ready;
                 longest = longest.max(*delay);
@@ -836,6 +869,11 @@ async fn run_pod(client: kube::Client, pod: Pod, config: Arc<Mutex<NodeConfig>>,
                        "state": {"waiting": {"reason": reason, "message": message}}})
             }
         };
+        for state in ["state", "lastState"] {
+            if let (Some(m), true) = (&message, st[state]["terminated"].is_object()) {
+                st[state]["terminated"]["message"] = json!(m);
+            }
+        }
         statuses.push(st);
     }
     let mut status = if waiting {

@@ -29,6 +29,8 @@
 //!   `userKey`/`passwordKey` (else the chart's own Secret), the container image from `image.*` and
 //!   `global.imageRegistry` (`templates/_pod.tpl`; so a values override such as a HelmChartConfig
 //!   can point it at an image the node stand-in cannot pull or never makes ready).
+//! - `cloudnative-pg` 0.29.0 from `https://cloudnative-pg.github.io/charts` (cloudnative-pg/charts
+//!   tag cloudnative-pg-v0.29.0, appVersion 1.30.0): see [`super::cnpg`].
 //!
 //! Anything else fails as Helm fails to find it: a repository URL that is not one of these
 //! (`looks like "URL" is not a valid chart repository or cannot be reached`) or a chart or
@@ -68,7 +70,13 @@ pub const GRAFANA: Known = Known {
     version: "11.6.1",
     app_version: "12.4.3",
 };
-const KNOWN: [Known; 3] = [GPU_OPERATOR, PROMETHEUS, GRAFANA];
+pub const CLOUDNATIVE_PG: Known = Known {
+    repo: "https://cloudnative-pg.github.io/charts",
+    chart: "cloudnative-pg",
+    version: "0.29.0",
+    app_version: "1.30.0",
+};
+const KNOWN: [Known; 4] = [GPU_OPERATOR, PROMETHEUS, GRAFANA, CLOUDNATIVE_PG];
 
 /// Helm's chart lookup: the repository must answer, and have that chart at that version.
 pub fn lookup(repo: &str, chart: &str, version: &str) -> Result<Known, String> {
@@ -143,6 +151,10 @@ pub async fn install(
             super::install_crds(client).await?;
         }
     }
+    if known == CLOUDNATIVE_PG && super::cnpg::creates_crds(values) {
+        // The chart's CRDs are templates (`templates/crds/crds.yaml`): applied on every install.
+        super::cnpg::install_crd(client).await?;
+    }
     let mut workloads = Vec::new();
     for obj in &objects {
         super::super::apply_json(client, obj, "helm")
@@ -201,6 +213,8 @@ fn render(known: Known, release: &str, ns: &str, user: &Value) -> Vec<Value> {
         super::gpu_chart::render_chart(release, ns, user)
     } else if known == PROMETHEUS {
         prometheus(release, ns, user)
+    } else if known == CLOUDNATIVE_PG {
+        super::cnpg::render_chart(release, ns, user)
     } else {
         grafana(release, ns, user)
     }

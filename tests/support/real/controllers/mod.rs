@@ -14,12 +14,15 @@
 //! - [`gpu_operator`]: the GPU operator v26.3.2's ClusterPolicy reconciler (node labels, the
 //!   `nvidia` RuntimeClass, operand DaemonSets, status) and what its operands and NFD do on the
 //!   node (labels, containerd's `nvidia` runtime, `nvidia.com/gpu` = GPUs × replicas after a
-//!   device-plugin start).
+//!   device-plugin start);
+//! - [`cnpg`]: the CloudNativePG operator v1.30.0's Cluster reconciler (the `<name>-app` Secret,
+//!   Services, instance PVCs and pods, status and the Ready condition).
 //!
 //! The CRDs are upstream's own (`tests/fixtures/upstream/`, each with its SOURCE), installed with
 //! server-side apply and never deleted: every test of the process shares them.
 
 pub mod charts;
+pub mod cnpg;
 pub mod gpu_chart;
 pub mod gpu_operands;
 pub mod gpu_operator;
@@ -60,6 +63,7 @@ pub fn start(kubeconfig: &Path, node: NodeHandle) -> Result<(), String> {
                     helm_controller::run(client.clone(), node.clone()),
                     k0s_charts::run(client.clone()),
                     gpu_operator::run(client.clone(), node.clone()),
+                    cnpg::run(client.clone()),
                 );
             };
             Ok(((), work))
