@@ -21,11 +21,20 @@ struct Rules {
 }
 
 fn rules() -> Rules {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/upstream/k8s-device-plugin/config-v1-sharing.txt");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream/k8s-device-plugin/config-v1-sharing.txt");
     let text = std::fs::read_to_string(&path).expect("device plugin config fixture");
-    let mut r = Rules { fields: BTreeSet::new(), required: Vec::new(), min: Vec::new(), ignored: Vec::new() };
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    let mut r = Rules {
+        fields: BTreeSet::new(),
+        required: Vec::new(),
+        min: Vec::new(),
+        ignored: Vec::new(),
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["field", p] => {
@@ -46,7 +55,11 @@ fn walk(v: &Value, path: &str, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(child, &p, out);
             }
         }
@@ -115,7 +128,9 @@ fn violations(config: &Value, r: &Rules) -> Vec<String> {
                 let Some(rename) = item.get("rename") else { continue };
                 let default = format!("{}.shared", item["name"].as_str().unwrap_or_default());
                 if !(by_default && rename == default.as_str()) {
-                    out.push(format!("sharing.{mode}.resources[].rename: {rename} is ignored by the plugin"));
+                    out.push(format!(
+                        "sharing.{mode}.resources[].rename: {rename} is ignored by the plugin"
+                    ));
                 }
             }
         }
@@ -141,7 +156,10 @@ fn every_rendered_config_is_one_the_pinned_plugin_applies_as_written() {
             for rename_by_default in [false, true] {
                 let config = config_text(&time_slicing_config(replicas, sharing, rename_by_default));
                 let bad = violations(&config, &r);
-                assert!(bad.is_empty(), "{sharing:?} ×{replicas} rename {rename_by_default}: {bad:?}");
+                assert!(
+                    bad.is_empty(),
+                    "{sharing:?} ×{replicas} rename {rename_by_default}: {bad:?}"
+                );
             }
         }
     }
@@ -193,13 +211,55 @@ fn per_gpu_names_and_bad_configs_are_caught() {
     assert!(violations(&by_default, &r).is_empty());
     // Refused by the plugin: one replica, a missing name, an empty list, an unknown field.
     for (config, why) in [
-        (json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [{ "name": "nvidia.com/gpu", "replicas": 1 }] }}}), "minimum"),
-        (json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [{ "replicas": 2 }] }}}), "resources[].name"),
-        (json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [] }}}), "empty"),
-        (json!({ "version": "v1", "sharing": { "timeSlicing": { "replica": 2, "resources": [{ "name": "nvidia.com/gpu", "replicas": 2 }] }}}), "not a field"),
+        (
+            json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [{ "name": "nvidia.com/gpu", "replicas": 1 }] }}}),
+            "minimum",
+        ),
+        (
+            json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [{ "replicas": 2 }] }}}),
+            "resources[].name",
+        ),
+        (
+            json!({ "version": "v1", "sharing": { "timeSlicing": { "resources": [] }}}),
+            "empty",
+        ),
+        (
+            json!({ "version": "v1", "sharing": { "timeSlicing": { "replica": 2, "resources": [{ "name": "nvidia.com/gpu", "replicas": 2 }] }}}),
+            "not a field",
+        ),
         (json!({ "sharing": {} }), "version"),
     ] {
         let bad = violations(&config, &r);
         assert!(bad.iter().any(|b| b.contains(why)), "{config}: want {why}, got {bad:?}");
     }
+}
+
+#[test]
+fn unequal_gpus_are_budgeted_on_the_smaller_one() {
+    // Any share may be any GPU's (nothing pins placement), so the budget must hold on the
+    // smallest GPU: with one of two 24 GB cards replaced by a 16 GB one, the 16 GB card decides.
+    let profiles = profile::embedded().expect("embedded profiles");
+    let mut f = facts("two-24gb-gpus");
+    let equal = profile::select(&f, &profiles, &Overrides::default()).expect("selection");
+    let sixteen = 16 * 1024 * 1024 * 1024_u64;
+    f.gpus[1].memory_total_bytes = sixteen;
+    f.gpus[1].memory_free_bytes = sixteen - 512 * 1024 * 1024;
+    let unequal = profile::select(&f, &profiles, &Overrides::default()).expect("selection");
+    let b = unequal.vram_budget.as_ref().expect("a VRAM budget");
+    assert_eq!(b.vram_bytes, sixteen, "{b:?}");
+    assert!(b.gpu.starts_with("1 "), "budget for GPU {}", b.gpu);
+    assert!(b.fits && b.used_bytes + b.min_headroom_bytes <= sixteen, "{b:?}");
+    assert_eq!(unequal.gpus, vec![0, 1], "both GPUs stay in use");
+    assert_eq!(equal.profile.name, "gpu-24gb");
+    assert_eq!(unequal.profile.name, "gpu-16gb", "the smaller card sets the tier");
+    let why = unequal
+        .rejected
+        .iter()
+        .find(|r| r.profile == "gpu-24gb")
+        .expect("gpu-24gb rejected");
+    assert!(
+        why.reason.contains("GPU 1") && why.reason.contains("any of them"),
+        "{}",
+        why.reason
+    );
 }
