@@ -14,6 +14,8 @@ pub mod verify;
 pub mod wait;
 
 #[cfg(test)]
+mod plugin_config_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use objects::{

@@ -74,6 +74,12 @@ struct ReplicatedResource {
 /// `rename_by_default` the shares are advertised as `nvidia.com/gpu.shared` instead of
 /// `nvidia.com/gpu`; kstrap keeps it `false` so workloads and the readiness check use the plain
 /// name. `Sharing::None` gives a config without a `sharing` section: one pod per GPU.
+///
+/// One resource for every GPU of the node, never per-GPU `rename` / `devices`: the device
+/// plugin the operator ships (NVIDIA/k8s-device-plugin v0.19.2) resets both when it loads the
+/// config (`DisableResourceNamingInConfig`, `api/config/v1/config.go` and `replicas.go`), so
+/// placement per GPU cannot be configured; the VRAM budget covers any placement instead
+/// (profiles/README.md, "More than one GPU").
 pub fn time_slicing_config(replicas: u32, sharing: Sharing, rename_by_default: bool) -> Value {
     let resources = |replicas| ReplicatedResources {
         rename_by_default,

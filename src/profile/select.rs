@@ -246,6 +246,21 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
                 g.count,
                 human_gib(g.vram_gib)
             ));
+        } else if gpus.len() < usable.len() {
+            // The device plugin shares every GPU of the node under one resource name and cannot
+            // be told to leave one out or to name GPUs apart (NVIDIA/k8s-device-plugin v0.19.2,
+            // `DisableResourceNamingInConfig` in api/config/v1/config.go resets `devices` and
+            // `rename`): any share may land on any usable GPU, so the tier must fit all of them.
+            let left_out: Vec<String> = usable
+                .iter()
+                .filter(|x| !gpus.iter().any(|y| y.index == x.index))
+                .map(|x| format!("GPU {} {} {}", x.index, x.name, human_bytes(x.memory_total_bytes)))
+                .collect();
+            shortfalls.push(format!(
+                "every GPU of the node is shared and a share may land on any of them; {} does not hold this tier (≥ {} VRAM and its budget)",
+                left_out.join(", "),
+                human_gib(g.vram_gib)
+            ));
         } else {
             let list: Vec<String> = gpus
                 .iter()
