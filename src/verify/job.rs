@@ -44,7 +44,10 @@ pub fn job(stack: &str, namespace: &str, r: &Resolved) -> Value {
                         "command": command,
                         "env": env,
                         // The report is the termination message; if the checker dies before it
-                        // writes one, the kubelet takes the end of its output instead.
+                        // writes one, the kubelet takes the end of its output instead. The kubelet
+                        // bind-mounts /dev/termination-log from a host file it chmods to 0666
+                        // (kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go,
+                        // `makeMounts`), so uid 65532 may write it under a read-only root.
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {
                             "requests": {"cpu": "10m", "memory": "32Mi"},
