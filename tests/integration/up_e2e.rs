@@ -136,14 +136,6 @@ impl World {
         Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
     }
 
-    /// A host with a k3s node behind it, the cluster held exclusively (a stack with fixed
-    /// namespace names, or cluster-wide objects such as an operator's CRDs).
-    pub fn real_exclusive(test: &str) -> Option<World> {
-        let cluster = RealCluster::get(test)?;
-        let guard = cluster.exclusive();
-        Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
-    }
-
     /// [`World::real`] or [`World::real_k0s`] by distribution name.
     pub fn real_for(distro: &str, test: &str) -> Option<World> {
         match distro {
@@ -978,8 +970,11 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
     let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
-    let (verification, mutations): (Vec<String>, Vec<String>) =
-        proxy.mutating_requests().iter().map(ToString::to_string).partition(|m| {
+    let (verification, mutations): (Vec<String>, Vec<String>) = proxy
+        .mutating_requests()
+        .iter()
+        .map(ToString::to_string)
+        .partition(|m| {
             m.starts_with(&format!("DELETE {jobs}?"))
                 || *m == format!("POST {jobs}")
                 || m.starts_with(&format!("POST {jobs}?"))
