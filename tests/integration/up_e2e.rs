@@ -137,14 +137,6 @@ impl World {
         Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
     }
 
-    /// A host with a k3s node behind it, the cluster held exclusively (a stack with fixed
-    /// namespace names, or cluster-wide objects such as an operator's CRDs).
-    pub fn real_exclusive(test: &str) -> Option<World> {
-        let cluster = RealCluster::get(test)?;
-        let guard = cluster.exclusive();
-        Some(World::on(cluster, guard, cluster.kubeconfig_yaml(), None))
-    }
-
     /// [`World::real`] or [`World::real_k0s`] by distribution name.
     pub fn real_for(distro: &str, test: &str) -> Option<World> {
         match distro {
