@@ -406,7 +406,10 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
         // A worker joins the ranges the server chose; what this machine's routes say of them.
         network: {
             let mut n = crate::distro::network::choose(distro, &facts.network);
-            n.reason = format!("a worker uses the server's ranges; checked against this machine's routes: {}", n.reason);
+            n.reason = format!(
+                "a worker uses the server's ranges; checked against this machine's routes: {}",
+                n.reason
+            );
             n
         },
         // The agent gets no proxy settings of its own yet.

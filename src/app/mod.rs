@@ -312,7 +312,8 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     }
     let mut plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     plan.warnings.extend(proxy_warning);
-    let addons = crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
+    let addons =
+        crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(Planned {
         plan,
         facts,

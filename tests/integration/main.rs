@@ -17,9 +17,9 @@ pub mod fake_host;
 mod fuzz;
 mod glibc_floor;
 mod gpu_e2e;
+mod hosts;
 mod import_compose;
 mod import_e2e;
-mod hosts;
 mod invariants;
 mod join_e2e;
 #[path = "../support/k3s_supervisor/mod.rs"]

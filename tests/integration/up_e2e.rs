@@ -978,8 +978,11 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     // Not one write: the stack's members, its generated Secret and its ApplySet parent are
     // decided from what kstrap read (an apply that would change nothing is not sent).
     let jobs = format!("/apis/batch/v1/namespaces/{name}/jobs");
-    let (verification, mutations): (Vec<String>, Vec<String>) =
-        proxy.mutating_requests().iter().map(ToString::to_string).partition(|m| {
+    let (verification, mutations): (Vec<String>, Vec<String>) = proxy
+        .mutating_requests()
+        .iter()
+        .map(ToString::to_string)
+        .partition(|m| {
             m.starts_with(&format!("DELETE {jobs}?"))
                 || *m == format!("POST {jobs}")
                 || m.starts_with(&format!("POST {jobs}?"))
