@@ -297,9 +297,12 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
             .unavailable_reason
             .as_deref()
             .unwrap_or("NVML reports no GPU");
-        let sev_fix = "install the NVIDIA driver (570 or newer for RTX 50-series), reboot, check that `nvidia-smi` lists the GPU, then run `kstrap up` again: it will switch to a GPU profile";
+        let (blockers, steps) = host_driver_blockers(facts);
+        let sev_fix = format!(
+            "{steps}install the NVIDIA driver on the host (570 or newer for RTX 50-series), reboot, check that `nvidia-smi` lists the GPU, then run `kstrap up` again: it will switch to a GPU profile (kstrap never lets the GPU operator build its own driver in a container on this machine)"
+        );
         let what = format!(
-            "{} NVIDIA GPU(s) on the PCI bus, but no usable driver: {why}; {profile_name} runs without it",
+            "{} NVIDIA GPU(s) on the PCI bus, but no usable driver: {why}{blockers}; {profile_name} runs without it",
             facts.nvidia.pci_devices
         );
         out.push(if uses_gpu {
@@ -388,6 +391,28 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
     }
 }
 
+/// What stands between this host and a loaded NVIDIA driver: words for the finding, and the
+/// steps to take first (each ending in "; ").
+/// - `nouveau` loaded: it holds the GPU and NVIDIA's module cannot bind it; NVIDIA's installer
+///   and packages blacklist it (a modprobe.d `blacklist nouveau` plus a rebuilt initramfs), which
+///   takes effect at the next boot.
+/// - Secure Boot on: the kernel loads only signed modules, so a driver built on the machine
+///   (DKMS, or a driver container) is refused until its key is enrolled with `mokutil --import`
+///   and confirmed at the next boot; distributions' pre-signed drivers need no enrolment.
+fn host_driver_blockers(facts: &HostFacts) -> (String, String) {
+    let mut what = String::new();
+    let mut steps = String::new();
+    if facts.nvidia.nouveau_loaded {
+        what.push_str("; the open-source nouveau driver is loaded and holds the GPU");
+        steps.push_str("blacklist nouveau (`echo 'blacklist nouveau' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf` and `sudo update-initramfs -u`, or `sudo dracut -f` on Fedora/RHEL; NVIDIA's packages do this for you); ");
+    }
+    if facts.security.secure_boot {
+        what.push_str("; Secure Boot is on, so only signed kernel modules load");
+        steps.push_str("under Secure Boot use your distribution's signed driver (Ubuntu: `sudo ubuntu-drivers install`), or enrol the key of a driver built here with `sudo mokutil --import` and confirm it at the next boot; ");
+    }
+    (what, steps)
+}
+
 /// The most severe finding's severity (Pass when empty).
 /// A firewall that is on: the rules the distribution documents for it, with the ranges the plan
 /// chose (`distro::firewall`). Only said when one is on, so hosts without one see no change.
@@ -472,4 +497,55 @@ pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
         out.push(Finding::pass("ports", "port 10250 (kubelet) is free"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver_missing() -> HostFacts {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/facts/driver-missing.json");
+        crate::facts::load(&path).expect("facts fixture")
+    }
+
+    fn gpu_driver(findings: &[Finding]) -> &Finding {
+        findings
+            .iter()
+            .find(|f| f.check == "gpu-driver")
+            .expect("gpu-driver finding")
+    }
+
+    fn fix(f: &Finding) -> &str {
+        f.how_to_fix.as_deref().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_gpu_without_a_driver_names_secure_boot_and_nouveau_and_how_to_get_past_them() {
+        let plain = driver_missing();
+        assert!(plain.nvidia.pci_devices > 0 && plain.gpus.is_empty());
+        let found = preflight(&plain, None);
+        let f = gpu_driver(&found);
+        assert!(
+            !f.what.contains("nouveau") && !f.what.contains("Secure Boot"),
+            "{}",
+            f.what
+        );
+        assert!(
+            fix(f).contains("never lets the GPU operator build its own driver"),
+            "{}",
+            fix(f)
+        );
+
+        let mut blocked = driver_missing();
+        blocked.nvidia.nouveau_loaded = true;
+        blocked.security.secure_boot = true;
+        let found = preflight(&blocked, None);
+        let f = gpu_driver(&found);
+        assert!(f.what.contains("nouveau driver is loaded"), "{}", f.what);
+        assert!(f.what.contains("Secure Boot is on"), "{}", f.what);
+        assert!(fix(f).contains("blacklist nouveau"), "{}", fix(f));
+        assert!(fix(f).contains("mokutil --import"), "{}", fix(f));
+        // The driver comes first: the blockers' steps precede installing it.
+        assert!(fix(f).find("blacklist").unwrap() < fix(f).find("install the NVIDIA driver").unwrap());
+    }
 }

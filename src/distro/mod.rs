@@ -19,7 +19,7 @@ pub mod uninstall;
 mod version;
 pub mod worker;
 
-pub use version::Version;
+pub use version::{Version, upgrade_minors, upgrade_refusal};
 
 use crate::plan::step::{Action, ChecksumSource, Mode, Phase, Step};
 use crate::profile::ClusterSettings;

@@ -130,6 +130,42 @@ impl Serialize for Version {
     }
 }
 
+/// Why moving an install from `from` to `to` is refused, or `None` when it is a supported step:
+/// the same version, a newer patch or build of the same minor, or the next minor.
+///
+/// Kubernetes' version skew policy (kubernetes.io/releases/version-skew-policy, "Supported
+/// component upgrade order") upgrades the API server one minor version at a time: before it
+/// moves to 1.35, every instance must be at 1.34. Nothing supports going back: a newer API server
+/// may already have stored objects in versions the older one cannot read. k0s says the same of
+/// its releases ("upgrades proceed one minor at a time", docs.k0sproject.io
+/// `version-skew-policy`), and k3s's upgrade guide follows the Kubernetes policy.
+pub fn upgrade_refusal(from: &Version, to: &Version) -> Option<String> {
+    if from.distro != to.distro {
+        return Some(format!("{from} and {to} are releases of different distributions"));
+    }
+    if to < from {
+        return Some(format!(
+            "{to} is older than the installed {from}: Kubernetes does not support downgrades (the newer API server may have stored objects the older one cannot read); keep {from}, or `kstrap down` and install {to} afresh (its data is lost)"
+        ));
+    }
+    if to.major == from.major && to.minor > from.minor + 1 {
+        let steps: Vec<String> = upgrade_minors(from, to).iter().map(|m| format!("v1.{m}")).collect();
+        return Some(format!(
+            "{from} → {to} skips {} minor version(s): Kubernetes upgrades one minor at a time (version skew policy); go {} with one `kstrap up --upgrade --distro-version <the latest v1.{}.x release>` per step",
+            to.minor - from.minor - 1,
+            steps.join(" → "),
+            from.minor + 1
+        ));
+    }
+    None
+}
+
+/// The minors an upgrade from `from` to `to` passes through, `from`'s first and `to`'s last
+/// (`[33, 34, 35]` for v1.33 → v1.35); a single entry when the minor does not change.
+pub fn upgrade_minors(from: &Version, to: &Version) -> Vec<u32> {
+    (from.minor..=to.minor.max(from.minor)).collect()
+}
+
 /// ASCII digits only, no sign, no leading zero (so that the tag prints back exactly as given).
 fn parse_number(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
@@ -152,6 +188,27 @@ fn example(distro: Distro) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrades_go_forward_one_minor_at_a_time() {
+        let k3s = |t: &str| Version::parse(Distro::K3s, t).unwrap();
+        let from = k3s("v1.34.2+k3s1");
+        for ok in ["v1.34.2+k3s1", "v1.34.2+k3s2", "v1.34.5+k3s1", "v1.35.3+k3s1"] {
+            assert_eq!(upgrade_refusal(&from, &k3s(ok)), None, "{ok}");
+        }
+        let down = upgrade_refusal(&from, &k3s("v1.34.1+k3s1")).expect("a patch downgrade is refused");
+        assert!(down.contains("older than the installed v1.34.2+k3s1"), "{down}");
+        assert!(upgrade_refusal(&from, &k3s("v1.33.9+k3s1")).is_some());
+        let jump = upgrade_refusal(&from, &k3s("v1.36.0+k3s1")).expect("a two-minor jump is refused");
+        assert!(jump.contains("skips 1 minor"), "{jump}");
+        assert!(jump.contains("v1.34 → v1.35 → v1.36"), "{jump}");
+        assert_eq!(upgrade_minors(&from, &k3s("v1.36.0+k3s1")), vec![34, 35, 36]);
+        let k0s = Version::parse(Distro::K0s, "v1.35.3+k0s.0").unwrap();
+        assert!(
+            upgrade_refusal(&from, &k0s).is_some(),
+            "another distribution is not an upgrade"
+        );
+    }
 
     #[test]
     fn valid_versions_round_trip() {

@@ -794,6 +794,22 @@ pub fn admit(found: &Found, plan: &Plan, upgrade: bool, replace: bool) -> Result
             "{} {} is installed here by kstrap; this run would install {}\n  fix: pass --upgrade to move to {}, or --distro-version {} to stay",
             state.distro, state.version, plan.distro_version, plan.distro_version, state.version
         )),
+        Found::Ours(state) if state.version != plan.distro_version => {
+            // Both are tags of the same distribution here; one that does not parse (a state file
+            // edited by hand) is left to the install to report.
+            let refusal = crate::distro::Version::parse(state.distro, &state.version)
+                .ok()
+                .zip(crate::distro::Version::parse(plan.distro, &plan.distro_version).ok())
+                .and_then(|(from, to)| crate::distro::upgrade_refusal(&from, &to));
+            match refusal {
+                Some(why) => Err(format!(
+                    "--upgrade refused: {why}\n  fix: choose another --distro-version (installed: {}, recorded in {})",
+                    state.version,
+                    state::STATE_PATH
+                )),
+                None => Ok(()),
+            }
+        }
         Found::Ours(_) => Ok(()),
         Found::Foreign { distro, traces } => {
             if replace {

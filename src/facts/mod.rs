@@ -185,6 +185,11 @@ pub struct NvidiaFacts {
     pub nvidia_smi: Option<String>,
     /// Path of `nvidia-container-runtime`, if found.
     pub container_runtime: Option<String>,
+    /// The open-source `nouveau` kernel module is loaded (`/proc/modules`): NVIDIA's driver
+    /// cannot load while it holds the GPU (added later: absent in older facts files, and left
+    /// out of the JSON when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nouveau_loaded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -69,6 +69,10 @@ pub struct SecurityFacts {
     pub k3s_selinux_policy: bool,
     /// AppArmor is enabled (`/sys/module/apparmor/parameters/enabled` is `Y`).
     pub apparmor: bool,
+    /// UEFI Secure Boot is on: the last byte of the `SecureBoot` EFI global variable is 1
+    /// (added later: absent in older facts files, and left out of the JSON when off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_boot: bool,
 }
 
 impl SecurityFacts {

@@ -142,8 +142,25 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
             apparmor: fs
                 .read("/sys/module/apparmor/parameters/enabled")
                 .is_some_and(|t| t.trim() == "Y"),
+            secure_boot: fs.read_bytes(SECURE_BOOT_VAR).is_some_and(|b| secure_boot_on(&b)),
         },
     }
+}
+
+/// The `SecureBoot` variable under efivarfs. Its GUID is the UEFI global variable GUID,
+/// `EFI_GLOBAL_VARIABLE` {8be4df61-93ca-11d2-aa0d-00e098032b8c} (UEFI specification, "Globally
+/// Defined Variables"; the path systemd's `efi_get_secure_boot` and mokutil read).
+pub const SECURE_BOOT_VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// An efivarfs file is 4 bytes of attributes followed by the value; `SecureBoot` is one byte,
+/// 1 when Secure Boot is on.
+pub fn secure_boot_on(bytes: &[u8]) -> bool {
+    bytes.len() > 4 && bytes.last() == Some(&1)
+}
+
+/// Whether `/proc/modules` lists `nouveau` (the module name is the first field of each line).
+pub fn nouveau_loaded(modules: &str) -> bool {
+    modules.lines().any(|l| l.split_whitespace().next() == Some("nouveau"))
 }
 
 /// Reads host paths under the probing root.
@@ -168,6 +185,14 @@ impl<'a> Root<'a> {
         let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Bytes of a small binary file (an EFI variable), at most `MAX_FILE_BYTES`.
+    fn read_bytes(&self, host: impl AsRef<Path>) -> Option<Vec<u8>> {
+        let file = std::fs::File::open(self.path(host)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
     }
 
     /// Trimmed text of a small file such as a sysfs attribute.
@@ -444,6 +469,7 @@ fn probe_nvidia(fs: &Root<'_>) -> NvidiaFacts {
         container_runtime: fs
             .which("nvidia-container-runtime")
             .or_else(|| fs.found("/usr/local/nvidia/toolkit/nvidia-container-runtime")),
+        nouveau_loaded: fs.read("/proc/modules").is_some_and(|t| nouveau_loaded(&t)),
         ..NvidiaFacts::default()
     }
 }
@@ -820,6 +846,7 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
                 unavailable_reason: Some(root.not_probed_reason()),
                 nvidia_smi: Some("/usr/bin/nvidia-smi".into()),
                 container_runtime: Some("/usr/bin/nvidia-container-runtime".into()),
+                nouveau_loaded: false,
             }
         );
         assert!(facts.gpus.is_empty());
@@ -1004,6 +1031,37 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             }
         );
         assert!(facts.gpus.is_empty());
+    }
+
+    #[test]
+    fn secure_boot_and_nouveau_are_read_from_the_host_root() {
+        let root = TestRoot::new();
+        // efivarfs: 4 attribute bytes (NV|BS|RT = 0x06) then the value.
+        root.file(SECURE_BOOT_VAR, [6u8, 0, 0, 0, 1]);
+        root.file(
+            "/proc/modules",
+            "snd_hda_intel 57344 3 - Live 0x0000000000000000\nnouveau 2875392 1 - Live 0x0000000000000000\n",
+        );
+        let facts = root.probe();
+        assert!(facts.security.secure_boot);
+        assert!(facts.nvidia.nouveau_loaded);
+        let json = serde_json::to_string(&facts).unwrap();
+        assert_eq!(super::super::from_json("probe", &json).unwrap(), facts);
+
+        let off = TestRoot::new();
+        off.file(SECURE_BOOT_VAR, [6u8, 0, 0, 0, 0]);
+        // A module that merely mentions nouveau in its dependencies is not nouveau.
+        off.file("/proc/modules", "drm_ttm_helper 16384 1 nouveau, Live 0x0\n");
+        let facts = off.probe();
+        assert!(!facts.security.secure_boot);
+        assert!(!facts.nvidia.nouveau_loaded);
+        // Off is left out of the JSON, so older readers see the same document.
+        let json = serde_json::to_string(&facts).unwrap();
+        assert!(
+            !json.contains("secure_boot") && !json.contains("nouveau_loaded"),
+            "{json}"
+        );
+        assert!(!secure_boot_on(&[1]), "attributes alone are not a value");
     }
 
     #[test]

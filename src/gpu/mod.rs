@@ -101,7 +101,7 @@ pub fn steps(facts: &HostFacts, sel: &Selection) -> Vec<Step> {
     let replicas = shares_per_gpu(sel.profile.gpu.sharing, sel.profile.gpu.replicas);
     let driver = match &facts.nvidia.driver_version {
         Some(v) => format!("host driver {v} kept (driver.enabled=false)"),
-        None => "no host driver found: the operator installs its driver container (driver.enabled=true)".to_string(),
+        None => "host driver kept (driver.enabled=false; NVML did not report its version)".to_string(),
     };
     let controller = match sel.distro {
         Distro::K3s => "k3s's Helm controller",

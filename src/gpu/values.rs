@@ -25,8 +25,13 @@ pub struct OperatorValues {
 /// `driver.*`: whether the operator installs its driver container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Driver {
-    /// `false` when the host already has a driver (laptops, workstations): a second driver in a
-    /// container cannot load next to the host's kernel module.
+    /// Always `false`: kstrap uses the host's driver. The chart's default is `true`
+    /// (`driver.enabled`, `deployments/gpu-operator/values.yaml`, NVIDIA/gpu-operator v26.3.2),
+    /// which on a desktop or laptop means a second driver built in a container: it cannot load
+    /// next to the host's kernel module, is unsigned (refused under Secure Boot) and fights
+    /// `nouveau` and the display server for the GPU. kstrap only installs the operator when
+    /// NVML answered, that is when a host driver is loaded; without one, preflight says how to
+    /// install it (`checks`).
     pub enabled: bool,
 }
 
@@ -121,11 +126,9 @@ pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
 }
 
 /// The chart values for this host and selection.
-pub fn operator_values(facts: &HostFacts, sel: &Selection) -> OperatorValues {
+pub fn operator_values(_facts: &HostFacts, sel: &Selection) -> OperatorValues {
     OperatorValues {
-        driver: Driver {
-            enabled: facts.nvidia.driver_version.is_none(),
-        },
+        driver: Driver { enabled: false },
         toolkit: Toolkit {
             enabled: true,
             env: toolkit_env(sel.distro),

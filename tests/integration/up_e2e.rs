@@ -480,6 +480,17 @@ fn k3s_other_version_needs_upgrade_and_then_restarts_once() {
     assert!(err.contains("k3s v1.35.3+k3s1 is installed here by kstrap"), "{err}");
     assert!(err.contains("--upgrade"), "{err}");
     assert!(w.host.take_log().is_empty(), "a refusal runs nothing");
+    // Even with --upgrade: no downgrade, no skipped minor (Kubernetes' version skew policy).
+    for (version, says) in [
+        ("v1.35.2+k3s1", "older than the installed v1.35.3+k3s1"),
+        ("v1.37.0+k3s1", "v1.35 → v1.36 → v1.37"),
+    ] {
+        let out = w.up(&["--distro-version", version, "--upgrade"]);
+        assert_eq!(out.status.code(), Some(3), "{version}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{version}: {err}");
+        assert!(w.host.take_log().is_empty(), "a refusal runs nothing");
+    }
 
     w.up_ok(&["--distro-version", "v1.35.4+k3s1", "--upgrade"]);
     assert_eq!(

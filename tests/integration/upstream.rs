@@ -68,7 +68,7 @@ fn selection(
 fn chart_objects() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for distro in [Distro::K3s, Distro::K0s] {
-        // With the host's driver (driver.enabled=false) and without (the operator's driver).
+        // With the host's driver version known and not (driver.enabled=false either way).
         for host_driver in [true, false] {
             let mut facts = fixture("rtx5090-96gb");
             if !host_driver {
