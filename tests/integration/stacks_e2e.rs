@@ -213,7 +213,14 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
     let rt = tokio::runtime::Runtime::new().unwrap();
     let profiles = ["laptop-8gb", "cpu-fallback", "rtx-5090"];
     let mut ready = BTreeMap::new();
-    for name in kstrap::stack::embedded_names() {
+    // A stack that declares databases needs the CloudNativePG operator, which `up` installs
+    // before the stack (`kstrap apply` applies a stack alone): databases_e2e brings those up.
+    let names: Vec<String> = kstrap::stack::embedded_names()
+        .into_iter()
+        .filter(|n| kstrap::stack::load(n, None).is_ok_and(|s| s.databases.is_empty()))
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    for name in names.iter().cloned() {
         let base = kstrap::stack::load(&name, None).unwrap();
         for profile in profiles {
             let _alone = Alone::new(cluster, profile);
@@ -278,7 +285,7 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
     }
     assert_eq!(
         ready.len(),
-        kstrap::stack::embedded_names().len() * profiles.len(),
+        names.len() * profiles.len(),
         "{ready:?}"
     );
 }
