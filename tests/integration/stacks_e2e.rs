@@ -283,11 +283,7 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
             assert!(changed.is_empty(), "{name} on {profile}: a re-run wrote to {changed:?}");
         }
     }
-    assert_eq!(
-        ready.len(),
-        names.len() * profiles.len(),
-        "{ready:?}"
-    );
+    assert_eq!(ready.len(), names.len() * profiles.len(), "{ready:?}");
 }
 
 /// The voice AI stack sized for every GPU tier (one GPU of the tier's shares on the node
