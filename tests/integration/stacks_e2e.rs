@@ -220,14 +220,14 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
         .filter(|n| kstrap::stack::load(n, None).is_ok_and(|s| s.databases.is_empty()))
         .collect();
     assert!(names.len() >= 3, "{names:?}");
-    for name in names.iter().cloned() {
-        let base = kstrap::stack::load(&name, None).unwrap();
+    for name in &names {
+        let base = kstrap::stack::load(name, None).unwrap();
         for profile in profiles {
             let _alone = Alone::new(cluster, profile);
             let sized = base.sized(profile);
             let proxy = FaultProxy::start(cluster.kubeconfig());
             let run = Run::new(proxy.kubeconfig());
-            let mut args: Vec<String> = ["apply", "--stack", &name, "--profile", profile, "-o", "json"]
+            let mut args: Vec<String> = ["apply", "--stack", name, "--profile", profile, "-o", "json"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
