@@ -313,7 +313,11 @@ pub fn stack_overlays(
         put(
             "Deployment/open-webui",
             "open-webui",
-            BTreeMap::from([("DEFAULT_MODELS".to_string(), m.to_string())]),
+            // Open WebUI embeds with the model the stack pulled (it downloads none of its own).
+            BTreeMap::from([
+                ("DEFAULT_MODELS".to_string(), m.to_string()),
+                ("RAG_EMBEDDING_MODEL".to_string(), m.to_string()),
+            ]),
         );
     }
     out
