@@ -25,6 +25,7 @@
 //! time-sliced share may be any GPU's, so each GPU must be able to hold every service.
 
 pub mod catalog;
+pub mod gpu_images;
 
 use crate::facts::{GpuFacts, HostFacts};
 use crate::profile::{KvCacheType, Profile, VramPlan};

@@ -199,6 +199,8 @@ struct Fit<'a> {
     short_resources: Vec<Resource>,
     satisfied: Vec<String>,
     gpus: Vec<&'a GpuFacts>,
+    /// Why usable GPUs cannot run the profile's CUDA images (architecture or driver).
+    incompatible: Vec<String>,
 }
 
 fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
@@ -208,12 +210,23 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
     let mut shortfalls: Vec<String> = host.into_iter().map(|(_, text)| text).collect();
     let mut satisfied = Vec::new();
     let mut gpus = Vec::new();
+    let mut incompatible = Vec::new();
     if let Some(g) = &r.gpu {
         gpus = usable
             .iter()
             .copied()
             .filter(|x| gib(x.memory_total_bytes) >= g.vram_gib)
             .collect();
+        // A GPU above the threshold must run the CUDA images the profile puts on it (their
+        // architectures and driver floor: `budget::gpu_images`); a tier whose images it cannot
+        // run is passed over for one that runs fewer services on the GPU, or the CPU.
+        let services = crate::budget::gpu_images::gpu_services(p);
+        let driver = facts.nvidia.driver_version.as_deref();
+        gpus.retain(|x| {
+            let why = crate::budget::gpu_images::problems(&services, x, driver);
+            incompatible.extend(why.iter().cloned());
+            why.is_empty()
+        });
         // A GPU above the threshold must also hold the profile's VRAM budget (free VRAM on
         // laptops, where the display holds some).
         let mut over_budget = Vec::new();
@@ -224,7 +237,9 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
             }
             _ => true,
         });
-        if (gpus.len() as u32) < g.count && !over_budget.is_empty() {
+        if !incompatible.is_empty() && ((gpus.len() as u32) < g.count || gpus.len() < usable.len()) {
+            shortfalls.extend(incompatible.iter().cloned());
+        } else if (gpus.len() as u32) < g.count && !over_budget.is_empty() {
             shortfalls.extend(over_budget);
         } else if (gpus.len() as u32) < g.count {
             let have = if usable.is_empty() {
@@ -290,6 +305,7 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
         short_resources,
         satisfied,
         gpus,
+        incompatible,
     }
 }
 
@@ -367,8 +383,14 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
 
     let mut rejected = Vec::new();
     let mut chosen: Option<(&Profile, Fit)> = None;
+    let mut incompatible_seen: Vec<String> = Vec::new();
     for p in &ranked {
         let f = fit(facts, &usable, p);
+        for why in &f.incompatible {
+            if !incompatible_seen.contains(why) {
+                incompatible_seen.push(why.clone());
+            }
+        }
         if let Some((winner, _)) = &chosen {
             let reason = if f.shortfalls.is_empty() && winner.priority == p.priority {
                 format!(
@@ -399,6 +421,15 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     let Some((p, f)) = chosen else {
         return Err(SelectError::NoProfileFits { rejected });
     };
+    let mut gpu_notes = gpu_notes;
+    if !p.uses_gpu() {
+        // Say why the GPU sits idle when its architecture or driver kept it from every tier.
+        for why in incompatible_seen {
+            if !gpu_notes.contains(&why) {
+                gpu_notes.push(why);
+            }
+        }
+    }
     let mut reasons = f.satisfied;
     let c = &p.recommends;
     let warnings = host_shortfalls(facts, c.memory_gib, c.cpus, c.disk_gib)

@@ -17,6 +17,7 @@ pub mod fake_host;
 mod fuzz;
 mod glibc_floor;
 mod gpu_e2e;
+mod gpu_images;
 mod hosts;
 mod import_compose;
 mod import_e2e;

@@ -29,6 +29,12 @@ const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("wsl2", "cpu-fallback", &[], "highest-priority profile"),
     ("blackwell-old-driver", "cpu-fallback", &[], "highest-priority profile"),
     ("mig-h100", "cpu-fallback", &[], "highest-priority profile"),
+    // GPUs the pinned CUDA images cannot use (src/budget/gpu-images.yaml): a Pascal P40 runs
+    // Ollama but not Kokoro's cu128 build, so it gets the tier that keeps speech on the CPU; a
+    // Kepler card and a 470 driver run none of them.
+    ("pascal-p40-24gb", "gpu-8gb", &[0], "Tesla P40 24.0 GiB"),
+    ("kepler-k6000", "cpu-fallback", &[], "highest-priority profile"),
+    ("desktop-12gb-driver-470", "cpu-fallback", &[], "highest-priority profile"),
     // Captured with `kstrap detect -o json` on a real H100 machine: only 64 GiB free under /var/lib,
     // below what the 70B tier and rtx-5090 need (100 GiB), so it gets the 24 GB tier's plan on
     // its GPU: the model is bounded by the disk.
