@@ -247,12 +247,12 @@ pub(crate) struct Planned {
     pub addons: Vec<crate::addons::Addon>,
 }
 
-/// The tier and model the first install recorded, when this host has kstrap's state (never for
-/// facts read from a file: they describe another machine).
-fn kept_plan(global: &GlobalArgs, facts: &HostFacts) -> Option<profile::KeptPlan> {
-    if global.facts.is_some() || facts.existing.kstrap_state.is_none() {
-        return None;
-    }
+/// The tier and model the first install recorded, when the facts say the host has kstrap's
+/// state (probed, or a facts file that records it: `up --facts` installs on this host) and the
+/// state is there on the host kstrap acts on. A facts file of another machine that had kstrap
+/// names no state here, or finds none.
+fn kept_plan(facts: &HostFacts) -> Option<profile::KeptPlan> {
+    facts.existing.kstrap_state.as_ref()?;
     // An unreadable or corrupt state is reported by `up` itself, with how to fix it.
     let state = crate::exec::state::State::load(&up::host()).ok().flatten()?;
     Some(profile::KeptPlan {
@@ -271,7 +271,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         distro: args.distro,
         force: args.force,
         model: args.model.clone(),
-        kept: kept_plan(global, &facts),
+        kept: kept_plan(&facts),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));

@@ -76,7 +76,7 @@ fn sized_stack(global: &GlobalArgs, args: &VerifyArgs) -> Result<Stack, Failure>
         distro: None,
         force: args.profile.is_some(),
         model: None,
-        kept: super::kept_plan(global, &facts),
+        kept: super::kept_plan(&facts),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());

@@ -23,6 +23,7 @@ mod import_compose;
 mod import_e2e;
 mod invariants;
 mod join_e2e;
+mod kept_plan_e2e;
 #[path = "../support/k3s_supervisor/mod.rs"]
 pub mod k3s_supervisor;
 mod node_standin;
