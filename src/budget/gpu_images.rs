@@ -215,7 +215,10 @@ mod tests {
         assert!(!older("525.60.13", "525.60.13"));
         assert!(!older("570.86.15", "570.26"));
         assert!(older("535.54.02", "535.54.03"));
-        assert!(!older("garbage", "525.60.13"), "an unreadable version is not held against the GPU");
+        assert!(
+            !older("garbage", "525.60.13"),
+            "an unreadable version is not held against the GPU"
+        );
     }
 
     #[test]

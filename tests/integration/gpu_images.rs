@@ -44,7 +44,11 @@ fn every_image_a_stack_runs_on_a_gpu_has_its_architectures_and_driver_floor() {
     let mut checked = 0;
     for name in stack::embedded_names() {
         let s = stack::load(&name, None).unwrap();
-        for p in s.sized_profiles().iter().filter(|p| gpu_profiles.iter().any(|g| &g.name == *p)) {
+        for p in s
+            .sized_profiles()
+            .iter()
+            .filter(|p| gpu_profiles.iter().any(|g| &g.name == *p))
+        {
             for (object, container, image) in gpu_containers(&s.sized(p)) {
                 // Images the user names are not known before `--image`: nothing to read.
                 if image.starts_with("kstrap.invalid/") {
@@ -107,15 +111,7 @@ fn a_pascal_gpu_gets_the_tier_whose_images_it_runs() {
     let err = select(&facts, &profiles(), &named).unwrap_err();
     assert!(matches!(err, SelectError::Refused { .. }), "{err}");
     assert!(err.to_string().contains("compute capability 6.1"), "{err}");
-    let forced = select(
-        &facts,
-        &profiles(),
-        &Overrides {
-            force: true,
-            ..named
-        },
-    )
-    .unwrap();
+    let forced = select(&facts, &profiles(), &Overrides { force: true, ..named }).unwrap();
     let findings = preflight(&facts, Some(&forced));
     let f = findings.iter().find(|f| f.check == "gpu-images").unwrap();
     assert_eq!(f.severity, Severity::Fail, "{f:?}");
@@ -129,7 +125,9 @@ fn a_kepler_gpu_and_a_470_driver_leave_the_gpu_idle_and_say_why() {
     assert!(!sel.profile.uses_gpu(), "{}", sel.profile.name);
     let notes = sel.gpu_notes.join("\n");
     assert!(
-        notes.contains("ollama's image ollama/ollama:0.12.10 has no kernel for GPU 0 Quadro K6000 (compute capability 3.5)"),
+        notes.contains(
+            "ollama's image ollama/ollama:0.12.10 has no kernel for GPU 0 Quadro K6000 (compute capability 3.5)"
+        ),
         "{notes}"
     );
     let old = fixture("desktop-12gb-driver-470");
@@ -148,7 +146,11 @@ fn a_kepler_gpu_and_a_470_driver_leave_the_gpu_idle_and_say_why() {
         .find(|f| f.check == "gpu-images")
         .unwrap_or_else(|| panic!("{findings:#?}"));
     assert_eq!(f.severity, Severity::Warn);
-    assert!(f.how_to_fix.as_deref().is_some_and(|h| h.contains("upgrade the NVIDIA driver")));
+    assert!(
+        f.how_to_fix
+            .as_deref()
+            .is_some_and(|h| h.contains("upgrade the NVIDIA driver"))
+    );
 }
 
 #[test]

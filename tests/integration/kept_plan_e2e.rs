@@ -12,7 +12,11 @@ use serde_json::Value;
 fn laptop_facts(dir: &std::path::Path, name: &str, free_gib: f64, installed: bool) -> std::path::PathBuf {
     let text = std::fs::read_to_string(fixture_path("laptop-16gb-8gb-gpu")).unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
-    let facts = if v.get("facts").is_some() { &mut v["facts"] } else { &mut v };
+    let facts = if v.get("facts").is_some() {
+        &mut v["facts"]
+    } else {
+        &mut v
+    };
     facts["gpus"][0]["memory_free_bytes"] = Value::from((free_gib * 1024.0 * 1024.0 * 1024.0) as u64);
     if installed {
         facts["existing"]["kstrap_state"] = Value::from("/var/lib/kstrap/state.json");

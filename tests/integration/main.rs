@@ -23,9 +23,9 @@ mod import_compose;
 mod import_e2e;
 mod invariants;
 mod join_e2e;
-mod kept_plan_e2e;
 #[path = "../support/k3s_supervisor/mod.rs"]
 pub mod k3s_supervisor;
+mod kept_plan_e2e;
 mod node_standin;
 mod noop_e2e;
 mod outage_e2e;

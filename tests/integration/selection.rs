@@ -34,7 +34,12 @@ const TABLE: &[(&str, &str, &[u32], &str)] = &[
     // Kepler card and a 470 driver run none of them.
     ("pascal-p40-24gb", "gpu-8gb", &[0], "Tesla P40 24.0 GiB"),
     ("kepler-k6000", "cpu-fallback", &[], "highest-priority profile"),
-    ("desktop-12gb-driver-470", "cpu-fallback", &[], "highest-priority profile"),
+    (
+        "desktop-12gb-driver-470",
+        "cpu-fallback",
+        &[],
+        "highest-priority profile",
+    ),
     // Captured with `kstrap detect -o json` on a real H100 machine: only 64 GiB free under /var/lib,
     // below what the 70B tier and rtx-5090 need (100 GiB), so it gets the 24 GB tier's plan on
     // its GPU: the model is bounded by the disk.
