@@ -500,6 +500,43 @@ pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
     out
 }
 
+/// GPUs whose architecture or driver cannot run the CUDA images kstrap would put on them
+/// (`budget::gpu_images`): a failure for the GPUs a GPU profile uses (a named or kept profile
+/// past selection), a warning saying why the GPU sits idle otherwise.
+fn gpu_image_findings(
+    facts: &HostFacts,
+    sel: &Selection,
+    usable: &[&crate::facts::GpuFacts],
+    uses_gpu: bool,
+    out: &mut Vec<Finding>,
+) {
+    use crate::budget::gpu_images;
+    let driver = facts.nvidia.driver_version.as_deref();
+    let (services, gpus): (Vec<&str>, Vec<&crate::facts::GpuFacts>) = if uses_gpu {
+        let chosen = usable.iter().copied().filter(|g| sel.gpus.contains(&g.index)).collect();
+        (gpu_images::gpu_services(&sel.profile), chosen)
+    } else {
+        // The least any GPU tier runs on the GPU: the operator's validator and Ollama.
+        (vec!["operator", "ollama"], usable.to_vec())
+    };
+    for g in gpus {
+        for why in gpu_images::problems(&services, g, driver) {
+            let fix = if why.starts_with("driver ") {
+                "upgrade the NVIDIA driver to a current branch (570 or newer, e.g. `sudo apt install nvidia-driver-570`), reboot, and run kstrap again"
+            } else if uses_gpu {
+                "let kstrap choose (it picks a tier whose images this GPU runs, or the CPU), or name a tier that keeps this service on the CPU"
+            } else {
+                "nothing to do: the services run on the CPU; a newer GPU would let kstrap use it"
+            };
+            out.push(if uses_gpu {
+                Finding::fail("gpu-images", why, fix)
+            } else {
+                Finding::warn("gpu-images", why, fix)
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,42 +585,5 @@ mod tests {
         assert!(fix(f).contains("mokutil --import"), "{}", fix(f));
         // The driver comes first: the blockers' steps precede installing it.
         assert!(fix(f).find("blacklist").unwrap() < fix(f).find("install the NVIDIA driver").unwrap());
-    }
-}
-
-/// GPUs whose architecture or driver cannot run the CUDA images kstrap would put on them
-/// (`budget::gpu_images`): a failure for the GPUs a GPU profile uses (a named or kept profile
-/// past selection), a warning saying why the GPU sits idle otherwise.
-fn gpu_image_findings(
-    facts: &HostFacts,
-    sel: &Selection,
-    usable: &[&crate::facts::GpuFacts],
-    uses_gpu: bool,
-    out: &mut Vec<Finding>,
-) {
-    use crate::budget::gpu_images;
-    let driver = facts.nvidia.driver_version.as_deref();
-    let (services, gpus): (Vec<&str>, Vec<&crate::facts::GpuFacts>) = if uses_gpu {
-        let chosen = usable.iter().copied().filter(|g| sel.gpus.contains(&g.index)).collect();
-        (gpu_images::gpu_services(&sel.profile), chosen)
-    } else {
-        // The least any GPU tier runs on the GPU: the operator's validator and Ollama.
-        (vec!["operator", "ollama"], usable.to_vec())
-    };
-    for g in gpus {
-        for why in gpu_images::problems(&services, g, driver) {
-            let fix = if why.starts_with("driver ") {
-                "upgrade the NVIDIA driver to a current branch (570 or newer, e.g. `sudo apt install nvidia-driver-570`), reboot, and run kstrap again"
-            } else if uses_gpu {
-                "let kstrap choose (it picks a tier whose images this GPU runs, or the CPU), or name a tier that keeps this service on the CPU"
-            } else {
-                "nothing to do: the services run on the CPU; a newer GPU would let kstrap use it"
-            };
-            out.push(if uses_gpu {
-                Finding::fail("gpu-images", why, fix)
-            } else {
-                Finding::warn("gpu-images", why, fix)
-            });
-        }
     }
 }
