@@ -93,11 +93,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
         s.role = Role::Worker;
         s
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let interrupt = Arc::new(Interrupt::default());
     let (result, seen) = runtime.block_on(async {
         let on_ctrl_c = interrupt.clone();

@@ -95,11 +95,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
     let found = survey(&host)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let state = replace_first(&host, found, &plan, printer)?;
 
     let interrupt = Arc::new(Interrupt::default());
