@@ -6,11 +6,11 @@
 //! printed), the options. The engine (`crate::kube::engine`) runs on a tokio runtime made here;
 //! its errors map to exit codes 4 (timed out), 2 (bad kubeconfig or manifests) and 1.
 
-use super::{Exit, Failure, gather_facts, load_profiles, select_error};
+use super::setup::chosen_stack;
+use super::{Exit, Failure};
 use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::distro::Distro;
 use crate::kube::{ApplyError, ApplyOptions, apply_stack, client_from};
-use crate::profile::{self, Overrides};
 use crate::stack::{self, Stack};
 use crate::ui::Printer;
 use crate::ui::stage_progress::{self, Mode, StageProgress};
@@ -29,11 +29,7 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
         None => None,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let (kubeconfig, context) = (args.kube.kubeconfig.as_deref(), args.kube.context.as_deref());
     let server = runtime.block_on(crate::kube::reach::server_url(kubeconfig, context));
     let progress =
@@ -142,20 +138,9 @@ fn failure_json(stack: &str, e: &ApplyError) -> Value {
 /// The stack to apply, as loaded (named, or the chosen profile's), and the profile to size it
 /// for (the named `--profile`, else this host's choice).
 fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String), Failure> {
-    let facts = gather_facts(global)?;
-    let profiles = load_profiles(global)?;
     // The cluster may be another machine: a named profile is taken as asked.
-    let overrides = Overrides {
-        profile: args.profile.clone(),
-        distro: None,
-        force: args.profile.is_some(),
-        model: None,
-        kept: None,
-    };
-    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
-    let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let stack = stack::load(&name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
-    Ok((stack, selection.profile.name.clone()))
+    let (stack, selection) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), false)?;
+    Ok((stack, selection.profile.name))
 }
 
 /// A stack as it is applied: loaded, sized for `profile` and the cluster's `distro`, the user's

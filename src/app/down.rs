@@ -13,7 +13,7 @@ use crate::exec::host::Host;
 use crate::exec::lock;
 use crate::exec::state::{State, StateError};
 use crate::ui::Printer;
-use crate::ui::steps::{confirm, removed};
+use crate::ui::steps::{ask, removed};
 use serde::Serialize;
 
 const NOTHING: &str = "nothing to remove: kstrap has not installed anything here";
@@ -84,18 +84,13 @@ pub fn run(_global: &GlobalArgs, args: &DownArgs, printer: &Printer) -> Result<E
         }
         return Ok(Exit::Ok);
     }
-    if !args.yes {
-        let keep = if args.keep_data {
-            ", keeping its data"
-        } else {
-            ", with its data"
-        };
-        match confirm(&format!("Remove {} {}{keep}?", state.distro, state.version)) {
-            Ok(true) => {}
-            Ok(false) => return Err(Failure::failed("stopped: nothing was removed")),
-            Err(why) => return Err(Failure::usage(why)),
-        }
-    }
+    let keep = if args.keep_data {
+        ", keeping its data"
+    } else {
+        ", with its data"
+    };
+    let question = format!("Remove {} {}{keep}?", state.distro, state.version);
+    ask(args.yes, &question, "stopped: nothing was removed")?;
     // Agreed and about to act: take the lock, then read the state again under it (another run
     // may have finished in between).
     let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;

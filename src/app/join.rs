@@ -24,7 +24,7 @@ use crate::plan::{GpuShares, Plan, PreflightSummary};
 use crate::profile::{self, Overrides};
 use crate::ui::Printer;
 use crate::ui::download_bar::DownloadBar;
-use crate::ui::steps::{StepLines, confirm};
+use crate::ui::steps::{StepLines, ask};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -78,32 +78,22 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
         admit(found, plan)
     };
     survey(&host)?;
-    if !args.yes {
-        let question = format!(
-            "Join this machine to {} as worker {} ({} {}, {} steps)?",
-            planned.server,
-            planned.node,
-            plan.distro,
-            plan.distro_version,
-            plan.steps.len()
-        );
-        match confirm(&question) {
-            Ok(true) => {}
-            Ok(false) => return Err(Failure::failed("stopped: nothing was changed")),
-            Err(why) => return Err(Failure::usage(why)),
-        }
-    }
+    let question = format!(
+        "Join this machine to {} as worker {} ({} {}, {} steps)?",
+        planned.server,
+        planned.node,
+        plan.distro,
+        plan.distro_version,
+        plan.steps.len()
+    );
+    ask(args.yes, &question, "stopped: nothing was changed")?;
     let _lock = exec::lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
     let state = survey(&host)?.unwrap_or_else(|| {
         let mut s = State::new(plan.distro, &plan.distro_version, &plan.profile);
         s.role = Role::Worker;
         s
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let interrupt = Arc::new(Interrupt::default());
     let (result, seen) = runtime.block_on(async {
         let on_ctrl_c = interrupt.clone();

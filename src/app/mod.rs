@@ -18,6 +18,7 @@ mod down;
 mod import;
 mod join;
 mod join_command;
+mod setup;
 mod status;
 pub(crate) mod summary;
 mod up;
@@ -265,7 +266,6 @@ fn kept_plan(facts: &HostFacts) -> Option<profile::KeptPlan> {
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
-    let profiles = load_profiles(global)?;
     let overrides = Overrides {
         profile: args.profile.clone(),
         distro: args.distro,
@@ -273,7 +273,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         model: args.model.clone(),
         kept: kept_plan(&facts),
     };
-    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
+    let selection = setup::select(global, &facts, &overrides)?;
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
     let mut stack = apply::prepared_stack(
@@ -284,10 +284,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         &args.images,
     )?;
     // The model and Ollama's limits come from the selection's VRAM budget (and --model).
-    stack.overlay(&crate::budget::stack_overlays(
-        selection.vram_budget.as_ref(),
-        selection.model.as_deref(),
-    ));
+    setup::overlay_budget(&mut stack, &selection);
     let mut proxy_warning = None;
     if let Some(proxy) = &settings.proxy {
         let network = distro::network::choose(selection.distro, &facts.network);

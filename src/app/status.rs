@@ -5,9 +5,9 @@
 //! 1 when something is not (the output says what) or the API server cannot be reached, 2 for a
 //! kubeconfig or context that cannot be used (named, never shown: it holds credentials).
 
+use super::setup::cluster_client;
 use super::{Exit, Failure};
 use crate::cli::{GlobalArgs, KubeArgs, StatusArgs};
-use crate::kube::client_from;
 use crate::kube::status::{self, StatusError};
 use crate::ui::Printer;
 
@@ -21,18 +21,9 @@ struct StatusOutput<'a> {
 }
 
 pub fn run(_global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let (report, verifications) = runtime.block_on(async {
-        let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
-            .await
-            .map_err(|e| match e.exit_code() {
-                2 => Failure::usage(e.to_string()),
-                _ => Failure::failed(e.to_string()),
-            })?;
+        let client = cluster_client(&args.kube).await?;
         let report = status::gather(&client)
             .await
             .map(|g| status::evaluate(&g))

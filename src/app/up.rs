@@ -15,7 +15,7 @@ use crate::plan::Plan;
 use crate::plan::step::Phase;
 use crate::ui::Printer;
 use crate::ui::download_bar::DownloadBar;
-use crate::ui::steps::{StepLines, confirm};
+use crate::ui::steps::{StepLines, ask};
 use crate::{env, exec::lock};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -81,31 +81,21 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     // Refusals write nothing: the machine is looked at, and the user asked, before the lock.
     survey(&host)?;
 
-    if !up.yes {
-        let question = format!(
-            "Install {} {} with profile {} on this machine ({} steps)?",
-            plan.distro,
-            plan.distro_version,
-            plan.profile,
-            plan.steps.len()
-        );
-        match confirm(&question) {
-            Ok(true) => {}
-            Ok(false) => return Err(Failure::failed("stopped: nothing was changed")),
-            Err(why) => return Err(Failure::usage(why)),
-        }
-    }
+    let question = format!(
+        "Install {} {} with profile {} on this machine ({} steps)?",
+        plan.distro,
+        plan.distro_version,
+        plan.profile,
+        plan.steps.len()
+    );
+    ask(up.yes, &question, "stopped: nothing was changed")?;
 
     // Agreed and about to act: take the lock, then look again under it (another run may have
     // changed the machine in between).
     let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
     let found = survey(&host)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let state = replace_first(&host, found, &plan, printer)?;
 
     let interrupt = Arc::new(Interrupt::default());

@@ -3,11 +3,10 @@
 //! link, 4 when the verification timed out, 2 for bad input (an unknown stack or profile, a stack
 //! without checks, an unusable kubeconfig). `up` runs the same verification after the stack.
 
-use super::{Exit, Failure, gather_facts, load_profiles, select_error};
+use super::setup::{chosen_stack, cluster_client, overlay_budget};
+use super::{Exit, Failure};
 use crate::cli::{GlobalArgs, VerifyArgs};
-use crate::kube::client_from;
-use crate::profile::{self, Overrides};
-use crate::stack::{self, Stack};
+use crate::stack::Stack;
 use crate::ui::Printer;
 use crate::verify::report::{self, Verification};
 use serde::Serialize;
@@ -23,18 +22,9 @@ struct VerifyReport<'a> {
 pub fn run(global: &GlobalArgs, args: &VerifyArgs, printer: &Printer) -> Result<Exit, Failure> {
     let timeout = crate::limits::wait_flag("--timeout", args.timeout).map_err(Failure::usage)?;
     let stack = sized_stack(global, args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::setup::runtime()?;
     let verification = runtime.block_on(async {
-        let client = client_from(args.kube.kubeconfig.as_deref(), args.kube.context.as_deref())
-            .await
-            .map_err(|e| match e.exit_code() {
-                2 => Failure::usage(e.to_string()),
-                _ => Failure::failed(e.to_string()),
-            })?;
+        let client = cluster_client(&args.kube).await?;
         verify_stack(&client, &stack, timeout)
             .await
             .unwrap_or_else(|| Err(Failure::usage(no_checks(&stack.name))))
@@ -68,25 +58,11 @@ fn no_checks(stack: &str) -> String {
 /// The stack as applied for the profile (named, or this host's choice): its models and GPU use
 /// decide what is asked. Images the user names do not matter to the checks.
 fn sized_stack(global: &GlobalArgs, args: &VerifyArgs) -> Result<Stack, Failure> {
-    let facts = gather_facts(global)?;
-    let profiles = load_profiles(global)?;
     // The same choice `up` made: the tier and model recorded at the first install are kept.
-    let overrides = Overrides {
-        profile: args.profile.clone(),
-        distro: None,
-        force: args.profile.is_some(),
-        model: None,
-        kept: super::kept_plan(&facts),
-    };
-    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
-    let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
-    let loaded = stack::load(&name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let (loaded, selection) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), true)?;
     let mut sized = loaded.sized(&selection.profile.name);
     // The model the plan gave Ollama (the VRAM budget's, or the recorded one).
-    sized.overlay(&crate::budget::stack_overlays(
-        selection.vram_budget.as_ref(),
-        selection.model.as_deref(),
-    ));
+    overlay_budget(&mut sized, &selection);
     Ok(sized)
 }
 

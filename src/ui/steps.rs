@@ -5,6 +5,7 @@
 //! Also the confirmation prompt: asked on a terminal, refused (exit 2, "pass --yes") otherwise.
 
 use super::Printer;
+use crate::app::Failure;
 use crate::exec::{Outcome, StepProgress};
 use crate::plan::step::Step;
 use std::io::{BufRead, IsTerminal, Write};
@@ -84,6 +85,29 @@ pub fn removed(printer: &Printer, what: &str) {
     }
 }
 
+/// Goes on when `yes` (--yes) or the user agrees to `question`. A "no" is a failure (exit 1) with
+/// `declined` as its message; nobody to ask (stdin is not a terminal) is a usage error (exit 2).
+pub fn ask(yes: bool, question: &str, declined: &str) -> Result<(), Failure> {
+    consent(yes, question, declined, confirm)
+}
+
+/// `ask`, with the prompt passed in (`confirm` on a terminal; a stand-in answer in tests).
+fn consent(
+    yes: bool,
+    question: &str,
+    declined: &str,
+    confirm: impl FnOnce(&str) -> Result<bool, String>,
+) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    match confirm(question) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::failed(declined)),
+        Err(why) => Err(Failure::usage(why)),
+    }
+}
+
 /// Whether the user agrees. `Err` when nobody can be asked (stdin is not a terminal).
 pub fn confirm(question: &str) -> Result<bool, String> {
     let stdin = std::io::stdin();
@@ -97,4 +121,32 @@ pub fn confirm(question: &str) -> Result<bool, String> {
     let mut line = String::new();
     let _ = stdin.lock().read_line(&mut line);
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Exit;
+
+    #[test]
+    fn consent_goes_on_with_yes_or_an_agreeing_answer_and_stops_otherwise() {
+        let never = |_: &str| -> Result<bool, String> { panic!("--yes must not ask") };
+        assert!(consent(true, "Go?", "stopped", never).is_ok());
+
+        let asked = std::cell::RefCell::new(String::new());
+        let agree = |q: &str| {
+            asked.replace(q.to_string());
+            Ok(true)
+        };
+        assert!(consent(false, "Install k3s?", "stopped", agree).is_ok());
+        assert_eq!(asked.borrow().as_str(), "Install k3s?");
+
+        let no = consent(false, "Go?", "stopped: nothing was removed", |_| Ok(false)).unwrap_err();
+        assert_eq!(no.exit, Exit::Failed);
+        assert_eq!(no.message, "stopped: nothing was removed");
+
+        let nobody = consent(false, "Go?", "stopped", |_| Err("pass --yes".to_string())).unwrap_err();
+        assert_eq!(nobody.exit, Exit::Usage);
+        assert_eq!(nobody.message, "pass --yes");
+    }
 }
