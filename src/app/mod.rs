@@ -18,6 +18,7 @@ mod down;
 mod import;
 mod join;
 mod join_command;
+mod rejected;
 mod status;
 pub(crate) mod summary;
 mod up;

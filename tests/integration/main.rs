@@ -29,6 +29,7 @@ mod noop_e2e;
 mod outage_e2e;
 mod preflight;
 mod profiles;
+mod reboot_e2e;
 #[path = "../support/proxy/mod.rs"]
 pub mod proxy;
 #[path = "../support/real/mod.rs"]
