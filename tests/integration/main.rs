@@ -44,6 +44,7 @@ mod support;
 mod up_e2e;
 mod upstream;
 mod upstream_flags;
+mod upgrade_plan;
 mod verify_checker;
 mod verify_e2e;
 #[path = "../support/voice_apis.rs"]

@@ -32,7 +32,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A stack of one namespace and one Deployment `gpu-app` whose pod asks for one GPU.
+/// A stack of one namespace and one Deployment `gpu-app` whose pod asks for one GPU share on the
+/// rtx-5090 profile (the overlay also sets `runtimeClassName: nvidia`).
 fn write_stack(dir: &Path, name: &str) {
     let root = dir.join(name);
     std::fs::create_dir_all(root.join("00-base")).unwrap();
@@ -40,7 +41,7 @@ fn write_stack(dir: &Path, name: &str) {
     std::fs::write(
         root.join("stack.yaml"),
         format!(
-            "name: {name}\ndescription: reboot test stack\nnamespace: {name}\nstages:\n  - {{dir: 00-base, name: base, timeout_s: 30, description: namespace}}\n  - {{dir: 10-app, name: app, timeout_s: 30, description: app}}\n"
+            "name: {name}\ndescription: reboot test stack\nnamespace: {name}\nstages:\n  - {{dir: 00-base, name: base, timeout_s: 30, description: namespace}}\n  - {{dir: 10-app, name: app, timeout_s: 30, description: app}}\nprofiles:\n  rtx-5090:\n    Deployment/gpu-app:\n      containers:\n        app: {{gpu: 1}}\n"
         ),
     )
     .unwrap();
@@ -51,7 +52,7 @@ fn write_stack(dir: &Path, name: &str) {
     .unwrap();
     std::fs::write(
         root.join("10-app/app.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gpu-app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: gpu-app}\n  template:\n    metadata:\n      labels: {app: gpu-app}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gpu-app\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: gpu-app}\n  template:\n    metadata:\n      labels: {app: gpu-app}\n    spec:\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n          resources:\n            limits: {cpu: 100m, memory: 64Mi}\n",
     )
     .unwrap();
 }
@@ -60,7 +61,7 @@ fn apply(kubeconfig: &Path, dir: &Path, name: &str) -> Output {
     kstrap(&[
         "apply",
         "--profile",
-        "laptop-8gb",
+        "rtx-5090",
         "--stack",
         name,
         "--stack-dir",
@@ -115,9 +116,15 @@ async fn gpu_pods_rejected_after_a_reboot_are_named_by_status_and_cleared_by_a_r
     let name = unique("reboot");
     let mut cleanup = Cleanup::new(cluster);
     cleanup.unique_namespace(&name).applyset_parent(&name);
+    cleanup.cluster_object("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", "nvidia");
+    // A node whose device plugin and toolkit ran (as after the GPU operator's install).
     cluster.node().set(|c| {
         c.extended.insert("nvidia.com/gpu".into(), "1".into());
+        c.runtime_handlers.push("nvidia".into());
     });
+    let client = cluster.client().await;
+    let rc = serde_json::json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"}, "handler": "nvidia"});
+    crate::real::apply_json(&client, &rc, "kstrap-test").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_stack(dir.path(), &name);
     let kc = cluster.kubeconfig();
@@ -134,7 +141,7 @@ async fn gpu_pods_rejected_after_a_reboot_are_named_by_status_and_cleared_by_a_r
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     let rejected = &rejected[0];
     // The device plugin registered: the ReplicaSet's replacement runs beside the rejected pod.
-    let api: Api<Pod> = Api::namespaced(cluster.client().await, &name);
+    let api: Api<Pod> = Api::namespaced(client, &name);
     pods_when(&api, |pods| pods.iter().any(|(n, _, ready)| n != rejected && *ready)).await;
 
     let (out, report) = tokio::task::block_in_place(|| status_json(kc));
