@@ -20,7 +20,9 @@ pub(crate) async fn clear(client: &::kube::Client, printer: &Printer) -> Vec<adm
         }
         Err(e) => {
             if !printer.json_mode() {
-                printer.warn(&format!("could not look for pods the kubelet rejected at admission: {e}"));
+                printer.warn(&format!(
+                    "could not look for pods the kubelet rejected at admission: {e}"
+                ));
             }
             Vec::new()
         }

@@ -41,13 +41,21 @@ fn none_why(installed: &Result<Option<(Distro, String)>, String>, plan: &Plan) -
             "--upgrade: kstrap installed {d} here and this plan installs {}: that is a replacement (--replace), not an upgrade",
             plan.distro
         ),
-        Ok(Some((d, v))) if *v == plan.distro_version => format!("--upgrade: {d} {v} is installed here already: nothing to upgrade"),
-        Ok(Some((d, v))) => format!("--upgrade: the installed {d} release {v:?} is not a release tag kstrap can plan from"),
+        Ok(Some((d, v))) if *v == plan.distro_version => {
+            format!("--upgrade: {d} {v} is installed here already: nothing to upgrade")
+        }
+        Ok(Some((d, v))) => {
+            format!("--upgrade: the installed {d} release {v:?} is not a release tag kstrap can plan from")
+        }
     }
 }
 
 /// The plan, then the upgrade (human), or the plan's JSON with an `upgrade` member.
-pub(crate) fn print_with_plan(planned: &Planned, installed: &Result<Option<(Distro, String)>, String>, printer: &Printer) {
+pub(crate) fn print_with_plan(
+    planned: &Planned,
+    installed: &Result<Option<(Distro, String)>, String>,
+    printer: &Printer,
+) {
     let found = installed.as_ref().ok().and_then(|i| i.as_ref());
     let plan = of(found, &planned.plan);
     let text = match &plan {

@@ -70,8 +70,13 @@ fn actions(distro: Distro, to: &str, named: bool) -> Vec<String> {
         Distro::K0s => "the release's sha256sums.txt",
     };
     let kube = to.split('+').next().unwrap_or(to);
+    let what = if named {
+        format!("{distro} {to}")
+    } else {
+        format!("the {distro} release you picked")
+    };
     let mut a = vec![
-        format!("download {distro} {to} and check it against {sums} before it is used"),
+        format!("download {what} and check it against {sums} before it is used"),
         format!(
             "put it in place as {} (written beside it, then renamed over the old one)",
             paths.binary
@@ -152,7 +157,11 @@ pub fn upgrade_plan(from: &Version, to: &Version) -> Option<UpgradePlan> {
 pub fn render(p: &UpgradePlan) -> String {
     let mut out = format!("Upgrade of {} {} → {}\n", p.distro, p.from, p.to);
     for (i, s) in p.steps.iter().enumerate() {
-        let who = if s.named { "" } else { " (a release kstrap does not pin: by hand)" };
+        let who = if s.named {
+            ""
+        } else {
+            " (a release kstrap does not pin: by hand)"
+        };
         out.push_str(&format!("  step {}: {} → {}{who}\n", i + 1, s.from, s.to));
         out.push_str(&format!("    run: {}\n", s.command));
         for a in &s.actions {
@@ -164,14 +173,11 @@ pub fn render(p: &UpgradePlan) -> String {
             "  `kstrap up --upgrade` will not jump there in one run ({why}): run the steps above one at a time\n"
         )),
         Some(why) => out.push_str(&format!("  refused: {why}\n")),
-        None => out.push_str(&format!(
-            "  `sudo kstrap up --upgrade{}` does this\n",
-            if p.to == p.distro.default_version() {
-                String::new()
-            } else {
-                format!(" --distro-version {}", p.to)
+        None => {
+            if let Some(s) = p.steps.last() {
+                out.push_str(&format!("  one run does it: {}\n", s.command));
             }
-        )),
+        }
     }
     out.push_str("  rules:\n");
     for r in &p.rules {
@@ -222,8 +228,16 @@ mod tests {
         assert_eq!(tos, ["v1.34.x", "v1.35.3+k3s1"]);
         assert!(!p.steps[0].named && p.steps[1].named);
         assert_eq!(p.steps[1].from, "v1.34.x");
-        assert!(p.steps[0].command.contains("--distro-version v1.34.<latest>+k3s<N>"), "{:?}", p.steps[0]);
-        assert!(p.refused.as_deref().unwrap().contains("v1.33 → v1.34 → v1.35"), "{:?}", p.refused);
+        assert!(
+            p.steps[0].command.contains("--distro-version v1.34.<latest>+k3s<N>"),
+            "{:?}",
+            p.steps[0]
+        );
+        assert!(
+            p.refused.as_deref().unwrap().contains("v1.33 → v1.34 → v1.35"),
+            "{:?}",
+            p.refused
+        );
         insta::assert_snapshot!("k3s_two_minors", render(&p));
     }
 

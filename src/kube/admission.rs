@@ -13,8 +13,10 @@
 //! - written by the kubelet as the pod's status: phase `Failed`, `status.reason` the admission
 //!   reason, `status.message` `Pod was rejected: <message>`, plus a Warning event of that reason
 //!   (pkg/kubelet/kubelet.go `rejectPod`, called from `HandlePodAdditions` when `canAdmitPod`
-//!   refuses). (Read at the kubernetes/kubernetes text the search index holds, commit 3a53ab6e;
-//!   the same three pieces in the release-1.35 line k3s v1.35.3+k3s1 builds its kubelet from.)
+//!   refuses). Read in kubernetes/kubernetes as the code search index holds it (errors.go at
+//!   commit 3a53ab6e); the repository is too large to fetch here, so the v1.35 tag that k3s
+//!   v1.35.3+k3s1 builds its kubelet from was not read itself. A newer errors.go in the index
+//!   also defines a reason `DeviceNotReady`; it is not matched here.
 //!
 //! A rejected pod never runs and nothing removes it: a ReplicaSet counts only active pods and
 //! makes a new one beside it, and the pod garbage collector keeps terminated pods until there
@@ -78,8 +80,7 @@ pub fn reason(pod_name: &str, message: &str) -> String {
 }
 
 /// What to run about a rejected pod of a kstrap stack.
-pub const CLEAR_HINT: &str =
-    "re-run `sudo kstrap up` (or `kstrap apply`): it deletes the pods the kubelet rejected, and their controllers make new ones";
+pub const CLEAR_HINT: &str = "re-run `sudo kstrap up` (or `kstrap apply`): it deletes the pods the kubelet rejected, and their controllers make new ones";
 
 /// Pods of the stacks' Deployments, ReplicaSets, StatefulSets and DaemonSets that the kubelet
 /// rejected at admission and that a controller owns, sorted by namespace and name.
@@ -266,7 +267,10 @@ mod tests {
         let r = with_rejected(&d, Readiness::Ready, &[&bad, &good]);
         assert!(r.is_failed(), "{r:?}");
         let why = r.reason().unwrap();
-        assert!(why.contains("pod ollama-5d9c7-aaaaa was rejected by the kubelet at admission"), "{why}");
+        assert!(
+            why.contains("pod ollama-5d9c7-aaaaa was rejected by the kubelet at admission"),
+            "{why}"
+        );
         assert!(why.contains("UnexpectedAdmissionError"), "{why}");
         assert!(why.contains("Requested: 1, Available: 0"), "{why}");
         assert!(why.contains("before the GPU device plugin registered"), "{why}");

@@ -29,11 +29,11 @@ mod noop_e2e;
 mod outage_e2e;
 mod preflight;
 mod profiles;
-mod reboot_e2e;
 #[path = "../support/proxy/mod.rs"]
 pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
+mod reboot_e2e;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;
@@ -42,9 +42,9 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod upgrade_plan;
 mod upstream;
 mod upstream_flags;
-mod upgrade_plan;
 mod verify_checker;
 mod verify_e2e;
 #[path = "../support/voice_apis.rs"]

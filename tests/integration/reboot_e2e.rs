@@ -94,7 +94,11 @@ async fn pods_when(api: &Api<Pod>, done: impl Fn(&[(String, String, bool)]) -> b
                     .unwrap_or_default()
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True");
-                (p.metadata.name.clone().unwrap_or_default(), s.phase.unwrap_or_default(), ready)
+                (
+                    p.metadata.name.clone().unwrap_or_default(),
+                    s.phase.unwrap_or_default(),
+                    ready,
+                )
             })
             .collect();
         if done(&pods) {
@@ -145,7 +149,12 @@ async fn gpu_pods_rejected_after_a_reboot_are_named_by_status_and_cleared_by_a_r
     pods_when(&api, |pods| pods.iter().any(|(n, _, ready)| n != rejected && *ready)).await;
 
     let (out, report) = tokio::task::block_in_place(|| status_json(kc));
-    assert_eq!(out.status.code(), Some(1), "the rejected pod fails status: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the rejected pod fails status: {}",
+        text(&out)
+    );
     let mine = report["stacks"]
         .as_array()
         .unwrap()
@@ -176,7 +185,9 @@ async fn gpu_pods_rejected_after_a_reboot_are_named_by_status_and_cleared_by_a_r
     assert_eq!(out.status.code(), Some(0), "re-run: {}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("deleted pod {rejected} -n {name} of Deployment/gpu-app -n {name}")),
+        stderr.contains(&format!(
+            "deleted pod {rejected} -n {name} of Deployment/gpu-app -n {name}"
+        )),
         "{}",
         text(&out)
     );

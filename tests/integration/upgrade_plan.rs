@@ -28,7 +28,12 @@ fn plan(host: &FakeHost, extra: &[&str]) -> Output {
     for (k, v) in host.envs() {
         c.env(k, v);
     }
-    c.args(["plan", "--facts", fixture_path("rtx5090-96gb").to_str().unwrap(), "--upgrade"]);
+    c.args([
+        "plan",
+        "--facts",
+        fixture_path("rtx5090-96gb").to_str().unwrap(),
+        "--upgrade",
+    ]);
     c.args(extra);
     c.output().unwrap()
 }
@@ -46,7 +51,9 @@ fn stdout(o: &Output) -> String {
 
 /// The upgrade section of the human plan.
 fn section(text: &str) -> String {
-    let at = text.find("Upgrade of ").unwrap_or_else(|| panic!("no upgrade section:\n{text}"));
+    let at = text
+        .find("Upgrade of ")
+        .unwrap_or_else(|| panic!("no upgrade section:\n{text}"));
     text[at..].to_string()
 }
 
@@ -66,7 +73,12 @@ fn plan_upgrade_from_two_minors_back_shows_both_steps_and_the_release_to_pick() 
     assert_eq!(steps[0]["to"], "v1.34.x");
     assert_eq!(steps[0]["named"], false);
     assert_eq!(steps[1]["to"], "v1.35.3+k3s1");
-    assert!(v["upgrade"]["refused"].as_str().unwrap().contains("v1.33 → v1.34 → v1.35"));
+    assert!(
+        v["upgrade"]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("v1.33 → v1.34 → v1.35")
+    );
 }
 
 #[test]

@@ -748,7 +748,10 @@ fn pod_gpus(spec: &k8s_openapi::api::core::v1::PodSpec) -> i64 {
 async fn reject_gpu_pods(client: &kube::Client) -> Result<Vec<String>, String> {
     let all: Api<Pod> = Api::all(client.clone());
     let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={NODE_NAME}"));
-    let pods = all.list(&lp).await.map_err(|e| format!("listing the node's pods: {e}"))?;
+    let pods = all
+        .list(&lp)
+        .await
+        .map_err(|e| format!("listing the node's pods: {e}"))?;
     let mut rejected = Vec::new();
     for pod in pods.items {
         let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
