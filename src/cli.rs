@@ -78,7 +78,7 @@ pub enum Command {
     Detect,
     /// Print the steps `kstrap up` would run on this host, with a reason for each. Changes
     /// nothing and needs no root. Same as `kstrap up --dry-run`.
-    Plan(PlanArgs),
+    Plan(PlanCommandArgs),
     /// Install or converge: the distribution, the GPU operator (GPU profiles) and the stack.
     Up(UpArgs),
     /// Apply only the stack to the cluster of the current kubeconfig, stage by stage, waiting
@@ -171,6 +171,19 @@ pub struct PlanArgs {
     pub open_firewall: bool,
 }
 
+/// `kstrap plan`: the plan's inputs, and whether to show an upgrade of the install found here.
+#[derive(Debug, Args)]
+pub struct PlanCommandArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// With a k3s or k0s that kstrap installed here at another version: also show the upgrade
+    /// to this run's version, one step per minor version on the way (`kstrap up --upgrade` does
+    /// it; a minor in between is a release you install first).
+    #[arg(long)]
+    pub upgrade: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -184,7 +197,8 @@ pub struct UpArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// Upgrade an existing kstrap install to another distribution version.
+    /// Upgrade an existing kstrap install to another distribution version (one minor at a
+    /// time; the steps are shown before it asks, and by `kstrap plan --upgrade`).
     #[arg(long)]
     pub upgrade: bool,
 

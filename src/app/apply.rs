@@ -51,6 +51,10 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
                 prepare(&loaded, &profile, distro, &images).map_err(Prepare::Failure)?
             }
         };
+        // Pods of kstrap's stacks the kubelet rejected at admission (after a reboot) go first.
+        if !opts.dry_run {
+            super::rejected::clear(&client, printer).await;
+        }
         let extra = secret_objects(&client, &stack, &args.secret_files)
             .await
             .map_err(Prepare::Failure)?;

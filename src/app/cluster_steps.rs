@@ -178,6 +178,9 @@ impl<'p> EngineSteps<'p> {
             return Err(unexpected(step));
         };
         if self.applied.is_none() {
+            // After a reboot: pods rejected before the device plugin registered (the GPU phase
+            // has just waited for it) are deleted, so that their controllers make new ones.
+            super::rejected::clear(client, self.printer).await;
             let extra = secret_objects(client, &self.stack, &self.secret_files)
                 .await
                 .map_err(failure_error)?;

@@ -18,10 +18,12 @@ mod down;
 mod import;
 mod join;
 mod join_command;
+mod rejected;
 mod setup;
 mod status;
 pub(crate) mod summary;
 mod up;
+mod upgrade;
 mod verify;
 
 /// Documented exit codes (see `kstrap --help` and README).
@@ -320,15 +322,34 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     })
 }
 
-pub(crate) fn show_plan(global: &GlobalArgs, args: &PlanArgs, printer: &Printer) -> Result<Exit, Failure> {
-    let planned = build(global, args)?;
-    print_plan(&planned, &planned.plan, printer);
+pub(crate) fn show_plan(
+    global: &GlobalArgs,
+    args: &crate::cli::PlanCommandArgs,
+    printer: &Printer,
+) -> Result<Exit, Failure> {
+    let planned = build(global, &args.plan)?;
+    if args.upgrade {
+        let installed = upgrade::installed(&up::host());
+        upgrade::print_with_plan(&planned, &installed, printer);
+    } else {
+        print_plan(&planned, &planned.plan, printer);
+    }
     Ok(Exit::Ok)
 }
 
 /// Prints a plan (human or JSON). With `-vv` it also shows every object kstrap will apply, as it
 /// will be sent (YAML in human output, an `objects` list in JSON), Secret values redacted.
 pub(crate) fn print_plan(planned: &Planned, plan: &Plan, printer: &Printer) {
+    print_plan_with(planned, plan, printer, None);
+}
+
+/// [`print_plan`], with a section after the human plan and a member of the JSON document.
+pub(crate) fn print_plan_with(
+    planned: &Planned,
+    plan: &Plan,
+    printer: &Printer,
+    extra: Option<(String, (&str, serde_json::Value))>,
+) {
     let objects = if printer.verbosity >= 2 {
         planned_objects(planned, plan)
     } else {
@@ -341,11 +362,17 @@ pub(crate) fn print_plan(planned: &Planned, plan: &Plan, printer: &Printer) {
         {
             m.insert("objects".into(), serde_json::Value::Array(objects));
         }
+        if let (Some((_, (key, extra))), Some(m)) = (&extra, value.as_object_mut()) {
+            m.insert((*key).into(), extra.clone());
+        }
         printer.json(&value);
     } else {
         let mut text = render::plan(plan, printer.verbosity);
         if !objects.is_empty() {
             text.push_str(&render::objects_yaml(&objects));
+        }
+        if let Some((section, _)) = &extra {
+            text.push_str(section);
         }
         printer.stdout(&text);
     }

@@ -67,7 +67,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     }
 
     let host = host();
-    let survey = |host: &Host| {
+    let survey = |host: &Host, first: bool| {
         let found = exec::survey(host).map_err(|e| {
             if e.is_bad_input() {
                 Failure::usage(e.to_string())
@@ -75,11 +75,15 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
                 Failure::failed(e.to_string())
             }
         })?;
+        // The upgrade's steps, before it is refused or the user is asked.
+        if first && up.upgrade {
+            super::upgrade::tell_before_up(&found, &plan, printer);
+        }
         exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
         Ok::<_, Failure>(found)
     };
     // Refusals write nothing: the machine is looked at, and the user asked, before the lock.
-    survey(&host)?;
+    survey(&host, true)?;
 
     let question = format!(
         "Install {} {} with profile {} on this machine ({} steps)?",
@@ -93,7 +97,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     // Agreed and about to act: take the lock, then look again under it (another run may have
     // changed the machine in between).
     let _lock = lock::acquire(&host).map_err(|e| Failure::failed(e.to_string()))?;
-    let found = survey(&host)?;
+    let found = survey(&host, false)?;
 
     let runtime = super::setup::runtime()?;
     let state = replace_first(&host, found, &plan, printer)?;

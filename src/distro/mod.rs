@@ -19,6 +19,7 @@ pub mod uninstall;
 mod version;
 pub mod worker;
 
+pub mod upgrade;
 pub use version::{Version, upgrade_minors, upgrade_refusal};
 
 use crate::plan::step::{Action, ChecksumSource, Mode, Phase, Step};

@@ -146,6 +146,14 @@ pub fn pod_problem(pod: &Value, ctx: &Context) -> Option<PodProblem> {
     let name = name_of(pod);
     let nsf = ns_flag(pod);
     let describe = format!("kubectl {nsf}describe pod {name}");
+    // Rejected at admission (a GPU not registered yet, after a reboot): it never runs.
+    if let Some(message) = super::admission::rejection(pod) {
+        return Some(PodProblem {
+            reason: super::admission::reason(name, message),
+            next_command: format!("kubectl {nsf}delete pod {name}"),
+            fatal: true,
+        });
+    }
     let statuses = ["initContainerStatuses", "containerStatuses"]
         .into_iter()
         .filter_map(|f| pod.get("status").and_then(|s| s.get(f)).and_then(Value::as_array))

@@ -7,6 +7,7 @@
 
 /// The pure ApplySet naming lives in a leaf module; re-exported here for the engine and status.
 pub use crate::applyset;
+pub mod admission;
 pub mod claims;
 pub mod diagnose;
 pub mod engine;

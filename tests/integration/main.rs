@@ -35,6 +35,7 @@ mod profiles;
 pub mod proxy;
 #[path = "../support/real/mod.rs"]
 pub mod real;
+mod reboot_e2e;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
 mod selection;
@@ -43,6 +44,7 @@ mod stacks_e2e;
 mod status_e2e;
 mod support;
 mod up_e2e;
+mod upgrade_plan;
 mod upstream;
 mod upstream_flags;
 mod verify_checker;

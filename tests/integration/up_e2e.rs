@@ -491,6 +491,15 @@ fn k3s_other_version_needs_upgrade_and_then_restarts_once() {
         assert!(err.contains(says), "{version}: {err}");
         assert!(w.host.take_log().is_empty(), "a refusal runs nothing");
     }
+    // Before refusing a skipped minor, `up --upgrade` showed the steps, the minor between by hand.
+    let out = w.up(&["--distro-version", "v1.37.0+k3s1", "--upgrade"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Upgrade of k3s v1.35.3+k3s1 → v1.37.0+k3s1"), "{err}");
+    assert!(
+        err.contains("step 1: v1.35.3+k3s1 → v1.36.x (a release kstrap does not pin: by hand)"),
+        "{err}"
+    );
+    assert!(err.contains("step 2: v1.36.x → v1.37.0+k3s1"), "{err}");
 
     w.up_ok(&["--distro-version", "v1.35.4+k3s1", "--upgrade"]);
     assert_eq!(

@@ -232,7 +232,9 @@ pub fn member_readiness(member: &Value, pods: &[Value], ctx: &Context) -> Readin
     let kind = member["kind"].as_str().unwrap_or_default();
     if diagnose::has_pods(kind) {
         let picked = diagnose::pods_of(member, pods);
-        diagnose::with_pods(member, own, &picked, ctx)
+        let sharpened = diagnose::with_pods(member, own, &picked, ctx);
+        // A pod the kubelet rejected at admission (after a reboot) stays until deleted.
+        crate::kube::admission::with_rejected(member, sharpened, &picked)
     } else {
         own
     }
@@ -250,12 +252,17 @@ pub fn stack_status(stack: &GatheredStack, pods: &[Value], events: &[Value], ctx
         };
         let picked = diagnose::pods_of(m, pods);
         let d = diagnose::diagnose(m, &picked, events, ctx);
+        let rejected = picked.iter().any(|p| crate::kube::admission::rejection(p).is_some());
         not_ready.push(NotReady {
             object: d.object,
             reason: reason.to_string(),
             failed: state.is_failed(),
             events: d.events,
-            next_command: d.next_command,
+            next_command: if rejected {
+                Some(crate::kube::admission::CLEAR_HINT.to_string())
+            } else {
+                d.next_command
+            },
         });
     }
     StackStatus {

@@ -34,6 +34,11 @@
 //!     not exist at all is refused by the API server's own RuntimeClass admission plugin;
 //!   - `runAsNonRoot` is checked against the image's own USER where the stand-in knows it
 //!     ([`image_user`]: k3s's klipper-helm runs as 1000).
+//! - **Rejects GPU pods at admission after a "reboot"** when a test asks
+//!   ([`NodeStandIn::reject_gpu_pods_as_after_a_reboot`]): phase `Failed`, reason
+//!   `UnexpectedAdmissionError`, the device manager's "Requested: 1, Available: 0" message, as a
+//!   kubelet that came back before the GPU device plugin registered (pkg/kubelet/kubelet.go
+//!   `rejectPod`).
 //! - **Programs that a controller stand-in plays** can be told to fail: [`NodeHandle::script_exit`]
 //!   makes the containers of pods with a name prefix exit with a code (a `helm install` that
 //!   cannot find its chart, a GPU toolkit that cannot configure containerd).
@@ -263,6 +268,30 @@ impl NodeStandIn {
             Ok(Ok(())) => {}
             Ok(Err(e)) => panic!("node stand-in: {e}"),
             Err(_) => panic!("node stand-in: rewriting the node panicked"),
+        }
+    }
+
+    /// Plays a reboot whose kubelet came back before the GPU device plugin registered again:
+    /// the kubelet admits every pod bound to the node anew (`HandlePodAdditions` → `canAdmitPod`),
+    /// the device manager cannot allocate a GPU pod's `nvidia.com/gpu` (`requested number of
+    /// devices unavailable for nvidia.com/gpu. Requested: N, Available: 0`, devicemanager
+    /// manager.go `devicesToAllocate`), the admission handler calls it `UnexpectedAdmissionError`
+    /// with `Allocate failed due to …, which is unexpected` (cm/admission/errors.go), and
+    /// `rejectPod` (pkg/kubelet/kubelet.go) records a Warning event of that reason and writes
+    /// phase `Failed`, `status.reason` the reason and `status.message` `Pod was rejected: …`
+    /// (kubernetes/kubernetes; see `kstrap::kube::admission`). Every running pod on the node
+    /// that asks for `nvidia.com/gpu` is rejected so; pods bound later start as usual (the
+    /// device plugin is back). Returns `namespace/name` of the pods it rejected.
+    pub fn reject_gpu_pods_as_after_a_reboot(&self) -> Vec<String> {
+        let client = self.client.clone();
+        let result = std::thread::scope(|s| {
+            s.spawn(|| self.handle.block_on(async { reject_gpu_pods(&client).await }))
+                .join()
+        });
+        match result {
+            Ok(Ok(rejected)) => rejected,
+            Ok(Err(e)) => panic!("node stand-in: {e}"),
+            Err(_) => panic!("node stand-in: rejecting GPU pods panicked"),
         }
     }
 
@@ -696,6 +725,69 @@ fn scripted(scripts: &Scripts, ns: &str, name: &str) -> Option<(i32, Option<Stri
     s.iter()
         .find(|(sns, prefix, _, _)| sns == ns && name.starts_with(prefix.as_str()))
         .map(|(_, _, code, message)| (*code, message.clone()))
+}
+
+/// The `nvidia.com/gpu` a pod asks for (requests, or limits, which are the same for extended
+/// resources), summed over its containers and init containers.
+fn pod_gpus(spec: &k8s_openapi::api::core::v1::PodSpec) -> i64 {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter_map(|c| c.resources.as_ref())
+        .filter_map(|r| {
+            r.requests
+                .as_ref()
+                .and_then(|q| q.get("nvidia.com/gpu"))
+                .or_else(|| r.limits.as_ref().and_then(|q| q.get("nvidia.com/gpu")))
+        })
+        .filter_map(|q| q.0.trim().parse::<i64>().ok())
+        .sum()
+}
+
+/// See [`NodeStandIn::reject_gpu_pods_as_after_a_reboot`].
+async fn reject_gpu_pods(client: &kube::Client) -> Result<Vec<String>, String> {
+    let all: Api<Pod> = Api::all(client.clone());
+    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={NODE_NAME}"));
+    let pods = all
+        .list(&lp)
+        .await
+        .map_err(|e| format!("listing the node's pods: {e}"))?;
+    let mut rejected = Vec::new();
+    for pod in pods.items {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let (Some(ns), Some(name), Some(spec)) = (
+            pod.metadata.namespace.clone(),
+            pod.metadata.name.clone(),
+            pod.spec.as_ref(),
+        ) else {
+            continue;
+        };
+        let gpus = pod_gpus(spec);
+        if gpus == 0 || phase == "Succeeded" || phase == "Failed" || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let message = format!(
+            "Allocate failed due to requested number of devices unavailable for nvidia.com/gpu. Requested: {gpus}, Available: 0, which is unexpected"
+        );
+        event(client, &pod, "Warning", "UnexpectedAdmissionError", &message).await;
+        let t = now();
+        let status = json!({
+            "phase": "Failed", "reason": "UnexpectedAdmissionError",
+            "message": format!("Pod was rejected: {message}"),
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": t, "lastProbeTime": null},
+                {"type": "ContainersReady", "status": "False", "reason": "PodFailed", "lastTransitionTime": t, "lastProbeTime": null},
+                {"type": "Ready", "status": "False", "reason": "PodFailed", "lastTransitionTime": t, "lastProbeTime": null},
+            ],
+            "containerStatuses": null, "initContainerStatuses": null,
+        });
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        patch_status(&api, &name, status)
+            .await
+            .map_err(|e| format!("rejecting pod {ns}/{name}: {e}"))?;
+        rejected.push(format!("{ns}/{name}"));
+    }
+    Ok(rejected)
 }
 
 /// What the kubelet reports of a termination-message file: its first 4096 bytes
