@@ -151,6 +151,8 @@ fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String), 
         force: args.profile.is_some(),
         model: None,
         kept: None,
+        // The driver's source does not change the stack's sizing for a GPU the host reports.
+        gpu_driver: Default::default(),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());

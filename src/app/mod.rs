@@ -155,7 +155,9 @@ fn plan_error(e: plan::PlanError) -> Failure {
 
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
-        SelectError::UnknownProfile { .. } | SelectError::Budget(_) => Failure::usage(e.to_string()),
+        SelectError::UnknownProfile { .. } | SelectError::Budget(_) | SelectError::GpuDriverNeedsGpuProfile { .. } => {
+            Failure::usage(e.to_string())
+        }
         SelectError::ModelDoesNotFit { .. } => Failure::refused(e.to_string()),
         SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
     }
@@ -272,6 +274,7 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
         force: args.force,
         model: args.model.clone(),
         kept: kept_plan(global, &facts),
+        gpu_driver: args.gpu_driver,
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let findings = checks::preflight(&facts, Some(&selection));

@@ -77,6 +77,8 @@ fn sized_stack(global: &GlobalArgs, args: &VerifyArgs) -> Result<Stack, Failure>
         force: args.profile.is_some(),
         model: None,
         kept: super::kept_plan(global, &facts),
+        // The driver's source does not change the stack's sizing for a GPU the host reports.
+        gpu_driver: Default::default(),
     };
     let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
     let name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
