@@ -261,6 +261,7 @@ fn kept_plan(global: &GlobalArgs, facts: &HostFacts) -> Option<profile::KeptPlan
         profile: state.profile,
         model: state.model,
         source: crate::exec::state::STATE_PATH.to_string(),
+        gpu_driver: state.gpu_driver,
     })
 }
 
@@ -268,15 +269,25 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
     let profiles = load_profiles(global)?;
+    let kept = kept_plan(global, &facts);
+    // `--gpu-driver` left out: the first install's choice, else the host's driver.
+    let kept_driver = kept.as_ref().map(|k| k.gpu_driver).filter(|d| !d.is_host());
     let overrides = Overrides {
         profile: args.profile.clone(),
         distro: args.distro,
         force: args.force,
         model: args.model.clone(),
-        kept: kept_plan(global, &facts),
-        gpu_driver: args.gpu_driver,
+        kept,
+        gpu_driver: args.gpu_driver.or(kept_driver).unwrap_or_default(),
     };
-    let selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
+    let mut selection = profile::select(&facts, &profiles, &overrides).map_err(select_error)?;
+    if let (None, Some(d)) = (args.gpu_driver, kept_driver) {
+        selection.reasons.push(format!(
+            "{} kept from the first install ({}); pass --gpu-driver to change it",
+            d.flag(),
+            crate::exec::state::STATE_PATH
+        ));
+    }
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
     let mut stack = apply::prepared_stack(

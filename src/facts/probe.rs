@@ -800,13 +800,19 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             .file("/sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:01:00.0/class", "0x030000\n")
             .file("/sys/bus/pci/devices/0000:01:00.0/device", "0x2684\n")
-            .link("/sys/bus/pci/devices/0000:01:00.0/driver", "../../../bus/pci/drivers/nvidia")
+            .link(
+                "/sys/bus/pci/devices/0000:01:00.0/driver",
+                "../../../bus/pci/drivers/nvidia",
+            )
             .file("/sys/bus/pci/devices/0000:01:00.1/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:01:00.1/class", "0x040300\n")
             .file("/sys/bus/pci/devices/0000:02:00.0/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:02:00.0/class", "0x030200\n")
             .file("/sys/bus/pci/devices/0000:02:00.0/device", "0x2330\n")
-            .link("/sys/bus/pci/devices/0000:02:00.0/driver", "../../../bus/pci/drivers/nvidia")
+            .link(
+                "/sys/bus/pci/devices/0000:02:00.0/driver",
+                "../../../bus/pci/drivers/nvidia",
+            )
             .file("/sys/bus/pci/devices/0000:00:02.0/vendor", "0x8086\n")
             .file("/sys/bus/pci/devices/0000:00:02.0/class", "0x030000\n")
             .file("/proc/driver/nvidia/version", NVIDIA_PROC_VERSION)
@@ -1111,9 +1117,18 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
         dev("0000:03:00.0", "0x10de", "0x030000", "0x2B85");
         dev("0000:04:00.0", "0x10de", "0x038000", "0x1234");
         dev("0000:00:02.0", "0x8086", "0x030000", "0xa780");
-        root.link("/sys/bus/pci/devices/0000:01:00.0/driver", "../../../bus/pci/drivers/nouveau")
-            .link("/sys/bus/pci/devices/0000:02:00.0/driver", "../../../../bus/pci/drivers/vfio-pci")
-            .link("/sys/bus/pci/devices/0000:00:02.0/driver", "../../../bus/pci/drivers/i915");
+        root.link(
+            "/sys/bus/pci/devices/0000:01:00.0/driver",
+            "../../../bus/pci/drivers/nouveau",
+        )
+        .link(
+            "/sys/bus/pci/devices/0000:02:00.0/driver",
+            "../../../../bus/pci/drivers/vfio-pci",
+        )
+        .link(
+            "/sys/bus/pci/devices/0000:00:02.0/driver",
+            "../../../bus/pci/drivers/i915",
+        );
         let facts = root.probe();
         let got: Vec<(String, String, Option<String>)> = facts
             .nvidia

@@ -189,7 +189,10 @@ fn the_operator_installs_its_driver_container_only_when_asked() {
             );
         } else {
             assert!(!values.driver.enabled, "{name}");
-            assert!(yaml.starts_with("driver:\n  enabled: false\ntoolkit:"), "{name}: {yaml}");
+            assert!(
+                yaml.starts_with("driver:\n  enabled: false\ntoolkit:"),
+                "{name}: {yaml}"
+            );
         }
     }
     assert_eq!(asked, 2, "one operator-driver case per distribution");

@@ -13,10 +13,10 @@ use super::select::{Rejection, SelectError, Selection, finish, host_shortfalls};
 use super::{Overrides, Profile};
 use crate::facts::{HostFacts, PciGpu};
 use crate::units::{human_bytes, human_gib};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the NVIDIA driver comes from (`--gpu-driver`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuDriver {
     /// Use the NVIDIA driver installed on this machine (the usual way). Without one the GPU is
@@ -32,6 +32,11 @@ pub enum GpuDriver {
 }
 
 impl GpuDriver {
+    /// The default, left out of kstrap's state and plans.
+    pub fn is_host(&self) -> bool {
+        *self == GpuDriver::Host
+    }
+
     /// The flag as the user writes it, for reasons and findings.
     pub fn flag(self) -> &'static str {
         match self {

@@ -36,6 +36,8 @@ pub struct KeptPlan {
     pub model: Option<String>,
     /// Where it was read from, for the reason.
     pub source: String,
+    /// The `--gpu-driver` choice of the first install.
+    pub gpu_driver: GpuDriver,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

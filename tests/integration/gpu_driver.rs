@@ -55,7 +55,10 @@ fn without_the_flag_a_gpu_without_a_driver_gets_a_cpu_profile_and_both_ways_out(
             )),
             "{name}: {note}"
         );
-        assert!(note.contains("install the NVIDIA driver on the host (the usual way"), "{note}");
+        assert!(
+            note.contains("install the NVIDIA driver on the host (the usual way"),
+            "{note}"
+        );
         assert!(note.contains("--gpu-driver operator"), "{note}");
         // Preflight warns (the CPU profile runs) and names both ways as well.
         let found = driver_findings(&f, &sel);
@@ -72,7 +75,11 @@ fn operator_picks_the_smallest_gpu_tier_and_says_vram_is_unknown() {
     let f = fixture("gpu-no-driver");
     let sel = choose(&f, GpuDriver::Operator, None).unwrap();
     let (min, tiers) = smallest_tiers();
-    assert!(tiers.contains(&sel.profile.name), "{} not in {tiers:?}", sel.profile.name);
+    assert!(
+        tiers.contains(&sel.profile.name),
+        "{} not in {tiers:?}",
+        sel.profile.name
+    );
     assert_eq!(sel.profile.requires.gpu.as_ref().unwrap().vram_gib, min);
     assert_eq!(sel.chosen_by, "auto");
     assert_eq!(sel.gpus, vec![0]);
@@ -89,7 +96,11 @@ fn operator_picks_the_smallest_gpu_tier_and_says_vram_is_unknown() {
         .expect("gpu-24gb rejected");
     assert!(larger.reason.contains("--profile gpu-24gb"), "{}", larger.reason);
     let cpu = sel.rejected.iter().find(|r| r.profile == "cpu-fallback").unwrap();
-    assert!(cpu.reason.contains("--gpu-driver operator asks for one"), "{}", cpu.reason);
+    assert!(
+        cpu.reason.contains("--gpu-driver operator asks for one"),
+        "{}",
+        cpu.reason
+    );
     // Nothing stands in the way on this host: the driver finding passes and says what it does.
     let found = driver_findings(&f, &sel);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -104,7 +115,11 @@ fn operator_takes_a_named_tier_at_its_word_and_refuses_a_cpu_profile() {
     let sel = choose(&f, GpuDriver::Operator, Some("gpu-24gb")).unwrap();
     assert_eq!(sel.profile.name, "gpu-24gb");
     assert_eq!(sel.chosen_by, "--profile");
-    assert!(sel.reasons.iter().any(|r| r.contains("taken at your word")), "{:?}", sel.reasons);
+    assert!(
+        sel.reasons.iter().any(|r| r.contains("taken at your word")),
+        "{:?}",
+        sel.reasons
+    );
     let err = choose(&f, GpuDriver::Operator, Some("cpu-fallback")).unwrap_err();
     assert!(matches!(err, SelectError::GpuDriverNeedsGpuProfile { .. }), "{err}");
     assert!(err.to_string().contains("gpu-24gb"), "{err}");
@@ -128,7 +143,11 @@ fn operator_is_refused_with_nouveau_secure_boot_vfio_a_host_driver_or_no_driver_
         assert!(fail.how_to_fix.as_deref().unwrap().contains(fix), "{fail:#?}");
         assert!(!found.iter().any(|x| x.severity == Severity::Pass), "{found:#?}");
     };
-    check(&fixture("gpu-nouveau"), "nouveau driver is loaded (PCI 0000:01:00.0", "blacklist nouveau");
+    check(
+        &fixture("gpu-nouveau"),
+        "nouveau driver is loaded (PCI 0000:01:00.0",
+        "blacklist nouveau",
+    );
     check(&fixture("gpu-secure-boot"), "Secure Boot is on", "signed NVIDIA driver");
     let mut vfio = fixture("gpu-no-driver");
     vfio.nvidia.pci_gpus[0].driver = Some("vfio-pci".into());
@@ -137,7 +156,11 @@ fn operator_is_refused_with_nouveau_secure_boot_vfio_a_host_driver_or_no_driver_
     fedora.os.id = "fedora".into();
     fedora.os.version_id = Some("42".into());
     fedora.os.pretty_name = "Fedora Linux 42 (Workstation Edition)".into();
-    check(&fedora, "Fedora Linux 42", "install the NVIDIA driver from your distribution");
+    check(
+        &fedora,
+        "Fedora Linux 42",
+        "install the NVIDIA driver from your distribution",
+    );
     // A host driver that works: the GPU profile comes from NVML, and the second driver is refused.
     let host = fixture("rtx5090-96gb");
     let sel = choose(&host, GpuDriver::Operator, None).unwrap();
@@ -174,7 +197,11 @@ fn none_leaves_every_gpu_alone() {
     assert!(choose(&bare, GpuDriver::None, None).unwrap().gpu_notes.is_empty());
     let op = choose(&bare, GpuDriver::Operator, None).unwrap();
     assert!(!op.profile.uses_gpu());
-    assert!(op.gpu_notes[0].contains("no NVIDIA GPU on the PCI bus"), "{:?}", op.gpu_notes);
+    assert!(
+        op.gpu_notes[0].contains("no NVIDIA GPU on the PCI bus"),
+        "{:?}",
+        op.gpu_notes
+    );
 }
 
 // ---- the binary ------------------------------------------------------------------------------
@@ -236,8 +263,15 @@ fn refused_choices_exit_3_and_write_nothing() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{fixture}: {stderr}");
-        assert!(stderr.contains("preflight refused") && stderr.contains(want), "{stderr}");
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "{fixture}: something was written");
+        assert!(
+            stderr.contains("preflight refused") && stderr.contains(want),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            0,
+            "{fixture}: something was written"
+        );
         // The plan shows the same refusal and exits 0.
         let (plan, _) = run(&["plan", "--facts", &fx(fixture), "--gpu-driver", "operator"], 0);
         assert!(plan.contains(want), "{plan}");
@@ -246,10 +280,24 @@ fn refused_choices_exit_3_and_write_nothing() {
 
 #[test]
 fn bad_gpu_driver_input_is_exit_2_naming_the_flag() {
-    let (_, err) = run(&["plan", "--facts", &fx("gpu-no-driver"), "--gpu-driver", "container"], 2);
-    assert!(err.contains("--gpu-driver") && err.contains("host, operator, none"), "{err}");
+    let (_, err) = run(
+        &["plan", "--facts", &fx("gpu-no-driver"), "--gpu-driver", "container"],
+        2,
+    );
+    assert!(
+        err.contains("--gpu-driver") && err.contains("host, operator, none"),
+        "{err}"
+    );
     let (out, _) = run(
-        &["-o", "json", "plan", "--facts", &fx("gpu-no-driver"), "--gpu-driver", "yes"],
+        &[
+            "-o",
+            "json",
+            "plan",
+            "--facts",
+            &fx("gpu-no-driver"),
+            "--gpu-driver",
+            "yes",
+        ],
         2,
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
