@@ -15,19 +15,20 @@ use crate::facts::{HostFacts, PciGpu};
 use crate::units::{human_bytes, human_gib};
 use serde::{Deserialize, Serialize};
 
-/// Where the NVIDIA driver comes from (`--gpu-driver`).
+/// Where the NVIDIA driver comes from (`--gpu-driver`). The values are explained in the flag's
+/// own help (`cli.rs`), so `--help` keeps one line per flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuDriver {
-    /// Use the NVIDIA driver installed on this machine (the usual way). Without one the GPU is
-    /// not used, and the plan says why and how to install it.
+    // Use the NVIDIA driver installed on this machine (the usual way). Without one the GPU is
+    // not used, and the plan says why and how to install it.
     #[default]
     Host,
-    /// Let the GPU operator build and load NVIDIA's driver in a container, for a GPU with no
-    /// host driver. Refused while nouveau holds the GPU or Secure Boot is on; VRAM is unknown
-    /// without a driver, so the smallest GPU tier is used unless --profile names one.
+    // Let the GPU operator build and load NVIDIA's driver in a container, for a GPU with no
+    // host driver. Refused while nouveau holds the GPU or Secure Boot is on; VRAM is unknown
+    // without a driver, so the smallest GPU tier is used unless --profile names one.
     Operator,
-    /// Use no GPU, even if one is present: a CPU profile.
+    // Use no GPU, even if one is present: a CPU profile.
     None,
 }
 
