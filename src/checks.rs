@@ -5,9 +5,11 @@
 
 pub use crate::finding::{Finding, Severity};
 
+mod gpu_driver;
+
 use crate::distro::Distro;
 use crate::facts::HostFacts;
-use crate::profile::{Selection, driver_too_old, usable_gpus};
+use crate::profile::{GpuDriver, Selection, describe_pci, driver_too_old, usable_gpus};
 use crate::units::{gib, human_bytes, human_gib};
 
 /// Controllers the kubelet cannot run without.
@@ -291,7 +293,16 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
     let uses_gpu = selection.is_some_and(|s| s.profile.uses_gpu());
     let profile_name = selection.map(|s| s.profile.name.as_str()).unwrap_or("kstrap");
 
-    if facts.gpus.is_empty() && facts.nvidia.pci_devices > 0 {
+    let choice = selection.map_or(GpuDriver::Host, |s| s.gpu_driver);
+    let any_gpu = !facts.gpus.is_empty() || facts.nvidia.pci_devices > 0 || !facts.nvidia.pci_gpus.is_empty();
+    if choice == GpuDriver::Operator && uses_gpu {
+        gpu_driver::operator_driver(facts, out);
+    } else if choice == GpuDriver::None && any_gpu {
+        out.push(Finding::pass(
+            "gpu-driver",
+            "--gpu-driver none: the NVIDIA GPU(s) are left alone; everything runs on CPU",
+        ));
+    } else if facts.gpus.is_empty() && facts.nvidia.pci_devices > 0 {
         let why = facts
             .nvidia
             .unavailable_reason
@@ -299,10 +310,15 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
             .unwrap_or("NVML reports no GPU");
         let (blockers, steps) = host_driver_blockers(facts);
         let sev_fix = format!(
-            "{steps}install the NVIDIA driver on the host (570 or newer for RTX 50-series), reboot, check that `nvidia-smi` lists the GPU, then run `kstrap up` again: it will switch to a GPU profile (kstrap never lets the GPU operator build its own driver in a container on this machine)"
+            "{steps}install the NVIDIA driver on the host (570 or newer for RTX 50-series), reboot, check that `nvidia-smi` lists the GPU, then run `kstrap up` again: it will switch to a GPU profile. The other way, without a host driver: `kstrap up --gpu-driver operator` lets the GPU operator build and load its driver in a container (refused while nouveau is loaded or Secure Boot is on); kstrap never does that unless asked"
         );
+        let pci = if facts.nvidia.pci_gpus.is_empty() {
+            String::new()
+        } else {
+            format!(" (PCI {})", describe_pci(&facts.nvidia.pci_gpus))
+        };
         let what = format!(
-            "{} NVIDIA GPU(s) on the PCI bus, but no usable driver: {why}{blockers}; {profile_name} runs without it",
+            "{} NVIDIA GPU(s) on the PCI bus{pci}, but no usable driver: {why}{blockers}; {profile_name} runs without it",
             facts.nvidia.pci_devices
         );
         out.push(if uses_gpu {
@@ -352,7 +368,7 @@ fn gpu(facts: &HostFacts, selection: Option<&Selection>, out: &mut Vec<Finding>)
     if let Some(sel) = selection {
         let (usable, _) = usable_gpus(facts);
         gpu_image_findings(facts, sel, &usable, uses_gpu, out);
-        if !sel.profile.uses_gpu() && !usable.is_empty() {
+        if !sel.profile.uses_gpu() && !usable.is_empty() && sel.gpu_driver != GpuDriver::None {
             let list: Vec<String> = usable
                 .iter()
                 .map(|g| format!("GPU {} {} {}", g.index, g.name, human_bytes(g.memory_total_bytes)))
@@ -568,11 +584,8 @@ mod tests {
             "{}",
             f.what
         );
-        assert!(
-            fix(f).contains("never lets the GPU operator build its own driver"),
-            "{}",
-            fix(f)
-        );
+        assert!(fix(f).contains("kstrap never does that unless asked"), "{}", fix(f));
+        assert!(fix(f).contains("--gpu-driver operator"), "{}", fix(f));
 
         let mut blocked = driver_missing();
         blocked.nvidia.nouveau_loaded = true;

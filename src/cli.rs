@@ -140,6 +140,14 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME", env = env::MODEL)]
     pub model: Option<String>,
 
+    /// Where the NVIDIA driver comes from. `host` (default; a re-run keeps the first install's
+    /// choice): the driver installed on this machine; a GPU without one is not used, and the
+    /// plan says why. `operator`: the GPU operator builds and loads NVIDIA's driver in a
+    /// container (refused while nouveau is loaded or Secure Boot is on). `none`: no GPU, a CPU
+    /// profile.
+    #[arg(long = "gpu-driver", value_name = "FROM", value_enum)]
+    pub gpu_driver: Option<crate::profile::GpuDriver>,
+
     /// Download releases from this base URL instead of https://github.com (same layout:
     /// <base>/k3s-io/k3s/releases/download/<version>/k3s).
     #[arg(long, value_name = "URL", env = env::RELEASE_MIRROR)]

@@ -29,6 +29,7 @@ fn select(facts: &HostFacts, profile: &str, distro: Option<Distro>) -> Selection
             force: true,
             model: None,
             kept: None,
+            gpu_driver: Default::default(),
         },
     )
     .expect("selection")

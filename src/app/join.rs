@@ -390,6 +390,7 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
             gpus: usable.iter().map(|g| g.index).collect(),
             replicas,
             allocatable: gpus * replicas,
+            driver: Default::default(),
         }),
         // What this machine's GPUs would hold as a host of its own tier (an estimate).
         vram_budget: selection.as_ref().and_then(|s| s.vram_budget.clone()),

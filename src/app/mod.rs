@@ -158,7 +158,9 @@ fn plan_error(e: plan::PlanError) -> Failure {
 
 pub(crate) fn select_error(e: SelectError) -> Failure {
     match e {
-        SelectError::UnknownProfile { .. } | SelectError::Budget(_) => Failure::usage(e.to_string()),
+        SelectError::UnknownProfile { .. } | SelectError::Budget(_) | SelectError::GpuDriverNeedsGpuProfile { .. } => {
+            Failure::usage(e.to_string())
+        }
         SelectError::ModelDoesNotFit { .. } => Failure::refused(e.to_string()),
         SelectError::NoProfileFits { .. } | SelectError::Refused { .. } => Failure::refused(e.to_string()),
     }
@@ -262,20 +264,32 @@ fn kept_plan(facts: &HostFacts) -> Option<profile::KeptPlan> {
         profile: state.profile,
         model: state.model,
         source: crate::exec::state::STATE_PATH.to_string(),
+        gpu_driver: state.gpu_driver,
     })
 }
 
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let settings = settings(args)?;
     let facts = gather_facts(global)?;
+    let kept = kept_plan(&facts);
+    // `--gpu-driver` left out: the first install's choice, else the host's driver.
+    let kept_driver = kept.as_ref().map(|k| k.gpu_driver).filter(|d| !d.is_host());
     let overrides = Overrides {
         profile: args.profile.clone(),
         distro: args.distro,
         force: args.force,
         model: args.model.clone(),
-        kept: kept_plan(&facts),
+        kept,
+        gpu_driver: args.gpu_driver.or(kept_driver).unwrap_or_default(),
     };
-    let selection = setup::select(global, &facts, &overrides)?;
+    let mut selection = setup::select(global, &facts, &overrides)?;
+    if let (None, Some(d)) = (args.gpu_driver, kept_driver) {
+        selection.reasons.push(format!(
+            "{} kept from the first install ({}); pass --gpu-driver to change it",
+            d.flag(),
+            crate::exec::state::STATE_PATH
+        ));
+    }
     let findings = checks::preflight(&facts, Some(&selection));
     let stack_name = args.stack.clone().unwrap_or_else(|| selection.profile.stack.clone());
     let mut stack = apply::prepared_stack(

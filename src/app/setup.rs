@@ -50,6 +50,8 @@ pub(crate) fn chosen_stack(
         force: profile.is_some(),
         model: None,
         kept: if keep_recorded { kept_plan(&facts) } else { None },
+        // The driver's source does not change the stack's sizing for a GPU the host reports.
+        gpu_driver: Default::default(),
     };
     let selection = select(global, &facts, &overrides)?;
     let name = stack.unwrap_or(&selection.profile.stack);

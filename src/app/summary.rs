@@ -312,6 +312,7 @@ mod tests {
             stack: None,
             force: false,
             model: None,
+            gpu_driver: None,
             release_mirror: None,
             airgap: None,
             images: Vec::new(),

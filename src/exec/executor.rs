@@ -86,6 +86,7 @@ impl Executor<'_> {
         state.version = plan.distro_version.clone();
         state.profile = plan.profile.clone();
         state.model = plan.vram_budget.as_ref().map(|b| b.model.clone());
+        state.gpu_driver = plan.gpu.as_ref().map(|g| g.driver).unwrap_or_default();
         for d in paths.data_dirs {
             let parents = self.host.missing_parents(&format!("{d}/x"));
             let parents: Vec<String> = parents.into_iter().filter(|p| p != d).collect();

@@ -33,6 +33,11 @@ pub struct State {
     /// re-runs keep both unless asked for others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Where the NVIDIA driver comes from (`--gpu-driver`), kept by re-runs like the profile:
+    /// a re-run that forgot `--gpu-driver operator` must not remove the driver the GPUs run on.
+    /// Absent in older files and for the host's driver.
+    #[serde(default, skip_serializing_if = "crate::profile::GpuDriver::is_host")]
+    pub gpu_driver: crate::profile::GpuDriver,
     /// Files kstrap wrote or had a command write, by host path; `sha256` is `None` for files a
     /// command wrote or a write that had not finished.
     pub files: BTreeMap<String, FileRecord>,
@@ -98,6 +103,7 @@ impl State {
             version: version.to_string(),
             profile: profile.to_string(),
             model: None,
+            gpu_driver: crate::profile::GpuDriver::Host,
             files: BTreeMap::new(),
             dirs: Vec::new(),
             services: Vec::new(),
@@ -187,5 +193,24 @@ mod tests {
         std::fs::write(dir.path().join("var/lib/kstrap/state.json"), "{\"schema\": 1").unwrap();
         let err = State::load(&host).unwrap_err().to_string();
         assert!(err.contains("var/lib/kstrap/state.json is not a state file"), "{err}");
+    }
+
+    /// `--gpu-driver operator` is recorded so a re-run keeps the driver container; the host's
+    /// driver (the default) is left out, so older states read as it.
+    #[test]
+    fn the_gpu_driver_choice_is_kept_and_defaults_to_the_host() {
+        use crate::profile::GpuDriver;
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        let mut s = State::new(Distro::K3s, "v1.35.3+k3s1", "gpu-6gb");
+        s.save(&host).unwrap();
+        let text = host.read(STATE_PATH).unwrap().unwrap().bytes;
+        assert!(!String::from_utf8_lossy(&text).contains("gpu_driver"));
+        assert_eq!(State::load(&host).unwrap().unwrap().gpu_driver, GpuDriver::Host);
+        s.gpu_driver = GpuDriver::Operator;
+        s.save(&host).unwrap();
+        let text = host.read(STATE_PATH).unwrap().unwrap().bytes;
+        assert!(String::from_utf8_lossy(&text).contains("\"gpu_driver\": \"operator\""));
+        assert_eq!(State::load(&host).unwrap().unwrap().gpu_driver, GpuDriver::Operator);
     }
 }

@@ -190,6 +190,37 @@ pub struct NvidiaFacts {
     /// out of the JSON when false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nouveau_loaded: bool,
+    /// Each NVIDIA display or 3D controller on the PCI bus, read from sysfs without NVML, so a GPU
+    /// is seen even when no NVIDIA driver is installed (added later: absent in older facts files,
+    /// and left out of the JSON when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pci_gpus: Vec<PciGpu>,
+}
+
+/// One NVIDIA GPU as the PCI bus shows it (`/sys/bus/pci/devices/<address>/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciGpu {
+    /// The device's PCI address, e.g. "0000:01:00.0".
+    pub address: String,
+    /// The PCI device id, four lowercase hex digits without `0x`, e.g. "2684" (the vendor is
+    /// always NVIDIA, 10de).
+    pub device_id: String,
+    /// The kernel module bound to the device (the name its `driver` link points at): "nvidia",
+    /// "nouveau", "vfio-pci"; `None` when no module holds it.
+    pub driver: Option<String>,
+}
+
+impl PciGpu {
+    /// "0000:01:00.0 10de:2684, nouveau bound" / "..., no driver bound": how `lspci -nnk` would
+    /// name it, for notes and findings.
+    pub fn describe(&self) -> String {
+        let bound = match &self.driver {
+            Some(d) => format!("{d} bound"),
+            None => "no driver bound".to_string(),
+        };
+        format!("{} 10de:{}, {bound}", self.address, self.device_id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

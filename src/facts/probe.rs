@@ -448,20 +448,55 @@ fn probe_runtimes(fs: &Root<'_>) -> RuntimeFacts {
     }
 }
 
+/// The PCI vendor id of NVIDIA, `PCI_VENDOR_ID_NVIDIA` (torvalds/linux `include/linux/pci_ids.h`).
+const PCI_VENDOR_NVIDIA: &str = "0x10de";
+
+/// PCI class codes of the controllers a GPU shows as (torvalds/linux `include/linux/pci_ids.h`,
+/// commit 009ef05f: `PCI_CLASS_DISPLAY_VGA` 0x0300, `PCI_CLASS_DISPLAY_3D` 0x0302). sysfs `class`
+/// holds the 24-bit code with the programming interface as its last byte ("0x030000"), so the
+/// first four hex digits are the class and subclass. A GeForce shows as VGA, a data-centre GPU
+/// without display outputs (H100) as 3D; the GPU's HDMI audio function (0x0403) is not a GPU.
+const PCI_CLASSES_GPU: &[&str] = &["0300", "0302"];
+
+/// The NVIDIA GPUs on the PCI bus, in address order, with the module bound to each.
+fn probe_pci_gpus(fs: &Root<'_>) -> Vec<crate::facts::PciGpu> {
+    let devices = Path::new("/sys/bus/pci/devices");
+    fs.list(devices)
+        .into_iter()
+        .filter_map(|address| {
+            let dir = devices.join(&address);
+            let vendor = fs.read_trimmed(dir.join("vendor"))?;
+            let class = fs.read_trimmed(dir.join("class"))?;
+            let class = class.strip_prefix("0x").unwrap_or(&class).to_ascii_lowercase();
+            let is_gpu = vendor.eq_ignore_ascii_case(PCI_VENDOR_NVIDIA)
+                && class.len() == 6
+                && PCI_CLASSES_GPU.iter().any(|c| class.starts_with(c));
+            if !is_gpu {
+                return None;
+            }
+            let device_id = fs
+                .read_trimmed(dir.join("device"))
+                .map(|d| d.strip_prefix("0x").unwrap_or(&d).to_ascii_lowercase())
+                .filter(|d| d.len() == 4 && d.chars().all(|c| c.is_ascii_hexdigit()))
+                .unwrap_or_else(|| "????".to_string());
+            // `driver` is a link to /sys/bus/pci/drivers/<module>; its last component names it.
+            let driver = std::fs::read_link(fs.path(dir.join("driver")))
+                .ok()
+                .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()));
+            Some(crate::facts::PciGpu {
+                address,
+                device_id,
+                driver,
+            })
+        })
+        .collect()
+}
+
 /// Everything in `NvidiaFacts` that does not come from NVML.
 fn probe_nvidia(fs: &Root<'_>) -> NvidiaFacts {
-    let pci_devices = fs
-        .list("/sys/bus/pci/devices")
-        .iter()
-        .filter(|dev| {
-            let dir = Path::new("/sys/bus/pci/devices").join(dev);
-            let vendor = fs.read_trimmed(dir.join("vendor"));
-            let class = fs.read_trimmed(dir.join("class"));
-            vendor.is_some_and(|v| v.eq_ignore_ascii_case("0x10de")) && class.is_some_and(|c| c.starts_with("0x03"))
-        })
-        .count();
+    let pci_gpus = probe_pci_gpus(fs);
     NvidiaFacts {
-        pci_devices: u32::try_from(pci_devices).unwrap_or(u32::MAX),
+        pci_devices: u32::try_from(pci_gpus.len()).unwrap_or(u32::MAX),
         kernel_module: fs
             .read("/proc/driver/nvidia/version")
             .and_then(|t| parse_nvidia_version(&t)),
@@ -470,6 +505,7 @@ fn probe_nvidia(fs: &Root<'_>) -> NvidiaFacts {
             .which("nvidia-container-runtime")
             .or_else(|| fs.found("/usr/local/nvidia/toolkit/nvidia-container-runtime")),
         nouveau_loaded: fs.read("/proc/modules").is_some_and(|t| nouveau_loaded(&t)),
+        pci_gpus,
         ..NvidiaFacts::default()
     }
 }
@@ -659,6 +695,15 @@ mod tests {
             self
         }
 
+        /// A symbolic link at `host` pointing at `target` (relative, as sysfs writes them; the
+        /// target need not exist).
+        fn link(&self, host: &str, target: &str) -> &Self {
+            let path = self.at(host);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, path).unwrap();
+            self
+        }
+
         fn dir(&self, host: &str) -> &Self {
             std::fs::create_dir_all(self.at(host)).unwrap();
             self
@@ -754,10 +799,20 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             // Two GPUs (VGA and 3D controller), the first one's HDMI audio, and an Intel iGPU.
             .file("/sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:01:00.0/class", "0x030000\n")
+            .file("/sys/bus/pci/devices/0000:01:00.0/device", "0x2684\n")
+            .link(
+                "/sys/bus/pci/devices/0000:01:00.0/driver",
+                "../../../bus/pci/drivers/nvidia",
+            )
             .file("/sys/bus/pci/devices/0000:01:00.1/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:01:00.1/class", "0x040300\n")
             .file("/sys/bus/pci/devices/0000:02:00.0/vendor", "0x10de\n")
             .file("/sys/bus/pci/devices/0000:02:00.0/class", "0x030200\n")
+            .file("/sys/bus/pci/devices/0000:02:00.0/device", "0x2330\n")
+            .link(
+                "/sys/bus/pci/devices/0000:02:00.0/driver",
+                "../../../bus/pci/drivers/nvidia",
+            )
             .file("/sys/bus/pci/devices/0000:00:02.0/vendor", "0x8086\n")
             .file("/sys/bus/pci/devices/0000:00:02.0/class", "0x030000\n")
             .file("/proc/driver/nvidia/version", NVIDIA_PROC_VERSION)
@@ -847,6 +902,18 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
                 nvidia_smi: Some("/usr/bin/nvidia-smi".into()),
                 container_runtime: Some("/usr/bin/nvidia-container-runtime".into()),
                 nouveau_loaded: false,
+                pci_gpus: vec![
+                    crate::facts::PciGpu {
+                        address: "0000:01:00.0".into(),
+                        device_id: "2684".into(),
+                        driver: Some("nvidia".into()),
+                    },
+                    crate::facts::PciGpu {
+                        address: "0000:02:00.0".into(),
+                        device_id: "2330".into(),
+                        driver: Some("nvidia".into()),
+                    },
+                ],
             }
         );
         assert!(facts.gpus.is_empty());
@@ -1031,6 +1098,66 @@ GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)
             }
         );
         assert!(facts.gpus.is_empty());
+    }
+
+    /// GPUs without NVML: each NVIDIA VGA or 3D controller with its device id and the module its
+    /// `driver` link names; other classes (the GPU's audio function, class 0x0380) and vendors
+    /// are left out.
+    #[test]
+    fn pci_gpus_are_read_without_nvml_with_the_module_bound_to_each() {
+        let root = TestRoot::new();
+        let dev = |addr: &str, vendor: &str, class: &str, device: &str| {
+            root.file(&format!("/sys/bus/pci/devices/{addr}/vendor"), format!("{vendor}\n"))
+                .file(&format!("/sys/bus/pci/devices/{addr}/class"), format!("{class}\n"))
+                .file(&format!("/sys/bus/pci/devices/{addr}/device"), format!("{device}\n"));
+        };
+        dev("0000:01:00.0", "0x10de", "0x030000", "0x2684");
+        dev("0000:01:00.1", "0x10de", "0x040300", "0x22ba");
+        dev("0000:02:00.0", "0x10DE", "0x030200", "0x2330");
+        dev("0000:03:00.0", "0x10de", "0x030000", "0x2B85");
+        dev("0000:04:00.0", "0x10de", "0x038000", "0x1234");
+        dev("0000:00:02.0", "0x8086", "0x030000", "0xa780");
+        root.link(
+            "/sys/bus/pci/devices/0000:01:00.0/driver",
+            "../../../bus/pci/drivers/nouveau",
+        )
+        .link(
+            "/sys/bus/pci/devices/0000:02:00.0/driver",
+            "../../../../bus/pci/drivers/vfio-pci",
+        )
+        .link(
+            "/sys/bus/pci/devices/0000:00:02.0/driver",
+            "../../../bus/pci/drivers/i915",
+        );
+        let facts = root.probe();
+        let got: Vec<(String, String, Option<String>)> = facts
+            .nvidia
+            .pci_gpus
+            .iter()
+            .map(|g| (g.address.clone(), g.device_id.clone(), g.driver.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("0000:01:00.0".into(), "2684".into(), Some("nouveau".into())),
+                ("0000:02:00.0".into(), "2330".into(), Some("vfio-pci".into())),
+                ("0000:03:00.0".into(), "2b85".into(), None),
+            ]
+        );
+        assert_eq!(facts.nvidia.pci_devices, 3);
+        assert_eq!(
+            facts.nvidia.pci_gpus[0].describe(),
+            "0000:01:00.0 10de:2684, nouveau bound"
+        );
+        assert_eq!(
+            facts.nvidia.pci_gpus[2].describe(),
+            "0000:03:00.0 10de:2b85, no driver bound"
+        );
+        let json = serde_json::to_string(&facts).unwrap();
+        assert_eq!(super::super::from_json("probe", &json).unwrap(), facts);
+        // None on the bus: the field stays out of the JSON, as older readers expect.
+        let json = serde_json::to_string(&TestRoot::new().probe()).unwrap();
+        assert!(!json.contains("pci_gpus"), "{json}");
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub const MANAGED_BY: &str = "kstrap";
 pub const HELM_TIMEOUT: &str = "15m";
 /// Seconds to wait for the node to advertise its GPU shares.
 pub const WAIT_TIMEOUT_S: u64 = 900;
+/// Seconds the driver container may take to build and load its module before Kubernetes
+/// restarts it: its startup probe's `initialDelaySeconds` 60 + `failureThreshold` 120 ×
+/// `periodSeconds` 10 (`driver.startupProbe`, `deployments/gpu-operator/values.yaml`,
+/// NVIDIA/gpu-operator v26.3.2). Added to the wait with `--gpu-driver operator`.
+pub const DRIVER_STARTUP_S: u64 = 60 + 120 * 10;
 
 /// Shares each GPU is advertised as: 1 without sharing, at least 2 with time-slicing or MPS
 /// (profiles already require 2..=48; the floor keeps a hand-built selection honest).
@@ -99,9 +104,21 @@ pub fn steps(facts: &HostFacts, sel: &Selection) -> Vec<Step> {
     }
     let gpus = sel.gpus.len() as u32;
     let replicas = shares_per_gpu(sel.profile.gpu.sharing, sel.profile.gpu.replicas);
+    let container = sel.gpu_driver == crate::profile::GpuDriver::Operator;
     let driver = match &facts.nvidia.driver_version {
+        _ if container => format!(
+            "--gpu-driver operator: the operator builds and loads NVIDIA driver {} for kernel {} in a container ({}, driver.enabled=true)",
+            values::DRIVER_VERSION,
+            facts.os.kernel,
+            values::Driver::image_ref()
+        ),
         Some(v) => format!("host driver {v} kept (driver.enabled=false)"),
         None => "host driver kept (driver.enabled=false; NVML did not report its version)".to_string(),
+    };
+    let timeout_s = if container {
+        WAIT_TIMEOUT_S + DRIVER_STARTUP_S
+    } else {
+        WAIT_TIMEOUT_S
     };
     let controller = match sel.distro {
         Distro::K3s => "k3s's Helm controller",
@@ -126,13 +143,18 @@ pub fn steps(facts: &HostFacts, sel: &Selection) -> Vec<Step> {
                 "Wait for nvidia.com/gpu = {gpus} GPU(s) × {replicas} = {}",
                 gpus * replicas
             ),
-            reason: "proves the operator, the toolkit and time-slicing all work: the node advertises every share"
-                .into(),
+            reason: if container {
+                format!(
+                    "proves the driver, the operator, the toolkit and time-slicing all work: the node advertises every share (building the driver takes minutes: the wait allows the driver pod's startup probe its {DRIVER_STARTUP_S} s on top)"
+                )
+            } else {
+                "proves the operator, the toolkit and time-slicing all work: the node advertises every share".into()
+            },
             action: Action::WaitGpu {
                 gpus,
                 replicas,
                 expected: gpus * replicas,
-                timeout_s: WAIT_TIMEOUT_S,
+                timeout_s,
             },
         },
     ]

@@ -16,6 +16,10 @@ fn facts(name: &str) -> HostFacts {
 }
 
 fn select(facts: &HostFacts, distro: Distro) -> Selection {
+    select_with(facts, distro, profile::GpuDriver::Host)
+}
+
+fn select_with(facts: &HostFacts, distro: Distro, gpu_driver: profile::GpuDriver) -> Selection {
     let profiles = profile::embedded().expect("embedded profiles");
     profile::select(
         facts,
@@ -26,6 +30,7 @@ fn select(facts: &HostFacts, distro: Distro) -> Selection {
             force: true,
             model: None,
             kept: None,
+            gpu_driver,
         },
     )
     .expect("selection")
@@ -56,6 +61,12 @@ fn cases() -> Vec<(String, HostFacts, Selection)> {
             let sel = select(&f, distro);
             out.push((format!("{d}-{case}"), f, sel));
         }
+        // A GPU the PCI bus shows with no host driver, and `--gpu-driver operator`: the only
+        // case whose values turn the operator's driver container on.
+        let bare = facts("gpu-no-driver");
+        assert!(bare.gpus.is_empty() && !bare.nvidia.pci_gpus.is_empty());
+        let sel = select_with(&bare, distro, profile::GpuDriver::Operator);
+        out.push((format!("{d}-1gpu-operator-driver"), bare, sel));
     }
     out
 }
@@ -156,20 +167,35 @@ fn values_yaml_round_trips_to_the_typed_model() {
 }
 
 #[test]
-fn the_operator_never_installs_its_driver_container() {
+fn the_operator_installs_its_driver_container_only_when_asked() {
     // The chart's default is `driver.enabled: true` (NVIDIA/gpu-operator v26.3.2
     // `deployments/gpu-operator/values.yaml`): kstrap must say `false` on every host, the ones
-    // whose driver version NVML did not report included.
+    // whose driver version NVML did not report included, unless `--gpu-driver operator` asked
+    // for the container; then the driver is pinned to the chart's own default.
     let cases = cases();
     assert!(cases.iter().any(|(_, f, _)| f.nvidia.driver_version.is_none()));
+    let mut asked = 0;
     for (name, f, sel) in cases {
         let values = operator_values(&f, &sel);
-        assert!(!values.driver.enabled, "{name}");
-        assert!(
-            values_yaml(&values).starts_with("driver:\n  enabled: false\n"),
-            "{name}"
-        );
+        let yaml = values_yaml(&values);
+        if sel.gpu_driver == profile::GpuDriver::Operator {
+            asked += 1;
+            assert!(values.driver.enabled, "{name}");
+            assert!(
+                yaml.starts_with(
+                    "driver:\n  enabled: true\n  repository: nvcr.io/nvidia\n  image: driver\n  version: \"580.126.20\"\n"
+                ),
+                "{name}: {yaml}"
+            );
+        } else {
+            assert!(!values.driver.enabled, "{name}");
+            assert!(
+                yaml.starts_with("driver:\n  enabled: false\ntoolkit:"),
+                "{name}: {yaml}"
+            );
+        }
     }
+    assert_eq!(asked, 2, "one operator-driver case per distribution");
 }
 
 fn env_map(values: &OperatorValues) -> Vec<(String, String)> {

@@ -10,7 +10,7 @@
 use super::{TIME_SLICING_CONFIG, TIME_SLICING_KEY};
 use crate::distro::Distro;
 use crate::facts::HostFacts;
-use crate::profile::Selection;
+use crate::profile::{GpuDriver, Selection};
 use serde::Serialize;
 
 /// The values kstrap passes to the `gpu-operator` chart.
@@ -25,14 +25,61 @@ pub struct OperatorValues {
 /// `driver.*`: whether the operator installs its driver container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Driver {
-    /// Always `false`: kstrap uses the host's driver. The chart's default is `true`
+    /// `false` unless the user chose `--gpu-driver operator`. The chart's default is `true`
     /// (`driver.enabled`, `deployments/gpu-operator/values.yaml`, NVIDIA/gpu-operator v26.3.2),
     /// which on a desktop or laptop means a second driver built in a container: it cannot load
     /// next to the host's kernel module, is unsigned (refused under Secure Boot) and fights
-    /// `nouveau` and the display server for the GPU. kstrap only installs the operator when
-    /// NVML answered, that is when a host driver is loaded; without one, preflight says how to
-    /// install it (`checks`).
+    /// `nouveau` and the display server for the GPU. By default kstrap only installs the
+    /// operator when NVML answered, that is when a host driver is loaded; without one, preflight
+    /// says how to install it (`checks`), or how to ask for the driver container.
     pub enabled: bool,
+    /// Registry path of the driver image (`driver.repository`), set with the container only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Image name (`driver.image`), set with the container only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Driver version (`driver.version`), set with the container only: the chart's own default,
+    /// written out so the plan names the driver it installs and a chart bump cannot change it
+    /// unseen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The driver container's image as gpu-operator v26.3.2's chart defaults it
+/// (`deployments/gpu-operator/values.yaml`: `driver.repository: nvcr.io/nvidia`,
+/// `driver.image: driver`, `driver.version: "580.126.20"`). The image tag is the version plus
+/// the node's OS (`580.126.20-ubuntu24.04`), chosen by the operator from node-feature-discovery
+/// labels. 580 is newer than the 570 Blackwell needs.
+pub const DRIVER_REPOSITORY: &str = "nvcr.io/nvidia";
+pub const DRIVER_IMAGE: &str = "driver";
+pub const DRIVER_VERSION: &str = "580.126.20";
+
+impl Driver {
+    /// The host's driver is used: the operator installs none.
+    pub fn host() -> Self {
+        Driver {
+            enabled: false,
+            repository: None,
+            image: None,
+            version: None,
+        }
+    }
+
+    /// The operator's driver container, pinned (`--gpu-driver operator`).
+    pub fn container() -> Self {
+        Driver {
+            enabled: true,
+            repository: Some(DRIVER_REPOSITORY.to_string()),
+            image: Some(DRIVER_IMAGE.to_string()),
+            version: Some(DRIVER_VERSION.to_string()),
+        }
+    }
+
+    /// The image the operator pulls, without its OS suffix: "nvcr.io/nvidia/driver:580.126.20".
+    pub fn image_ref() -> String {
+        format!("{DRIVER_REPOSITORY}/{DRIVER_IMAGE}:{DRIVER_VERSION}")
+    }
 }
 
 /// `toolkit.*`: the NVIDIA container toolkit DaemonSet that registers the `nvidia` runtime with
@@ -127,8 +174,12 @@ pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
 
 /// The chart values for this host and selection.
 pub fn operator_values(_facts: &HostFacts, sel: &Selection) -> OperatorValues {
+    let driver = match sel.gpu_driver {
+        GpuDriver::Operator => Driver::container(),
+        GpuDriver::Host | GpuDriver::None => Driver::host(),
+    };
     OperatorValues {
-        driver: Driver { enabled: false },
+        driver,
         toolkit: Toolkit {
             enabled: true,
             env: toolkit_env(sel.distro),

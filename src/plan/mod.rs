@@ -65,6 +65,9 @@ pub struct GpuShares {
     pub gpus: Vec<u32>,
     pub replicas: u32,
     pub allocatable: u32,
+    /// Where the NVIDIA driver comes from; left out for the host's.
+    #[serde(skip_serializing_if = "crate::profile::GpuDriver::is_host")]
+    pub driver: crate::profile::GpuDriver,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -226,6 +229,7 @@ pub fn plan(
         gpus: sel.gpus.clone(),
         replicas: sel.profile.gpu.replicas,
         allocatable: sel.gpu_shares(),
+        driver: sel.gpu_driver,
     });
 
     Ok(Plan {

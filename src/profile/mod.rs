@@ -6,9 +6,11 @@
 //! type or an impossible value is an error naming the file, the line and the field, so a typo can
 //! never silently change what gets installed.
 
+mod gpu_source;
 mod select;
 pub mod vram;
 
+pub use gpu_source::{GpuDriver, GpuSource, describe_pci, gpu_source, host_driver_loaded};
 pub use select::{KeptPlan, Overrides, Rejection, SelectError, Selection, driver_too_old, select, usable_gpus};
 pub use vram::{KvCacheType, VramPlan};
 

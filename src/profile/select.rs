@@ -6,6 +6,7 @@
 //! `requires` it is refused unless forced.
 
 use super::Profile;
+use super::gpu_source::{self, GpuDriver, GpuSource};
 use crate::distro::Distro;
 use crate::facts::{GpuFacts, HostFacts};
 use crate::units::{gib, human_bytes, human_gib};
@@ -24,6 +25,8 @@ pub struct Overrides {
     /// The tier and model recorded at the first install (kstrap's state): kept unless the user
     /// names another profile or model.
     pub kept: Option<KeptPlan>,
+    /// Where the NVIDIA driver comes from (`--gpu-driver`).
+    pub gpu_driver: GpuDriver,
 }
 
 /// What the first install decided, as kstrap's state records it.
@@ -33,6 +36,8 @@ pub struct KeptPlan {
     pub model: Option<String>,
     /// Where it was read from, for the reason.
     pub source: String,
+    /// The `--gpu-driver` choice of the first install.
+    pub gpu_driver: GpuDriver,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,6 +66,9 @@ pub struct Selection {
     pub vram_budget: Option<crate::budget::VramBudget>,
     /// The model named with `--model` (checked against the budget), if any.
     pub model: Option<String>,
+    /// Where the NVIDIA driver comes from (`--gpu-driver`): `operator` turns on the GPU
+    /// operator's driver container.
+    pub gpu_driver: GpuDriver,
 }
 
 impl Selection {
@@ -90,6 +98,11 @@ pub enum SelectError {
         profile: String,
         shortfalls: Vec<String>,
     },
+    #[error(
+        "--gpu-driver operator installs an NVIDIA driver for a GPU profile, but profile {profile} uses no GPU\n  fix: name a GPU profile ({}), or leave out --gpu-driver operator",
+        .gpu_profiles.join(", ")
+    )]
+    GpuDriverNeedsGpuProfile { profile: String, gpu_profiles: Vec<String> },
     #[error(
         "profile {profile} needs more than this host has:\n{}\n  use --force to install it anyway (services may not start), or let kstrap choose",
         .shortfalls.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
@@ -161,14 +174,14 @@ pub fn usable_gpus(facts: &HostFacts) -> (Vec<&GpuFacts>, Vec<String>) {
 
 /// The host resources a profile states figures for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resource {
+pub(super) enum Resource {
     Memory,
     Cpus,
     Disk,
 }
 
 /// Requirements the host does not meet: which resource, and a sentence with figures.
-fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, disk_gib: f64) -> Vec<(Resource, String)> {
+pub(super) fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, disk_gib: f64) -> Vec<(Resource, String)> {
     let mut out = Vec::new();
     if gib(facts.memory.total_bytes) < memory_gib {
         let text = format!(
@@ -316,7 +329,13 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
     {
         return select_kept(facts, profiles, overrides, kept);
     }
-    let (usable, gpu_notes) = usable_gpus(facts);
+    let (usable, gpu_notes) = match gpu_source::gpu_source(facts, overrides.gpu_driver) {
+        GpuSource::OperatorDriver(pci) => {
+            return gpu_source::select_operator_driver(facts, profiles, overrides, pci);
+        }
+        GpuSource::Unused(note) => (Vec::new(), note.into_iter().collect()),
+        GpuSource::Nvml => usable_gpus(facts),
+    };
     let mut ranked: Vec<&Profile> = profiles.iter().collect();
     ranked.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
 
@@ -503,7 +522,7 @@ fn select_kept(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(super) fn finish(
     facts: &HostFacts,
     p: &Profile,
     overrides: &Overrides,
@@ -578,5 +597,6 @@ fn finish(
         warnings,
         vram_budget,
         model: overrides.model.clone(),
+        gpu_driver: overrides.gpu_driver,
     })
 }

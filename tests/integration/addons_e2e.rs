@@ -557,6 +557,7 @@ async fn monitoring_charts_on(test: &str, distro: kstrap::distro::Distro) {
         force: true,
         model: None,
         kept: None,
+        ..Default::default()
     };
     let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
     let addon = monitoring::addon(&sel);

@@ -32,6 +32,7 @@ fn selection(distro: Distro) -> (kstrap::facts::HostFacts, Selection) {
         force: false,
         model: None,
         kept: None,
+        ..Default::default()
     };
     let sel = select(&facts, &profiles, &overrides).expect("rtx-5090 fits the fixture");
     (facts, sel)

@@ -16,6 +16,7 @@ mod facts_fixtures;
 pub mod fake_host;
 mod fuzz;
 mod glibc_floor;
+mod gpu_driver;
 mod gpu_e2e;
 mod gpu_images;
 mod hosts;

@@ -26,6 +26,11 @@ const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("h100-80gb", "gpu-48gb", &[0], "NVIDIA H100 80GB HBM3 79.6 GiB"),
     ("two-gpus", "gpu-48gb", &[0, 1], "2 GPU(s) with ≥ 44 GiB VRAM"),
     ("driver-missing", "cpu-fallback", &[], "highest-priority profile"),
+    // A GPU the PCI bus shows without a driver (tests/fixtures/facts/DRIVER.md): CPU, unless
+    // `--gpu-driver operator` (gpu_driver.rs).
+    ("gpu-no-driver", "cpu-fallback", &[], "highest-priority profile"),
+    ("gpu-nouveau", "cpu-fallback", &[], "highest-priority profile"),
+    ("gpu-secure-boot", "cpu-fallback", &[], "highest-priority profile"),
     ("wsl2", "cpu-fallback", &[], "highest-priority profile"),
     ("blackwell-old-driver", "cpu-fallback", &[], "highest-priority profile"),
     ("mig-h100", "cpu-fallback", &[], "highest-priority profile"),

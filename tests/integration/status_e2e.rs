@@ -205,6 +205,7 @@ async fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
         force: false,
         model: None,
         kept: None,
+        ..Default::default()
     };
     let sel = kstrap::profile::select(&facts, &profiles, &overrides).unwrap();
     crate::gpu_e2e::apply(&g.client, &kstrap::gpu::gpu_objects(&facts, &sel)).await;

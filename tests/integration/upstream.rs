@@ -58,6 +58,7 @@ fn selection(
         force: false,
         model: None,
         kept: None,
+        ..Default::default()
     };
     let sel = select(&facts, &profiles, &overrides).expect("profile fits the fixture");
     (facts, sel)

@@ -320,6 +320,7 @@ fn a_rerun_keeps_the_first_installs_tier_and_model() {
         profile: "gpu-8gb".into(),
         model: Some("llama3.1:8b".into()),
         source: "/var/lib/kstrap/state.json".into(),
+        ..Default::default()
     };
     let rerun = Overrides {
         kept: Some(kept.clone()),
