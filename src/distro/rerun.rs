@@ -38,6 +38,7 @@ use super::Distro;
 use super::network::{self, ClusterNetwork};
 use crate::facts::{HostFacts, InstalledNetwork};
 use crate::finding::Finding;
+use crate::plan::step::{Action, Step, SystemdOp};
 use serde::Serialize;
 
 /// The node's address moved since the install.
@@ -183,6 +184,23 @@ fn shown(address: &str, iface: Option<&str>) -> String {
         Some(i) => format!("{address} ({i})"),
         None => address.to_string(),
     }
+}
+
+/// The distribution's start step, restarting a running service when the node's address moved
+/// since the install (once: the same restart takes changed files too).
+pub(super) fn start_step(ctx: &super::DistroContext, mut step: Step) -> Step {
+    let Some(change) = &ctx.network.address_change else {
+        return step;
+    };
+    if let Action::Systemd { op, .. } = &mut step.action {
+        *op = SystemdOp::EnableRestart;
+    }
+    step.title = format!("{} (restart for the node's new address)", step.title);
+    step.reason = format!(
+        "{}; restarted now because the node's address changed since the install ({} → {}): {} takes it only when it starts",
+        step.reason, change.from, change.to, ctx.distro
+    );
+    step
 }
 
 /// What `up` records at the end of a run that completed: the ranges and address the plan used.

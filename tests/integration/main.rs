@@ -35,6 +35,7 @@ pub mod proxy;
 pub mod real;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
+mod rerun_network;
 mod selection;
 mod stacks;
 mod stacks_e2e;
