@@ -61,16 +61,20 @@ fn step<'a>(plan: &'a Value, id: &str) -> Option<&'a Value> {
     plan["steps"].as_array().unwrap().iter().find(|s| s["id"] == id)
 }
 
-#[test]
-fn a_laptop_on_another_network_restarts_the_distribution_to_take_its_new_address() {
-    let office = json!({
+/// The office network the laptop moved to.
+fn moved_network() -> Value {
+    json!({
         "addresses": ["10.20.30.40"],
         "routes": [
             {"iface": "enp0s31f6", "destination": "0.0.0.0/0"},
             {"iface": "enp0s31f6", "destination": "10.20.30.0/24"}
         ]
-    });
-    let facts = installed_laptop(office, false);
+    })
+}
+
+#[test]
+fn a_laptop_on_another_network_restarts_the_distribution_to_take_its_new_address() {
+    let facts = installed_laptop(moved_network(), false);
     let (plan, _) = run(&[], &["plan", "--facts", facts.path().to_str().unwrap()], 0);
     insta::assert_snapshot!("plan_rerun_moved_laptop_k0s", plan);
     assert!(
@@ -185,11 +189,12 @@ fn detect_reads_the_recorded_network_from_the_state_file() {
 /// On the fake host against the real control plane (k0s): `up` behind a proxy writes k0s's
 /// drop-in; `up` again with the proxy gone (the facts carrying what the first run recorded in
 /// kstrap's state, as detection reads it) removes the drop-in, reloads systemd and restarts
-/// k0s once; a third run changes nothing.
+/// k0s once; a third run changes nothing; on another network, one more run restarts k0s once
+/// for the new address and records it.
 #[test]
-fn a_proxy_gone_on_a_rerun_removes_k0s_drop_in_and_restarts_it() {
+fn a_proxy_gone_or_a_new_address_on_a_rerun_restarts_k0s_once() {
     use crate::up_e2e::{Machine, World, text};
-    let Some(w) = World::real_k0s("a_proxy_gone_on_a_rerun_removes_k0s_drop_in_and_restarts_it") else {
+    let Some(w) = World::real_k0s("a_proxy_gone_or_a_new_address_on_a_rerun_restarts_k0s_once") else {
         return;
     };
     let drop_in = w
@@ -218,18 +223,25 @@ fn a_proxy_gone_on_a_rerun_removes_k0s_drop_in_and_restarts_it() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         out
     };
-    let first = crate::support::fixture_path("rtx5090-96gb");
-    up(&first, true);
+    // The workstation at home, then (below) as detection reads it after each run.
+    let facts_at = |network: Value, state: Option<&Value>| {
+        facts_with("rtx5090-96gb", |v| {
+            v["network"] = network;
+            if let Some(state) = state {
+                v["existing"]["kstrap_state"] = json!("/var/lib/kstrap/state.json");
+                v["existing"]["kstrap_network"] = state["network"].clone();
+            }
+        })
+    };
+    up(facts_at(home(), None).path(), true);
     assert!(drop_in.exists());
     w.host.take_effects();
     // What detection would read on this host now: the state's network.
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap()).unwrap();
     assert_eq!(state["network"]["proxy"], true, "{}", state["network"]);
-    let again = facts_with("rtx5090-96gb", |v| {
-        v["existing"]["kstrap_state"] = json!("/var/lib/kstrap/state.json");
-        v["existing"]["kstrap_network"] = state["network"].clone();
-    });
+    assert_eq!(state["network"]["node_address"], "192.168.1.23", "{}", state["network"]);
+    let again = facts_at(home(), Some(&state));
     let out = up(again.path(), false);
     assert!(
         text(&out).contains("Remove the k0s service's proxy drop-in"),
@@ -256,16 +268,30 @@ fn a_proxy_gone_on_a_rerun_removes_k0s_drop_in_and_restarts_it() {
             .is_none()
     );
     // Converged: the recorded network says no proxy, nothing to remove or restart.
-    let settled = facts_with("rtx5090-96gb", |v| {
-        v["existing"]["kstrap_state"] = json!("/var/lib/kstrap/state.json");
-        v["existing"]["kstrap_network"] = state["network"].clone();
-    });
+    let settled = facts_at(home(), Some(&state));
     up(settled.path(), false);
     let log = w.host.take_effects();
     assert!(
         !log.iter().any(|l| l.contains("restart") || l.contains("daemon-reload")),
         "{log:?}"
     );
+    // The machine moved to another network: k0s is restarted once for its new address, which
+    // the state then records; the run after that restarts nothing.
+    let moved = facts_at(moved_network(), Some(&state));
+    up(moved.path(), false);
+    let log = w.host.take_effects();
+    let restarts = log
+        .iter()
+        .filter(|l| *l == "systemctl restart k0scontroller.service")
+        .count();
+    assert_eq!(restarts, 1, "{log:?}");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.host.root.join("var/lib/kstrap/state.json")).unwrap()).unwrap();
+    assert_eq!(state["network"]["node_address"], "10.20.30.40", "{}", state["network"]);
+    assert_eq!(state["network"]["iface"], "enp0s31f6");
+    let settled = facts_at(moved_network(), Some(&state));
+    up(settled.path(), false);
+    assert!(!w.host.take_effects().iter().any(|l| l.contains("restart")));
     let out = w.kstrap(&["down", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
