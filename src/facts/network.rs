@@ -79,7 +79,7 @@ pub struct InstalledNetwork {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
     /// Every IPv4 address the host had at install (what `NO_PROXY` was completed with).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
     /// The distribution was given an HTTP proxy (k3s's env file, k0s's drop-in).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
