@@ -47,6 +47,7 @@ pub fn preflight(facts: &HostFacts, selection: Option<&Selection>) -> Vec<Findin
     if let Some(sel) = selection {
         resources(facts, sel, &mut out);
         firewalls(facts, sel, &mut out);
+        out.extend(crate::distro::rerun::findings(sel.distro, facts));
         selinux(facts, sel, &mut out);
     }
 
@@ -435,7 +436,7 @@ fn host_driver_blockers(facts: &HostFacts) -> (String, String) {
 /// chose (`distro::firewall`). Only said when one is on, so hosts without one see no change.
 fn firewalls(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
     use crate::distro::firewall::{self, Firewall};
-    let net = crate::distro::network::choose(sel.distro, &facts.network);
+    let net = crate::distro::rerun::for_host(sel.distro, facts, false);
     for (on, fw) in [
         (facts.firewall.ufw, Firewall::Ufw),
         (facts.firewall.firewalld, Firewall::Firewalld),

@@ -10,6 +10,8 @@ use super::setup::chosen_stack;
 use super::{Exit, Failure};
 use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::distro::Distro;
+use crate::distro::proxy::Proxy;
+use crate::facts::InstalledNetwork;
 use crate::kube::{ApplyError, ApplyOptions, apply_stack, client_from};
 use crate::stack::{self, Stack};
 use crate::ui::Printer;
@@ -19,13 +21,18 @@ use std::collections::BTreeMap;
 
 pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<Exit, Failure> {
     let opts = options(args)?;
-    let (loaded, profile) = load_stack(global, args)?;
+    let (loaded, profile, here) = load_stack(global, args)?;
+    let proxy = super::proxy_settings()?;
+    let cluster = Cluster {
+        proxy: proxy.as_ref(),
+        installed: here.as_ref(),
+    };
     let images = stack::parse_image_flags(&args.images).map_err(|e| Failure::usage(e.to_string()))?;
     // Every input is checked before the cluster is asked anything.
     stack::secrets::check_files(&loaded, &args.secret_files).map_err(|e| Failure::usage(e.to_string()))?;
     // With --distro the stack is complete before any cluster call; else the cluster says.
     let ready = match args.distro {
-        Some(d) => Some(prepare(&loaded, &profile, Some(d), &images)?),
+        Some(d) => Some(cluster.stack(&loaded, &profile, Some(d), &images, printer)?),
         None => None,
     };
 
@@ -48,7 +55,9 @@ pub fn run(global: &GlobalArgs, args: &ApplyArgs, printer: &Printer) -> Result<E
             Some(stack) => stack,
             None => {
                 let distro = cluster_distro(&client, printer).await;
-                prepare(&loaded, &profile, distro, &images).map_err(Prepare::Failure)?
+                cluster
+                    .stack(&loaded, &profile, distro, &images, printer)
+                    .map_err(Prepare::Failure)?
             }
         };
         // Pods of kstrap's stacks the kubelet rejected at admission (after a reboot) go first.
@@ -139,12 +148,57 @@ fn failure_json(stack: &str, e: &ApplyError) -> Value {
     })
 }
 
-/// The stack to apply, as loaded (named, or the chosen profile's), and the profile to size it
-/// for (the named `--profile`, else this host's choice).
-fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String), Failure> {
+/// What `apply` knows of the cluster beyond its kubeconfig: the proxy from kstrap's environment
+/// and, when kstrap installed a cluster on this host, the network it recorded.
+struct Cluster<'a> {
+    proxy: Option<&'a Proxy>,
+    installed: Option<&'a InstalledNetwork>,
+}
+
+impl Cluster<'_> {
+    /// The stack as applied: sized for `profile` and `distro`, images filled in, and its
+    /// downloading pods given the proxy the same way `up` gives it (`stack::proxy::for_cluster`).
+    /// `NO_PROXY` names the ranges this host's install recorded, else the distribution's own
+    /// (none when the distribution is not known), and this host's addresses when it holds the
+    /// install.
+    fn stack(
+        &self,
+        loaded: &Stack,
+        profile: &str,
+        distro: Option<Distro>,
+        images: &BTreeMap<String, String>,
+        printer: &Printer,
+    ) -> Result<Stack, Failure> {
+        let mut stack = prepare(loaded, profile, distro, images)?;
+        if let Some(proxy) = self.proxy {
+            let ranges = match self.installed {
+                Some(n) => Some((n.pod_cidr.as_str(), n.service_cidr.as_str())),
+                None => distro.map(crate::distro::network::defaults),
+            };
+            let target = stack::proxy::Target {
+                ranges,
+                node_addresses: self.installed.map_or(&[], |n| n.addresses.as_slice()),
+            };
+            if let Some(warning) = stack::proxy::for_cluster(&mut stack, proxy, &target) {
+                printer.warn(&warning);
+            }
+        }
+        Ok(stack)
+    }
+}
+
+/// The stack to apply, as loaded (named, or the chosen profile's), the profile to size it for
+/// (the named `--profile`, else this host's choice), and the network kstrap recorded when it
+/// installed a cluster on this host.
+fn load_stack(global: &GlobalArgs, args: &ApplyArgs) -> Result<(Stack, String, Option<InstalledNetwork>), Failure> {
     // The cluster may be another machine: a named profile is taken as asked.
-    let (stack, selection) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), false)?;
-    Ok((stack, selection.profile.name))
+    let (stack, selection, facts) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), false)?;
+    let installed = facts
+        .existing
+        .kstrap_network
+        .clone()
+        .filter(|_| facts.existing.kstrap_state.is_some());
+    Ok((stack, selection.profile.name, installed))
 }
 
 /// A stack as it is applied: loaded, sized for `profile` and the cluster's `distro`, the user's
@@ -306,6 +360,81 @@ mod tests {
         for other in ["v1.35.3", "v1.30.2-eks-1552ad0", "v1.29.1+rke2r1", ""] {
             assert_eq!(distro_of_kubelet(other), None, "{other}");
         }
+    }
+
+    fn env_of(stack: &Stack, deployment: &str) -> Vec<(String, String)> {
+        let obj = stack
+            .stages
+            .iter()
+            .flat_map(|s| &s.objects)
+            .find(|o| o.reference.kind == "Deployment" && o.reference.name == deployment)
+            .expect("deployment");
+        obj.value["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .map(|v| {
+                        (
+                            v["name"].as_str().unwrap_or_default().to_string(),
+                            v["value"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `apply` gives the stack's downloading pods the proxy as `up` does (they share
+    /// `stack::proxy::for_cluster`), with the ranges this host's install recorded.
+    #[test]
+    fn apply_gives_the_downloading_pods_the_proxy() {
+        let loaded = stack::load("voice-ai", None).unwrap();
+        let printer = Printer::new(crate::cli::OutputFormat::Human, 0, true, false);
+        let proxy = Proxy::from_vars(|k| (k == "HTTPS_PROXY").then(|| "http://10.9.8.7:3128".to_string()))
+            .unwrap()
+            .unwrap();
+        let installed = InstalledNetwork {
+            pod_cidr: "172.30.0.0/16".into(),
+            service_cidr: "172.31.0.0/16".into(),
+            addresses: vec!["192.168.1.23".into()],
+            ..Default::default()
+        };
+        let none = Cluster {
+            proxy: None,
+            installed: None,
+        };
+        let plain = none
+            .stack(&loaded, "cpu-fallback", Some(Distro::K3s), &BTreeMap::new(), &printer)
+            .unwrap();
+        assert!(!env_of(&plain, "ollama").iter().any(|(k, _)| k.contains("PROXY")));
+        let cluster = Cluster {
+            proxy: Some(&proxy),
+            installed: Some(&installed),
+        };
+        let given = cluster
+            .stack(&loaded, "cpu-fallback", Some(Distro::K3s), &BTreeMap::new(), &printer)
+            .unwrap();
+        let env = env_of(&given, "ollama");
+        assert!(
+            env.contains(&("HTTPS_PROXY".into(), "http://10.9.8.7:3128".into())),
+            "{env:?}"
+        );
+        let no_proxy = &env.iter().find(|(k, _)| k == "NO_PROXY").expect("NO_PROXY").1;
+        assert!(
+            no_proxy.contains("192.168.1.23,172.30.0.0/16,172.31.0.0/16"),
+            "{no_proxy}"
+        );
+        // Without this host's install: the distribution's own ranges.
+        let elsewhere = Cluster {
+            proxy: Some(&proxy),
+            installed: None,
+        };
+        let given = elsewhere
+            .stack(&loaded, "cpu-fallback", Some(Distro::K0s), &BTreeMap::new(), &printer)
+            .unwrap();
+        let env = env_of(&given, "ollama");
+        let no_proxy = &env.iter().find(|(k, _)| k == "NO_PROXY").expect("NO_PROXY").1;
+        assert!(no_proxy.contains("10.244.0.0/16,10.96.0.0/12"), "{no_proxy}");
     }
 
     #[test]

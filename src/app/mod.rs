@@ -221,7 +221,7 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
 
 /// The proxy from kstrap's environment, its host names resolved (here, before planning, so the
 /// plan stays pure) for the stack's egress NetworkPolicies.
-fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
+pub(crate) fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
     use distro::proxy::{Proxy, ProxyEndpoint, VARIABLES};
     // Only the proxy variables are read here (`env::HTTP_PROXY` and friends, either case).
     debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTP_PROXY));
@@ -303,25 +303,13 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     setup::overlay_budget(&mut stack, &selection);
     let mut proxy_warning = None;
     if let Some(proxy) = &settings.proxy {
-        let network = distro::network::choose(selection.distro, &facts.network);
-        let net = distro::proxy::ClusterNet {
-            pod_cidr: &network.pod_cidr,
-            service_cidr: &network.service_cidr,
+        // The ranges the plan uses: the installed ones on a re-run.
+        let network = distro::rerun::for_host(selection.distro, &facts, true);
+        let target = stack::proxy::Target {
+            ranges: Some((&network.pod_cidr, &network.service_cidr)),
             node_addresses: &facts.network.addresses,
         };
-        let (workloads, _) =
-            stack::proxy::apply(&mut stack, |services| proxy.pod_env(&net, services), &proxy.addresses);
-        if proxy.addresses.is_empty() && workloads > 0 {
-            proxy_warning = Some(format!(
-                "the proxy's host name ({}) did not resolve to an address: the stack's egress NetworkPolicies cannot admit it, so its pods' downloads will be blocked; give the proxy as an IP address (HTTP_PROXY=http://10.0.0.1:3128) or fix name resolution",
-                proxy
-                    .names()
-                    .iter()
-                    .map(|(h, p)| format!("{h}:{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        proxy_warning = stack::proxy::for_cluster(&mut stack, proxy, &target);
     }
     let mut plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     plan.warnings.extend(proxy_warning);

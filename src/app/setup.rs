@@ -33,7 +33,8 @@ pub(crate) fn select(global: &GlobalArgs, facts: &HostFacts, overrides: &Overrid
     profile::select(facts, &profiles, overrides).map_err(select_error)
 }
 
-/// The stack `stack` names (else the chosen profile's), as loaded, and the selection it is for.
+/// The stack `stack` names (else the chosen profile's), as loaded, the selection it is for and
+/// the facts it was chosen from.
 /// A named `profile` is taken as asked (`--force`: the cluster may be another machine); with
 /// `keep_recorded`, the tier and model the first install recorded on this host are kept, the
 /// choice `up` made.
@@ -42,7 +43,7 @@ pub(crate) fn chosen_stack(
     profile: Option<&str>,
     stack: Option<&str>,
     keep_recorded: bool,
-) -> Result<(Stack, Selection), Failure> {
+) -> Result<(Stack, Selection, HostFacts), Failure> {
     let facts = gather_facts(global)?;
     let overrides = Overrides {
         profile: profile.map(String::from),
@@ -56,7 +57,7 @@ pub(crate) fn chosen_stack(
     let selection = select(global, &facts, &overrides)?;
     let name = stack.unwrap_or(&selection.profile.stack);
     let loaded = stack::load(name, global.stack_dir.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
-    Ok((loaded, selection))
+    Ok((loaded, selection, facts))
 }
 
 /// The model Ollama serves and its limits, from the selection's VRAM budget (or the recorded or

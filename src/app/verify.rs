@@ -59,7 +59,7 @@ fn no_checks(stack: &str) -> String {
 /// decide what is asked. Images the user names do not matter to the checks.
 fn sized_stack(global: &GlobalArgs, args: &VerifyArgs) -> Result<Stack, Failure> {
     // The same choice `up` made: the tier and model recorded at the first install are kept.
-    let (loaded, selection) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), true)?;
+    let (loaded, selection, _) = chosen_stack(global, args.profile.as_deref(), args.stack.as_deref(), true)?;
     let mut sized = loaded.sized(&selection.profile.name);
     // The model the plan gave Ollama (the VRAM budget's, or the recorded one).
     overlay_budget(&mut sized, &selection);

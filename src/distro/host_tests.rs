@@ -176,3 +176,105 @@ fn written_files_do_not_name_the_wifi_address() {
             Action::WriteFile { contents: Contents::Text(t), .. } if t.contains("192.168.178.57"))));
     }
 }
+
+/// A re-run whose proxy is gone: k3s's env file is emptied (and says why), k0s's drop-in is
+/// removed, systemd reloaded and the service restarted through the files it depends on.
+#[test]
+fn a_proxy_gone_since_the_install_is_taken_away() {
+    let settings = cluster(&[], &[]);
+    for distro in [Distro::K3s, Distro::K0s] {
+        let v = distro.default_version();
+        let net = network::ClusterNetwork {
+            proxy_removed: true,
+            ..network::choose(distro, &NetworkFacts::default())
+        };
+        let steps = host_steps(&DistroContext {
+            network: &net,
+            ..ctx(distro, &v, None, &settings)
+        })
+        .unwrap();
+        match distro {
+            Distro::K3s => {
+                assert_eq!(written(&steps, "write-k3s-env"), "");
+                let env = steps.iter().find(|s| s.id == "write-k3s-env").unwrap();
+                assert!(env.reason.contains("restarts without it"), "{}", env.reason);
+            }
+            Distro::K0s => {
+                let i = |id: &str| {
+                    ids(&steps)
+                        .iter()
+                        .position(|s| *s == id)
+                        .unwrap_or_else(|| panic!("no {id}"))
+                };
+                assert!(i("remove-k0s-proxy") < i("reload-systemd-k0s") && i("reload-systemd-k0s") < i("start-k0s"));
+                let remove = &steps[i("remove-k0s-proxy")];
+                assert!(matches!(&remove.action, Action::RemoveFile { path } if path == k0s::PROXY_DROP_IN));
+                let start = &steps[i("start-k0s")];
+                assert!(
+                    matches!(&start.action, Action::Systemd { after_changes, .. } if after_changes.iter().any(|p| p == k0s::PROXY_DROP_IN))
+                );
+            }
+        }
+    }
+    // Without a proxy at the install either: nothing to remove.
+    let v = Distro::K0s.default_version();
+    let steps = host_steps(&ctx(Distro::K0s, &v, None, &settings)).unwrap();
+    assert!(!ids(&steps).contains(&"remove-k0s-proxy"));
+}
+
+/// A re-run after the node's address changed restarts the running service once (its start
+/// step), and writes no address anywhere.
+#[test]
+fn a_changed_address_restarts_the_service_through_its_start_step() {
+    use crate::plan::step::SystemdOp;
+    let settings = cluster(&[], &[]);
+    for distro in [Distro::K3s, Distro::K0s] {
+        let v = distro.default_version();
+        let plain = host_steps(&ctx(distro, &v, None, &settings)).unwrap();
+        let net = network::ClusterNetwork {
+            address_change: Some(rerun::AddressChange {
+                from: "192.168.1.23".into(),
+                from_iface: Some("wlp2s0".into()),
+                to: "10.20.30.40".into(),
+                to_iface: Some("enp0s31f6".into()),
+                action: "restart".into(),
+            }),
+            ..network::choose(distro, &NetworkFacts::default())
+        };
+        let moved = host_steps(&DistroContext {
+            network: &net,
+            ..ctx(distro, &v, None, &settings)
+        })
+        .unwrap();
+        assert_eq!(ids(&plain), ids(&moved), "{distro}: the same steps");
+        let start = moved.iter().find(|s| s.id == format!("start-{distro}")).unwrap();
+        assert!(
+            matches!(
+                &start.action,
+                Action::Systemd {
+                    op: SystemdOp::EnableRestart,
+                    ..
+                }
+            ),
+            "{distro}: {start:?}"
+        );
+        assert!(start.reason.contains("192.168.1.23 → 10.20.30.40"), "{}", start.reason);
+        let plain_start = plain.iter().find(|s| s.id == format!("start-{distro}")).unwrap();
+        assert!(matches!(
+            &plain_start.action,
+            Action::Systemd {
+                op: SystemdOp::EnableNow,
+                ..
+            }
+        ));
+        for s in &moved {
+            if let Action::WriteFile {
+                contents: Contents::Text(t),
+                ..
+            } = &s.action
+            {
+                assert!(!t.contains("10.20.30.40") && !t.contains("192.168.1.23"), "{t}");
+            }
+        }
+    }
+}

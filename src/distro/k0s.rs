@@ -194,17 +194,42 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
             },
         ));
         restart_inputs.push(PROXY_DROP_IN.into());
+    } else if ctx.network.proxy_removed {
+        steps.push(step(
+            "remove-k0s-proxy",
+            Phase::Host,
+            "Remove the k0s service's proxy drop-in",
+            "the proxy k0s was given at the install is no longer in kstrap's environment (no HTTP_PROXY or HTTPS_PROXY): without its drop-in, k0s restarts with no proxy",
+            Action::RemoveFile {
+                path: PROXY_DROP_IN.into(),
+            },
+        ));
+        steps.push(step(
+            "reload-systemd-k0s",
+            Phase::Host,
+            "Reload systemd",
+            "systemd only forgets a removed drop-in after a reload",
+            Action::Systemd {
+                unit: PATHS.service_unit.into(),
+                op: SystemdOp::DaemonReload,
+                after_changes: vec![PROXY_DROP_IN.into()],
+            },
+        ));
+        restart_inputs.push(PROXY_DROP_IN.into());
     }
-    steps.push(step(
-        "start-k0s",
-        Phase::Cluster,
-        "Start k0s",
-        "starts the k0scontroller service that `k0s install` set up and enabled (what `k0s start` does); restarted once if its binary, config or unit changed",
-        Action::Systemd {
-            unit: PATHS.service_unit.into(),
-            op: SystemdOp::EnableNow,
-            after_changes: restart_inputs,
-        },
+    steps.push(super::rerun::start_step(
+        ctx,
+        step(
+            "start-k0s",
+            Phase::Cluster,
+            "Start k0s",
+            "starts the k0scontroller service that `k0s install` set up and enabled (what `k0s start` does); restarted once if its binary, config or unit changed",
+            Action::Systemd {
+                unit: PATHS.service_unit.into(),
+                op: SystemdOp::EnableNow,
+                after_changes: restart_inputs,
+            },
+        ),
     ));
     steps.push(step(
         "wait-k0s",

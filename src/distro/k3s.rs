@@ -175,6 +175,8 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
             "Write the k3s unit's environment file",
             if ctx.proxy.is_some() {
                 "the unit reads its proxy variables from it, as k3s's install script writes them (NO_PROXY completed with the node's addresses, the cluster's ranges, .svc and .cluster.local); 0600 since a proxy URL can hold a password"
+            } else if ctx.network.proxy_removed {
+                "emptied: the proxy k3s was given at the install is no longer in kstrap's environment (no HTTP_PROXY or HTTPS_PROXY), so k3s restarts without it"
             } else {
                 "the unit reads K3S_* and proxy variables from it; empty (no HTTP_PROXY or HTTPS_PROXY in kstrap's environment), 0600 since such variables can be secrets"
             },
@@ -200,16 +202,19 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
                 .collect(),
         },
     ));
-    steps.push(step(
-        "start-k3s",
-        Phase::Cluster,
-        "Enable and start k3s",
-        "enabled so the cluster comes back after a reboot; started so the API server comes up now; restarted once if its binary, config or unit changed",
-        Action::Systemd {
-            unit: PATHS.service_unit.into(),
-            op: SystemdOp::EnableNow,
-            after_changes: restart_inputs(),
-        },
+    steps.push(super::rerun::start_step(
+        ctx,
+        step(
+            "start-k3s",
+            Phase::Cluster,
+            "Enable and start k3s",
+            "enabled so the cluster comes back after a reboot; started so the API server comes up now; restarted once if its binary, config or unit changed",
+            Action::Systemd {
+                unit: PATHS.service_unit.into(),
+                op: SystemdOp::EnableNow,
+                after_changes: restart_inputs(),
+            },
+        ),
     ));
     steps.push(step(
         "wait-k3s",

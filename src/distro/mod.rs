@@ -15,6 +15,7 @@ mod k0s;
 mod k3s;
 pub mod network;
 pub mod proxy;
+pub mod rerun;
 pub mod uninstall;
 mod version;
 pub mod worker;

@@ -21,7 +21,7 @@ use crate::facts::network::{Cidr, NetworkFacts};
 use serde::Serialize;
 
 /// The ranges the cluster uses, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClusterNetwork {
     pub pod_cidr: String,
     pub service_cidr: String,
@@ -29,8 +29,29 @@ pub struct ClusterNetwork {
     pub is_default: bool,
     /// Why these ranges: "no route overlaps ..." or which route pushed kstrap off the defaults.
     pub reason: String,
-    /// Routes that overlap the chosen ranges (only when every candidate collided).
+    /// Routes that overlap the chosen ranges (when every candidate collided, or when the ranges
+    /// kept from the install now collide with a new route).
     pub conflicts: Vec<String>,
+    /// The ranges are the ones the cluster was installed with (kstrap's state), kept whatever the
+    /// routes say now (`rerun`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
+    /// The node's primary address now, and the default route's interface (`rerun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+    /// The host's addresses now (`NO_PROXY` names them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_addresses: Vec<String>,
+    /// The node's address is not the one the cluster was installed with: the distribution is
+    /// restarted to take the new one (`rerun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_change: Option<super::rerun::AddressChange>,
+    /// The install gave the distribution an HTTP proxy that kstrap's environment no longer
+    /// names: k3s's env file is emptied, k0s's drop-in removed, the service restarted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_removed: bool,
 }
 
 /// (pod range, service range) pairs kstrap tries after the distribution's defaults: private
@@ -62,7 +83,7 @@ fn cluster_iface(iface: &str) -> bool {
 }
 
 /// The host routes that collide with `range`: "10.0.0.0/8 via tun0".
-fn collisions(net: &NetworkFacts, range: &str) -> Vec<String> {
+pub(super) fn collisions(net: &NetworkFacts, range: &str) -> Vec<String> {
     let Some(range) = Cidr::parse(range) else {
         return Vec::new();
     };
@@ -91,6 +112,7 @@ pub fn choose(distro: Distro, net: &NetworkFacts) -> ClusterNetwork {
             is_default: true,
             reason: format!("{distro}'s own ranges; no route of this host overlaps them"),
             conflicts: Vec::new(),
+            ..Default::default()
         };
     }
     for (p, s) in ALTERNATIVES {
@@ -104,6 +126,7 @@ pub fn choose(distro: Distro, net: &NetworkFacts) -> ClusterNetwork {
                     default_conflicts.join(", ")
                 ),
                 conflicts: Vec::new(),
+                ..Default::default()
             };
         }
     }
@@ -113,6 +136,7 @@ pub fn choose(distro: Distro, net: &NetworkFacts) -> ClusterNetwork {
         is_default: true,
         reason: format!("every candidate range overlaps a route of this host; {distro}'s own ranges are kept"),
         conflicts: default_conflicts,
+        ..Default::default()
     }
 }
 

@@ -204,8 +204,12 @@ impl Proxy {
         for a in net.node_addresses {
             push(a);
         }
-        push(net.pod_cidr);
-        push(net.service_cidr);
+        // Empty when the ranges are not known (`apply` to a cluster of unknown make).
+        for range in [net.pod_cidr, net.service_cidr] {
+            if !range.is_empty() {
+                push(range);
+            }
+        }
         for e in [".svc", ".cluster.local"] {
             push(e);
         }

@@ -151,6 +151,11 @@ impl Executor<'_> {
                 }
             }
         }
+        // The run completed: what a re-run compares the host's network with.
+        run.state.network = Some(crate::distro::rerun::record(&plan.network, plan.proxy.is_some()));
+        if let (Err(e), Some(last)) = (run.state.save(self.host), plan.steps.last()) {
+            return Err(self.fail(&mut run, last, FailureKind::Failed, e.to_string()));
+        }
         self.commit(&mut run);
         Ok(run.report)
     }
@@ -269,6 +274,7 @@ impl Executor<'_> {
                 run.changed.insert(path.clone());
                 Ok(Outcome::Changed)
             }
+            Action::RemoveFile { path } => self.remove_file(run, path),
             Action::Command { program, args, creates } => {
                 let missing = creates.iter().any(|c| !self.host.exists(c));
                 let same = run.state.commands.get(&step.id) == Some(args);

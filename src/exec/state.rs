@@ -9,6 +9,7 @@
 use super::host::{Host, HostError};
 use crate::distro::worker::Role;
 use crate::distro::{Distro, Paths};
+use crate::facts::InstalledNetwork;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +55,11 @@ pub struct State {
     /// Steps that must act on the next run because a file they depend on changed before they
     /// ran (a reload or restart interrupted by a crash must not be forgotten).
     pub pending: BTreeSet<String>,
+    /// The cluster's ranges, the node's address and whether the distribution got a proxy, as the
+    /// last complete run left them (a re-run compares the host with these). Absent in files
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<InstalledNetwork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +117,7 @@ impl State {
             kubeconfig: None,
             commands: BTreeMap::new(),
             pending: BTreeSet::new(),
+            network: None,
         }
     }
 
@@ -212,5 +219,30 @@ mod tests {
         let text = host.read(STATE_PATH).unwrap().unwrap().bytes;
         assert!(String::from_utf8_lossy(&text).contains("\"gpu_driver\": \"operator\""));
         assert_eq!(State::load(&host).unwrap().unwrap().gpu_driver, GpuDriver::Operator);
+    }
+
+    /// A state file written before the network was recorded still loads (no network), and one
+    /// with it round-trips.
+    #[test]
+    fn old_state_files_load_and_the_network_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        let old = r#"{"schema": 1, "distro": "k3s", "version": "v1.35.3+k3s1", "profile": "cpu-fallback",
+            "files": {}, "dirs": [], "services": ["k3s.service"], "data_dirs": [], "kubeconfig": null,
+            "commands": {}, "pending": []}"#;
+        std::fs::create_dir_all(dir.path().join("var/lib/kstrap")).unwrap();
+        std::fs::write(dir.path().join("var/lib/kstrap/state.json"), old).unwrap();
+        let mut s = State::load(&host).unwrap().unwrap();
+        assert_eq!(s.network, None);
+        s.network = Some(InstalledNetwork {
+            pod_cidr: "172.30.0.0/16".into(),
+            service_cidr: "172.31.0.0/16".into(),
+            node_address: Some("192.168.1.23".into()),
+            iface: Some("wlp2s0".into()),
+            addresses: vec!["10.8.0.5".into(), "192.168.1.23".into()],
+            proxy: true,
+        });
+        s.save(&host).unwrap();
+        assert_eq!(State::load(&host).unwrap(), Some(s));
     }
 }

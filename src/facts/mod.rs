@@ -13,7 +13,7 @@ pub mod gpu;
 pub mod network;
 pub mod probe;
 
-pub use network::{FirewallFacts, NetworkFacts, RouteFacts, SecurityFacts};
+pub use network::{FirewallFacts, InstalledNetwork, NetworkFacts, RouteFacts, SecurityFacts};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -131,6 +131,10 @@ pub struct ExistingInstalls {
     pub k0s: DistroInstall,
     /// kstrap's own state file, present when kstrap installed the cluster on this host.
     pub kstrap_state: Option<String>,
+    /// The network kstrap recorded in that state file at install (absent in facts from before it
+    /// was recorded, and for installs that did not record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kstrap_network: Option<InstalledNetwork>,
 }
 
 /// Traces of an installed distribution; each field is the path found, if any.

@@ -38,6 +38,52 @@ impl NetworkFacts {
             .find(|r| r.destination == "0.0.0.0/0")
             .map(|r| r.iface.as_str())
     }
+
+    /// The node's primary address: the host's address on the default route's interface (in a
+    /// range that interface routes), which is the address k3s takes as its node address when none
+    /// is configured (k3s-io/k3s `pkg/util/net.go`, `GetHostnameAndIPs`: apimachinery's
+    /// `ChooseHostInterface`, the default route's interface). `None` without a default route.
+    pub fn primary_address(&self) -> Option<&str> {
+        let iface = self.default_iface()?;
+        let links: Vec<Cidr> = self
+            .routes
+            .iter()
+            .filter(|r| r.iface == iface && r.destination != "0.0.0.0/0")
+            .filter_map(|r| Cidr::parse(&r.destination))
+            .collect();
+        self.addresses.iter().map(String::as_str).find(|a| {
+            a.parse::<Ipv4Addr>().is_ok_and(|ip| {
+                let one = Cidr {
+                    base: u32::from(ip),
+                    len: 32,
+                };
+                links.iter().any(|l| l.overlaps(&one))
+            })
+        })
+    }
+}
+
+/// What kstrap recorded about the cluster's network when it installed it (its state file,
+/// `network`), so that a re-run compares the host with the install rather than with the
+/// distribution's defaults: the ranges a running cluster uses cannot be changed by rewriting its
+/// config, and the node's address is taken by the distribution only when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledNetwork {
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    /// The node's primary address at install (`NetworkFacts::primary_address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_address: Option<String>,
+    /// The default route's interface at install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+    /// Every IPv4 address the host had at install (what `NO_PROXY` was completed with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// The distribution was given an HTTP proxy (k3s's env file, k0s's drop-in).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
 }
 
 /// Host firewalls that are on. ufw records its state in `/etc/ufw/ufw.conf` (`ENABLED=yes`,
@@ -216,6 +262,22 @@ Local:
             routes,
         };
         assert_eq!(net.default_iface(), Some("wlp2s0"));
+        // The VPN's address is the host's too, but the node's is the Wi-Fi one.
+        let net = NetworkFacts {
+            addresses: parse_fib_trie(FIB),
+            routes: net.routes,
+        };
+        assert_eq!(net.primary_address(), Some("192.168.1.23"));
+        let offline = NetworkFacts {
+            routes: net
+                .routes
+                .iter()
+                .filter(|r| r.destination != "0.0.0.0/0")
+                .cloned()
+                .collect(),
+            ..net.clone()
+        };
+        assert_eq!(offline.primary_address(), None);
     }
 
     #[test]

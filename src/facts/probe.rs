@@ -11,8 +11,8 @@
 
 use super::gpu::{self, NvmlReport};
 use super::{
-    CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, LaptopFacts, MemoryFacts,
-    NetworkFacts, NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
+    CgroupFacts, CpuFacts, DiskFacts, DistroInstall, ExistingInstalls, HostFacts, InstalledNetwork, LaptopFacts,
+    MemoryFacts, NetworkFacts, NvidiaFacts, OsFacts, PORTS, PortFacts, RuntimeFacts, SCHEMA_VERSION,
 };
 use crate::distro::Distro;
 use std::collections::BTreeSet;
@@ -434,7 +434,15 @@ fn probe_existing(fs: &Root<'_>) -> ExistingInstalls {
         k3s,
         k0s,
         kstrap_state: fs.found("/var/lib/kstrap/state.json"),
+        kstrap_network: installed_network(fs.read("/var/lib/kstrap/state.json").as_deref()),
     }
+}
+
+/// The `network` kstrap's state file recorded at install. Detection only reads it: a state file
+/// that does not parse is reported by `up` itself (with how to fix it), not here.
+fn installed_network(state: Option<&str>) -> Option<InstalledNetwork> {
+    let value: serde_json::Value = serde_json::from_str(state?).ok()?;
+    serde_json::from_value(value.get("network")?.clone()).ok()
 }
 
 fn probe_runtimes(fs: &Root<'_>) -> RuntimeFacts {

@@ -148,7 +148,8 @@ pub fn plan(
         action: Action::Preflight { findings },
     }];
 
-    let network = distro::network::choose(sel.distro, &facts.network);
+    // On a re-run: the installed ranges, and whether the node's address or the proxy changed.
+    let network = distro::rerun::for_host(sel.distro, facts, settings.proxy.is_some());
     let ctx = DistroContext {
         distro: sel.distro,
         version: &version,

@@ -118,6 +118,9 @@ impl Serialize for Contents {
 pub enum SystemdOp {
     DaemonReload,
     EnableNow,
+    /// `EnableNow`, and a running unit is restarted even when none of its files changed: the
+    /// node's address moved since the install, and the distribution takes it only at start.
+    EnableRestart,
     Restart,
 }
 
@@ -146,6 +149,10 @@ pub enum Action {
         mode: Mode,
         contents: Contents,
     },
+    /// Remove a file kstrap wrote before and no longer writes (a proxy drop-in whose proxy is
+    /// gone); nothing when it is already absent. A unit that depends on it names it in its
+    /// `after_changes`, so removing it reloads systemd and restarts the unit.
+    RemoveFile { path: String },
     /// Run a program with arguments (no shell). The executor runs it again only when its
     /// arguments differ from the last successful run's (kept in kstrap's state) or a file in
     /// `creates` is missing.

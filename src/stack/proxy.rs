@@ -11,7 +11,7 @@
 //! Pure: objects in, objects out; `plan -vv` shows the result.
 
 use super::Stack;
-use crate::distro::proxy::ProxyEndpoint;
+use crate::distro::proxy::{ClusterNet, Proxy, ProxyEndpoint};
 use serde_json::{Value, json};
 
 /// Kinds whose pod template is at `spec.template` (Job's too) or `spec.jobTemplate.spec.template`.
@@ -135,10 +135,43 @@ pub fn apply(
     (workloads, changed_policies)
 }
 
+/// Where the stack runs, for `NO_PROXY`: the cluster's ranges (`None` when they are not known,
+/// e.g. `apply` to a cluster of unknown make), and the node's addresses when the cluster is this
+/// host.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub ranges: Option<(&'a str, &'a str)>,
+    pub node_addresses: &'a [String],
+}
+
+/// The proxy from kstrap's environment given to a stack's downloading pods, and their egress
+/// policies opened to it: what `up` and `apply` both do, through this one function. Returns a
+/// warning when pods need the proxy but its host name did not resolve (their policies cannot
+/// admit a name).
+pub fn for_cluster(stack: &mut Stack, proxy: &Proxy, target: &Target<'_>) -> Option<String> {
+    let (pod_cidr, service_cidr) = target.ranges.unwrap_or(("", ""));
+    let net = ClusterNet {
+        pod_cidr,
+        service_cidr,
+        node_addresses: target.node_addresses,
+    };
+    let (workloads, _) = apply(stack, |services| proxy.pod_env(&net, services), &proxy.addresses);
+    (proxy.addresses.is_empty() && workloads > 0).then(|| {
+        format!(
+            "the proxy's host name ({}) did not resolve to an address: the stack's egress NetworkPolicies cannot admit it, so its pods' downloads will be blocked; give the proxy as an IP address (HTTP_PROXY=http://10.0.0.1:3128) or fix name resolution",
+            proxy
+                .names()
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distro::proxy::{ClusterNet, Proxy};
 
     fn object<'a>(stack: &'a Stack, kind: &str, name: &str) -> &'a Value {
         &stack
@@ -203,6 +236,54 @@ mod tests {
             no_proxy.split(',').any(|e| e == "ollama") && no_proxy.contains(".svc"),
             "{no_proxy}"
         );
+    }
+
+    fn no_proxy_of(stack: &Stack) -> String {
+        let ollama = object(stack, "Deployment", "ollama");
+        ollama["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "NO_PROXY")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn for_cluster_names_the_ranges_it_knows_and_warns_about_an_unresolved_name() {
+        let proxy = Proxy::from_vars(|k| (k == "HTTP_PROXY").then(|| "http://10.9.8.7:3128".to_string()))
+            .unwrap()
+            .unwrap();
+        let mut stack = crate::stack::load("voice-ai", None).unwrap();
+        let addrs = ["192.168.1.23".to_string()];
+        let target = Target {
+            ranges: Some(("172.30.0.0/16", "172.31.0.0/16")),
+            node_addresses: &addrs,
+        };
+        assert_eq!(for_cluster(&mut stack, &proxy, &target), None);
+        let no_proxy = no_proxy_of(&stack);
+        assert!(
+            no_proxy.contains("192.168.1.23,172.30.0.0/16,172.31.0.0/16,.svc"),
+            "{no_proxy}"
+        );
+        // Ranges unknown: no empty entries.
+        let mut stack = crate::stack::load("voice-ai", None).unwrap();
+        let target = Target {
+            ranges: None,
+            node_addresses: &[],
+        };
+        for_cluster(&mut stack, &proxy, &target);
+        let no_proxy = no_proxy_of(&stack);
+        assert!(!no_proxy.contains(",,") && no_proxy.contains("::1,.svc"), "{no_proxy}");
+        // A name that did not resolve: pods get the variables, the policies cannot admit it.
+        let named = Proxy::from_vars(|k| (k == "HTTP_PROXY").then(|| "http://proxy.invalid:3128".to_string()))
+            .unwrap()
+            .unwrap();
+        let mut stack = crate::stack::load("voice-ai", None).unwrap();
+        let warning = for_cluster(&mut stack, &named, &target).expect("warned");
+        assert!(warning.contains("proxy.invalid:3128"), "{warning}");
     }
 
     #[test]

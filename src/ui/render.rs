@@ -249,6 +249,31 @@ pub fn plan(p: &Plan, verbose: i8) -> String {
             p.network.conflicts.join(", ")
         );
     }
+    if let Some(c) = &p.network.address_change {
+        let at = |a: &str, i: &Option<String>| match i {
+            Some(i) => format!("{a} ({i})"),
+            None => a.to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "Address: the node's address changed since the install, {} → {}: {}",
+            at(&c.from, &c.from_iface),
+            at(&c.to, &c.to_iface),
+            c.action
+        );
+    }
+    if p.network.proxy_removed {
+        let _ = writeln!(
+            s,
+            "Proxy: none in kstrap's environment now, but the install gave {} one: {}, and {} restarts without it",
+            p.distro,
+            match p.distro {
+                crate::distro::Distro::K3s => "its env file is emptied",
+                crate::distro::Distro::K0s => "its proxy drop-in is removed",
+            },
+            p.distro.paths().service_unit
+        );
+    }
     if let Some(proxy) = &p.proxy {
         let urls: Vec<String> = [("HTTP_PROXY", &proxy.http), ("HTTPS_PROXY", &proxy.https)]
             .into_iter()
@@ -308,6 +333,9 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
             let _ = writeln!(s, "{pad}copy {source}");
             let _ = writeln!(s, "{pad}  → {dest} ({mode}), {sum}");
         }
+        Action::RemoveFile { path } => {
+            let _ = writeln!(s, "{pad}remove {path}");
+        }
         Action::WriteFile { path, mode, contents } => {
             let _ = writeln!(s, "{pad}file {path} ({mode})");
             if verbose >= 2 {
@@ -330,6 +358,7 @@ fn action_detail(s: &mut String, a: &Action, verbose: i8) {
             let cmd = match op {
                 SystemdOp::DaemonReload => "systemctl daemon-reload".to_string(),
                 SystemdOp::EnableNow => format!("systemctl enable --now {unit}"),
+                SystemdOp::EnableRestart => format!("systemctl enable {unit}; systemctl restart {unit}"),
                 SystemdOp::Restart => format!("systemctl restart {unit}"),
             };
             let _ = writeln!(s, "{pad}{cmd}");

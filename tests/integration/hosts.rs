@@ -8,7 +8,7 @@ use assert_cmd::Command;
 const PROXY: &str = "http://alice:s3cret-pw@10.0.0.1:3128";
 
 /// The binary with a clean environment: no KSTRAP_* and no proxy variables but the ones given.
-fn kstrap(vars: &[(&str, &str)]) -> Command {
+pub(crate) fn kstrap(vars: &[(&str, &str)]) -> Command {
     let mut c = Command::cargo_bin("kstrap").unwrap();
     for (k, _) in std::env::vars() {
         let lower = k.to_ascii_lowercase();
@@ -26,7 +26,7 @@ fn kstrap(vars: &[(&str, &str)]) -> Command {
     c
 }
 
-fn run(vars: &[(&str, &str)], args: &[&str], code: i32) -> (String, String) {
+pub(crate) fn run(vars: &[(&str, &str)], args: &[&str], code: i32) -> (String, String) {
     let out = kstrap(vars).args(args).output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8(out.stdout).unwrap(),
@@ -172,7 +172,7 @@ fn without_a_proxy_or_overlap_the_plan_keeps_the_defaults() {
 }
 
 /// The facts of a fixture with a change, written to a temp file for `--facts`.
-fn facts_with(fixture: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
+pub(crate) fn facts_with(fixture: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
     let text = std::fs::read_to_string(fixture_path(fixture)).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     change(&mut v);

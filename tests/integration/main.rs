@@ -39,6 +39,7 @@ pub mod real;
 mod reboot_e2e;
 #[path = "../support/release_server/mod.rs"]
 pub mod release_server;
+mod rerun_network;
 mod selection;
 mod stacks;
 mod stacks_e2e;

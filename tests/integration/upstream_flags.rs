@@ -64,6 +64,7 @@ fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> 
         is_default: false,
         reason: "a route overlaps the defaults".into(),
         conflicts: Vec::new(),
+        ..Default::default()
     };
     let ctx = DistroContext {
         distro,

@@ -27,6 +27,22 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// Removes a file an earlier run wrote and this plan no longer writes. Only a file kstrap's
+    /// state names is removed (one the user put at that path is left alone); the steps that
+    /// reload or restart because of it act.
+    pub(super) fn remove_file(&self, run: &mut Run, path: &str) -> Result<Outcome, StepError> {
+        if !run.state.files.contains_key(path) || !self.host.exists(path) {
+            run.state.files.remove(path);
+            return Ok(Outcome::Unchanged);
+        }
+        let _ = self.mark_pending(run, path)?;
+        self.host.remove_file(path)?;
+        run.state.files.remove(path);
+        run.irreversible.push(format!("removed {path}"));
+        run.changed.insert(path.to_string());
+        Ok(Outcome::Changed)
+    }
+
     pub(super) fn record_file(&self, run: &mut Run, path: &str, sha256: Option<String>, mode: u32) {
         run.state.files.insert(
             path.to_string(),
@@ -139,7 +155,9 @@ impl Executor<'_> {
                     Outcome::Changed
                 }
             }
-            SystemdOp::EnableNow => {
+            SystemdOp::EnableNow | SystemdOp::EnableRestart => {
+                // EnableRestart: the node's address changed, which no file says.
+                let triggered = triggered || op == SystemdOp::EnableRestart;
                 if !run.state.services.iter().any(|u| u == unit) {
                     run.state.services.push(unit.to_string());
                     run.services_added.push(unit.to_string());
