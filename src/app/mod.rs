@@ -19,6 +19,7 @@ mod import;
 mod join;
 mod join_command;
 mod status;
+mod status_gpus;
 pub(crate) mod summary;
 mod up;
 mod verify;
