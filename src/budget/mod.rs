@@ -408,7 +408,12 @@ fn render_per_gpu(b: &VramBudget) -> String {
     for g in &b.per_gpu {
         out.push_str(&format!("  {}\n", g.gpu));
         for r in &g.rows {
-            out.push_str(&format!("    {:width$}  {:>9}  {}\n", r.service, gib_text(r.bytes), r.what));
+            out.push_str(&format!(
+                "    {:width$}  {:>9}  {}\n",
+                r.service,
+                gib_text(r.bytes),
+                r.what
+            ));
         }
         out.push_str(&format!(
             "    {:width$}  {:>9}  {}\n",

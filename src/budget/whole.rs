@@ -22,7 +22,9 @@
 //! (`pickBestFullFitByLibrary`, `assignLayers`), so the model is chosen to need all of them.
 
 use super::catalog::{self, ModelInfo};
-use super::{BATCH, BudgetError, GpuBudget, OLLAMA_MINIMUM_BYTES, Row, VramBudget, gib_text, graph_bytes, kv_cache_bytes};
+use super::{
+    BATCH, BudgetError, GpuBudget, OLLAMA_MINIMUM_BYTES, Row, VramBudget, gib_text, graph_bytes, kv_cache_bytes,
+};
 use crate::facts::{GpuFacts, HostFacts};
 use crate::profile::{KvCacheType, Profile, VramPlan};
 use crate::units::{GIB, gib, human_bytes};
@@ -33,7 +35,13 @@ use std::collections::BTreeMap;
 pub fn partial_graph_bytes(model: &ModelInfo, context: u32, parallel: u32) -> u64 {
     let ctx = context as u64 * parallel as u64;
     let b = BATCH.min(ctx);
-    let (e, v, h, hkv, eh) = (model.embedding, model.vocab, model.heads, model.kv_heads, model.head_dim);
+    let (e, v, h, hkv, eh) = (
+        model.embedding,
+        model.vocab,
+        model.heads,
+        model.kv_heads,
+        model.head_dim,
+    );
     let a = 4 * b * (1 + e + ctx.max(e)) + e * e * 9 / 16 + 4 * ctx * (b * h + eh * hkv);
     let c = 4 * b * (e + v) + e * v * 105 / 128;
     4 * b * e + a.max(c)
@@ -147,7 +155,12 @@ pub fn compute(
 
     let (ollama_each, on_fullest, ollama_what) = split_bytes(info, plan, ollama_gpus);
     let mut per_gpu = Vec::new();
-    let label = |slot: u32| format!("GPU slot {slot} (any GPU the device plugin allocates; {})", human_bytes(vram));
+    let label = |slot: u32| {
+        format!(
+            "GPU slot {slot} (any GPU the device plugin allocates; {})",
+            human_bytes(vram)
+        )
+    };
     for slot in 1..=ollama_gpus {
         per_gpu.push(gpu_budget(
             label(slot),

@@ -195,7 +195,9 @@ pub fn gather_from(answer: Result<Vec<NvmlGpu>, String>, root: &Path, pods: &[Po
 pub fn render(u: &NodeGpuUse) -> String {
     use crate::units::human_bytes;
     match u {
-        NodeGpuUse { known: false, reason, .. } => format!(
+        NodeGpuUse {
+            known: false, reason, ..
+        } => format!(
             "GPUs on this machine\n  per-GPU use is not known: {}\n",
             reason.as_deref().unwrap_or("NVML did not answer")
         ),
@@ -213,7 +215,10 @@ pub fn render(u: &NodeGpuUse) -> String {
                     s.push_str("    no process\n");
                 }
                 for p in &g.pods {
-                    let used = p.used_bytes.map(human_bytes).unwrap_or_else(|| "memory not reported".into());
+                    let used = p
+                        .used_bytes
+                        .map(human_bytes)
+                        .unwrap_or_else(|| "memory not reported".into());
                     s.push_str(&format!("    {}/{}  {used}\n", p.namespace, p.name));
                 }
                 if g.other_processes > 0 {

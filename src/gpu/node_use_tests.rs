@@ -77,7 +77,9 @@ fn root() -> tempfile::TempDir {
     // cgroupfs driver, cgroup v1 lines.
     put(
         4242,
-        &format!("12:memory:/kubepods/besteffort/pod{WHISPER}/9a8b7c\n11:cpu,cpuacct:/kubepods/besteffort/pod{WHISPER}/9a8b7c\n"),
+        &format!(
+            "12:memory:/kubepods/besteffort/pod{WHISPER}/9a8b7c\n11:cpu,cpuacct:/kubepods/besteffort/pod{WHISPER}/9a8b7c\n"
+        ),
     );
     put(900, "0::/user.slice/user-1000.slice/session-2.scope\n");
     dir
@@ -112,7 +114,10 @@ fn cgroup_paths_of_both_drivers_name_the_pod() {
         pod_uid_from_cgroup(&format!("0::/kubepods/burstable/pod{WHISPER}/abc")).as_deref(),
         Some(WHISPER)
     );
-    assert_eq!(pod_uid_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope"), None);
+    assert_eq!(
+        pod_uid_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope"),
+        None
+    );
     // Not a UID after `pod`: not a pod cgroup.
     assert_eq!(pod_uid_from_cgroup("0::/kubepods/podcast/x"), None);
     assert_eq!(pod_uid_from_cgroup(""), None);

@@ -60,17 +60,20 @@ impl Alone {
         let guard = cluster.exclusive();
         drop(built_in_cleanup(cluster));
         let mut cleanup = built_in_cleanup(cluster);
-        let replicas = kstrap::profile::embedded()
+        // The profile's least GPUs, each advertised as its shares (a whole-GPU profile: one
+        // nvidia.com/gpu per GPU).
+        let gpus = kstrap::profile::embedded()
             .unwrap()
             .into_iter()
             .find(|p| p.name == profile && p.uses_gpu())
-            .map(|p| p.gpu.replicas.to_string());
-        if let Some(replicas) = replicas {
+            .map(|p| (p.gpu.replicas, p.requires.gpu.map_or(1, |g| g.count)));
+        if let Some((replicas, count)) = gpus {
+            let (shares, count, replicas) = ((replicas * count).to_string(), count.to_string(), replicas.to_string());
             cluster.node().set(|c| {
-                c.extended.insert("nvidia.com/gpu".into(), replicas.clone());
+                c.extended.insert("nvidia.com/gpu".into(), shares.clone());
                 for (k, v) in [
                     ("nvidia.com/gpu.present", "true"),
-                    ("nvidia.com/gpu.count", "1"),
+                    ("nvidia.com/gpu.count", count.as_str()),
                     ("nvidia.com/gpu.replicas", replicas.as_str()),
                 ] {
                     c.labels.insert(k.into(), v.into());
@@ -298,7 +301,8 @@ fn voice_ai_becomes_ready_on_every_gpu_tier() {
     let tiers: Vec<String> = kstrap::profile::embedded()
         .unwrap()
         .into_iter()
-        .filter(|p| p.vram.is_some() && p.name != "rtx-5090")
+        // multi-gpu: every stack on it, below.
+        .filter(|p| p.vram.is_some() && p.name != "rtx-5090" && p.name != "multi-gpu")
         .map(|p| p.name)
         .collect();
     assert!(tiers.len() >= 6, "{tiers:?}");
@@ -317,6 +321,105 @@ fn voice_ai_becomes_ready_on_every_gpu_tier() {
         let stages = report["report"]["stages"].as_array().map(Vec::len);
         assert_eq!(stages, Some(base.sized(tier).stages.len()), "{tier}");
     }
+}
+
+/// Every built-in stack (those without databases: databases_e2e has those) on the whole-GPU
+/// profile, on a node stand-in offering `nvidia.com/gpu: 2` (two GPUs, no sharing): rendered by
+/// the real binary, ready, and each GPU pod holding whole GPUs. Then `kstrap status` off the
+/// node (no NVML here) says per-GPU use is not known, and why. One apply per stack, no re-run.
+#[test]
+fn every_stack_becomes_ready_on_the_whole_gpu_profile() {
+    let Some(cluster) = RealCluster::get("every_stack_becomes_ready_on_the_whole_gpu_profile") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let names: Vec<String> = kstrap::stack::embedded_names()
+        .into_iter()
+        .filter(|n| kstrap::stack::load(n, None).is_ok_and(|s| s.databases.is_empty()))
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    let _alone = Alone::new(cluster, "multi-gpu");
+    let run = Run::new(cluster.kubeconfig());
+    let mut held = BTreeMap::new();
+    for name in &names {
+        let base = kstrap::stack::load(name, None).unwrap();
+        let mut args: Vec<String> = ["apply", "--stack", name, "--profile", "multi-gpu", "-o", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(image_flags(&base));
+        let env = [
+            ("OPENROUTER_API_KEY", "sk-or-e2e-openrouter"),
+            ("HUGGINGFACE_API_KEY", "hf_e2e_huggingface"),
+        ];
+        let started = std::time::Instant::now();
+        let out = run.kstrap(&args, &env);
+        assert_eq!(out.status.code(), Some(0), "{name} on multi-gpu:\n{}", text(&out));
+        eprintln!("{name} on multi-gpu: ready in {:?}", started.elapsed());
+        // The GPUs its running pods hold (whole GPUs: at most the node's two).
+        let namespace = base.namespace.clone();
+        let pods: Vec<(String, i64)> = rt.block_on(async {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(cluster.client().await, &namespace);
+            api.list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter_map(|p| {
+                    let gpus: i64 = p
+                        .spec?
+                        .containers
+                        .iter()
+                        .filter_map(|c| {
+                            c.resources
+                                .as_ref()?
+                                .limits
+                                .as_ref()?
+                                .get("nvidia.com/gpu")?
+                                .0
+                                .parse::<i64>()
+                                .ok()
+                        })
+                        .sum();
+                    (gpus > 0).then(|| (p.metadata.name.unwrap_or_default(), gpus))
+                })
+                .collect()
+        });
+        assert!(pods.iter().map(|p| p.1).sum::<i64>() <= 2, "{name}: {pods:?}");
+        held.insert(name.clone(), pods);
+        if name == "voice-ai" {
+            // Ollama and Whisper each hold one whole GPU; Kokoro runs on the CPU.
+            let holders: Vec<&str> = held[name]
+                .iter()
+                .map(|(p, _)| p.split('-').next().unwrap_or(""))
+                .collect();
+            assert!(
+                holders.contains(&"ollama") && holders.contains(&"whisper"),
+                "{holders:?}"
+            );
+            assert!(!holders.contains(&"kokoro"), "{holders:?}");
+            let out = run.kstrap(
+                &[
+                    "status",
+                    "--kubeconfig",
+                    &cluster.kubeconfig().display().to_string(),
+                    "-o",
+                    "json",
+                ]
+                .map(String::from),
+                &[("KSTRAP_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")],
+            );
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+            assert_eq!(report["gpu_use"]["known"], false, "{}", report["gpu_use"]);
+            let reason = report["gpu_use"]["reason"].as_str().unwrap();
+            assert!(reason.contains("run `kstrap status` on the GPU node"), "{reason}");
+        }
+        // The next stack needs the GPUs back: remove the stacks (and wait until they are gone).
+        drop(built_in_cleanup(cluster));
+    }
+    assert!(held.get("voice-ai").is_some_and(|p| p.len() == 2), "{held:?}");
 }
 
 /// Keys injected through the environment and a file: none of them may appear in any output,
