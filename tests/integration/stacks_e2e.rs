@@ -1,5 +1,5 @@
 //! The built-in stacks (manifests/) on the real API server (see tests/support/real; without one
-//! these skip, saying why): every stack × every profile is applied by the real binary, becomes
+//! these skip, saying why): every stack × every profile (GPU tiers included) is applied by the real binary, becomes
 //! ready stage by stage in the stack's order (read from the fault proxy's request log, a test
 //! double between kstrap and the API server), and converges on a re-run. And the secrets a user
 //! injects never show up in any output mode: human, JSON, plan, errors, -vv.
@@ -57,18 +57,37 @@ struct Alone {
 
 impl Alone {
     fn new(cluster: &'static RealCluster, profile: &str) -> Alone {
+        Alone::for_stacks(cluster, profile, 1)
+    }
+
+    /// For `stacks` stacks applied at once: the node offers `stacks` times the profile's
+    /// minimum host (CPU, memory, GPU shares), as if each stack had its own; whether one stack
+    /// fits a profile's host is the sizing tests' question, not this one's.
+    fn for_stacks(cluster: &'static RealCluster, profile: &str, stacks: u32) -> Alone {
         let guard = cluster.exclusive();
         drop(built_in_cleanup(cluster));
         let mut cleanup = built_in_cleanup(cluster);
-        // The profile's least GPUs, each advertised as its shares (a whole-GPU profile: one
-        // nvidia.com/gpu per GPU).
-        let gpus = kstrap::profile::embedded()
+        let profile = kstrap::profile::embedded()
             .unwrap()
             .into_iter()
-            .find(|p| p.name == profile && p.uses_gpu())
-            .map(|p| (p.gpu.replicas, p.requires.gpu.map_or(1, |g| g.count)));
-        if let Some((replicas, count)) = gpus {
-            let (shares, count, replicas) = ((replicas * count).to_string(), count.to_string(), replicas.to_string());
+            .find(|p| p.name == profile)
+            .unwrap_or_else(|| panic!("no profile {profile}"));
+        if stacks > 1 {
+            // At least the stand-in's defaults (16 CPUs, 64 GiB).
+            let cpus = (profile.requires.cpus * stacks).max(16);
+            let memory = (profile.requires.memory_gib.ceil() as u32 * stacks).max(64);
+            cluster.node().set(|c| {
+                c.cpu = cpus.to_string();
+                c.memory = format!("{memory}Gi");
+            });
+        }
+        if profile.uses_gpu() {
+            // The profile's least GPUs, each advertised as its shares (a whole-GPU profile:
+            // one nvidia.com/gpu per GPU).
+            let count = profile.requires.gpu.as_ref().map_or(1, |g| g.count);
+            let replicas = profile.gpu.replicas.to_string();
+            let shares = (profile.gpu.replicas * count * stacks).to_string();
+            let count = count.to_string();
             cluster.node().set(|c| {
                 c.extended.insert("nvidia.com/gpu".into(), shares.clone());
                 for (k, v) in [
@@ -206,6 +225,12 @@ async fn written_state(client: &kube::Client, stack: &kstrap::stack::Stack) -> B
     out
 }
 
+/// Every built-in stack (but those with databases, which need the CloudNativePG operator `up`
+/// installs first: databases_e2e brings those up) on every profile, GPU tiers included: applied
+/// by the real binary, ready stage by stage in the stack's order (each stack through its own
+/// fault proxy, whose request log shows the order), and a re-run writes nothing. The stacks of a
+/// profile are applied at once (they have their own namespaces), on a node the size of one
+/// minimum host per stack.
 #[test]
 fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_converges() {
     let Some(cluster) =
@@ -213,213 +238,182 @@ fn every_built_in_stack_becomes_ready_on_every_profile_stage_by_stage_and_conver
     else {
         return;
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let profiles = ["laptop-8gb", "cpu-fallback", "rtx-5090"];
-    let mut ready = BTreeMap::new();
-    // A stack that declares databases needs the CloudNativePG operator, which `up` installs
-    // before the stack (`kstrap apply` applies a stack alone): databases_e2e brings those up.
+    let profiles: Vec<String> = kstrap::profile::embedded()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        profiles.len() >= 9,
+        "the three first profiles and the GPU tiers: {profiles:?}"
+    );
     let names: Vec<String> = kstrap::stack::embedded_names()
         .into_iter()
         .filter(|n| kstrap::stack::load(n, None).is_ok_and(|s| s.databases.is_empty()))
         .collect();
     assert!(names.len() >= 3, "{names:?}");
-    for name in &names {
-        let base = kstrap::stack::load(name, None).unwrap();
-        for profile in profiles {
-            let _alone = Alone::new(cluster, profile);
-            let sized = base.sized(profile);
-            let proxy = FaultProxy::start(cluster.kubeconfig());
-            let run = Run::new(proxy.kubeconfig());
-            let mut args: Vec<String> = ["apply", "--stack", name, "--profile", profile, "-o", "json"]
+    let mut ready = BTreeMap::new();
+    for profile in &profiles {
+        let _alone = Alone::for_stacks(cluster, profile, names.len() as u32);
+        let started = std::time::Instant::now();
+        let results: Vec<(String, usize)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
                 .iter()
-                .map(|s| s.to_string())
+                .map(|name| scope.spawn(move || (name.clone(), stack_on_profile(cluster, name, profile))))
                 .collect();
-            args.extend(image_flags(&base));
-            let env = [
-                ("OPENROUTER_API_KEY", "sk-or-e2e-openrouter"),
-                ("HUGGINGFACE_API_KEY", "hf_e2e_huggingface"),
-            ];
-            let started = std::time::Instant::now();
-            let out = run.kstrap(&args, &env);
-            assert_eq!(out.status.code(), Some(0), "{name} on {profile}:\n{}", text(&out));
-            eprintln!("{name} on {profile}: ready in {:?}", started.elapsed());
-            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-
-            // The report's stages are the stack's, in order...
-            let reported: Vec<&str> = report["report"]["stages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["name"].as_str().unwrap())
-                .collect();
-            let declared: Vec<&str> = sized.stages.iter().map(|s| s.name.as_str()).collect();
-            assert_eq!(reported, declared, "{name} on {profile}");
-            // ...and no object of a stage was written before every object of the stage before.
-            let positions = write_positions(&proxy.requests(), &sized);
-            for pair in positions.windows(2) {
-                let (before, after) = (&pair[0], &pair[1]);
-                let last = before.1.iter().max().unwrap();
-                let first = after.1.iter().min().unwrap();
-                assert!(
-                    last < first,
-                    "{name} on {profile}: stage {} was written (request {first}) before stage {} was done (request {last})",
-                    after.0,
-                    before.0
-                );
-            }
-            let workloads = sized
-                .stages
-                .iter()
-                .flat_map(|s| &s.objects)
-                .filter(|o| matches!(o.reference.kind.as_str(), "Deployment" | "StatefulSet" | "Job"))
-                .count();
-            assert!(workloads > 0, "{name} has no workloads");
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        eprintln!(
+            "{} stacks on {profile}: ready and converged in {:?}",
+            names.len(),
+            started.elapsed()
+        );
+        for (name, workloads) in results {
             ready.insert(format!("{name}/{profile}"), workloads);
-
-            // A re-run converges: nothing changes in the cluster.
-            let client = rt.block_on(cluster.client());
-            let before = rt.block_on(written_state(&client, &sized));
-            let out = run.kstrap(&args, &env);
-            assert_eq!(out.status.code(), Some(0), "{name} on {profile} again:\n{}", text(&out));
-            let after = rt.block_on(written_state(&client, &sized));
-            let changed: Vec<&String> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
-            assert!(changed.is_empty(), "{name} on {profile}: a re-run wrote to {changed:?}");
         }
     }
     assert_eq!(ready.len(), names.len() * profiles.len(), "{ready:?}");
 }
 
-/// The voice AI stack sized for every GPU tier (one GPU of the tier's shares on the node
-/// stand-in) is applied by the real binary and becomes ready on the real control plane. One
-/// apply per tier, no re-run: the converge and stage-order checks above cover the machinery.
-#[test]
-fn voice_ai_becomes_ready_on_every_gpu_tier() {
-    let Some(cluster) = RealCluster::get("voice_ai_becomes_ready_on_every_gpu_tier") else {
-        return;
-    };
-    let base = kstrap::stack::load("voice-ai", None).unwrap();
-    let tiers: Vec<String> = kstrap::profile::embedded()
-        .unwrap()
-        .into_iter()
-        // multi-gpu: every stack on it, below.
-        .filter(|p| p.vram.is_some() && p.name != "rtx-5090" && p.name != "multi-gpu")
-        .map(|p| p.name)
+/// One stack on one profile: applied in stage order until ready, then a re-run that changes
+/// nothing. Returns how many workloads it has.
+fn stack_on_profile(cluster: &'static RealCluster, name: &str, profile: &str) -> usize {
+    let base = kstrap::stack::load(name, None).unwrap();
+    let sized = base.sized(profile);
+    let proxy = FaultProxy::start(cluster.kubeconfig());
+    let run = Run::new(proxy.kubeconfig());
+    let mut args: Vec<String> = ["apply", "--stack", name, "--profile", profile, "-o", "json"]
+        .iter()
+        .map(|s| s.to_string())
         .collect();
-    assert!(tiers.len() >= 6, "{tiers:?}");
-    for tier in &tiers {
-        let _alone = Alone::new(cluster, tier);
-        let run = Run::new(cluster.kubeconfig());
-        let args: Vec<String> = ["apply", "--stack", "voice-ai", "--profile", tier, "-o", "json"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let started = std::time::Instant::now();
-        let out = run.kstrap(&args, &[]);
-        assert_eq!(out.status.code(), Some(0), "voice-ai on {tier}:\n{}", text(&out));
-        eprintln!("voice-ai on {tier}: ready in {:?}", started.elapsed());
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let stages = report["report"]["stages"].as_array().map(Vec::len);
-        assert_eq!(stages, Some(base.sized(tier).stages.len()), "{tier}");
+    args.extend(image_flags(&base));
+    let env = [
+        ("OPENROUTER_API_KEY", "sk-or-e2e-openrouter"),
+        ("HUGGINGFACE_API_KEY", "hf_e2e_huggingface"),
+    ];
+    let out = run.kstrap(&args, &env);
+    assert_eq!(out.status.code(), Some(0), "{name} on {profile}:\n{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The report's stages are the stack's, in order...
+    let reported: Vec<&str> = report["report"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let declared: Vec<&str> = sized.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(reported, declared, "{name} on {profile}");
+    // ...and no object of a stage was written before every object of the stage before.
+    let positions = write_positions(&proxy.requests(), &sized);
+    for pair in positions.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let last = before.1.iter().max().unwrap();
+        let first = after.1.iter().min().unwrap();
+        assert!(
+            last < first,
+            "{name} on {profile}: stage {} was written (request {first}) before stage {} was done (request {last})",
+            after.0,
+            before.0
+        );
     }
+    let workloads = sized
+        .stages
+        .iter()
+        .flat_map(|s| &s.objects)
+        .filter(|o| matches!(o.reference.kind.as_str(), "Deployment" | "StatefulSet" | "Job"))
+        .count();
+    assert!(workloads > 0, "{name} has no workloads");
+
+    // A re-run converges: nothing changes in the cluster.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(cluster.client());
+    let before = rt.block_on(written_state(&client, &sized));
+    let out = run.kstrap(&args, &env);
+    assert_eq!(out.status.code(), Some(0), "{name} on {profile} again:\n{}", text(&out));
+    let after = rt.block_on(written_state(&client, &sized));
+    let changed: Vec<&String> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "{name} on {profile}: a re-run wrote to {changed:?}");
+    workloads
 }
 
-/// Every built-in stack (those without databases: databases_e2e has those) on the whole-GPU
-/// profile, on a node stand-in offering `nvidia.com/gpu: 2` (two GPUs, no sharing): rendered by
-/// the real binary, ready, and each GPU pod holding whole GPUs. Then `kstrap status` off the
-/// node (no NVML here) says per-GPU use is not known, and why. One apply per stack, no re-run.
+/// The voice AI stack on the whole-GPU profile, on a node stand-in offering exactly
+/// `nvidia.com/gpu: 2` (two GPUs, no sharing): ready, with Ollama and Whisper each holding a
+/// whole GPU and Kokoro on the CPU. Then `kstrap status` off the node (no NVML here) says per-GPU
+/// use is not known, and why. (Every stack on every profile, this one included, is above.)
 #[test]
-fn every_stack_becomes_ready_on_the_whole_gpu_profile() {
-    let Some(cluster) = RealCluster::get("every_stack_becomes_ready_on_the_whole_gpu_profile") else {
+fn voice_ai_on_whole_gpus_gives_ollama_and_whisper_a_gpu_each() {
+    let Some(cluster) = RealCluster::get("voice_ai_on_whole_gpus_gives_ollama_and_whisper_a_gpu_each") else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let names: Vec<String> = kstrap::stack::embedded_names()
-        .into_iter()
-        .filter(|n| kstrap::stack::load(n, None).is_ok_and(|s| s.databases.is_empty()))
-        .collect();
-    assert!(names.len() >= 3, "{names:?}");
     let _alone = Alone::new(cluster, "multi-gpu");
     let run = Run::new(cluster.kubeconfig());
-    let mut held = BTreeMap::new();
-    for name in &names {
-        let base = kstrap::stack::load(name, None).unwrap();
-        let mut args: Vec<String> = ["apply", "--stack", name, "--profile", "multi-gpu", "-o", "json"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(image_flags(&base));
-        let env = [
-            ("OPENROUTER_API_KEY", "sk-or-e2e-openrouter"),
-            ("HUGGINGFACE_API_KEY", "hf_e2e_huggingface"),
-        ];
-        let started = std::time::Instant::now();
-        let out = run.kstrap(&args, &env);
-        assert_eq!(out.status.code(), Some(0), "{name} on multi-gpu:\n{}", text(&out));
-        eprintln!("{name} on multi-gpu: ready in {:?}", started.elapsed());
-        // The GPUs its running pods hold (whole GPUs: at most the node's two).
-        let namespace = base.namespace.clone();
-        let pods: Vec<(String, i64)> = rt.block_on(async {
-            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(cluster.client().await, &namespace);
-            api.list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .filter_map(|p| {
-                    let gpus: i64 = p
-                        .spec?
-                        .containers
-                        .iter()
-                        .filter_map(|c| {
-                            c.resources
-                                .as_ref()?
-                                .limits
-                                .as_ref()?
-                                .get("nvidia.com/gpu")?
-                                .0
-                                .parse::<i64>()
-                                .ok()
-                        })
-                        .sum();
-                    (gpus > 0).then(|| (p.metadata.name.unwrap_or_default(), gpus))
-                })
-                .collect()
-        });
-        assert!(pods.iter().map(|p| p.1).sum::<i64>() <= 2, "{name}: {pods:?}");
-        held.insert(name.clone(), pods);
-        if name == "voice-ai" {
-            // Ollama and Whisper each hold one whole GPU; Kokoro runs on the CPU.
-            let holders: Vec<&str> = held[name]
-                .iter()
-                .map(|(p, _)| p.split('-').next().unwrap_or(""))
-                .collect();
-            assert!(
-                holders.contains(&"ollama") && holders.contains(&"whisper"),
-                "{holders:?}"
-            );
-            assert!(!holders.contains(&"kokoro"), "{holders:?}");
-            let out = run.kstrap(
-                &[
-                    "status",
-                    "--kubeconfig",
-                    &cluster.kubeconfig().display().to_string(),
-                    "-o",
-                    "json",
-                ]
-                .map(String::from),
-                &[("KSTRAP_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")],
-            );
-            let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
-            assert_eq!(report["gpu_use"]["known"], false, "{}", report["gpu_use"]);
-            let reason = report["gpu_use"]["reason"].as_str().unwrap();
-            assert!(reason.contains("run `kstrap status` on the GPU node"), "{reason}");
-        }
-        // The next stack needs the GPUs back: remove the stacks (and wait until they are gone).
-        drop(built_in_cleanup(cluster));
-    }
-    assert!(held.get("voice-ai").is_some_and(|p| p.len() == 2), "{held:?}");
+    let base = kstrap::stack::load("voice-ai", None).unwrap();
+    let args: Vec<String> = ["apply", "--stack", "voice-ai", "--profile", "multi-gpu", "-o", "json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let started = std::time::Instant::now();
+    let out = run.kstrap(&args, &[]);
+    assert_eq!(out.status.code(), Some(0), "voice-ai on multi-gpu:\n{}", text(&out));
+    eprintln!("voice-ai on multi-gpu: ready in {:?}", started.elapsed());
+    // The whole GPUs its running pods hold.
+    let mut holders: Vec<(String, i64)> = rt.block_on(async {
+        let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(cluster.client().await, &base.namespace);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| {
+                let gpus: i64 = p
+                    .spec?
+                    .containers
+                    .iter()
+                    .filter_map(|c| {
+                        c.resources
+                            .as_ref()?
+                            .limits
+                            .as_ref()?
+                            .get("nvidia.com/gpu")?
+                            .0
+                            .parse::<i64>()
+                            .ok()
+                    })
+                    .sum();
+                let app = p
+                    .metadata
+                    .name
+                    .unwrap_or_default()
+                    .split('-')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                (gpus > 0).then_some((app, gpus))
+            })
+            .collect()
+    });
+    holders.sort();
+    assert_eq!(holders, [("ollama".to_string(), 1), ("whisper".to_string(), 1)]);
+
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let out = run.kstrap(
+        &["status", "--kubeconfig", &kubeconfig, "-o", "json"].map(String::from),
+        &[("KSTRAP_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(report["gpu_use"]["known"], false, "{}", report["gpu_use"]);
+    let reason = report["gpu_use"]["reason"].as_str().unwrap();
+    assert!(reason.contains("run `kstrap status` on the GPU node"), "{reason}");
+    let node = &report["gpu"]["nodes"][0];
+    assert_eq!(
+        (node["allocatable"].as_u64(), node["held"].as_u64()),
+        (Some(2), Some(2)),
+        "{node}"
+    );
 }
 
 /// Keys injected through the environment and a file: none of them may appear in any output,
