@@ -199,7 +199,7 @@ fn unknown_profile_lists_the_available_ones() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown profile \"rtx-4090\"; available: gpu-48gb, rtx-5090, gpu-24gb, gpu-16gb, gpu-12gb, gpu-8gb, gpu-6gb, cpu-fallback, laptop-8gb"
+        "unknown profile \"rtx-4090\"; available: multi-gpu, gpu-48gb, rtx-5090, gpu-24gb, gpu-16gb, gpu-12gb, gpu-8gb, gpu-6gb, cpu-fallback, laptop-8gb"
     );
 }
 
