@@ -21,6 +21,7 @@ mod join_command;
 mod rejected;
 mod setup;
 mod status;
+mod status_gpus;
 pub(crate) mod summary;
 mod up;
 mod upgrade;

@@ -18,11 +18,15 @@ struct StatusOutput<'a> {
     report: &'a status::StatusReport,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     verifications: &'a [crate::verify::report::Verification],
+    /// Which pod uses which GPU of this machine (NVML), or why that is not known; absent when
+    /// neither this machine nor the cluster has a GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu_use: Option<&'a crate::gpu::node_use::NodeGpuUse>,
 }
 
 pub fn run(_global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Result<Exit, Failure> {
     let runtime = super::setup::runtime()?;
-    let (report, verifications) = runtime.block_on(async {
+    let (report, verifications, gpu_use) = runtime.block_on(async {
         let client = cluster_client(&args.kube).await?;
         let report = status::gather(&client)
             .await
@@ -30,16 +34,23 @@ pub fn run(_global: &GlobalArgs, args: &StatusArgs, printer: &Printer) -> Result
             .map_err(|e| gather_failure(&args.kube, e))?;
         // The last verification of each stack (its Job stays until the next one).
         let verifications = crate::verify::run::all_last(&client).await.map_err(Failure::failed)?;
-        Ok::<_, Failure>((report, verifications))
+        let gpu_use = super::status_gpus::gather(&client).await;
+        // A machine without NVML in a cluster without GPUs: nothing to say about GPUs.
+        let gpu_use = (gpu_use.known || !report.gpu.nodes.is_empty()).then_some(gpu_use);
+        Ok::<_, Failure>((report, verifications, gpu_use))
     })?;
     let verified = verifications.iter().all(|v| v.ok);
     if printer.json_mode() {
         printer.json(&StatusOutput {
             report: &report,
             verifications: &verifications,
+            gpu_use: gpu_use.as_ref(),
         });
     } else {
         let mut text = crate::ui::status::report(&report, printer.verbosity);
+        if let Some(u) = &gpu_use {
+            text.push_str(&crate::gpu::node_use::render(u));
+        }
         for v in &verifications {
             text.push_str(&crate::verify::report::render_as(v, "Last verification"));
         }

@@ -21,11 +21,13 @@
 //! 3 per GPU (v0.12.10 `server/sched.go` `defaultModelsPerGPU`), and `OLLAMA_NUM_PARALLEL`
 //! multiplies the context; both are pinned to what the budget counts.
 //!
-//! On more than one GPU every service is budgeted as if it could land on any one of them: a
-//! time-sliced share may be any GPU's, so each GPU must be able to hold every service.
+//! On more than one GPU under time-slicing every service is budgeted as if it could land on any
+//! one of them: a time-sliced share may be any GPU's, so each GPU must be able to hold every
+//! service. Whole-GPU profiles (`gpu.sharing: none`) are budgeted per GPU instead (`whole`).
 
 pub mod catalog;
 pub mod gpu_images;
+pub mod whole;
 
 use crate::facts::{GpuFacts, HostFacts};
 use crate::profile::{KvCacheType, Profile, VramPlan};
@@ -37,7 +39,7 @@ use std::collections::BTreeMap;
 /// ollama v0.12.10 `ml/device.go` `MinimumMemory`: 457 MiB kept free on each CUDA device.
 pub const OLLAMA_MINIMUM_BYTES: u64 = 457 * 1024 * 1024;
 /// Ollama's default batch size (`num_batch` 512), which sizes its compute graph.
-const BATCH: u64 = 512;
+pub(crate) const BATCH: u64 = 512;
 
 /// One service's share of a GPU.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,6 +78,24 @@ pub struct VramBudget {
     pub ollama_env: BTreeMap<String, String>,
     /// Free disk the model needs beyond the profile's own model (a larger `--model`).
     pub extra_disk_bytes: u64,
+    /// Whole GPUs Ollama's pod asks for (`nvidia.com/gpu`); 1 under time-slicing.
+    pub ollama_gpus: u32,
+    /// Whole-GPU profiles (`gpu.sharing: none`): what each GPU holds. Empty under time-slicing,
+    /// where every GPU must hold every service (`rows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_gpu: Vec<GpuBudget>,
+}
+
+/// One whole GPU's budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuBudget {
+    /// Which GPU, in words (a slot: the kubelet picks the physical GPU).
+    pub gpu: String,
+    pub vram_bytes: u64,
+    pub rows: Vec<Row>,
+    pub used_bytes: u64,
+    pub headroom_bytes: u64,
+    pub fits: bool,
 }
 
 impl VramBudget {
@@ -106,7 +126,7 @@ pub enum BudgetError {
     UnknownModel { name: String, known: Vec<String> },
 }
 
-fn gib_text(bytes: u64) -> String {
+pub(crate) fn gib_text(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / GIB as f64)
 }
 
@@ -155,6 +175,9 @@ pub fn compute(
     let Some(plan) = &profile.vram else {
         return Ok(None);
     };
+    if profile.gpu.sharing == crate::profile::Sharing::None {
+        return whole::compute(facts, profile, plan, gpus, model);
+    }
     let (name, from) = match model {
         Some(m) => (m, "--model".to_string()),
         None => (plan.ollama.model.as_str(), format!("profile {}", profile.name)),
@@ -280,6 +303,8 @@ pub fn compute(
         why,
         ollama_env: env,
         extra_disk_bytes: info.size_bytes().saturating_sub(own),
+        ollama_gpus: 1,
+        per_gpu: Vec::new(),
     }))
 }
 
@@ -321,11 +346,22 @@ pub fn stack_overlays(
             ]),
         );
     }
+    // Whole GPUs: Ollama's pod holds the GPUs its model is split over.
+    if let Some(b) = budget.filter(|b| !b.per_gpu.is_empty())
+        && let Some(c) = out
+            .get_mut("Deployment/ollama")
+            .and_then(|placed| placed.overlay.containers.get_mut("ollama"))
+    {
+        c.gpu = Some(b.ollama_gpus);
+    }
     out
 }
 
 /// The table `plan` and `detect` print.
 pub fn render(b: &VramBudget) -> String {
+    if !b.per_gpu.is_empty() {
+        return render_per_gpu(b);
+    }
     let mut out = format!(
         "VRAM budget ({}, {} VRAM of GPU {}: {}):\n",
         b.kind,
@@ -352,6 +388,45 @@ pub fn render(b: &VramBudget) -> String {
             format!("DOES NOT FIT: {} must stay free", gib_text(b.min_headroom_bytes))
         }
     ));
+    for w in &b.why {
+        out.push_str(&format!("  - {w}\n"));
+    }
+    let env: Vec<String> = b.ollama_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out.push_str(&format!("  - Ollama: {}\n", env.join(" ")));
+    out
+}
+
+/// The table of a whole-GPU budget: each GPU, what it holds and its headroom.
+fn render_per_gpu(b: &VramBudget) -> String {
+    let mut out = format!(
+        "VRAM budget ({}, per GPU, {} VRAM of the smallest, GPU {}: {}):\n",
+        b.kind,
+        b.basis,
+        b.gpu,
+        human_bytes(b.vram_bytes)
+    );
+    let width = 8;
+    for g in &b.per_gpu {
+        out.push_str(&format!("  {}\n", g.gpu));
+        for r in &g.rows {
+            out.push_str(&format!(
+                "    {:width$}  {:>9}  {}\n",
+                r.service,
+                gib_text(r.bytes),
+                r.what
+            ));
+        }
+        out.push_str(&format!(
+            "    {:width$}  {:>9}  {}\n",
+            "headroom",
+            gib_text(g.headroom_bytes),
+            if g.fits {
+                format!("≥ {} kept free", gib_text(b.min_headroom_bytes))
+            } else {
+                format!("DOES NOT FIT: {} must stay free", gib_text(b.min_headroom_bytes))
+            }
+        ));
+    }
     for w in &b.why {
         out.push_str(&format!("  - {w}\n"));
     }

@@ -168,7 +168,7 @@ fn cuda_version_string(version: i32) -> String {
 }
 
 /// Turns an NVML initialisation error into something a user can act on.
-fn init_error_reason(error: &NvmlError, lib: Option<&Path>) -> String {
+pub(crate) fn init_error_reason(error: &NvmlError, lib: Option<&Path>) -> String {
     match (error, lib) {
         (NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound, None) => REASON_NO_LIBRARY.to_string(),
         (NvmlError::LibloadingError(e), Some(path)) => {

@@ -10,6 +10,7 @@
 //! hand-written fixture is an error rather than a silently missing fact.
 
 pub mod gpu;
+pub mod gpu_use;
 pub mod network;
 pub mod probe;
 

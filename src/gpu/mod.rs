@@ -7,6 +7,7 @@
 //! pure functions in `readiness`, and `verify` holds the `--verify-gpu` pod. The plan names
 //! exactly the objects `gpu_objects` generates (a test holds them equal).
 
+pub mod node_use;
 pub mod objects;
 pub mod readiness;
 pub mod values;

@@ -172,7 +172,21 @@ fn two_gpu_hosts_get_one_resource_for_every_gpu() {
     for name in ["two-gpus", "two-24gb-gpus"] {
         let f = facts(name);
         assert_eq!(f.gpus.len(), 2, "{name}");
-        let sel = profile::select(&f, &profiles, &Overrides::default()).expect("selection");
+        // Whole GPUs (the automatic choice): no sharing section, so the plugin advertises each
+        // GPU once under nvidia.com/gpu.
+        let whole = profile::select(&f, &profiles, &Overrides::default()).expect("selection");
+        assert_eq!(whole.profile.name, "multi-gpu", "{name}");
+        let objects = gpu_objects(&f, &whole);
+        let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").expect("ConfigMap");
+        let config = config_text(cm);
+        assert_eq!(violations(&config, &r), Vec::<String>::new(), "{name}");
+        assert!(config.get("sharing").is_none(), "{name}: {config}");
+        // Time-sliced (a tier named): one resource for every GPU.
+        let o = Overrides {
+            profile: Some("gpu-16gb".into()),
+            ..Overrides::default()
+        };
+        let sel = profile::select(&f, &profiles, &o).expect("selection");
         let objects = gpu_objects(&f, &sel);
         let cm = objects
             .iter()
@@ -238,7 +252,13 @@ fn per_gpu_names_and_bad_configs_are_caught() {
 fn unequal_gpus_are_budgeted_on_the_smaller_one() {
     // Any share may be any GPU's (nothing pins placement), so the budget must hold on the
     // smallest GPU: with one of two 24 GB cards replaced by a 16 GB one, the 16 GB card decides.
-    let profiles = profile::embedded().expect("embedded profiles");
+    // Among the time-sliced tiers (two GPUs of 16 GB and more get whole GPUs otherwise, budgeted
+    // on the smaller one too: crate::budget::whole).
+    let profiles: Vec<_> = profile::embedded()
+        .expect("embedded profiles")
+        .into_iter()
+        .filter(|p| p.gpu.sharing != profile::Sharing::None)
+        .collect();
     let mut f = facts("two-24gb-gpus");
     let equal = profile::select(&f, &profiles, &Overrides::default()).expect("selection");
     let sixteen = 16 * 1024 * 1024 * 1024_u64;

@@ -243,13 +243,24 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
         // A GPU above the threshold must also hold the profile's VRAM budget (free VRAM on
         // laptops, where the display holds some).
         let mut over_budget = Vec::new();
-        gpus.retain(|x| match crate::budget::compute(facts, p, &[*x], None) {
-            Ok(Some(b)) if !b.fits => {
+        if p.gpu.sharing == super::Sharing::None {
+            // Whole GPUs: one budget per GPU slot over all of them (crate::budget::whole).
+            if gpus.len() as u32 >= g.count
+                && let Ok(Some(b)) = crate::budget::compute(facts, p, &gpus, None)
+                && !b.fits
+            {
                 over_budget.extend(b.shortfall());
-                false
+                gpus.clear();
             }
-            _ => true,
-        });
+        } else {
+            gpus.retain(|x| match crate::budget::compute(facts, p, &[*x], None) {
+                Ok(Some(b)) if !b.fits => {
+                    over_budget.extend(b.shortfall());
+                    false
+                }
+                _ => true,
+            });
+        }
         if !incompatible.is_empty() && ((gpus.len() as u32) < g.count || gpus.len() < usable.len()) {
             shortfalls.extend(incompatible.iter().cloned());
         } else if (gpus.len() as u32) < g.count && !over_budget.is_empty() {
@@ -455,7 +466,12 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         .into_iter()
         .map(|(_, s)| format!("below the recommendation: {s}"))
         .collect();
-    if p.uses_gpu() {
+    if p.gpu.sharing == super::Sharing::None && p.uses_gpu() {
+        reasons.push(
+            "sharing none: each nvidia.com/gpu is one whole GPU, held by one pod only, so where each service runs is enforced and no service can run another out of VRAM (time-slicing enforces neither)"
+                .into(),
+        );
+    } else if p.uses_gpu() {
         reasons.push(format!(
             "{} sharing: {} shares per GPU",
             p.gpu.sharing.label(),

@@ -94,7 +94,8 @@ fn plan_from_facts_human_and_json() {
     );
     let json = stdout_of(&["plan", "--facts", &fx("two-gpus"), "-o", "json"], 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["gpu"]["allocatable"], 8);
+    // Two 48 GB GPUs get whole GPUs (multi-gpu): one nvidia.com/gpu per GPU.
+    assert_eq!(v["gpu"]["allocatable"], 2);
     insta::assert_json_snapshot!("plan_two_gpus_json", v);
 }
 

@@ -160,6 +160,23 @@ proptest! {
             let model = kstrap::budget::catalog::find(&b.model);
             prop_assert!(model.is_some());
             prop_assert!(b.rows[0].bytes >= model.map(|m| m.size_bytes()).unwrap_or(u64::MAX));
+            // Whole GPUs: every GPU's slot within the smallest GPU's VRAM less the headroom,
+            // one slot per GPU, and Ollama's slots together hold the model.
+            if b.fits && !b.per_gpu.is_empty() {
+                let smallest = sel
+                    .gpus
+                    .iter()
+                    .filter_map(|i| facts.gpus.iter().find(|x| x.index == *i))
+                    .map(|g| if laptop { g.memory_free_bytes } else { g.memory_total_bytes })
+                    .min()
+                    .unwrap();
+                prop_assert_eq!(b.per_gpu.len(), sel.gpus.len());
+                for g in &b.per_gpu {
+                    prop_assert!(g.used_bytes + b.min_headroom_bytes <= smallest, "{:?}", g);
+                }
+                let ollama: u64 = b.per_gpu.iter().flat_map(|g| &g.rows).filter(|r| r.service == "ollama").map(|r| r.bytes).sum();
+                prop_assert!(ollama >= model.map(|m| m.size_bytes()).unwrap_or(u64::MAX));
+            }
             if b.fits {
                 for i in &sel.gpus {
                     let gpu = facts.gpus.iter().find(|x| x.index == *i).unwrap();

@@ -90,6 +90,7 @@ fn shipped_profiles_are_valid_and_named_after_their_files() {
             "gpu-6gb",
             "gpu-8gb",
             "laptop-8gb",
+            "multi-gpu",
             "rtx-5090"
         ]
     );

@@ -20,11 +20,18 @@ const TABLE: &[(&str, &str, &[u32], &str)] = &[
     ("desktop-16gb-ada", "gpu-16gb", &[0], "RTX 4080 16.0 GiB"),
     ("desktop-16gb-blackwell", "gpu-16gb", &[0], "RTX 5080 15.9 GiB"),
     ("desktop-24gb", "gpu-24gb", &[0], "RTX 4090 24.0 GiB"),
-    ("two-24gb-gpus", "gpu-24gb", &[0, 1], "2 GPU(s) with ≥ 22 GiB VRAM"),
+    // Two or more GPUs of 16 GB and more: each used whole, no time-slicing.
+    ("two-24gb-gpus", "multi-gpu", &[0, 1], "2 GPU(s) with ≥ 15 GiB VRAM"),
+    (
+        "three-24gb-gpus",
+        "multi-gpu",
+        &[0, 1, 2],
+        "sharing none: each nvidia.com/gpu is one whole GPU",
+    ),
     ("rtx5090-96gb", "rtx-5090", &[0], "NVIDIA GeForce RTX 5090 31.8 GiB"),
     ("workstation-48gb", "gpu-48gb", &[0], "RTX 6000 Ada Generation 48.0 GiB"),
     ("h100-80gb", "gpu-48gb", &[0], "NVIDIA H100 80GB HBM3 79.6 GiB"),
-    ("two-gpus", "gpu-48gb", &[0, 1], "2 GPU(s) with ≥ 44 GiB VRAM"),
+    ("two-gpus", "multi-gpu", &[0, 1], "2 GPU(s) with ≥ 15 GiB VRAM"),
     ("driver-missing", "cpu-fallback", &[], "highest-priority profile"),
     // A GPU the PCI bus shows without a driver (tests/fixtures/facts/DRIVER.md): CPU, unless
     // `--gpu-driver operator` (gpu_driver.rs).
@@ -208,7 +215,7 @@ fn unknown_profile_lists_the_available_ones() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown profile \"rtx-4090\"; available: gpu-48gb, rtx-5090, gpu-24gb, gpu-16gb, gpu-12gb, gpu-8gb, gpu-6gb, cpu-fallback, laptop-8gb"
+        "unknown profile \"rtx-4090\"; available: multi-gpu, gpu-48gb, rtx-5090, gpu-24gb, gpu-16gb, gpu-12gb, gpu-8gb, gpu-6gb, cpu-fallback, laptop-8gb"
     );
 }
 

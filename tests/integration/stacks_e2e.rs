@@ -82,13 +82,17 @@ impl Alone {
             });
         }
         if profile.uses_gpu() {
+            // The profile's least GPUs, each advertised as its shares (a whole-GPU profile:
+            // one nvidia.com/gpu per GPU).
+            let count = profile.requires.gpu.as_ref().map_or(1, |g| g.count);
             let replicas = profile.gpu.replicas.to_string();
-            let shares = (profile.gpu.replicas * stacks).to_string();
+            let shares = (profile.gpu.replicas * count * stacks).to_string();
+            let count = count.to_string();
             cluster.node().set(|c| {
                 c.extended.insert("nvidia.com/gpu".into(), shares.clone());
                 for (k, v) in [
                     ("nvidia.com/gpu.present", "true"),
-                    ("nvidia.com/gpu.count", "1"),
+                    ("nvidia.com/gpu.count", count.as_str()),
                     ("nvidia.com/gpu.replicas", replicas.as_str()),
                 ] {
                     c.labels.insert(k.into(), v.into());
@@ -331,6 +335,85 @@ fn stack_on_profile(cluster: &'static RealCluster, name: &str, profile: &str) ->
     let changed: Vec<&String> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
     assert!(changed.is_empty(), "{name} on {profile}: a re-run wrote to {changed:?}");
     workloads
+}
+
+/// The voice AI stack on the whole-GPU profile, on a node stand-in offering exactly
+/// `nvidia.com/gpu: 2` (two GPUs, no sharing): ready, with Ollama and Whisper each holding a
+/// whole GPU and Kokoro on the CPU. Then `kstrap status` off the node (no NVML here) says per-GPU
+/// use is not known, and why. (Every stack on every profile, this one included, is above.)
+#[test]
+fn voice_ai_on_whole_gpus_gives_ollama_and_whisper_a_gpu_each() {
+    let Some(cluster) = RealCluster::get("voice_ai_on_whole_gpus_gives_ollama_and_whisper_a_gpu_each") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _alone = Alone::new(cluster, "multi-gpu");
+    let run = Run::new(cluster.kubeconfig());
+    let base = kstrap::stack::load("voice-ai", None).unwrap();
+    let args: Vec<String> = ["apply", "--stack", "voice-ai", "--profile", "multi-gpu", "-o", "json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let started = std::time::Instant::now();
+    let out = run.kstrap(&args, &[]);
+    assert_eq!(out.status.code(), Some(0), "voice-ai on multi-gpu:\n{}", text(&out));
+    eprintln!("voice-ai on multi-gpu: ready in {:?}", started.elapsed());
+    // The whole GPUs its running pods hold.
+    let mut holders: Vec<(String, i64)> = rt.block_on(async {
+        let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(cluster.client().await, &base.namespace);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| {
+                let gpus: i64 = p
+                    .spec?
+                    .containers
+                    .iter()
+                    .filter_map(|c| {
+                        c.resources
+                            .as_ref()?
+                            .limits
+                            .as_ref()?
+                            .get("nvidia.com/gpu")?
+                            .0
+                            .parse::<i64>()
+                            .ok()
+                    })
+                    .sum();
+                let app = p
+                    .metadata
+                    .name
+                    .unwrap_or_default()
+                    .split('-')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                (gpus > 0).then_some((app, gpus))
+            })
+            .collect()
+    });
+    holders.sort();
+    assert_eq!(holders, [("ollama".to_string(), 1), ("whisper".to_string(), 1)]);
+
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let out = run.kstrap(
+        &["status", "--kubeconfig", &kubeconfig, "-o", "json"].map(String::from),
+        &[("KSTRAP_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(report["gpu_use"]["known"], false, "{}", report["gpu_use"]);
+    let reason = report["gpu_use"]["reason"].as_str().unwrap();
+    assert!(reason.contains("run `kstrap status` on the GPU node"), "{reason}");
+    let node = &report["gpu"]["nodes"][0];
+    assert_eq!(
+        (node["allocatable"].as_u64(), node["held"].as_u64()),
+        (Some(2), Some(2)),
+        "{node}"
+    );
 }
 
 /// Keys injected through the environment and a file: none of them may appear in any output,

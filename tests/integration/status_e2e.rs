@@ -69,6 +69,8 @@ fn kstrap(args: &[&str]) -> Output {
         .args(args)
         .env_remove("KUBECONFIG")
         .env_remove("STATUS_KEY")
+        // Off the node: no NVML, even on a machine that has one.
+        .env("KSTRAP_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")
         .output()
         .unwrap()
 }
@@ -288,6 +290,9 @@ async fn gpu_shares_and_the_operator_after_up_on_the_rtx_5090_profile() {
         words.contains("operator ready (ClusterPolicy cluster-policy: ready, Reconciled)"),
         "{stdout}"
     );
+    // Which GPU each pod holds is read on the node (NVML); here there is none, and status
+    // says so rather than guessing.
+    assert!(words.contains("per-GPU use is not known:"), "{stdout}");
 
     // The device plugin loses its shares: the GPU is no longer ready, and status says so.
     g.cluster.node().set(|c| {

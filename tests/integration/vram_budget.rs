@@ -43,11 +43,19 @@ const TIERS: &[(&str, &str, &str, &[&str], &str)] = &[
         &["ollama", "whisper", "kokoro"],
         "total",
     ),
+    // Whole GPUs: Ollama on all but one (its model split over them), Whisper on the last.
     (
         "two-24gb-gpus",
-        "gpu-24gb",
+        "multi-gpu",
         "gemma3:27b",
-        &["ollama", "whisper", "kokoro"],
+        &["ollama", "whisper"],
+        "total",
+    ),
+    (
+        "three-24gb-gpus",
+        "multi-gpu",
+        "llama3.3:70b",
+        &["ollama", "whisper"],
         "total",
     ),
     (
@@ -94,7 +102,19 @@ fn every_tier_fixture_gets_a_budget_that_fits_with_its_model() {
         assert!(b.fits, "{name}: {b:#?}");
         let rows: Vec<&str> = b.rows.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(rows, services.to_vec(), "{name}");
-        assert_eq!(b.used_bytes, b.rows.iter().map(|r| r.bytes).sum::<u64>());
+        if b.per_gpu.is_empty() {
+            assert_eq!(b.used_bytes, b.rows.iter().map(|r| r.bytes).sum::<u64>());
+        } else {
+            // Whole GPUs: one slot per GPU, each within its VRAM; `used` is the fullest one's.
+            assert_eq!(b.per_gpu.len(), sel.gpus.len(), "{name}");
+            for g in &b.per_gpu {
+                assert!(
+                    g.fits && g.used_bytes + b.min_headroom_bytes <= g.vram_bytes,
+                    "{name}: {g:?}"
+                );
+            }
+            assert_eq!(Some(b.used_bytes), b.per_gpu.iter().map(|g| g.used_bytes).max());
+        }
         assert!(b.used_bytes + b.min_headroom_bytes <= b.vram_bytes, "{name}");
         assert_eq!(b.headroom_bytes, b.vram_bytes - b.used_bytes);
         for key in [
@@ -226,15 +246,22 @@ fn stack_sizing_matches_each_tiers_budget() {
         for (k, v) in &b.ollama_env {
             assert_eq!(env_of(&ollama, k).as_deref(), Some(v.as_str()), "{}: {k}", p.name);
         }
+        // A whole-GPU profile's model depends on the GPUs (the plan sets it); the stack alone
+        // carries the profile's own, the floor.
+        let model = if b.per_gpu.is_empty() {
+            b.model.clone()
+        } else {
+            p.vram.as_ref().unwrap().ollama.model.clone()
+        };
         assert_eq!(
             env_of(&object("Job", "ollama-model-pull"), "MODEL").as_deref(),
-            Some(b.model.as_str()),
+            Some(model.as_str()),
             "{}",
             p.name
         );
         assert_eq!(
             env_of(&object("Deployment", "open-webui"), "DEFAULT_MODELS").as_deref(),
-            Some(b.model.as_str()),
+            Some(model.as_str()),
             "{}",
             p.name
         );
@@ -250,6 +277,123 @@ fn stack_sizing_matches_each_tiers_budget() {
             );
         }
     }
+}
+
+/// Whole GPUs (`multi-gpu`, sharing none): each GPU has a budget of its own; Ollama's model
+/// is the largest its GPUs hold together, split over them, and its pod asks for them all.
+#[test]
+fn whole_gpus_split_the_largest_model_over_ollamas_gpus() {
+    let sel = select(&fixture("three-24gb-gpus"), &profiles(), &Overrides::default()).unwrap();
+    assert_eq!(sel.profile.name, "multi-gpu");
+    assert_eq!(sel.gpu_shares(), 3, "one nvidia.com/gpu per GPU");
+    let b = sel.vram_budget.as_ref().unwrap();
+    assert_eq!((b.model.as_str(), b.ollama_gpus), ("llama3.3:70b", 2));
+    let holders: Vec<Vec<&str>> = b
+        .per_gpu
+        .iter()
+        .map(|g| g.rows.iter().map(|r| r.service.as_str()).collect())
+        .collect();
+    assert_eq!(holders, [vec!["ollama"], vec!["ollama"], vec!["whisper"]]);
+    // The split: half the layers on each of Ollama's GPUs, and together at least the weights.
+    assert!(
+        b.per_gpu[0].rows[0].what.starts_with("40 of 80 layers of llama3.3:70b"),
+        "{b:#?}"
+    );
+    assert!(b.rows[0].bytes >= 43_000_000_000, "{}", b.rows[0].bytes);
+    insta::assert_snapshot!(kstrap::budget::render(b));
+
+    // The plan puts Ollama on both of its GPUs, with the budget's model.
+    let stack = kstrap::stack::load("voice-ai", None).unwrap();
+    let mut sized = stack.sized("multi-gpu");
+    sized.overlay(&kstrap::budget::stack_overlays(Some(b), None));
+    let ollama = sized
+        .stages
+        .iter()
+        .flat_map(|s| &s.objects)
+        .find(|o| o.reference.kind == "Deployment" && o.reference.name == "ollama")
+        .unwrap();
+    let c = ollama.value.pointer("/spec/template/spec/containers/0").unwrap();
+    assert_eq!(
+        c.pointer("/resources/limits/nvidia.com~1gpu"),
+        Some(&serde_json::json!(2)),
+        "{c}"
+    );
+    let pull = sized
+        .stages
+        .iter()
+        .flat_map(|s| &s.objects)
+        .find(|o| o.reference.kind == "Job" && o.reference.name == "ollama-model-pull")
+        .unwrap();
+    assert!(
+        pull.value.to_string().contains(r#""value":"llama3.3:70b""#),
+        "{}",
+        pull.value
+    );
+
+    // Two GPUs: Ollama keeps one whole 24 GB GPU, which holds the 27B model, not the 70B.
+    let sel = select(&fixture("two-24gb-gpus"), &profiles(), &Overrides::default()).unwrap();
+    let b = sel.vram_budget.unwrap();
+    assert_eq!((b.model.as_str(), b.ollama_gpus), ("gemma3:27b", 1));
+}
+
+/// The whole-GPU model is bounded by the smallest GPU (the kubelet picks which GPU a pod gets)
+/// and by the disk and RAM; and time-slicing stays the choice below two GPUs of 16 GB.
+#[test]
+fn whole_gpus_are_budgeted_on_the_smallest_and_bounded_by_disk() {
+    // A 24 GB and a 16 GB card: any slot may be the 16 GB one, so Ollama gets a 16 GB model.
+    let mut f = fixture("two-24gb-gpus");
+    f.gpus[1].memory_total_bytes = 16376 * kstrap::units::MIB;
+    let sel = select(&f, &profiles(), &Overrides::default()).unwrap();
+    assert_eq!(sel.profile.name, "multi-gpu");
+    let b = sel.vram_budget.unwrap();
+    assert_eq!(b.model, "phi4:14b");
+    assert!(b.why[0].contains("of the smallest, GPU 1"), "{:?}", b.why);
+
+    // Two 48 GB cards with 80 GiB free: the 70B model (43 GB more than the 60 GiB the profile
+    // needs with its own 9 GB model) does not fit the disk; the 27B one does.
+    let mut f = fixture("two-gpus");
+    f.disk.available_bytes = 80 * GIB;
+    let b = select(&f, &profiles(), &Overrides::default())
+        .unwrap()
+        .vram_budget
+        .unwrap();
+    assert_eq!(b.model, "gemma3:27b");
+    f.disk.available_bytes = 200 * GIB;
+    let b = select(&f, &profiles(), &Overrides::default())
+        .unwrap()
+        .vram_budget
+        .unwrap();
+    assert_eq!(b.model, "llama3.3:70b");
+
+    // --model larger than the GPUs hold is refused with the per-GPU figures.
+    let f = fixture("two-24gb-gpus");
+    let o = Overrides {
+        model: Some("llama3.3:70b".into()),
+        ..Overrides::default()
+    };
+    match select(&f, &profiles(), &o) {
+        Err(SelectError::ModelDoesNotFit {
+            profile, shortfalls, ..
+        }) => {
+            assert_eq!(profile, "multi-gpu");
+            assert!(shortfalls.join(" ").contains("llama3.3:70b"), "{shortfalls:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Two 12 GB cards: below the whole-GPU threshold, both time-sliced.
+    let mut f = fixture("two-24gb-gpus");
+    for g in &mut f.gpus {
+        g.memory_total_bytes = 12288 * kstrap::units::MIB;
+    }
+    let sel = select(&f, &profiles(), &Overrides::default()).unwrap();
+    assert_eq!(sel.profile.name, "gpu-12gb");
+    let multi = sel.rejected.iter().find(|r| r.profile == "multi-gpu").unwrap();
+    assert!(
+        multi.reason.contains("needs 2 GPU(s) with ≥ 15 GiB"),
+        "{}",
+        multi.reason
+    );
 }
 
 fn kstrap() -> Command {
