@@ -125,7 +125,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         };
         let mut cluster = EngineSteps::new(
             planned.stack.clone(),
-            crate::gpu::gpu_objects(&planned.facts, &planned.selection),
+            crate::gpu::gpu_objects_in(&planned.facts, &planned.selection, plan.paths()),
             printer,
         );
         cluster.stage_timeout = stage_timeout;

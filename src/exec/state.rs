@@ -42,6 +42,11 @@ pub struct State {
     pub services: Vec<String>,
     /// The distribution's data folders (removed by `down` unless `--keep-data`).
     pub data_dirs: Vec<String>,
+    /// The distribution's data directory when `--data-dir` moved it off the default: every path
+    /// under it follows (`Distro::layout`), a re-run keeps it, `down` removes it. Absent in files
+    /// written before it existed and for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
     /// Where the `kstrap` kubeconfig context was merged.
     pub kubeconfig: Option<KubeconfigRecord>,
     /// Arguments of each command step's last successful run, by step id.
@@ -102,6 +107,7 @@ impl State {
             dirs: Vec::new(),
             services: Vec::new(),
             data_dirs: Vec::new(),
+            data_dir: None,
             kubeconfig: None,
             commands: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -110,7 +116,7 @@ impl State {
 
     /// Where this install's distribution keeps its files (a worker's unit differs).
     pub fn paths(&self) -> &'static Paths {
-        self.distro.paths_for(self.role)
+        self.distro.layout(self.role, self.data_dir.as_deref())
     }
 
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {

@@ -79,6 +79,7 @@ fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> 
         node_addresses: &[],
         proxy: None,
         selinux: true,
+        data_dir: None,
     };
     distro::host_steps(&ctx).unwrap_or_else(|e| panic!("{distro} {profile}: {e}"))
 }
