@@ -119,6 +119,11 @@ impl State {
         self.distro.layout(self.role, self.data_dir.as_deref())
     }
 
+    /// What the distribution's own uninstall does for this install (its data directory's paths).
+    pub fn uninstall(&self) -> &'static crate::distro::uninstall::Uninstall {
+        self.distro.uninstall_in(self.data_dir.as_deref())
+    }
+
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {
         // A link here or on the way would make kstrap act on a file it did not write.
         if let Err(why) = super::paths::resolve(host, STATE_PATH) {
