@@ -257,6 +257,9 @@ pub(crate) struct Planned {
     pub stack: stack::Stack,
     /// kstrap's add-ons the plan installs (what its `ApplyAddon` steps name).
     pub addons: Vec<crate::addons::Addon>,
+    /// Why `up` must not act: kstrap's install here keeps its data in another directory than
+    /// this run's `--data-dir` (exit 3, nothing changed).
+    pub data_dir_refusal: Option<String>,
 }
 
 /// The tier and model the first install recorded, when this host has kstrap's state (never for
@@ -285,19 +288,20 @@ fn installed_state(global: &GlobalArgs) -> Option<crate::exec::state::State> {
 
 /// The data directory to plan with: `--data-dir`, else the one the install recorded (a re-run
 /// keeps it). Given, it must suit the host (`data_dir::check_on_host`: exit 2 otherwise).
+/// Returns kstrap's state on this host, when there is one.
 fn resolve_data_dir(
     global: &GlobalArgs,
     settings: &mut Settings,
     facts: &HostFacts,
-) -> Result<(), Failure> {
+) -> Result<Option<crate::exec::state::State>, Failure> {
     let installed = installed_state(global);
     let recorded = installed.as_ref().and_then(|s| s.data_dir.clone());
     let Some(dir) = settings.data_dir.clone() else {
         settings.data_dir = recorded;
-        return Ok(());
+        return Ok(installed);
     };
     let Some(found) = facts.data_dir.as_ref().filter(|f| f.path == dir) else {
-        return Ok(());
+        return Ok(installed);
     };
     let on_host = distro::data_dir::OnHost {
         not_a_folder: found.exists && !found.is_folder,
@@ -312,13 +316,14 @@ fn resolve_data_dir(
     let ours = installed.as_ref().is_some_and(|st| {
         recorded.as_deref().unwrap_or(distro::data_dir::default_dir(st.distro)) == dir.as_str()
     });
-    distro::data_dir::check_on_host(&dir, &on_host, ours).map_err(|e| Failure::usage(e.to_string()))
+    distro::data_dir::check_on_host(&dir, &on_host, ours).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(installed)
 }
 
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
     let mut settings = settings(args)?;
     let facts = gather_facts_with(global, settings.data_dir.as_deref())?;
-    resolve_data_dir(global, &mut settings, &facts)?;
+    let installed = resolve_data_dir(global, &mut settings, &facts)?;
     let profiles = load_profiles(global)?;
     let overrides = Overrides {
         profile: args.profile.clone(),
@@ -368,12 +373,23 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     plan.warnings.extend(proxy_warning);
     let addons = crate::addons::planned_in(&selection, &settings.addons, &stack, plan.data_dir.as_deref())
         .map_err(|e| Failure::failed(e.to_string()))?;
+    let data_dir_refusal = installed
+        .filter(|st| st.distro == plan.distro && st.role.is_server())
+        .and_then(|st| {
+            distro::data_dir::rerun_refusal(
+                plan.distro,
+                st.data_dir.as_deref(),
+                plan.data_dir.as_deref(),
+                crate::exec::state::STATE_PATH,
+            )
+        });
     Ok(Planned {
         plan,
         facts,
         selection,
         stack,
         addons,
+        data_dir_refusal,
     })
 }
 

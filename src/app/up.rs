@@ -54,6 +54,9 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         super::print_plan(&planned, &plan, printer);
         return Ok(Exit::Ok);
     }
+    if let Some(why) = &planned.data_dir_refusal {
+        return Err(Failure::refused(why.clone()));
+    }
     if plan.preflight.refused {
         let fails: Vec<String> = plan_findings(&plan)
             .iter()

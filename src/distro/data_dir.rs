@@ -193,6 +193,19 @@ pub fn check_on_host(dir: &str, host: &OnHost, installed: bool) -> Result<(), Da
     Ok(())
 }
 
+/// Why a re-run must not go on: kstrap installed `distro` with its data in `installed` (`None`:
+/// the default) and this run asks for `asked`. Moving a cluster's data is not kstrap's job (k0s's
+/// own flag says "DO NOT CHANGE for an existing setup, things will break!", `pkg/config/cli.go`).
+pub fn rerun_refusal(distro: Distro, installed: Option<&str>, asked: Option<&str>, state_path: &str) -> Option<String> {
+    let default = default_dir(distro);
+    let (installed, asked) = (installed.unwrap_or(default), asked.unwrap_or(default));
+    (installed != asked).then(|| {
+        format!(
+            "kstrap installed {distro} here with its data in {installed} (recorded in {state_path}); this run asks for {asked}, and kstrap does not move a cluster's data\n  fix: run without --data-dir (or with --data-dir {installed}) to keep it; to start over in {asked}, `kstrap down` first (the cluster's data is lost) or move the data yourself"
+        )
+    })
+}
+
 fn within(path: &str, base: &str) -> bool {
     path == base || path.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
 }
@@ -414,6 +427,17 @@ mod tests {
         assert!(check_on_host("/data/k3s", &full, false).unwrap_err().to_string().contains("not empty"));
         // Once installed, the folder holds the cluster's own data.
         assert!(check_on_host("/data/k3s", &full, true).is_ok());
+    }
+
+    #[test]
+    fn a_rerun_keeps_its_data_dir() {
+        let s = "/var/lib/kstrap/state.json";
+        assert_eq!(rerun_refusal(Distro::K3s, None, None, s), None);
+        assert_eq!(rerun_refusal(Distro::K3s, None, Some("/var/lib/rancher/k3s"), s), None);
+        assert_eq!(rerun_refusal(Distro::K0s, Some("/d/k0s"), Some("/d/k0s"), s), None);
+        let why = rerun_refusal(Distro::K3s, Some("/data/kstrap"), Some("/data/other"), s).unwrap();
+        assert!(why.contains("data in /data/kstrap") && why.contains("asks for /data/other") && why.contains("fix: "), "{why}");
+        assert!(rerun_refusal(Distro::K0s, None, Some("/data/k0s"), s).unwrap().contains("/var/lib/k0s"));
     }
 
     #[test]

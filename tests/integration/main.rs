@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod controller_standins;
 mod databases;
+mod data_dir;
 mod databases_e2e;
 mod down;
 mod down_host;
