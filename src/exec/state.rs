@@ -199,4 +199,29 @@ mod tests {
         let err = State::load(&host).unwrap_err().to_string();
         assert!(err.contains("var/lib/kstrap/state.json is not a state file"), "{err}");
     }
+
+    #[test]
+    fn the_data_dir_round_trips_and_older_files_without_it_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        // A state file written before --data-dir existed: the default data directory.
+        let old = r#"{"schema":1,"distro":"k0s","version":"v1.35.3+k0s.0","profile":"laptop-8gb","files":{},"dirs":[],"services":["k0scontroller.service"],"data_dirs":["/var/lib/k0s","/etc/k0s","/run/k0s"],"kubeconfig":null,"commands":{},"pending":[]}"#;
+        std::fs::create_dir_all(dir.path().join("var/lib/kstrap")).unwrap();
+        std::fs::write(dir.path().join("var/lib/kstrap/state.json"), old).unwrap();
+        let s = State::load(&host).unwrap().unwrap();
+        assert_eq!(s.data_dir, None);
+        assert_eq!(s.paths().kubeconfig, "/var/lib/k0s/pki/admin.conf");
+        // Saved again, it is the same file: no `data_dir` key for the default.
+        s.save(&host).unwrap();
+        let text = String::from_utf8(host.read(STATE_PATH).unwrap().unwrap().bytes).unwrap();
+        assert!(!text.contains("data_dir\""), "{text}");
+
+        let mut moved = State::new(Distro::K0s, "v1.35.3+k0s.0", "laptop-8gb");
+        moved.data_dir = Some("/data/k0s".into());
+        moved.save(&host).unwrap();
+        let back = State::load(&host).unwrap().unwrap();
+        assert_eq!(back, moved);
+        assert_eq!(back.paths().kubeconfig, "/data/k0s/pki/admin.conf");
+        assert_eq!(back.uninstall().mount_prefixes[0], "/data/k0s");
+    }
 }
