@@ -183,6 +183,13 @@ pub fn check_on_host(dir: &str, host: &OnHost, installed: bool) -> Result<(), Da
             "give a folder on a writable partition, or remount it read-write",
         ));
     }
+    if host.mount_point == Some(dir) && !installed {
+        return Err(DataDirError::new(
+            dir,
+            "it is a mount point itself, and `kstrap down` never removes a folder with something mounted at it",
+            format!("give a folder inside it, such as {dir}/kstrap"),
+        ));
+    }
     if host.not_empty && !installed {
         return Err(DataDirError::new(
             dir,
@@ -425,6 +432,8 @@ mod tests {
         assert!(check_on_host("/data/file/k3s", &blocked, true).unwrap_err().to_string().contains("cannot be created"));
         let full = OnHost { not_empty: true, ..on("/data") };
         assert!(check_on_host("/data/k3s", &full, false).unwrap_err().to_string().contains("not empty"));
+        let mounted = OnHost { mount_point: Some("/data/k3s"), existing_parent: "/data/k3s", ..on("/data") };
+        assert!(check_on_host("/data/k3s", &mounted, false).unwrap_err().to_string().contains("/data/k3s/kstrap"));
         // Once installed, the folder holds the cluster's own data.
         assert!(check_on_host("/data/k3s", &full, true).is_ok());
     }
