@@ -313,9 +313,9 @@ fn resolve_data_dir(
         read_only: found.read_only,
     };
     // The folder kstrap installed into holds the cluster's data already.
-    let ours = installed.as_ref().is_some_and(|st| {
-        recorded.as_deref().unwrap_or(distro::data_dir::default_dir(st.distro)) == dir.as_str()
-    });
+    let ours = installed
+        .as_ref()
+        .is_some_and(|st| recorded.as_deref().unwrap_or(distro::data_dir::default_dir(st.distro)) == dir.as_str());
     distro::data_dir::check_on_host(&dir, &on_host, ours).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(installed)
 }
@@ -431,7 +431,11 @@ pub(crate) fn planned_objects(planned: &Planned, plan: &Plan) -> Vec<serde_json:
     let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
     let mut out = Vec::new();
     if phases.contains(&Phase::Gpu) {
-        out.extend(crate::gpu::gpu_objects_in(&planned.facts, &planned.selection, plan.paths()));
+        out.extend(crate::gpu::gpu_objects_in(
+            &planned.facts,
+            &planned.selection,
+            plan.paths(),
+        ));
     }
     for addon in &planned.addons {
         out.extend(

@@ -42,8 +42,20 @@ use std::sync::{Mutex, OnceLock};
 /// (systemd-tmpfiles: `/tmp` after 10 days, `/var/tmp` after 30), and the system's own software
 /// and configuration, which `kstrap down` would delete with the data.
 const NEVER_WITHIN: &[&str] = &[
-    "/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/etc", "/usr", "/boot", "/bin", "/sbin", "/lib",
-    "/lib64", "/var/lib/kstrap",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",
+    "/var/tmp",
+    "/etc",
+    "/usr",
+    "/boot",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var/lib/kstrap",
 ];
 
 /// Folders a data directory may be below but not be: `kstrap down` removes the whole data
@@ -102,7 +114,11 @@ pub fn check(value: &Path) -> Result<String, DataDirError> {
             "give the folder as an absolute path, such as /data/kstrap",
         ));
     }
-    let trimmed = if text.len() > 1 { text.trim_end_matches('/') } else { text };
+    let trimmed = if text.len() > 1 {
+        text.trim_end_matches('/')
+    } else {
+        text
+    };
     let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
     if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(DataDirError::new(
@@ -121,7 +137,9 @@ pub fn check(value: &Path) -> Result<String, DataDirError> {
     if let Some(base) = NEVER_WITHIN.iter().find(|b| within(trimmed, b)) {
         return Err(DataDirError::new(
             text,
-            format!("it is inside {base}, which is not a place for the cluster's data (volatile, cleaned on a timer, or the system's own)"),
+            format!(
+                "it is inside {base}, which is not a place for the cluster's data (volatile, cleaned on a timer, or the system's own)"
+            ),
             NEW_FOLDER,
         ));
     }
@@ -194,7 +212,7 @@ pub fn check_on_host(dir: &str, host: &OnHost, installed: bool) -> Result<(), Da
         return Err(DataDirError::new(
             dir,
             "the folder is not empty, and `kstrap down` removes the data folder whole",
-            "give a new or empty folder, such as a subfolder of it: DIR/kstrap",
+            format!("give a new or empty folder, such as {dir}/kstrap"),
         ));
     }
     Ok(())
@@ -359,14 +377,21 @@ mod tests {
         assert_eq!(p.kubeconfig, "/srv/k0s/pki/admin.conf");
         assert_eq!(p.images_dir, "/srv/k0s/images");
         assert_eq!(p.containerd_config, "/run/k0s/containerd-cri.toml");
-        assert_eq!(Distro::K0s.layout(Role::Worker, Some("/srv/k0s")).kubeconfig, "/srv/k0s/kubelet.conf");
+        assert_eq!(
+            Distro::K0s.layout(Role::Worker, Some("/srv/k0s")).kubeconfig,
+            "/srv/k0s/kubelet.conf"
+        );
     }
 
     #[test]
     fn uninstall_follows_the_data_dir() {
         let k3s = Distro::K3s.uninstall_in(Some("/data/k3s"));
         assert_eq!(k3s.shim_prefix, Some("/data/k3s/data/"));
-        assert!(k3s.trees.iter().any(|(t, w)| *t == "/data/k3s" && *w == super::super::uninstall::When::WithData));
+        assert!(
+            k3s.trees
+                .iter()
+                .any(|(t, w)| *t == "/data/k3s" && *w == super::super::uninstall::When::WithData)
+        );
         assert!(!k3s.trees.iter().any(|(t, _)| t.starts_with("/var/lib/rancher")));
         let k0s = Distro::K0s.uninstall_in(Some("/data/k0s"));
         assert_eq!(k0s.mount_prefixes, ["/data/k0s", "/run/netns"]);
@@ -422,18 +447,67 @@ mod tests {
     #[test]
     fn the_host_must_hold_it_on_a_writable_disk() {
         assert!(check_on_host("/data/k3s", &on("/data"), false).is_ok());
-        let tmpfs = OnHost { fs_type: Some("tmpfs"), ..on("/data") };
-        assert!(check_on_host("/data/k3s", &tmpfs, false).unwrap_err().to_string().contains("tmpfs"));
-        let ro = OnHost { read_only: true, ..on("/data") };
-        assert!(check_on_host("/data/k3s", &ro, false).unwrap_err().to_string().contains("read-only"));
-        let file = OnHost { not_a_folder: true, ..on("/data") };
-        assert!(check_on_host("/data/k3s", &file, false).unwrap_err().to_string().contains("not a folder"));
-        let blocked = OnHost { parent_not_a_folder: true, ..on("/data/file") };
-        assert!(check_on_host("/data/file/k3s", &blocked, true).unwrap_err().to_string().contains("cannot be created"));
-        let full = OnHost { not_empty: true, ..on("/data") };
-        assert!(check_on_host("/data/k3s", &full, false).unwrap_err().to_string().contains("not empty"));
-        let mounted = OnHost { mount_point: Some("/data/k3s"), existing_parent: "/data/k3s", ..on("/data") };
-        assert!(check_on_host("/data/k3s", &mounted, false).unwrap_err().to_string().contains("/data/k3s/kstrap"));
+        let tmpfs = OnHost {
+            fs_type: Some("tmpfs"),
+            ..on("/data")
+        };
+        assert!(
+            check_on_host("/data/k3s", &tmpfs, false)
+                .unwrap_err()
+                .to_string()
+                .contains("tmpfs")
+        );
+        let ro = OnHost {
+            read_only: true,
+            ..on("/data")
+        };
+        assert!(
+            check_on_host("/data/k3s", &ro, false)
+                .unwrap_err()
+                .to_string()
+                .contains("read-only")
+        );
+        let file = OnHost {
+            not_a_folder: true,
+            ..on("/data")
+        };
+        assert!(
+            check_on_host("/data/k3s", &file, false)
+                .unwrap_err()
+                .to_string()
+                .contains("not a folder")
+        );
+        let blocked = OnHost {
+            parent_not_a_folder: true,
+            ..on("/data/file")
+        };
+        assert!(
+            check_on_host("/data/file/k3s", &blocked, true)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be created")
+        );
+        let full = OnHost {
+            not_empty: true,
+            ..on("/data")
+        };
+        assert!(
+            check_on_host("/data/k3s", &full, false)
+                .unwrap_err()
+                .to_string()
+                .contains("not empty")
+        );
+        let mounted = OnHost {
+            mount_point: Some("/data/k3s"),
+            existing_parent: "/data/k3s",
+            ..on("/data")
+        };
+        assert!(
+            check_on_host("/data/k3s", &mounted, false)
+                .unwrap_err()
+                .to_string()
+                .contains("/data/k3s/kstrap")
+        );
         // Once installed, the folder holds the cluster's own data.
         assert!(check_on_host("/data/k3s", &full, true).is_ok());
     }
@@ -445,8 +519,15 @@ mod tests {
         assert_eq!(rerun_refusal(Distro::K3s, None, Some("/var/lib/rancher/k3s"), s), None);
         assert_eq!(rerun_refusal(Distro::K0s, Some("/d/k0s"), Some("/d/k0s"), s), None);
         let why = rerun_refusal(Distro::K3s, Some("/data/kstrap"), Some("/data/other"), s).unwrap();
-        assert!(why.contains("data in /data/kstrap") && why.contains("asks for /data/other") && why.contains("fix: "), "{why}");
-        assert!(rerun_refusal(Distro::K0s, None, Some("/data/k0s"), s).unwrap().contains("/var/lib/k0s"));
+        assert!(
+            why.contains("data in /data/kstrap") && why.contains("asks for /data/other") && why.contains("fix: "),
+            "{why}"
+        );
+        assert!(
+            rerun_refusal(Distro::K0s, None, Some("/data/k0s"), s)
+                .unwrap()
+                .contains("/var/lib/k0s")
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub fn probe(root: &Path, dir: &str) -> DataDirFacts {
     let own = meta(dir);
     let exists = own.is_some();
     let is_folder = own.as_ref().is_some_and(|m| m.is_dir());
-    let has_entries = is_folder
-        && std::fs::read_dir(under(root, dir)).is_ok_and(|mut entries| entries.next().is_some());
+    let has_entries =
+        is_folder && std::fs::read_dir(under(root, dir)).is_ok_and(|mut entries| entries.next().is_some());
     let mut existing_parent = "/".to_string();
     let mut parent_is_folder = true;
     for a in Path::new(dir).ancestors() {
@@ -110,7 +110,10 @@ mod tests {
     #[test]
     fn the_deepest_mount_holds_the_folder() {
         let m = holding_mount(TABLE, "/data/k3s").unwrap();
-        assert_eq!((m.point.as_str(), m.fs_type.as_str(), m.read_only), ("/data", "xfs", false));
+        assert_eq!(
+            (m.point.as_str(), m.fs_type.as_str(), m.read_only),
+            ("/data", "xfs", false)
+        );
         let m = holding_mount(TABLE, "/data/ram/k3s").unwrap();
         assert_eq!((m.point.as_str(), m.fs_type.as_str()), ("/data/ram", "tmpfs"));
         assert!(holding_mount(TABLE, "/mnt/ro/x").unwrap().read_only);

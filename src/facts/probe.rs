@@ -147,10 +147,7 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
                 .is_some_and(|t| t.trim() == "Y"),
             secure_boot: fs.read_bytes(SECURE_BOOT_VAR).is_some_and(|b| secure_boot_on(&b)),
         },
-        data_dir: opts
-            .data_dir
-            .as_deref()
-            .map(|d| super::data_dir::probe(&opts.root, d)),
+        data_dir: opts.data_dir.as_deref().map(|d| super::data_dir::probe(&opts.root, d)),
     }
 }
 

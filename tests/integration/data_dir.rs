@@ -34,7 +34,11 @@ fn run(vars: &[(String, String)], args: &[&str], code: i32) -> (String, String) 
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     );
-    assert_eq!(out.status.code(), Some(code), "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     (stdout, stderr)
 }
 
@@ -87,7 +91,12 @@ fn findings(plan: &Value, check: &str) -> Vec<(String, String)> {
         .unwrap()
         .iter()
         .filter(|f| f["check"].as_str().is_some_and(|c| c.starts_with(check)))
-        .map(|f| (f["severity"].as_str().unwrap().to_string(), f["what"].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["what"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -103,9 +112,16 @@ fn k3s_and_k0s_are_told_the_data_dir_and_every_path_under_it_follows() {
             &["--distro", distro, "--data-dir", "/data/kstrap/", "--airgap", &air],
         );
         assert_eq!(p["data_dir"], "/data/kstrap", "the trailing / is dropped");
-        let images = step(&p, &format!("copy-{distro}-images"))["action"]["dest"].as_str().unwrap();
-        let wait = step(&p, &format!("wait-{distro}"))["action"]["kubeconfig"].as_str().unwrap();
-        shown.push_str(&format!("== {distro}\nimages: {}\nkubeconfig: {wait}\n", images.replace(&air, "<AIRGAP>")));
+        let images = step(&p, &format!("copy-{distro}-images"))["action"]["dest"]
+            .as_str()
+            .unwrap();
+        let wait = step(&p, &format!("wait-{distro}"))["action"]["kubeconfig"]
+            .as_str()
+            .unwrap();
+        shown.push_str(&format!(
+            "== {distro}\nimages: {}\nkubeconfig: {wait}\n",
+            images.replace(&air, "<AIRGAP>")
+        ));
         match distro {
             "k3s" => {
                 let config = step(&p, "write-k3s-config")["action"]["contents"].as_str().unwrap();
@@ -121,7 +137,10 @@ fn k3s_and_k0s_are_told_the_data_dir_and_every_path_under_it_follows() {
                 shown.push_str(&format!("k0s {}\n", args.join(" ")));
                 let storage = &step(&p, "addon-local-path-storage")["reason"];
                 assert!(
-                    storage.as_str().unwrap().contains("/data/kstrap/local-path-provisioner"),
+                    storage
+                        .as_str()
+                        .unwrap()
+                        .contains("/data/kstrap/local-path-provisioner"),
                     "{storage}"
                 );
             }
@@ -138,7 +157,10 @@ fn k3s_and_k0s_are_told_the_data_dir_and_every_path_under_it_follows() {
     assert!(p.get("data_dir").is_none());
     let config = step(&p, "write-k3s-config")["action"]["contents"].as_str().unwrap();
     assert!(!config.contains("data-dir"), "{config}");
-    assert_eq!(step(&p, "wait-k3s")["action"]["kubeconfig"], "/etc/rancher/k3s/k3s.yaml");
+    assert_eq!(
+        step(&p, "wait-k3s")["action"]["kubeconfig"],
+        "/etc/rancher/k3s/k3s.yaml"
+    );
 }
 
 #[test]
@@ -150,9 +172,19 @@ fn the_disk_preflight_measures_the_data_partition() {
     assert!(disk.iter().all(|(s, _)| s == "pass"), "{disk:?}");
     assert!(disk.iter().any(|(_, w)| w.contains("free disk at /data")), "{disk:?}");
     assert_eq!(p["preflight"]["refused"], false);
-    // The same root without --data-dir is refused: the data would go to /var/lib.
+    assert_eq!(
+        p["profile"], "rtx-5090",
+        "the tier is chosen with the data partition's space"
+    );
+    // The same root without --data-dir: a smaller tier, and still refused (the kubelet would
+    // evict on /var/lib).
     let p = plan_json(small_root.path(), &[]);
-    assert!(findings(&p, "disk").iter().any(|(s, w)| s == "fail" && w.contains("/var/lib")));
+    assert_ne!(p["profile"], "rtx-5090");
+    let disk = findings(&p, "disk");
+    assert!(
+        disk.iter().any(|(s, w)| s == "fail" && w.contains("/var/lib")),
+        "{disk:?}"
+    );
     assert_eq!(p["preflight"]["refused"], true);
 
     // The reverse: a large root, a small data partition: refused, naming the data partition.
@@ -170,7 +202,9 @@ fn host_with_data(fs: &str, options: &str) -> FakeHost {
     std::fs::create_dir_all(host.root.join("proc/self")).unwrap();
     std::fs::write(
         host.root.join("proc/self/mountinfo"),
-        format!("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n40 22 8:17 / /data {options} - {fs} /dev/sdb1 {options}\n"),
+        format!(
+            "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n40 22 8:17 / /data {options} - {fs} /dev/sdb1 {options}\n"
+        ),
     )
     .unwrap();
     host
@@ -199,7 +233,10 @@ fn bad_data_dirs_are_refused_before_anything_is_written() {
             args.extend(["--data-dir", dir]);
             let (out, err) = run(&host.envs(), &args, 2);
             assert!(out.is_empty(), "{name}: {out}");
-            assert!(err.contains(&format!("--data-dir {dir}")) && err.contains("fix: "), "{name}: {err}");
+            assert!(
+                err.contains(&format!("--data-dir {dir}")) && err.contains("fix: "),
+                "{name}: {err}"
+            );
             if cmd[0] == "plan" {
                 shown.push_str(&format!("== {name}\n{err}"));
             }
@@ -213,7 +250,13 @@ fn bad_data_dirs_are_refused_before_anything_is_written() {
 /// kstrap's state of a k3s install into `/data/kstrap`, as the executor records it, with the
 /// data there.
 fn installed_into_data(host: &FakeHost) {
-    for d in ["data/kstrap/agent/images", "data/kstrap/storage/pvc-1", "data/kstrap/server", "etc/rancher/k3s", "var/lib/kstrap"] {
+    for d in [
+        "data/kstrap/agent/images",
+        "data/kstrap/storage/pvc-1",
+        "data/kstrap/server",
+        "etc/rancher/k3s",
+        "var/lib/kstrap",
+    ] {
         std::fs::create_dir_all(host.root.join(d)).unwrap();
     }
     std::fs::write(host.root.join("data/kstrap/storage/pvc-1/model.bin"), "weights").unwrap();
@@ -248,7 +291,10 @@ fn down_removes_the_recorded_data_dir_and_keep_data_keeps_it() {
     assert!(!plan.contains("/var/lib/rancher/k3s"), "{plan}");
 
     let (_, _) = run(&host.envs(), &["down", "--yes", "--keep-data"], 0);
-    assert!(host.root.join("data/kstrap/storage/pvc-1/model.bin").exists(), "--keep-data keeps the volumes");
+    assert!(
+        host.root.join("data/kstrap/storage/pvc-1/model.bin").exists(),
+        "--keep-data keeps the volumes"
+    );
 
     installed_into_data(&host);
     let (_, _) = run(&host.envs(), &["down", "--yes"], 0);
@@ -259,7 +305,9 @@ fn down_removes_the_recorded_data_dir_and_keep_data_keeps_it() {
     // A state naming a data directory `--data-dir` would refuse is refused whole (exit 2).
     installed_into_data(&host);
     let path = host.root.join("var/lib/kstrap/state.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"data_dir\": \"/data/kstrap\"", "\"data_dir\": \"/home\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"data_dir\": \"/data/kstrap\"", "\"data_dir\": \"/home\"");
     std::fs::write(&path, text).unwrap();
     let before = host.tree(&[]);
     let (_, err) = run(&host.envs(), &["down", "--yes"], 2);
@@ -272,7 +320,20 @@ fn a_rerun_keeps_the_recorded_data_dir_and_refuses_another() {
     let host = host_with_data("xfs", "rw");
     installed_into_data(&host);
     // Without --data-dir the plan uses the recorded one (the folder is not empty: it is ours).
-    let (out, _) = run(&host.envs(), &["plan", "-o", "json", "--distro", "k3s", "--force", "--profile", "cpu-fallback"], 0);
+    let (out, _) = run(
+        &host.envs(),
+        &[
+            "plan",
+            "-o",
+            "json",
+            "--distro",
+            "k3s",
+            "--force",
+            "--profile",
+            "cpu-fallback",
+        ],
+        0,
+    );
     let p: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(p["data_dir"], "/data/kstrap", "{p:#}");
     // Another one is refused before anything changes.
@@ -280,7 +341,17 @@ fn a_rerun_keeps_the_recorded_data_dir_and_refuses_another() {
     let before = host.tree(&[]);
     let (_, err) = run(
         &host.envs(),
-        &["up", "--yes", "--distro", "k3s", "--force", "--profile", "cpu-fallback", "--data-dir", "/data/other"],
+        &[
+            "up",
+            "--yes",
+            "--distro",
+            "k3s",
+            "--force",
+            "--profile",
+            "cpu-fallback",
+            "--data-dir",
+            "/data/other",
+        ],
         3,
     );
     assert!(err.contains("/data/kstrap") && err.contains("/data/other"), "{err}");

@@ -65,7 +65,11 @@ pub fn check(host: &Host, state: &State) -> Result<(), String> {
     if let Some(d) = &state.data_dir
         && let Err(e) = crate::distro::data_dir::check(std::path::Path::new(d))
     {
-        entry("data_dir", d, format!("is not a data folder kstrap installs into: {}", e.problem));
+        entry(
+            "data_dir",
+            d,
+            format!("is not a data folder kstrap installs into: {}", e.problem),
+        );
     }
     for d in &state.data_dirs {
         if let Err(why) = safe(d) {
