@@ -178,7 +178,8 @@ fn the_disk_preflight_measures_the_data_partition() {
     );
     // The same root without --data-dir: a smaller tier, and still refused (the kubelet would
     // evict on /var/lib).
-    let p = plan_json(small_root.path(), &[]);
+    let root_only = facts("rtx5090-96gb", (64, 40), None);
+    let p = plan_json(root_only.path(), &[]);
     assert_ne!(p["profile"], "rtx-5090");
     let disk = findings(&p, "disk");
     assert!(
