@@ -154,18 +154,16 @@ fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         &n,
         "use a smaller profile, or expect slow start-up and inference",
     );
+    // The partition of --data-dir when one is given, else /var/lib's.
+    let disk = facts.data_disk();
     check(
         "disk",
-        gib(facts.disk.available_bytes),
-        format!(
-            "free disk at {} {}",
-            facts.disk.path,
-            human_bytes(facts.disk.available_bytes)
-        ),
+        gib(disk.available_bytes),
+        format!("free disk at {} {}", disk.path, human_bytes(disk.available_bytes)),
         p.requires.disk_gib,
         p.recommends.disk_gib,
         &g,
-        "free space under /var/lib (models and images live there), or mount a larger disk at /var/lib/rancher or /var/lib/k0s",
+        "free space on that partition (models and images live there), or put the distribution's data on a larger one with --data-dir DIR",
     );
     eviction(facts, sel, out);
 }
@@ -179,12 +177,13 @@ fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
 fn eviction(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
     const IMAGEFS_PERCENT: f64 = 15.0;
     const NODEFS_PERCENT: f64 = 10.0;
-    let total = facts.disk.total_bytes as f64;
+    let disk = facts.data_disk();
+    let total = disk.total_bytes as f64;
     if total <= 0.0 {
         return;
     }
     let need = sel.profile.requires.disk_gib * (1u64 << 30) as f64;
-    let left = facts.disk.available_bytes as f64 - need;
+    let left = disk.available_bytes as f64 - need;
     let left_percent = (left / total * 100.0).max(0.0);
     if left_percent >= IMAGEFS_PERCENT {
         return;
@@ -193,14 +192,14 @@ fn eviction(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         "after {}'s {} of images and models, {} would have {:.0}% free ({} of {}): below the kubelet's eviction threshold of {:.0}% (imagefs.available; {:.0}% for nodefs.available)",
         sel.profile.name,
         human_gib(sel.profile.requires.disk_gib),
-        facts.disk.path,
+        disk.path,
         left_percent,
         human_bytes(left.max(0.0) as u64),
-        human_bytes(facts.disk.total_bytes),
+        human_bytes(disk.total_bytes),
         IMAGEFS_PERCENT,
         NODEFS_PERCENT
     );
-    let fix = "free space on that partition, or put the distribution's data on a larger one (mount it at /var/lib/rancher or /var/lib/k0s) before kstrap up";
+    let fix = "free space on that partition, or put the distribution's data on a larger one with --data-dir DIR (a new or empty folder there)";
     if left_percent < NODEFS_PERCENT && sel.chosen_by != "--profile" {
         out.push(Finding::fail("disk-eviction", what, fix));
     } else {

@@ -177,6 +177,12 @@ pub struct PlanArgs {
     /// kubelet, the pod and service ranges); `kstrap down` removes them.
     #[arg(long)]
     pub open_firewall: bool,
+
+    /// Keep the distribution's data (images, containers, the cluster's datastore, the volumes)
+    /// in DIR instead of /var/lib/rancher/k3s or /var/lib/k0s: a new or empty folder on a larger
+    /// partition. Re-runs and `kstrap down` use the folder recorded at install.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `kstrap plan`: the plan's inputs, and whether to show an upgrade of the install found here.

@@ -121,9 +121,21 @@ pub struct AddonError {
 /// (PVCs of everything after it need it), the optional ones asked for, then the CloudNativePG
 /// operator when the stack declares databases.
 pub fn planned(sel: &Selection, with: &[Optional], stack: &Stack) -> Result<Vec<Addon>, AddonError> {
+    planned_in(sel, with, stack, None)
+}
+
+/// [`planned`] for a distribution whose data directory is `data_dir` (`--data-dir`): k0s's
+/// local-path volumes follow it.
+pub fn planned_in(
+    sel: &Selection,
+    with: &[Optional],
+    stack: &Stack,
+    data_dir: Option<&str>,
+) -> Result<Vec<Addon>, AddonError> {
     let mut out = Vec::new();
     if sel.distro == Distro::K0s {
-        let stack = storage::stack().map_err(|source| AddonError {
+        let volume_dir = crate::distro::data_dir::volume_dir(Distro::K0s, data_dir);
+        let stack = storage::stack_in(&volume_dir).map_err(|source| AddonError {
             addon: storage::STACK,
             source: Box::new(source),
         })?;
@@ -132,8 +144,7 @@ pub fn planned(sel: &Selection, with: &[Optional], stack: &Stack) -> Result<Vec<
             kind: AddonKind::LocalPathStorage,
             title: "Install the local-path storage provisioner (default StorageClass local-path)".into(),
             reason: format!(
-                "k0s ships no storage provisioner: without a default StorageClass every PersistentVolumeClaim stays Pending; Rancher's local-path provisioner (the one k3s bundles) keeps volumes in {}; skipped if the cluster already has another default StorageClass",
-                storage::VOLUME_DIR
+                "k0s ships no storage provisioner: without a default StorageClass every PersistentVolumeClaim stays Pending; Rancher's local-path provisioner (the one k3s bundles) keeps volumes in {volume_dir}; skipped if the cluster already has another default StorageClass"
             ),
             stack,
             wait_for: Vec::new(),

@@ -31,6 +31,30 @@ pub fn stack() -> Result<Stack, StackError> {
     stack::load_embedded(&EMBEDDED, FOLDER, STACK)
 }
 
+/// The add-on's stack with its volumes in `volume_dir` (k0s's data directory moved with
+/// `--data-dir`, `crate::distro::data_dir::volume_dir`): the one path of ConfigMap
+/// `local-path-config`'s `config.json` (its `nodePathMap`, as the provisioner reads it) is
+/// replaced. The default directory leaves the stack as loaded.
+pub fn stack_in(volume_dir: &str) -> Result<Stack, StackError> {
+    let mut stack = stack()?;
+    if volume_dir == VOLUME_DIR {
+        return Ok(stack);
+    }
+    let slot = stack
+        .stages
+        .iter_mut()
+        .flat_map(|s| s.objects.iter_mut())
+        .find(|o| o.reference.kind == "ConfigMap" && o.reference.name == "local-path-config")
+        .and_then(|o| o.value.pointer_mut("/data/config.json"));
+    if let Some(slot) = slot
+        && let Some(text) = slot.as_str()
+    {
+        let moved = text.replace(&format!("\"{VOLUME_DIR}\""), &format!("\"{volume_dir}\""));
+        *slot = Value::String(moved);
+    }
+    Ok(stack)
+}
+
 fn is_default(class: &Value) -> bool {
     let ann = |k: &str| {
         class

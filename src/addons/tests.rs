@@ -155,6 +155,20 @@ fn local_path_objects_are_upstreams_with_pinned_images() {
             .iter()
             .any(|d| storage::VOLUME_DIR.starts_with(&format!("{d}/")))
     );
+    assert_eq!(
+        storage::VOLUME_DIR,
+        crate::distro::data_dir::volume_dir(Distro::K0s, None)
+    );
+    // With --data-dir the volumes move with k0s's data, and nothing else of the stack changes.
+    let moved = storage::stack_in("/data/k0s/local-path-provisioner").unwrap();
+    let mcm = find(&moved, "ConfigMap", "local-path-config");
+    let mconfig: Value = serde_json::from_str(mcm["data"]["config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        mconfig["nodePathMap"][0]["paths"],
+        json!(["/data/k0s/local-path-provisioner"])
+    );
+    assert_eq!(mcm["data"]["setup"], cm["data"]["setup"]);
+    assert_eq!(storage::stack_in(storage::VOLUME_DIR).unwrap(), stack);
     for script in ["setup", "teardown"] {
         let text = cm["data"][script].as_str().unwrap();
         assert!(text.starts_with("#!/bin/sh\nset -eu\n"), "{script}: {text}");

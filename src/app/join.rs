@@ -405,6 +405,8 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
         },
         // The agent gets no proxy settings of its own yet.
         proxy: None,
+        // A worker keeps its distribution's default data directory (no `--data-dir` for `join`).
+        data_dir: None,
         preflight,
         steps,
     };

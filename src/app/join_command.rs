@@ -67,7 +67,7 @@ pub fn run(_global: &GlobalArgs, args: &JoinCommandArgs, printer: &Printer) -> R
     } else {
         format!("https://{address}:6443")
     };
-    let paths = state.distro.paths();
+    let paths = state.paths();
     let token_file = match state.distro {
         Distro::K3s => {
             let path = paths.node_token.unwrap_or("/var/lib/rancher/k3s/server/node-token");

@@ -102,6 +102,11 @@ pub(crate) fn plan_findings(plan: &Plan) -> Vec<Finding> {
 
 /// Facts from `--facts FILE`, or probed from this host.
 pub fn gather_facts(global: &GlobalArgs) -> Result<HostFacts, Failure> {
+    gather_facts_with(global, None)
+}
+
+/// [`gather_facts`], probing also the partition of the data directory `data_dir` (`--data-dir`).
+pub fn gather_facts_with(global: &GlobalArgs, data_dir: Option<&str>) -> Result<HostFacts, Failure> {
     if let Some(path) = &global.facts {
         return facts::load(path).map_err(|e| Failure::usage(e.to_string()));
     }
@@ -110,7 +115,8 @@ pub fn gather_facts(global: &GlobalArgs) -> Result<HostFacts, Failure> {
         .unwrap_or_else(|| PathBuf::from("/"));
     let nvml = std::env::var_os(env::NVML_LIB).map(PathBuf::from);
     let path = std::env::var_os(env::PATH);
-    let opts = facts::probe::ProbeOptions::for_host(root, nvml, path.as_deref());
+    let mut opts = facts::probe::ProbeOptions::for_host(root, nvml, path.as_deref());
+    opts.data_dir = data_dir.map(str::to_string);
     Ok(facts::probe::probe(&opts))
 }
 
@@ -217,6 +223,12 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
         addons: args.with.clone(),
         proxy: proxy_settings()?,
         open_firewall: args.open_firewall,
+        data_dir: args
+            .data_dir
+            .as_deref()
+            .map(distro::data_dir::check)
+            .transpose()
+            .map_err(|e| Failure::usage(e.to_string()))?,
     })
 }
 
@@ -251,6 +263,9 @@ pub(crate) struct Planned {
     pub stack: stack::Stack,
     /// kstrap's add-ons the plan installs (what its `ApplyAddon` steps name).
     pub addons: Vec<crate::addons::Addon>,
+    /// Why `up` must not act: kstrap's install here keeps its data in another directory than
+    /// this run's `--data-dir` (exit 3, nothing changed).
+    pub data_dir_refusal: Option<String>,
 }
 
 /// The tier and model the first install recorded, when the facts say the host has kstrap's
@@ -269,9 +284,53 @@ fn kept_plan(facts: &HostFacts) -> Option<profile::KeptPlan> {
     })
 }
 
+/// kstrap's state on this host, when `up` is about to act on it (never for facts read from a
+/// file: they describe another machine). Unreadable or corrupt: `None` here, reported by `up`.
+fn installed_state(global: &GlobalArgs) -> Option<crate::exec::state::State> {
+    if global.facts.is_some() {
+        return None;
+    }
+    crate::exec::state::State::load(&up::host()).ok().flatten()
+}
+
+/// The data directory to plan with: `--data-dir`, else the one the install recorded (a re-run
+/// keeps it). Given, it must suit the host (`data_dir::check_on_host`: exit 2 otherwise).
+/// Returns kstrap's state on this host, when there is one.
+fn resolve_data_dir(
+    global: &GlobalArgs,
+    settings: &mut Settings,
+    facts: &HostFacts,
+) -> Result<Option<crate::exec::state::State>, Failure> {
+    let installed = installed_state(global);
+    let recorded = installed.as_ref().and_then(|s| s.data_dir.clone());
+    let Some(dir) = settings.data_dir.clone() else {
+        settings.data_dir = recorded;
+        return Ok(installed);
+    };
+    let Some(found) = facts.data_dir.as_ref().filter(|f| f.path == dir) else {
+        return Ok(installed);
+    };
+    let on_host = distro::data_dir::OnHost {
+        not_a_folder: found.exists && !found.is_folder,
+        not_empty: found.has_entries,
+        existing_parent: &found.existing_parent,
+        parent_not_a_folder: !found.parent_is_folder,
+        mount_point: found.mount_point.as_deref(),
+        fs_type: found.fs_type.as_deref(),
+        read_only: found.read_only,
+    };
+    // The folder kstrap installed into holds the cluster's data already.
+    let ours = installed
+        .as_ref()
+        .is_some_and(|st| recorded.as_deref().unwrap_or(distro::data_dir::default_dir(st.distro)) == dir.as_str());
+    distro::data_dir::check_on_host(&dir, &on_host, ours).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(installed)
+}
+
 pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Failure> {
-    let settings = settings(args)?;
-    let facts = gather_facts(global)?;
+    let mut settings = settings(args)?;
+    let facts = gather_facts_with(global, settings.data_dir.as_deref())?;
+    let installed = resolve_data_dir(global, &mut settings, &facts)?;
     let kept = kept_plan(&facts);
     // `--gpu-driver` left out: the first install's choice, else the host's driver.
     let kept_driver = kept.as_ref().map(|k| k.gpu_driver).filter(|d| !d.is_host());
@@ -314,14 +373,25 @@ pub(crate) fn build(global: &GlobalArgs, args: &PlanArgs) -> Result<Planned, Fai
     }
     let mut plan = plan::plan(&facts, &selection, findings, &stack, &settings).map_err(plan_error)?;
     plan.warnings.extend(proxy_warning);
-    let addons =
-        crate::addons::planned(&selection, &settings.addons, &stack).map_err(|e| Failure::failed(e.to_string()))?;
+    let addons = crate::addons::planned_in(&selection, &settings.addons, &stack, plan.data_dir.as_deref())
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let data_dir_refusal = installed
+        .filter(|st| st.distro == plan.distro && st.role.is_server())
+        .and_then(|st| {
+            distro::data_dir::rerun_refusal(
+                plan.distro,
+                st.data_dir.as_deref(),
+                plan.data_dir.as_deref(),
+                crate::exec::state::STATE_PATH,
+            )
+        });
     Ok(Planned {
         plan,
         facts,
         selection,
         stack,
         addons,
+        data_dir_refusal,
     })
 }
 
@@ -388,7 +458,11 @@ pub(crate) fn planned_objects(planned: &Planned, plan: &Plan) -> Vec<serde_json:
     let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
     let mut out = Vec::new();
     if phases.contains(&Phase::Gpu) {
-        out.extend(crate::gpu::gpu_objects(&planned.facts, &planned.selection));
+        out.extend(crate::gpu::gpu_objects_in(
+            &planned.facts,
+            &planned.selection,
+            plan.paths(),
+        ));
     }
     for addon in &planned.addons {
         out.extend(

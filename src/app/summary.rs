@@ -220,7 +220,7 @@ pub fn summarize(i: &Inputs) -> Summary {
         admin_kubeconfig: i
             .kubeconfig_context
             .is_none()
-            .then(|| plan.distro.paths().kubeconfig.to_string()),
+            .then(|| plan.paths().kubeconfig.to_string()),
         verification: None,
     }
 }
@@ -319,6 +319,7 @@ mod tests {
             cluster_timeout: None,
             with,
             open_firewall: false,
+            data_dir: None,
         };
         let planned = match crate::app::build(&global, &args) {
             Ok(p) => p,

@@ -54,6 +54,9 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         super::print_plan(&planned, &plan, printer);
         return Ok(Exit::Ok);
     }
+    if let Some(why) = &planned.data_dir_refusal {
+        return Err(Failure::refused(why.clone()));
+    }
     if plan.preflight.refused {
         let fails: Vec<String> = plan_findings(&plan)
             .iter()
@@ -119,7 +122,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         };
         let mut cluster = EngineSteps::new(
             planned.stack.clone(),
-            crate::gpu::gpu_objects(&planned.facts, &planned.selection),
+            crate::gpu::gpu_objects_in(&planned.facts, &planned.selection, plan.paths()),
             printer,
         );
         cluster.stage_timeout = stage_timeout;

@@ -122,6 +122,11 @@ pub(super) fn install_args(ctx: &DistroContext) -> Result<Vec<String>, DistroErr
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // `--data-dir` (k0sproject/k0s v1.35.3+k0s.0 `pkg/config/cli.go`; `k0s install` writes it
+    // into the unit's command line, `cmd/install/util.go`), only when not k0s's default.
+    if let Some(dir) = ctx.custom_data_dir() {
+        args.push(format!("--data-dir={dir}"));
+    }
     if !ctx.cluster.disable.is_empty() {
         args.push(format!("--disable-components={}", ctx.cluster.disable.join(",")));
     }
@@ -237,7 +242,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         "Wait for the k0s API server and node",
         "nothing can be applied before the API server answers and the node is Ready",
         Action::WaitCluster {
-            kubeconfig: PATHS.kubeconfig.into(),
+            kubeconfig: ctx.paths().kubeconfig.into(),
             timeout_s: ctx.wait_timeout_s,
         },
     ));
@@ -247,7 +252,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         "Write your kubeconfig",
         "k0s keeps a root-only admin kubeconfig (what `k0s kubeconfig admin` prints); kubectl and kstrap use it as context \"kstrap\"",
         Action::Kubeconfig {
-            source: PATHS.kubeconfig.into(),
+            source: ctx.paths().kubeconfig.into(),
             dest: ctx.kubeconfig_dest.into(),
             context: KUBECONFIG_CONTEXT.into(),
         },

@@ -63,6 +63,10 @@ struct Config<'a> {
     /// an enforcing host with k3s's policy installed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     selinux: bool,
+    /// `--data-dir` (k3s-io/k3s `pkg/cli/cmds/server.go`, `DataDirFlag`), only when kstrap was told
+    /// another one than k3s's default (`super::data_dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a str>,
 }
 
 pub(super) fn config_yaml(ctx: &DistroContext) -> Result<String, DistroError> {
@@ -73,6 +77,7 @@ pub(super) fn config_yaml(ctx: &DistroContext) -> Result<String, DistroError> {
         cluster_cidr: (!ctx.network.is_default).then_some(ctx.network.pod_cidr.as_str()),
         service_cidr: (!ctx.network.is_default).then_some(ctx.network.service_cidr.as_str()),
         selinux: ctx.selinux,
+        data_dir: ctx.custom_data_dir(),
     };
     serde_saphyr::to_string(&config).map_err(|e| DistroError::Render {
         file: PATHS.config.to_string(),
@@ -222,7 +227,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         "Wait for the k3s API server and node",
         "nothing can be applied before the API server answers and the node is Ready",
         Action::WaitCluster {
-            kubeconfig: PATHS.kubeconfig.into(),
+            kubeconfig: ctx.paths().kubeconfig.into(),
             timeout_s: ctx.wait_timeout_s,
         },
     ));
@@ -232,7 +237,7 @@ pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
         "Write your kubeconfig",
         "k3s writes a root-only admin kubeconfig; kubectl and kstrap use it as context \"kstrap\"",
         Action::Kubeconfig {
-            source: PATHS.kubeconfig.into(),
+            source: ctx.paths().kubeconfig.into(),
             dest: ctx.kubeconfig_dest.into(),
             context: KUBECONFIG_CONTEXT.into(),
         },

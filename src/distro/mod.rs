@@ -8,6 +8,7 @@
 //! - `k3s`, `k0s`: each distribution's files, commands and steps.
 //! - here: what both share — paths, release asset URLs, architecture names, the step list.
 
+pub mod data_dir;
 pub mod firewall;
 pub mod helm;
 pub mod join_token;
@@ -253,9 +254,22 @@ pub struct DistroContext<'a> {
     /// SELinux is enforcing and the distribution's policy is installed: turn SELinux on in its
     /// containerd (k3s `selinux: true`).
     pub selinux: bool,
+    /// The distribution's data directory (`--data-dir`, checked by `data_dir::check`); `None`:
+    /// its default.
+    pub data_dir: Option<&'a str>,
 }
 
 impl DistroContext<'_> {
+    /// The server's paths with this data directory (`Distro::layout`).
+    pub fn paths(&self) -> &'static Paths {
+        self.distro.layout(worker::Role::Server, self.data_dir)
+    }
+
+    /// The data directory when it is not the distribution's default (what its config must say).
+    pub fn custom_data_dir(&self) -> Option<&str> {
+        self.data_dir.filter(|d| *d != data_dir::default_dir(self.distro))
+    }
+
     /// The proxy variables the distribution's service gets (`NO_PROXY` completed); empty without
     /// a proxy.
     pub fn proxy_env(&self) -> Vec<(String, String)> {
@@ -471,7 +485,7 @@ struct BinarySource<'a> {
 /// from the air-gap folder.
 fn binary_steps(ctx: &DistroContext, src: &BinarySource) -> Result<Vec<Step>, DistroError> {
     let name = ctx.distro.name();
-    let paths = ctx.distro.paths();
+    let paths = ctx.paths();
     let Some(dir) = ctx.airgap else {
         let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
         return Ok(vec![step(

@@ -32,6 +32,7 @@ pub(super) fn ctx<'a>(
         node_addresses: &[],
         proxy: None,
         selinux: false,
+        data_dir: None,
     }
 }
 

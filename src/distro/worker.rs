@@ -225,6 +225,7 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
         node_addresses: &[],
         proxy: None,
         selinux: false,
+        data_dir: None,
     };
     super::check_version(ctx.distro, ctx.version)?;
     let arch = super::release_arch(ctx.distro, ctx.arch)?;

@@ -81,8 +81,11 @@ struct Run<'p> {
 impl Executor<'_> {
     /// Runs every step of `plan`, starting from `state` (what an earlier run recorded, if any).
     pub async fn execute(&mut self, plan: &Plan, state: Option<State>) -> Result<Vec<StepReport>, ExecError> {
-        let paths = plan.distro.paths();
+        // The distribution's folders with the plan's data directory (`--data-dir`, or the one
+        // recorded at install: a re-run with another is refused before this).
+        let paths = plan.paths();
         let mut state = state.unwrap_or_else(|| State::new(plan.distro, &plan.distro_version, &plan.profile));
+        state.data_dir = plan.data_dir.clone();
         state.version = plan.distro_version.clone();
         state.profile = plan.profile.clone();
         state.model = plan.vram_budget.as_ref().map(|b| b.model.clone());

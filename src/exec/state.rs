@@ -48,6 +48,11 @@ pub struct State {
     pub services: Vec<String>,
     /// The distribution's data folders (removed by `down` unless `--keep-data`).
     pub data_dirs: Vec<String>,
+    /// The distribution's data directory when `--data-dir` moved it off the default: every path
+    /// under it follows (`Distro::layout`), a re-run keeps it, `down` removes it. Absent in files
+    /// written before it existed and for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
     /// Where the `kstrap` kubeconfig context was merged.
     pub kubeconfig: Option<KubeconfigRecord>,
     /// Arguments of each command step's last successful run, by step id.
@@ -114,6 +119,7 @@ impl State {
             dirs: Vec::new(),
             services: Vec::new(),
             data_dirs: Vec::new(),
+            data_dir: None,
             kubeconfig: None,
             commands: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -123,7 +129,12 @@ impl State {
 
     /// Where this install's distribution keeps its files (a worker's unit differs).
     pub fn paths(&self) -> &'static Paths {
-        self.distro.paths_for(self.role)
+        self.distro.layout(self.role, self.data_dir.as_deref())
+    }
+
+    /// What the distribution's own uninstall does for this install (its data directory's paths).
+    pub fn uninstall(&self) -> &'static crate::distro::uninstall::Uninstall {
+        self.distro.uninstall_in(self.data_dir.as_deref())
     }
 
     pub fn load(host: &Host) -> Result<Option<State>, StateError> {
@@ -244,5 +255,30 @@ mod tests {
         });
         s.save(&host).unwrap();
         assert_eq!(State::load(&host).unwrap(), Some(s));
+    }
+
+    #[test]
+    fn the_data_dir_round_trips_and_older_files_without_it_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path().to_path_buf(), None);
+        // A state file written before --data-dir existed: the default data directory.
+        let old = r#"{"schema":1,"distro":"k0s","version":"v1.35.3+k0s.0","profile":"laptop-8gb","files":{},"dirs":[],"services":["k0scontroller.service"],"data_dirs":["/var/lib/k0s","/etc/k0s","/run/k0s"],"kubeconfig":null,"commands":{},"pending":[]}"#;
+        std::fs::create_dir_all(dir.path().join("var/lib/kstrap")).unwrap();
+        std::fs::write(dir.path().join("var/lib/kstrap/state.json"), old).unwrap();
+        let s = State::load(&host).unwrap().unwrap();
+        assert_eq!(s.data_dir, None);
+        assert_eq!(s.paths().kubeconfig, "/var/lib/k0s/pki/admin.conf");
+        // Saved again, it is the same file: no `data_dir` key for the default.
+        s.save(&host).unwrap();
+        let text = String::from_utf8(host.read(STATE_PATH).unwrap().unwrap().bytes).unwrap();
+        assert!(!text.contains("data_dir\""), "{text}");
+
+        let mut moved = State::new(Distro::K0s, "v1.35.3+k0s.0", "laptop-8gb");
+        moved.data_dir = Some("/data/k0s".into());
+        moved.save(&host).unwrap();
+        let back = State::load(&host).unwrap().unwrap();
+        assert_eq!(back, moved);
+        assert_eq!(back.paths().kubeconfig, "/data/k0s/pki/admin.conf");
+        assert_eq!(back.uninstall().mount_prefixes[0], "/data/k0s");
     }
 }

@@ -9,6 +9,7 @@
 //! fields are only ever added, with a default, and unknown fields are rejected so that a typo in a
 //! hand-written fixture is an error rather than a silently missing fact.
 
+pub mod data_dir;
 pub mod gpu;
 pub mod gpu_use;
 pub mod network;
@@ -58,6 +59,25 @@ pub struct HostFacts {
     /// SELinux and AppArmor (added later, like `network`).
     #[serde(default, skip_serializing_if = "SecurityFacts::is_empty")]
     pub security: SecurityFacts,
+    /// The partition of `--data-dir`, probed only when one is given (added later, like
+    /// `network`): the disk preflight reads it instead of `disk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<DataDirFacts>,
+}
+
+impl HostFacts {
+    /// The partition the distribution's data goes to: `--data-dir`'s when one was probed, else
+    /// `/var/lib`'s (`disk`).
+    pub fn data_disk(&self) -> DiskFacts {
+        match &self.data_dir {
+            Some(d) => DiskFacts {
+                path: d.mount_point.clone().unwrap_or_else(|| d.existing_parent.clone()),
+                total_bytes: d.total_bytes,
+                available_bytes: d.available_bytes,
+            },
+            None => self.disk.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +117,30 @@ pub struct CpuFacts {
 pub struct DiskFacts {
     /// Where k3s and k0s keep their data: `/var/lib` (or its nearest existing parent).
     pub path: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// The folder given with `--data-dir` and the partition that holds it (`data_dir::probe`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataDirFacts {
+    /// The folder, as given.
+    pub path: String,
+    pub exists: bool,
+    /// It exists and is a folder.
+    pub is_folder: bool,
+    /// It is a folder with something in it.
+    pub has_entries: bool,
+    /// The nearest existing path at or above it: the folder itself, or where it would be
+    /// created. Its partition is the one measured.
+    pub existing_parent: String,
+    /// That path is a folder (else the data directory cannot be created).
+    pub parent_is_folder: bool,
+    /// The mount holding it, from `/proc/self/mountinfo` (`None` when the table is not readable).
+    pub mount_point: Option<String>,
+    pub fs_type: Option<String>,
+    pub read_only: bool,
     pub total_bytes: u64,
     pub available_bytes: u64,
 }

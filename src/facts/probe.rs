@@ -43,6 +43,8 @@ pub struct ProbeOptions {
     pub nvml_lib: Option<PathBuf>,
     /// Directories searched for binaries (`PATH` plus the usual install dirs), relative to root.
     pub path_dirs: Vec<PathBuf>,
+    /// The data directory asked for with `--data-dir` (checked): its partition is probed too.
+    pub data_dir: Option<String>,
 }
 
 impl ProbeOptions {
@@ -67,6 +69,7 @@ impl ProbeOptions {
             root,
             nvml_lib,
             path_dirs,
+            data_dir: None,
         }
     }
 
@@ -144,6 +147,7 @@ pub fn probe(opts: &ProbeOptions) -> HostFacts {
                 .is_some_and(|t| t.trim() == "Y"),
             secure_boot: fs.read_bytes(SECURE_BOOT_VAR).is_some_and(|b| secure_boot_on(&b)),
         },
+        data_dir: opts.data_dir.as_deref().map(|d| super::data_dir::probe(&opts.root, d)),
     }
 }
 

@@ -20,11 +20,11 @@ mod plugin_config_tests;
 pub(crate) mod tests;
 
 pub use objects::{
-    chart, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_selected, namespace,
+    chart, device_plugin_daemonset, device_plugin_restart_patch, gpu_objects, gpu_objects_in, gpu_selected, namespace,
     needs_device_plugin_restart, time_slicing_config,
 };
 pub use readiness::{GpuReadiness, cluster_policy_readiness, gpu_stage_readiness, node_gpu_readiness};
-pub use values::{OperatorValues, operator_values, toolkit_env, values_yaml};
+pub use values::{OperatorValues, operator_values, operator_values_in, toolkit_env, toolkit_env_in, values_yaml};
 pub use verify::{VERIFY_IMAGE, VERIFY_POD, verify_pod};
 
 use crate::distro::Distro;

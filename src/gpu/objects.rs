@@ -3,7 +3,7 @@
 //! Helm controller. Also the pure helpers that act on objects later: the device-plugin restart patch and the overlay that
 //! makes a workload use a GPU share.
 
-use super::values::{OperatorValues, operator_values, values_yaml};
+use super::values::{OperatorValues, operator_values_in, values_yaml};
 use super::{
     CHART, CHART_VERSION, DEVICE_PLUGIN_DAEMONSET, HELM_TIMEOUT, MANAGED_BY, NAMESPACE, REPO, REPO_NAME,
     TIME_SLICING_CONFIG, TIME_SLICING_KEY, shares_per_gpu,
@@ -149,6 +149,11 @@ pub fn gpu_selected(sel: &Selection) -> bool {
 /// kstrap applying it too would make two owners, and `down` or a prune would delete the
 /// operator's object.
 pub fn gpu_objects(facts: &HostFacts, sel: &Selection) -> Vec<Value> {
+    gpu_objects_in(facts, sel, sel.distro.paths())
+}
+
+/// [`gpu_objects`] for the distribution's paths with its data directory (`Plan::paths`).
+pub fn gpu_objects_in(facts: &HostFacts, sel: &Selection, paths: &crate::distro::Paths) -> Vec<Value> {
     if !gpu_selected(sel) {
         return Vec::new();
     }
@@ -156,7 +161,7 @@ pub fn gpu_objects(facts: &HostFacts, sel: &Selection) -> Vec<Value> {
     vec![
         namespace(),
         time_slicing_config(gpu.replicas, gpu.sharing, false),
-        chart(sel.distro, &operator_values(facts, sel)),
+        chart(sel.distro, &operator_values_in(facts, sel, paths)),
     ]
 }
 

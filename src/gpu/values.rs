@@ -131,7 +131,12 @@ fn env(name: &str, value: &str) -> EnvVar {
 /// the distribution's containerd never learns the `nvidia` runtime, and every GPU pod fails with
 /// "no runtime for nvidia is configured". So the env never depends on `facts.runtimes`.
 pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
-    let paths = distro.paths();
+    toolkit_env_in(distro, distro.paths())
+}
+
+/// [`toolkit_env`] for the distribution's paths with its data directory (`--data-dir` moves k3s's
+/// generated containerd config with it; k0s's lives in its run dir, which stays).
+pub fn toolkit_env_in(distro: Distro, paths: &crate::distro::Paths) -> Vec<EnvVar> {
     match distro {
         // k3s writes `config.toml` itself at every start from its template and adds the `nvidia`
         // runtime on its own once the toolkit's binaries are in /usr/local/nvidia/toolkit. The
@@ -173,7 +178,12 @@ pub fn toolkit_env(distro: Distro) -> Vec<EnvVar> {
 }
 
 /// The chart values for this host and selection.
-pub fn operator_values(_facts: &HostFacts, sel: &Selection) -> OperatorValues {
+pub fn operator_values(facts: &HostFacts, sel: &Selection) -> OperatorValues {
+    operator_values_in(facts, sel, sel.distro.paths())
+}
+
+/// [`operator_values`] for the distribution's paths with its data directory (`Plan::paths`).
+pub fn operator_values_in(_facts: &HostFacts, sel: &Selection, paths: &crate::distro::Paths) -> OperatorValues {
     let driver = match sel.gpu_driver {
         GpuDriver::Operator => Driver::container(),
         GpuDriver::Host | GpuDriver::None => Driver::host(),
@@ -182,7 +192,7 @@ pub fn operator_values(_facts: &HostFacts, sel: &Selection) -> OperatorValues {
         driver,
         toolkit: Toolkit {
             enabled: true,
-            env: toolkit_env(sel.distro),
+            env: toolkit_env_in(sel.distro, paths),
         },
         device_plugin: DevicePlugin {
             config: DevicePluginConfig {

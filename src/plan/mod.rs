@@ -34,6 +34,8 @@ pub struct Settings {
     pub proxy: Option<distro::proxy::Proxy>,
     /// Add the distribution's firewall rules to an active ufw or firewalld (`--open-firewall`).
     pub open_firewall: bool,
+    /// The distribution's data directory (`--data-dir`, checked), or `None` for its default.
+    pub data_dir: Option<String>,
 }
 
 impl Default for Settings {
@@ -47,6 +49,7 @@ impl Default for Settings {
             addons: Vec::new(),
             proxy: None,
             open_firewall: false,
+            data_dir: None,
         }
     }
 }
@@ -90,6 +93,10 @@ pub struct Plan {
     /// The proxy the cluster and the stack's downloading pods get, credentials masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyShown>,
+    /// The distribution's data directory when `--data-dir` moved it off the default (images,
+    /// containerd, the cluster's datastore and the local-path volumes live there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
     pub preflight: PreflightSummary,
     pub steps: Vec<Step>,
 }
@@ -164,7 +171,9 @@ pub fn plan(
         node_addresses: &facts.network.addresses,
         proxy: settings.proxy.as_ref(),
         selinux: facts.security.selinux_enforcing() && facts.security.k3s_selinux_policy,
+        data_dir: settings.data_dir.as_deref(),
     };
+    let data_dir = ctx.custom_data_dir().map(str::to_string);
     let proxy = settings.proxy.as_ref().map(|p| ProxyShown {
         http: p.http.as_deref().map(crate::redact::url),
         https: p.https.as_deref().map(crate::redact::url),
@@ -196,10 +205,11 @@ pub fn plan(
     }
     steps.extend(host_steps);
     // Add-ons before the GPU operator and the stack: their claims need k0s's StorageClass.
-    steps.extend(crate::addons::steps(&crate::addons::planned(
+    steps.extend(crate::addons::steps(&crate::addons::planned_in(
         sel,
         &settings.addons,
         stack,
+        data_dir.as_deref(),
     )?));
     steps.extend(crate::gpu::steps(facts, sel));
 
@@ -247,7 +257,16 @@ pub fn plan(
         vram_budget: sel.vram_budget.clone(),
         network,
         proxy,
+        data_dir,
         preflight,
         steps,
     })
+}
+
+impl Plan {
+    /// Where the planned distribution keeps its files, with the plan's data directory.
+    pub fn paths(&self) -> &'static distro::Paths {
+        self.distro
+            .layout(distro::worker::Role::Server, self.data_dir.as_deref())
+    }
 }

@@ -194,11 +194,13 @@ pub(super) fn host_shortfalls(facts: &HostFacts, memory_gib: f64, cpus: u32, dis
     if facts.cpu.count < cpus {
         out.push((Resource::Cpus, format!("{} CPUs < {cpus}", facts.cpu.count)));
     }
-    if gib(facts.disk.available_bytes) < disk_gib {
+    // The partition of --data-dir when one is given, else /var/lib's.
+    let disk = facts.data_disk();
+    if gib(disk.available_bytes) < disk_gib {
         let text = format!(
             "free disk at {} {} < {}",
-            facts.disk.path,
-            human_bytes(facts.disk.available_bytes),
+            disk.path,
+            human_bytes(disk.available_bytes),
             human_gib(disk_gib)
         );
         out.push((Resource::Disk, text));
@@ -321,7 +323,7 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
     satisfied.push(format!("{} CPUs ≥ {}", facts.cpu.count, r.cpus));
     satisfied.push(format!(
         "free disk {} ≥ {}",
-        human_bytes(facts.disk.available_bytes),
+        human_bytes(facts.data_disk().available_bytes),
         human_gib(r.disk_gib)
     ));
     Fit {
@@ -577,13 +579,14 @@ pub(super) fn finish(
             .unwrap_or(0);
         let extra = info.size_bytes().saturating_sub(own);
         let need = p.requires.disk_gib + gib(extra);
-        if extra > 0 && gib(facts.disk.available_bytes) < need {
+        let disk = facts.data_disk();
+        if extra > 0 && gib(disk.available_bytes) < need {
             shortfalls.push(format!(
                 "{name} ({} GB) with the stack's images needs {} free at {}; the host has {}",
                 info.size_gb,
                 human_gib((need * 10.0).ceil() / 10.0),
-                facts.disk.path,
-                human_bytes(facts.disk.available_bytes)
+                disk.path,
+                human_bytes(disk.available_bytes)
             ));
         }
         if !shortfalls.is_empty() {

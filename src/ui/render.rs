@@ -281,6 +281,13 @@ pub fn plan(p: &Plan, verbose: i8) -> String {
             .collect();
         let _ = writeln!(s, "Proxy: {}; NO_PROXY={}", urls.join(", "), proxy.no_proxy);
     }
+    if let Some(dir) = &p.data_dir {
+        let _ = writeln!(
+            s,
+            "Data: {dir} ({} data, containerd images and the volumes; kept for re-runs, removed by `kstrap down` unless --keep-data)",
+            p.distro
+        );
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "Steps");
     for (i, st) in p.steps.iter().enumerate() {

@@ -5,6 +5,7 @@ mod apply_e2e;
 mod bad_input;
 mod cli;
 mod controller_standins;
+mod data_dir;
 mod databases;
 mod databases_e2e;
 mod down;

@@ -80,6 +80,8 @@ fn steps(distro: Distro, profile: &str, cluster: &ClusterSettings) -> Vec<Step> 
         node_addresses: &[],
         proxy: None,
         selinux: true,
+        // Another data directory: k3s's `data-dir` key and k0s's `--data-dir` flag are written.
+        data_dir: Some("/data/kstrap"),
     };
     distro::host_steps(&ctx).unwrap_or_else(|e| panic!("{distro} {profile}: {e}"))
 }

@@ -37,6 +37,8 @@ pub enum Item {
         distro: Distro,
         unit: String,
         reset: bool,
+        /// The install's data directory when not the default (`k0s reset --data-dir`).
+        data_dir: Option<String>,
     },
     /// The containerd shims and their descendants (pids as planned; found again when run).
     KillShims {
@@ -90,10 +92,14 @@ impl Item {
                 distro: Distro::K0s,
                 unit,
                 reset,
+                data_dir,
             } => {
                 if *reset {
+                    let data = data_dir
+                        .as_deref()
+                        .unwrap_or(crate::distro::data_dir::default_dir(Distro::K0s));
                     format!(
-                        "stop k0s ({unit}) and `k0s reset` it (stops its containers, unmounts and removes /var/lib/k0s and /run/k0s, its CNI files and kube-bridge)"
+                        "stop k0s ({unit}) and `k0s reset` it (stops its containers, unmounts and removes {data} and /run/k0s, its CNI files and kube-bridge)"
                     )
                 } else {
                     format!("stop k0s ({unit}) and disable it")
@@ -223,15 +229,26 @@ fn cmd(host: &Host, program: &str, args: &[&str]) -> Result<(), String> {
 
 fn remove(host: &Host, state: &mut State, item: &Item) -> Result<(), String> {
     let e = |e: HostError| e.to_string();
-    let u = state.distro.uninstall();
+    let u = state.uninstall();
     match item {
-        Item::StopService { distro, unit, reset } => {
+        Item::StopService {
+            distro,
+            unit,
+            reset,
+            data_dir,
+        } => {
             let paths = distro.paths_for(state.role);
             if *distro == Distro::K0s && host.exists(paths.binary) {
                 // `k0s stop` fails when it is not running; that is fine here.
                 let _ = cmd(host, paths.binary, &["stop"]);
                 if *reset {
-                    cmd(host, paths.binary, &["reset"])?;
+                    // `k0s reset` reads the data directory from its own `--data-dir` flag
+                    // (k0sproject/k0s v1.35.3+k0s.0 `cmd/reset/reset.go` adds
+                    // `config.GetPersistentFlagSet()`, default /var/lib/k0s), not from the unit.
+                    let flag = data_dir.as_ref().map(|d| format!("--data-dir={d}"));
+                    let mut args = vec!["reset"];
+                    args.extend(flag.as_deref());
+                    cmd(host, paths.binary, &args)?;
                 }
             }
             if host.exists(paths.unit_file) {

@@ -19,7 +19,7 @@ use crate::exec::state::{self, State};
 /// The folders and files the distribution's uninstall removes, and the files kstrap installs for
 /// it: the only places `down` deletes from.
 fn allowed(state: &State) -> (Vec<&'static str>, Vec<&'static str>) {
-    let u = state.distro.uninstall();
+    let u = state.uninstall();
     let p = state.paths();
     let trees = u.trees.iter().map(|(t, _)| *t).collect();
     let mut files: Vec<&str> = u.files.to_vec();
@@ -59,6 +59,17 @@ pub fn check(host: &Host, state: &State) -> Result<(), String> {
                 ),
             );
         }
+    }
+    // A data directory from the state is outside input like the rest: one `--data-dir` would
+    // refuse (`/`, `/home`, a folder of the system) is never removed.
+    if let Some(d) = &state.data_dir
+        && let Err(e) = crate::distro::data_dir::check(std::path::Path::new(d))
+    {
+        entry(
+            "data_dir",
+            d,
+            format!("is not a data folder kstrap installs into: {}", e.problem),
+        );
     }
     for d in &state.data_dirs {
         if let Err(why) = safe(d) {
@@ -174,7 +185,7 @@ fn toolkit(host: &Host, distro: Distro) -> Vec<Item> {
 /// the recorded files) but changes nothing; refuses a state file `check` rejects.
 pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownError> {
     check(host, st).map_err(DownError::Refused)?;
-    let u = st.distro.uninstall();
+    let u = st.uninstall();
     let mut out: Vec<Item> = st
         .services
         .iter()
@@ -182,6 +193,7 @@ pub fn plan(host: &Host, st: &State, keep_data: bool) -> Result<Vec<Item>, DownE
             distro: st.distro,
             unit: unit.clone(),
             reset: !keep_data,
+            data_dir: st.data_dir.clone(),
         })
         .collect();
     if u.delegated {
