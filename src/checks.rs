@@ -45,7 +45,7 @@ pub fn preflight(facts: &HostFacts, selection: Option<&Selection>) -> Vec<Findin
     if let Some(sel) = selection {
         resources(facts, sel, &mut out);
         firewalls(facts, sel, &mut out);
-        selinux(facts, sel, &mut out);
+        selinux(facts, sel.distro, false, &mut out);
     }
 
     if facts.memory.swap_total_bytes > 0 {
@@ -451,12 +451,16 @@ fn firewalls(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
 ///   container-selinux, relabelling k0s's binaries and data with `semanage fcontext`, and a
 ///   containerd drop-in with `enable_selinux = true`; kstrap does none of that, so it refuses.
 ///
+/// A worker (`kstrap join`) gets the same rule: the k3s agent runs containers through the same
+/// containerd and takes the same `--selinux` flag (k3s-io/k3s `pkg/cli/cmds/agent.go`), and
+/// install.sh's `setup_selinux` makes no difference between server and agent.
+///
 /// Permissive mode changes nothing and is not reported.
-fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+fn selinux(facts: &HostFacts, distro: Distro, worker: bool, out: &mut Vec<Finding>) {
     if !facts.security.selinux_enforcing() {
         return;
     }
-    match sel.distro {
+    match distro {
         Distro::K3s if facts.security.k3s_selinux_policy => out.push(Finding::pass(
             "selinux",
             "SELinux is enforcing and k3s's policy (k3s-selinux) is installed: k3s runs with selinux: true",
@@ -469,7 +473,12 @@ fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         Distro::K0s => out.push(Finding::fail(
             "selinux",
             "SELinux is enforcing: k0s needs container-selinux, its binaries and data relabelled and SELinux enabled in its containerd, which kstrap does not do",
-            "use k3s (`--distro k3s`, with the k3s-selinux policy), follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap up, or `sudo setenforce 0` to run permissive",
+            if worker {
+                // A worker runs the server's distribution: there is no other to choose.
+                "follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap join, or `sudo setenforce 0` to run permissive"
+            } else {
+                "use k3s (`--distro k3s`, with the k3s-selinux policy), follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap up, or `sudo setenforce 0` to run permissive"
+            },
         )),
     }
 }
@@ -479,10 +488,11 @@ pub fn worst(findings: &[Finding]) -> Severity {
 }
 
 /// Preflight for a machine joining a cluster as a worker (`kstrap join`): the host-wide checks of
-/// `preflight` (architecture, swap, cgroups, systemd, GPUs) and the kubelet's port. A worker runs
-/// no API server, so 6443 may be in use.
+/// `preflight` (architecture, swap, cgroups, systemd, GPUs), SELinux as for a server of the same
+/// distribution, and the kubelet's port. A worker runs no API server, so 6443 may be in use.
 pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
     let mut out = preflight(facts, None);
+    selinux(facts, distro, true, &mut out);
     let same = match distro {
         Distro::K3s => &facts.existing.k3s,
         Distro::K0s => &facts.existing.k0s,
