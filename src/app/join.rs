@@ -233,7 +233,15 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
     };
 
     let facts = gather_facts(global)?;
-    let mut findings = checks::worker_preflight(&facts, distro);
+    // The tier this machine meets (its node's labels, GPU replicas, disk need), on the server's
+    // distribution.
+    let profiles = load_profiles(global)?;
+    let overrides = Overrides {
+        distro: Some(distro),
+        ..Overrides::default()
+    };
+    let selection = profile::select(&facts, &profiles, &overrides).ok();
+    let mut findings = checks::worker_preflight(&facts, distro, selection.as_ref());
     let checked = match server_check::check(&server, &token) {
         Ok(c) => {
             findings.push(Finding::pass(
@@ -261,12 +269,6 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
     };
     check_node_name(&node)?;
 
-    let profiles = load_profiles(global)?;
-    let overrides = Overrides {
-        distro: Some(distro),
-        ..Overrides::default()
-    };
-    let selection = profile::select(&facts, &profiles, &overrides).ok();
     let (usable, _) = profile::usable_gpus(&facts);
     let gpus = usable.len() as u32;
     let gpu_model = usable.first().map(|g| g.name.clone());

@@ -115,7 +115,9 @@ pub struct WorkerContext<'a> {
     pub join: &'a Join<'a>,
     /// Seconds to wait for the node to be Ready.
     pub wait_timeout_s: u64,
-    /// The cluster's pod and service ranges, for `NO_PROXY`.
+    /// The cluster's pod and service ranges, for `NO_PROXY`: what `network::choose` gives on this
+    /// machine, which is the server's unless the server's routes made it move off the defaults
+    /// (the join token does not carry the server's ranges).
     pub network: &'a ClusterNetwork,
     /// This machine's own addresses, for `NO_PROXY`.
     pub node_addresses: &'a [String],
@@ -535,5 +537,138 @@ mod tests {
         );
         assert_eq!(creates, &vec!["/etc/systemd/system/k0sworker.service".to_string()]);
         assert!(!steps.iter().any(|s| s.id == "wait-node-gpus"));
+    }
+
+    fn written<'a>(steps: &'a [Step], id: &str) -> (&'a str, u32, &'a str) {
+        match steps.iter().find(|s| s.id == id).map(|s| &s.action) {
+            Some(Action::WriteFile {
+                path,
+                mode,
+                contents: Contents::Text(t),
+            }) => (path.as_str(), mode.0, t.as_str()),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+
+    fn proxy() -> Proxy {
+        let vars = |n: &str| match n {
+            "HTTPS_PROXY" => Some("http://alice:w0rker-pw@10.0.0.1:3128".to_string()),
+            "NO_PROXY" => Some("corp.example".to_string()),
+            _ => None,
+        };
+        Proxy::from_vars(vars).unwrap().unwrap()
+    }
+
+    /// What `up` writes for a server behind a proxy, a k3s agent gets in its unit's environment
+    /// file, with the server's address among NO_PROXY's entries; without a proxy the file stays
+    /// empty.
+    #[test]
+    fn a_k3s_agent_behind_a_proxy_gets_it_in_its_env_file_with_the_server_bypassed() {
+        let v = Distro::K3s.default_version();
+        let labels = vec!["kstrap.dev/role=worker".to_string()];
+        let net = super::super::network::choose(Distro::K3s, &Default::default());
+        let j = join(&labels, 0);
+        let p = proxy();
+        let addrs = ["192.168.1.23".to_string()];
+        let with = WorkerContext {
+            proxy: Some(&p),
+            node_addresses: &addrs,
+            ..ctx(Distro::K3s, &v, &j, &net)
+        };
+        let planned = steps(&with).unwrap();
+        let (path, mode, env) = written(&planned, "write-k3s-agent-env");
+        assert_eq!((path, mode), ("/etc/systemd/system/k3s-agent.service.env", 0o600));
+        assert_eq!(
+            env,
+            "HTTPS_PROXY=http://alice:w0rker-pw@10.0.0.1:3128\nNO_PROXY=corp.example,localhost,127.0.0.1,::1,192.168.1.23,10.0.0.5,10.42.0.0/16,10.43.0.0/16,.svc,.cluster.local\n"
+        );
+        // A changed env file restarts the agent (after systemd re-reads it).
+        let start = planned.iter().find(|s| s.id == "start-k3s-worker").unwrap();
+        assert!(
+            matches!(&start.action, Action::Systemd { after_changes, .. } if after_changes.iter().any(|f| f == path))
+        );
+        // The server's address is added once, even when it is also this node's.
+        let same = ["10.0.0.5".to_string()];
+        let env = with_node(&with, &same).proxy_env();
+        let no_proxy = &env.iter().find(|(k, _)| k == "NO_PROXY").unwrap().1;
+        assert_eq!(no_proxy.matches("10.0.0.5").count(), 1, "{no_proxy}");
+
+        let bare = steps(&ctx(Distro::K3s, &v, &j, &net)).unwrap();
+        assert_eq!(written(&bare, "write-k3s-agent-env").2, "");
+    }
+
+    fn with_node<'a>(ctx: &WorkerContext<'a>, addresses: &'a [String]) -> WorkerContext<'a> {
+        WorkerContext {
+            node_addresses: addresses,
+            ..*ctx
+        }
+    }
+
+    /// A k0s worker gets the controller's drop-in, for its own unit: written after `k0s install
+    /// worker` (which rewrites the unit), reloaded, and a restart input of the worker.
+    #[test]
+    fn a_k0s_worker_behind_a_proxy_gets_the_drop_in_for_its_unit() {
+        let v = Distro::K0s.default_version();
+        let labels = vec!["kstrap.dev/role=worker".to_string()];
+        let net = super::super::network::choose(Distro::K0s, &Default::default());
+        let j = join(&labels, 0);
+        let p = proxy();
+        let planned = steps(&WorkerContext {
+            proxy: Some(&p),
+            ..ctx(Distro::K0s, &v, &j, &net)
+        })
+        .unwrap();
+        let ids: Vec<&str> = planned.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "download-k0s",
+                "copy-join-token",
+                "install-k0s-worker",
+                "write-k0s-worker-proxy",
+                "reload-systemd-k0s-worker",
+                "start-k0s-worker",
+                "wait-node"
+            ]
+        );
+        let (path, mode, drop_in) = written(&planned, "write-k0s-worker-proxy");
+        assert_eq!(
+            (path, mode),
+            ("/etc/systemd/system/k0sworker.service.d/http-proxy.conf", 0o600)
+        );
+        assert!(drop_in.contains("[Service]\nEnvironment=HTTPS_PROXY=http://alice:w0rker-pw@10.0.0.1:3128\n"));
+        assert!(
+            drop_in.contains("Environment=NO_PROXY=corp.example,localhost,127.0.0.1,::1,10.0.0.5,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local\n"),
+            "{drop_in}"
+        );
+        let start = planned.iter().find(|s| s.id == "start-k0s-worker").unwrap();
+        assert!(
+            matches!(&start.action, Action::Systemd { after_changes, .. } if after_changes.iter().any(|f| f == path))
+        );
+        // `down` may remove it: it is one of the files kstrap writes for k0s.
+        assert!(Distro::K0s.extra_files().contains(&K0S_WORKER_PROXY_DROP_IN));
+        // Without a proxy: no drop-in, no reload.
+        let bare = steps(&ctx(Distro::K0s, &v, &j, &net)).unwrap();
+        assert!(
+            !bare
+                .iter()
+                .any(|s| s.id.contains("proxy") || s.id.starts_with("reload"))
+        );
+    }
+
+    #[test]
+    fn a_k3s_agent_on_an_enforcing_host_with_the_policy_runs_with_selinux() {
+        let v = Distro::K3s.default_version();
+        let labels = vec!["kstrap.dev/role=worker".to_string()];
+        let net = super::super::network::choose(Distro::K3s, &Default::default());
+        let j = join(&labels, 0);
+        let on = k3s_agent_config(&WorkerContext {
+            selinux: true,
+            ..ctx(Distro::K3s, &v, &j, &net)
+        })
+        .unwrap();
+        assert!(on.ends_with("\nselinux: true\n"), "{on}");
+        let off = k3s_agent_config(&ctx(Distro::K3s, &v, &j, &net)).unwrap();
+        assert!(!off.contains("selinux"), "{off}");
     }
 }

@@ -172,7 +172,7 @@ fn without_a_proxy_or_overlap_the_plan_keeps_the_defaults() {
 }
 
 /// The facts of a fixture with a change, written to a temp file for `--facts`.
-fn facts_with(fixture: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
+pub(crate) fn facts_with(fixture: &str, change: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
     let text = std::fs::read_to_string(fixture_path(fixture)).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     change(&mut v);
