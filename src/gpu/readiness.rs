@@ -94,6 +94,32 @@ fn no_gpu_nodes() -> GpuReadiness {
     )
 }
 
+/// node-feature-discovery has labelled the node (its labels carry the prefix
+/// `feature.node.kubernetes.io/`) and none of the labels by which the operator recognises a GPU
+/// node is there: the operator will report `NoGPUNodes` at its next look, up to 45 s later
+/// (after `NFDLabelsMissing` it only re-polls: a node label update without GPU labels does not
+/// wake it). NVIDIA/gpu-operator v26.3.2 `controllers/state_manager.go`: `gpuNodeLabels`
+/// (`pci-10de.present`, `pci-0302_10de.present`, `pci-0300_10de.present` = "true"),
+/// `hasGPULabels`, `hasNFDLabels` (`nfdLabelPrefix`); `controllers/clusterpolicy_controller.go`
+/// `addWatchNewGPUNode`, whose update predicate fires only for nodes with GPU labels. NFD's
+/// master writes a node's feature labels in one update, so the PCI labels are never behind the
+/// others.
+fn nfd_found_no_gpu(node: &Value) -> bool {
+    const NFD_PREFIX: &str = "feature.node.kubernetes.io/";
+    const GPU_LABELS: [&str; 3] = [
+        "feature.node.kubernetes.io/pci-10de.present",
+        "feature.node.kubernetes.io/pci-0302_10de.present",
+        "feature.node.kubernetes.io/pci-0300_10de.present",
+    ];
+    let Some(labels) = node["metadata"]["labels"].as_object() else {
+        return false;
+    };
+    labels.keys().any(|k| k.starts_with(NFD_PREFIX))
+        && !GPU_LABELS
+            .iter()
+            .any(|k| labels.get(*k).and_then(Value::as_str) == Some("true"))
+}
+
 /// The operator found no node labelled by node-feature-discovery yet. On a fresh install that is
 /// transient: NFD's worker labels the node a little after the operator's first reconcile, and the
 /// operator marks the policy ready with reason `NFDLabelsMissing` and re-polls every 45 s
@@ -321,6 +347,9 @@ pub fn gpu_stage_readiness(
     };
     match cluster_policy_readiness(cp) {
         GpuReadiness::Ready { .. } => {}
+        // The operator looks again only every 45 s; node-feature-discovery's labels already say
+        // whether it will find a GPU.
+        GpuReadiness::InProgress { .. } if nfd_found_no_gpu(node) => return no_gpu_nodes(),
         other => return other,
     }
     if validator_pods.is_empty() {
