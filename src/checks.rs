@@ -48,7 +48,7 @@ pub fn preflight(facts: &HostFacts, selection: Option<&Selection>) -> Vec<Findin
         resources(facts, sel, &mut out);
         firewalls(facts, sel, &mut out);
         out.extend(crate::distro::rerun::findings(sel.distro, facts));
-        selinux(facts, sel, &mut out);
+        selinux(facts, sel.distro, false, &mut out);
     }
 
     if facts.memory.swap_total_bytes > 0 {
@@ -165,7 +165,7 @@ fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         &g,
         "free space on that partition (models and images live there), or put the distribution's data on a larger one with --data-dir DIR",
     );
-    eviction(facts, sel, out);
+    eviction(facts, sel, "kstrap up", out);
 }
 
 /// The kubelet's default hard eviction thresholds on the partition that holds images and volumes
@@ -174,7 +174,7 @@ fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
 /// of the partition, not sizes: a 100 GiB root with 20 GiB free passes a "20 GiB" check, and once
 /// the profile's images and models fill it, the kubelet evicts the stack's pods and
 /// garbage-collects images in a loop. Said only when the install would cross a threshold.
-fn eviction(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+fn eviction(facts: &HostFacts, sel: &Selection, command: &str, out: &mut Vec<Finding>) {
     const IMAGEFS_PERCENT: f64 = 15.0;
     const NODEFS_PERCENT: f64 = 10.0;
     let disk = facts.data_disk();
@@ -199,7 +199,14 @@ fn eviction(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         IMAGEFS_PERCENT,
         NODEFS_PERCENT
     );
-    let fix = "free space on that partition, or put the distribution's data on a larger one with --data-dir DIR (a new or empty folder there)";
+    // `up` can put the data on another partition itself; a worker keeps its distribution's default.
+    let fix = if command.contains("join") {
+        format!(
+            "free space on that partition, or put the distribution's data on a larger one (mount it at /var/lib/rancher or /var/lib/k0s) before {command}"
+        )
+    } else {
+        "free space on that partition, or put the distribution's data on a larger one with --data-dir DIR (a new or empty folder there)".to_string()
+    };
     if left_percent < NODEFS_PERCENT && sel.chosen_by != "--profile" {
         out.push(Finding::fail("disk-eviction", what, fix));
     } else {
@@ -468,12 +475,16 @@ fn firewalls(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
 ///   container-selinux, relabelling k0s's binaries and data with `semanage fcontext`, and a
 ///   containerd drop-in with `enable_selinux = true`; kstrap does none of that, so it refuses.
 ///
+/// A worker (`kstrap join`) gets the same rule: the k3s agent runs containers through the same
+/// containerd and takes the same `--selinux` flag (k3s-io/k3s `pkg/cli/cmds/agent.go`), and
+/// install.sh's `setup_selinux` makes no difference between server and agent.
+///
 /// Permissive mode changes nothing and is not reported.
-fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
+fn selinux(facts: &HostFacts, distro: Distro, worker: bool, out: &mut Vec<Finding>) {
     if !facts.security.selinux_enforcing() {
         return;
     }
-    match sel.distro {
+    match distro {
         Distro::K3s if facts.security.k3s_selinux_policy => out.push(Finding::pass(
             "selinux",
             "SELinux is enforcing and k3s's policy (k3s-selinux) is installed: k3s runs with selinux: true",
@@ -486,7 +497,12 @@ fn selinux(facts: &HostFacts, sel: &Selection, out: &mut Vec<Finding>) {
         Distro::K0s => out.push(Finding::fail(
             "selinux",
             "SELinux is enforcing: k0s needs container-selinux, its binaries and data relabelled and SELinux enabled in its containerd, which kstrap does not do",
-            "use k3s (`--distro k3s`, with the k3s-selinux policy), follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap up, or `sudo setenforce 0` to run permissive",
+            if worker {
+                // A worker runs the server's distribution: there is no other to choose.
+                "follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap join, or `sudo setenforce 0` to run permissive"
+            } else {
+                "use k3s (`--distro k3s`, with the k3s-selinux policy), follow k0s's SELinux guide (docs/selinux.md: container-selinux, semanage fcontext, /etc/k0s/containerd.d/selinux.toml) before kstrap up, or `sudo setenforce 0` to run permissive"
+            },
         )),
     }
 }
@@ -496,10 +512,18 @@ pub fn worst(findings: &[Finding]) -> Severity {
 }
 
 /// Preflight for a machine joining a cluster as a worker (`kstrap join`): the host-wide checks of
-/// `preflight` (architecture, swap, cgroups, systemd, GPUs) and the kubelet's port. A worker runs
-/// no API server, so 6443 may be in use.
-pub fn worker_preflight(facts: &HostFacts, distro: Distro) -> Vec<Finding> {
+/// `preflight` (architecture, swap, cgroups, systemd, GPUs), SELinux as for a server of the same
+/// distribution, the kubelet's port, and, when the machine meets a tier (`tier`, the profile its
+/// node is labelled with), the disk check a server of that tier gets: the scheduler sends that
+/// tier's GPU workloads here, so their images and models land on this machine's data partition
+/// and must leave it above the kubelet's eviction thresholds. A worker runs no API server, so 6443
+/// may be in use.
+pub fn worker_preflight(facts: &HostFacts, distro: Distro, tier: Option<&Selection>) -> Vec<Finding> {
     let mut out = preflight(facts, None);
+    selinux(facts, distro, true, &mut out);
+    if let Some(sel) = tier {
+        eviction(facts, sel, "kstrap join", &mut out);
+    }
     let same = match distro {
         Distro::K3s => &facts.existing.k3s,
         Distro::K0s => &facts.existing.k0s,
@@ -598,5 +622,56 @@ mod tests {
         assert!(fix(f).contains("mokutil --import"), "{}", fix(f));
         // The driver comes first: the blockers' steps precede installing it.
         assert!(fix(f).find("blacklist").unwrap() < fix(f).find("install the NVIDIA driver").unwrap());
+    }
+
+    /// A worker on an SELinux-enforcing host: the server's rule, for the server's distribution.
+    #[test]
+    fn a_worker_gets_the_servers_selinux_rule() {
+        let mut facts = driver_missing();
+        let selinux = |f: &[Finding]| f.iter().find(|x| x.check == "selinux").cloned();
+        assert_eq!(selinux(&worker_preflight(&facts, Distro::K3s, None)), None);
+        facts.security.selinux = Some("enforcing".into());
+        let bare = selinux(&worker_preflight(&facts, Distro::K3s, None)).expect("selinux finding");
+        assert_eq!(bare.severity, Severity::Fail);
+        assert!(fix(&bare).contains("k3s-selinux") && fix(&bare).contains("container-selinux"));
+        facts.security.k3s_selinux_policy = true;
+        let ready = selinux(&worker_preflight(&facts, Distro::K3s, None)).expect("selinux finding");
+        assert_eq!(ready.severity, Severity::Pass);
+        // k0s: refused whatever k3s's policy; a worker cannot switch distributions.
+        let k0s = selinux(&worker_preflight(&facts, Distro::K0s, None)).expect("selinux finding");
+        assert_eq!(k0s.severity, Severity::Fail);
+        assert!(
+            fix(&k0s).contains("before kstrap join") && !fix(&k0s).contains("--distro"),
+            "{}",
+            fix(&k0s)
+        );
+    }
+
+    /// A worker that meets a tier gets that tier's eviction check: its GPU workloads' images and
+    /// models would land here.
+    #[test]
+    fn a_worker_of_a_tier_gets_the_servers_eviction_check() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/facts/rtx5090-96gb.json");
+        let mut facts = crate::facts::load(&path).expect("facts fixture");
+        let profiles = crate::profile::embedded().expect("profiles");
+        let overrides = crate::profile::Overrides {
+            distro: Some(Distro::K3s),
+            ..Default::default()
+        };
+        let sel = crate::profile::select(&facts, &profiles, &overrides).expect("a tier");
+        let need = (sel.profile.requires.disk_gib * (1u64 << 30) as f64) as u64;
+        // 1 TiB partition; after the tier's images and models 5% would be left.
+        facts.disk.total_bytes = 1 << 40;
+        facts.disk.available_bytes = need + (1u64 << 40) / 20;
+        let eviction = |f: &[Finding]| f.iter().find(|x| x.check == "disk-eviction").cloned();
+        let found = eviction(&worker_preflight(&facts, Distro::K3s, Some(&sel))).expect("eviction finding");
+        assert_eq!(found.severity, Severity::Fail);
+        assert!(found.what.contains(&sel.profile.name), "{}", found.what);
+        assert!(fix(&found).ends_with("before kstrap join"), "{}", fix(&found));
+        // No tier, no estimate of what lands here: nothing said.
+        assert_eq!(eviction(&worker_preflight(&facts, Distro::K3s, None)), None);
+        // Plenty of room: nothing said either.
+        facts.disk.available_bytes = 1 << 40;
+        assert_eq!(eviction(&worker_preflight(&facts, Distro::K3s, Some(&sel))), None);
     }
 }

@@ -8,25 +8,22 @@
 //! does. The token is copied root-only into place and never printed, logged or put in JSON.
 
 use super::up::host;
-use super::{Exit, Failure, gather_facts, load_profiles};
-use crate::checks::{self, Finding, Severity};
+use super::{Exit, Failure, gather_facts, load_profiles, run_plan};
+use crate::checks::{self, Finding};
 use crate::cli::{GlobalArgs, JoinArgs};
 use crate::distro::join_token::{self, JoinToken};
-use crate::distro::worker::{self, Role, WorkerContext};
+use crate::distro::worker::{self, Join, Role};
 use crate::distro::{self, Distro, Version};
-use crate::exec::download::{DownloadProgress, NoProgress};
 use crate::exec::host::Host;
 use crate::exec::server_check::{self, ServerUrl};
 use crate::exec::state::State;
-use crate::exec::{self, ClusterStepError, Found, Interrupt, Outcome};
-use crate::plan::step::{Action, Phase, Step};
-use crate::plan::{GpuShares, Plan, PreflightSummary};
+use crate::exec::{self, ClusterStepError, Found, Outcome};
+use crate::plan::step::Step;
+use crate::plan::{self, Plan, Settings, Target, WorkerTarget};
 use crate::profile::{self, Overrides};
 use crate::ui::Printer;
-use crate::ui::download_bar::DownloadBar;
-use crate::ui::steps::{StepLines, ask};
+use crate::ui::steps::ask;
 use serde::Serialize;
-use std::sync::Arc;
 
 const DEFAULT_WAIT_S: u64 = 300;
 const DEFAULT_GPU_WAIT_S: u64 = 600;
@@ -53,30 +50,13 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
         return Ok(Exit::Ok);
     }
     if plan.preflight.refused {
-        let fails: Vec<String> = super::plan_findings(plan)
-            .iter()
-            .filter(|f| f.severity == Severity::Fail)
-            .map(|f| match &f.how_to_fix {
-                Some(fix) => format!("  - {}: {}\n    fix: {fix}", f.check, f.what),
-                None => format!("  - {}: {}", f.check, f.what),
-            })
-            .collect();
         return Err(Failure::refused(format!(
             "preflight refused this join; nothing was changed and the token was not used:\n{}",
-            fails.join("\n")
+            run_plan::failed_checks(plan, true)
         )));
     }
     let host = host();
-    let survey = |host: &Host| -> Result<Option<State>, Failure> {
-        let found = exec::survey(host).map_err(|e| {
-            if e.is_bad_input() {
-                Failure::usage(e.to_string())
-            } else {
-                Failure::failed(e.to_string())
-            }
-        })?;
-        admit(found, plan)
-    };
+    let survey = |host: &Host| run_plan::survey(host, |found| admit(found, plan));
     survey(&host)?;
     let question = format!(
         "Join this machine to {} as worker {} ({} {}, {} steps)?",
@@ -94,32 +74,11 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
         s
     });
     let runtime = super::setup::runtime()?;
-    let interrupt = Arc::new(Interrupt::default());
     let (result, seen) = runtime.block_on(async {
-        let on_ctrl_c = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_ctrl_c.trigger();
-            }
-        });
-        let progress = StepLines { printer: *printer };
-        let bar: Box<dyn DownloadProgress> = if printer.json_mode() {
-            Box::new(NoProgress)
-        } else {
-            Box::new(DownloadBar::new(printer))
+        let options = exec::Options {
+            merge_kubeconfig: false,
         };
-        let mut cluster = NoClusterSteps;
-        let mut executor = exec::Executor {
-            host: &host,
-            progress: &progress,
-            download: bar.as_ref(),
-            cluster: &mut cluster,
-            options: exec::Options {
-                merge_kubeconfig: false,
-            },
-            interrupt: &interrupt,
-        };
-        let result = executor.execute(plan, Some(state)).await;
+        let result = run_plan::execute(&host, plan, Some(state), &mut NoClusterSteps, options, printer).await;
         let seen = match &result {
             Ok(_) => observe(&host, plan, &planned.node).await,
             Err(_) => None,
@@ -132,15 +91,13 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs, printer: &Printer) -> Result<Ex
             report(&planned, &steps, seen, printer);
             Ok(Exit::Ok)
         }
-        Err(e) => Err(Failure {
-            exit: match e.kind {
-                exec::FailureKind::TimedOut => Exit::Timeout,
-                _ => Exit::Failed,
-            },
-            message: e
-                .to_string()
-                .replace("run `kstrap up` again", "run `kstrap join` again"),
-        }),
+        Err(e) => {
+            let mut failure = run_plan::failure(e);
+            failure.message = failure
+                .message
+                .replace("run `kstrap up` again", "run `kstrap join` again");
+            Err(failure)
+        }
     }
 }
 
@@ -261,18 +218,8 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
             "move the token to a file whose name is plain text",
         ));
     };
-    let mirror = args
-        .release_mirror
-        .clone()
-        .unwrap_or_else(|| distro::DEFAULT_MIRROR.to_string());
-    if let Some(dir) = &args.airgap
-        && !dir.is_dir()
-    {
-        return Err(Failure::usage(format!(
-            "--airgap {}: not a folder; give the folder holding the distribution binary (and images tarball)",
-            dir.display()
-        )));
-    }
+    let (mirror, airgap) = run_plan::release_source(args.release_mirror.as_ref(), args.airgap.as_ref())?;
+    let proxy = super::proxy_from_env()?;
     let distro = token.distro();
     let asked = match &args.distro_version {
         Some(v) => Some(Version::parse(distro, v).map_err(|e| Failure::usage(e.to_string()))?),
@@ -280,7 +227,15 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
     };
 
     let facts = gather_facts(global)?;
-    let mut findings = checks::worker_preflight(&facts, distro);
+    // The tier this machine meets (its node's labels, GPU replicas, disk need), on the server's
+    // distribution.
+    let profiles = load_profiles(global)?;
+    let overrides = Overrides {
+        distro: Some(distro),
+        ..Overrides::default()
+    };
+    let selection = profile::select(&facts, &profiles, &overrides).ok();
+    let mut findings = checks::worker_preflight(&facts, distro, selection.as_ref());
     let checked = match server_check::check(&server, &token) {
         Ok(c) => {
             findings.push(Finding::pass(
@@ -308,13 +263,7 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
     };
     check_node_name(&node)?;
 
-    let profiles = load_profiles(global)?;
-    let overrides = Overrides {
-        distro: Some(distro),
-        ..Overrides::default()
-    };
-    let selection = profile::select(&facts, &profiles, &overrides).ok();
-    let (usable, gpu_notes) = profile::usable_gpus(&facts);
+    let (usable, _) = profile::usable_gpus(&facts);
     let gpus = usable.len() as u32;
     let gpu_model = usable.first().map(|g| g.name.clone());
     let mut pairs: Vec<(String, String)> = vec![("kstrap.dev/role".into(), "worker".into())];
@@ -331,85 +280,29 @@ fn build(global: &GlobalArgs, args: &JoinArgs) -> Result<Planned, Failure> {
         pairs.push(("kstrap.dev/gpu-count".into(), gpus.to_string()));
     }
     let labels = worker::node_labels(&pairs).map_err(|e| Failure::usage(e.to_string()))?;
-    let ctx = WorkerContext {
+    let settings = Settings {
+        version: Some(version.to_string()),
+        mirror,
+        airgap,
+        cluster_timeout_s: wait_s,
+        proxy,
+        ..Settings::default()
+    };
+    let server_url = server.to_string();
+    let target = WorkerTarget {
         distro,
-        version: &version,
-        arch: &facts.os.arch,
-        mirror: &mirror,
-        airgap: args.airgap.as_deref(),
-        server: &server.to_string(),
-        token_source: &token_source,
-        node_name: &node,
-        labels: &labels,
-        gpus,
-        wait_timeout_s: wait_s,
-        gpu_timeout_s: gpu_wait_s,
-    };
-    let host_steps = worker::steps(&ctx).map_err(|e| match e {
-        distro::DistroError::UnsupportedArch { .. } => Failure::refused(e.to_string()),
-        _ => Failure::usage(e.to_string()),
-    })?;
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
-    let preflight = PreflightSummary {
-        pass: count(Severity::Pass),
-        warn: count(Severity::Warn),
-        fail: count(Severity::Fail),
-        refused: count(Severity::Fail) > 0,
-    };
-    let mut steps = vec![Step {
-        id: "preflight".into(),
-        phase: Phase::Preflight,
-        title: format!(
-            "Preflight: {} pass, {} warn, {} fail",
-            preflight.pass, preflight.warn, preflight.fail
-        ),
-        reason: if preflight.refused {
-            "a failed check stops `join` here (exit 3) before anything changes or the token is used".into()
-        } else {
-            "the machine can run a worker and the server is the token's cluster".into()
+        selection: selection.as_ref(),
+        join: Join {
+            server: &server_url,
+            server_host: &server.host,
+            token_source: &token_source,
+            node_name: &node,
+            labels: &labels,
+            gpus,
+            gpu_timeout_s: gpu_wait_s,
         },
-        action: Action::Preflight { findings },
-    }];
-    steps.extend(host_steps);
-    let replicas = selection.as_ref().map_or(1, |s| s.profile.gpu.replicas.max(1));
-    let plan = Plan {
-        profile: selection
-            .as_ref()
-            .map_or_else(|| "worker".to_string(), |s| s.profile.name.clone()),
-        chosen_by: "join",
-        distro,
-        distro_version: version.to_string(),
-        stack: String::new(),
-        reasons: vec![format!(
-            "worker {node} of {server}: the server's distribution and version ({distro} {version})"
-        )],
-        rejected: Vec::new(),
-        warnings: Vec::new(),
-        gpu_notes,
-        gpu: (gpus > 0).then(|| GpuShares {
-            gpus: usable.iter().map(|g| g.index).collect(),
-            replicas,
-            allocatable: gpus * replicas,
-            driver: Default::default(),
-        }),
-        // What this machine's GPUs would hold as a host of its own tier (an estimate).
-        vram_budget: selection.as_ref().and_then(|s| s.vram_budget.clone()),
-        // A worker joins the ranges the server chose; what this machine's routes say of them.
-        network: {
-            let mut n = crate::distro::network::choose(distro, &facts.network);
-            n.reason = format!(
-                "a worker uses the server's ranges; checked against this machine's routes: {}",
-                n.reason
-            );
-            n
-        },
-        // The agent gets no proxy settings of its own yet.
-        proxy: None,
-        // A worker keeps its distribution's default data directory (no `--data-dir` for `join`).
-        data_dir: None,
-        preflight,
-        steps,
     };
+    let plan = plan::plan_for(&facts, findings, &settings, Target::Worker(target)).map_err(super::plan_error)?;
     Ok(Planned {
         plan,
         node,

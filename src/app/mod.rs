@@ -19,6 +19,7 @@ mod import;
 mod join;
 mod join_command;
 mod rejected;
+mod run_plan;
 mod setup;
 mod status;
 mod status_gpus;
@@ -156,7 +157,7 @@ fn detect(global: &GlobalArgs, printer: &Printer) -> Result<Exit, Failure> {
 
 /// A plan that cannot be made: a host the distribution does not run on is a preflight refusal
 /// (exit 3, as the README says); anything else is bad input (a version, a mirror).
-fn plan_error(e: plan::PlanError) -> Failure {
+pub(crate) fn plan_error(e: plan::PlanError) -> Failure {
     match e {
         plan::PlanError::Distro(distro::DistroError::UnsupportedArch { .. }) => Failure::refused(e.to_string()),
         _ => Failure::usage(e.to_string()),
@@ -199,23 +200,11 @@ fn kubeconfig_dest() -> String {
 
 /// Resolves settings from flags and environment; rejects bad values before any work.
 pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
-    // The mirror URL is validated by the distribution module, with the rest of the release data.
-    let mirror = args
-        .release_mirror
-        .clone()
-        .unwrap_or_else(|| distro::DEFAULT_MIRROR.to_string());
-    if let Some(dir) = &args.airgap
-        && !dir.is_dir()
-    {
-        return Err(Failure::usage(format!(
-            "--airgap {}: not a folder; give the folder holding the distribution binary (and images tarball)",
-            dir.display()
-        )));
-    }
+    let (mirror, airgap) = run_plan::release_source(args.release_mirror.as_ref(), args.airgap.as_ref())?;
     Ok(Settings {
         version: args.distro_version.clone(),
         mirror,
-        airgap: args.airgap.clone(),
+        airgap,
         kubeconfig_dest: kubeconfig_dest(),
         cluster_timeout_s: crate::limits::wait_flag("--cluster-timeout", args.cluster_timeout)
             .map_err(Failure::usage)?
@@ -232,17 +221,22 @@ pub fn settings(args: &PlanArgs) -> Result<Settings, Failure> {
     })
 }
 
-/// The proxy from kstrap's environment, its host names resolved (here, before planning, so the
-/// plan stays pure) for the stack's egress NetworkPolicies.
-pub(crate) fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
-    use distro::proxy::{Proxy, ProxyEndpoint, VARIABLES};
+/// The proxy from kstrap's environment (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, either case),
+/// checked.
+pub(crate) fn proxy_from_env() -> Result<Option<distro::proxy::Proxy>, Failure> {
+    use distro::proxy::{Proxy, VARIABLES};
     // Only the proxy variables are read here (`env::HTTP_PROXY` and friends, either case).
     debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTP_PROXY));
     debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::HTTPS_PROXY));
     debug_assert!(VARIABLES.iter().any(|(u, _)| *u == env::NO_PROXY));
-    let Some(mut proxy) =
-        Proxy::from_vars(|name| std::env::var(name).ok()).map_err(|e| Failure::usage(e.to_string()))?
-    else {
+    Proxy::from_vars(|name| std::env::var(name).ok()).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// The proxy from kstrap's environment, its host names resolved (here, before planning, so the
+/// plan stays pure) for the stack's egress NetworkPolicies.
+pub(crate) fn proxy_settings() -> Result<Option<distro::proxy::Proxy>, Failure> {
+    use distro::proxy::ProxyEndpoint;
+    let Some(mut proxy) = proxy_from_env()? else {
         return Ok(None);
     };
     for (host, port) in proxy.names() {

@@ -5,21 +5,17 @@
 
 use super::cluster_steps::EngineSteps;
 use super::summary::{Inputs, Summary, summarize};
-use super::{Exit, Failure, build, plan_findings};
-use crate::checks;
+use super::{Exit, Failure, build, run_plan};
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::exec::download::{DownloadProgress, NoProgress};
 use crate::exec::host::Host;
-use crate::exec::{self, ExecError, FailureKind, Found, Interrupt};
+use crate::exec::{self, Found};
 use crate::plan::Plan;
 use crate::plan::step::Phase;
 use crate::ui::Printer;
-use crate::ui::download_bar::DownloadBar;
-use crate::ui::steps::{StepLines, ask};
+use crate::ui::steps::ask;
 use crate::{env, exec::lock};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The machine to change: `/`, or `KSTRAP_HOST_ROOT` (a mounted system, a test folder).
 pub(crate) fn host() -> Host {
@@ -58,32 +54,22 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         return Err(Failure::refused(why.clone()));
     }
     if plan.preflight.refused {
-        let fails: Vec<String> = plan_findings(&plan)
-            .iter()
-            .filter(|f| f.severity == checks::Severity::Fail)
-            .map(|f| format!("  - {}: {}", f.check, f.what))
-            .collect();
         return Err(Failure::refused(format!(
             "preflight refused this host; nothing was changed:\n{}\n  see `kstrap plan` for how to fix each",
-            fails.join("\n")
+            run_plan::failed_checks(&plan, false)
         )));
     }
 
     let host = host();
     let survey = |host: &Host, first: bool| {
-        let found = exec::survey(host).map_err(|e| {
-            if e.is_bad_input() {
-                Failure::usage(e.to_string())
-            } else {
-                Failure::failed(e.to_string())
+        run_plan::survey(host, |found| {
+            // The upgrade's steps, before it is refused or the user is asked.
+            if first && up.upgrade {
+                super::upgrade::tell_before_up(&found, &plan, printer);
             }
-        })?;
-        // The upgrade's steps, before it is refused or the user is asked.
-        if first && up.upgrade {
-            super::upgrade::tell_before_up(&found, &plan, printer);
-        }
-        exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
-        Ok::<_, Failure>(found)
+            exec::admit(&found, &plan, up.upgrade, up.replace).map_err(Failure::refused)?;
+            Ok(found)
+        })
     };
     // Refusals write nothing: the machine is looked at, and the user asked, before the lock.
     survey(&host, true)?;
@@ -105,21 +91,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
     let runtime = super::setup::runtime()?;
     let state = replace_first(&host, found, &plan, printer)?;
 
-    let interrupt = Arc::new(Interrupt::default());
     let (result, applied, node_address, verification) = runtime.block_on(async {
-        let on_ctrl_c = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_ctrl_c.trigger();
-            }
-        });
-        let progress = StepLines { printer: *printer };
-        // JSON mode keeps stderr to JSON lines: no download bar or lines there.
-        let bar: Box<dyn DownloadProgress> = if printer.json_mode() {
-            Box::new(NoProgress)
-        } else {
-            Box::new(DownloadBar::new(printer))
-        };
         let mut cluster = EngineSteps::new(
             planned.stack.clone(),
             crate::gpu::gpu_objects_in(&planned.facts, &planned.selection, plan.paths()),
@@ -129,17 +101,10 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
         cluster.verify_gpu = up.verify_gpu;
         cluster.secret_files = up.secret_files.clone();
         cluster.addons = planned.addons;
-        let mut executor = exec::Executor {
-            host: &host,
-            progress: &progress,
-            download: bar.as_ref(),
-            cluster: &mut cluster,
-            options: exec::Options {
-                merge_kubeconfig: !up.no_merge_kubeconfig,
-            },
-            interrupt: &interrupt,
+        let options = exec::Options {
+            merge_kubeconfig: !up.no_merge_kubeconfig,
         };
-        let result = executor.execute(&plan, state).await;
+        let result = run_plan::execute(&host, &plan, state, &mut cluster, options, printer).await;
         // The stack is up: prove it works (reads, and the verification Job, which is not one of
         // the stack's objects).
         let verification = match (&result, &cluster.client) {
@@ -186,7 +151,7 @@ pub fn run(global: &GlobalArgs, up: &UpArgs, printer: &Printer) -> Result<Exit, 
                 _ => Ok(Exit::Ok),
             }
         }
-        Err(e) => Err(failure(e)),
+        Err(e) => Err(run_plan::failure(e)),
     }
 }
 
@@ -284,15 +249,4 @@ fn report(plan: &Plan, steps: &[exec::StepReport], summary: &Summary, printer: &
         return;
     }
     printer.stdout(&crate::ui::summary::render(summary));
-}
-
-fn failure(e: ExecError) -> Failure {
-    let exit = match e.kind {
-        FailureKind::TimedOut => Exit::Timeout,
-        FailureKind::Failed | FailureKind::Interrupted => Exit::Failed,
-    };
-    Failure {
-        exit,
-        message: e.to_string(),
-    }
 }

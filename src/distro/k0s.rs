@@ -8,8 +8,7 @@
 //! one can take workers later.
 
 use super::{
-    BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, binary_steps, node_labels,
-    release_arch, step,
+    BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, Version, binary_steps, node_labels, step,
 };
 use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
 use serde::Serialize;
@@ -135,16 +134,11 @@ pub(super) fn install_args(ctx: &DistroContext) -> Result<Vec<String>, DistroErr
 }
 
 pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
-    let arch = release_arch(ctx.distro, ctx.arch)?;
-    let binary = binary_asset_name(ctx.version, arch);
-    let sums = checksum_file_name();
-    let images = images_asset_name(ctx.version, arch);
     let mut steps = binary_steps(
-        ctx,
+        &ctx.release(),
         &BinarySource {
-            binary: &binary,
-            sums: &sums,
-            images: &images,
+            binary_dest: ctx.paths().binary,
+            images_dir: ctx.paths().images_dir,
             download_reason: "one static binary holds the whole distribution; k0s's own script checks nothing, kstrap checks the release's sha256 file",
             images_title: "Copy the k0s image bundle",
             images_reason: "k0s imports every bundle in its images folder before it starts the kubelet, so its system pods need no registry",

@@ -5,9 +5,7 @@
 //! against the release's `sha256sum-<arch>.txt`, write `/etc/rancher/k3s/config.yaml` (keys are
 //! k3s flag names), write the same systemd unit the script writes, enable and start it.
 
-use super::{
-    BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, binary_steps, node_labels, release_arch, step,
-};
+use super::{BinarySource, DistroContext, DistroError, KUBECONFIG_CONTEXT, Paths, binary_steps, node_labels, step};
 use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
 use serde::Serialize;
 
@@ -135,16 +133,11 @@ fn restart_inputs() -> Vec<String> {
 }
 
 pub(super) fn steps(ctx: &DistroContext) -> Result<Vec<Step>, DistroError> {
-    let arch = release_arch(ctx.distro, ctx.arch)?;
-    let binary = binary_asset_name(arch);
-    let sums = checksum_file_name(arch);
-    let images = images_asset_name(arch);
     let mut steps = binary_steps(
-        ctx,
+        &ctx.release(),
         &BinarySource {
-            binary: &binary,
-            sums: &sums,
-            images: &images,
+            binary_dest: ctx.paths().binary,
+            images_dir: ctx.paths().images_dir,
             download_reason: "one static binary holds the whole distribution; it is checked against the release's sha256 file before it is put in place",
             images_title: "Copy the k3s system images",
             images_reason: "k3s imports image archives from its images folder at start, so its system pods need no registry",

@@ -79,7 +79,7 @@ impl Distro {
         match self {
             Distro::K3s => Vec::new(),
             Distro::K0s => {
-                let mut v = vec![k0s::PROXY_DROP_IN];
+                let mut v = vec![k0s::PROXY_DROP_IN, worker::K0S_WORKER_PROXY_DROP_IN];
                 v.extend(firewall::K0S_FIREWALLD_SERVICES.iter().map(|(p, _)| *p));
                 v
             }
@@ -259,6 +259,49 @@ pub struct DistroContext<'a> {
     pub data_dir: Option<&'a str>,
 }
 
+/// Which release of a distribution, for which machine, from where: all that the binary's
+/// download (or air-gap copy) reads. A server's and a worker's install share it.
+#[derive(Debug, Clone, Copy)]
+pub struct Release<'a> {
+    pub distro: Distro,
+    pub version: &'a Version,
+    /// Host architecture as `uname -m` gives it (`x86_64`, `aarch64`).
+    pub arch: &'a str,
+    /// Base URL of release downloads, normally `DEFAULT_MIRROR`.
+    pub mirror: &'a str,
+    /// An absolute folder holding the binary, the image archive and the checksum file, for hosts
+    /// without internet access.
+    pub airgap: Option<&'a Path>,
+}
+
+impl Release<'_> {
+    /// The release's asset names for this machine: the binary, the checksum file naming it, and
+    /// the images archive.
+    fn assets(&self) -> Result<ReleaseAssets, DistroError> {
+        check_version(self.distro, self.version)?;
+        let arch = release_arch(self.distro, self.arch)?;
+        Ok(match self.distro {
+            Distro::K3s => ReleaseAssets {
+                binary: k3s::binary_asset_name(arch),
+                sums: k3s::checksum_file_name(arch),
+                images: k3s::images_asset_name(arch),
+            },
+            Distro::K0s => ReleaseAssets {
+                binary: k0s::binary_asset_name(self.version, arch),
+                sums: k0s::checksum_file_name(),
+                images: k0s::images_asset_name(self.version, arch),
+            },
+        })
+    }
+}
+
+/// Asset names of one release for one architecture.
+struct ReleaseAssets {
+    binary: String,
+    sums: String,
+    images: String,
+}
+
 impl DistroContext<'_> {
     /// The server's paths with this data directory (`Distro::layout`).
     pub fn paths(&self) -> &'static Paths {
@@ -268,6 +311,17 @@ impl DistroContext<'_> {
     /// The data directory when it is not the distribution's default (what its config must say).
     pub fn custom_data_dir(&self) -> Option<&str> {
         self.data_dir.filter(|d| *d != data_dir::default_dir(self.distro))
+    }
+
+    /// The release this context installs.
+    pub fn release(&self) -> Release<'_> {
+        Release {
+            distro: self.distro,
+            version: self.version,
+            arch: self.arch,
+            mirror: self.mirror,
+            airgap: self.airgap,
+        }
     }
 
     /// The proxy variables the distribution's service gets (`NO_PROXY` completed); empty without
@@ -292,13 +346,15 @@ pub fn binary_asset(
     arch: &str,
     mirror: &str,
 ) -> Result<(String, ChecksumSource), DistroError> {
-    check_version(distro, version)?;
-    let arch = release_arch(distro, arch)?;
-    let base = release_base(distro, version, mirror)?;
-    let (binary, sums) = match distro {
-        Distro::K3s => (k3s::binary_asset_name(arch), k3s::checksum_file_name(arch)),
-        Distro::K0s => (k0s::binary_asset_name(version, arch), k0s::checksum_file_name()),
+    let release = Release {
+        distro,
+        version,
+        arch,
+        mirror,
+        airgap: None,
     };
+    let ReleaseAssets { binary, sums, .. } = release.assets()?;
+    let base = release_base(distro, version, mirror)?;
     let url = format!("{base}/{}", encode_segment(&binary));
     let checksum = ChecksumSource::ReleaseFile {
         url: format!("{base}/{}", encode_segment(&sums)),
@@ -467,15 +523,13 @@ fn label_word(s: &str) -> bool {
         && alnum(s.bytes().last())
 }
 
-/// What differs between the distributions when their binary (and, air-gapped, their images) is
-/// put in place.
+/// What differs between the distributions (and roles) when their binary (and, air-gapped, their
+/// images) is put in place: the wording, and where the files go.
 struct BinarySource<'a> {
-    /// Release asset name of the binary.
-    binary: &'a str,
-    /// Release checksum file naming it.
-    sums: &'a str,
-    /// Release asset name of the images archive (air-gap only).
-    images: &'a str,
+    /// Where the binary goes.
+    binary_dest: &'a str,
+    /// The folder image archives are imported from at start.
+    images_dir: &'a str,
     download_reason: &'a str,
     images_title: &'a str,
     images_reason: &'a str,
@@ -483,38 +537,38 @@ struct BinarySource<'a> {
 
 /// A verified download of the binary, or verified copies of the binary and the images archive
 /// from the air-gap folder.
-fn binary_steps(ctx: &DistroContext, src: &BinarySource) -> Result<Vec<Step>, DistroError> {
-    let name = ctx.distro.name();
-    let paths = ctx.paths();
-    let Some(dir) = ctx.airgap else {
-        let (url, checksum) = binary_asset(ctx.distro, ctx.version, ctx.arch, ctx.mirror)?;
+fn binary_steps(release: &Release, src: &BinarySource) -> Result<Vec<Step>, DistroError> {
+    let name = release.distro.name();
+    let assets = release.assets()?;
+    let Some(dir) = release.airgap else {
+        let (url, checksum) = binary_asset(release.distro, release.version, release.arch, release.mirror)?;
         return Ok(vec![step(
             &format!("download-{name}"),
             Phase::Host,
-            &format!("Download {name} {}", ctx.version),
+            &format!("Download {name} {}", release.version),
             src.download_reason,
             Action::Download {
                 url,
                 checksum,
-                dest: paths.binary.into(),
+                dest: src.binary_dest.into(),
                 mode: Mode(0o755),
             },
         )]);
     };
-    let AirgapFile { source, checksum } = airgap_file(dir, src.binary, src.sums, src.binary)?;
+    let AirgapFile { source, checksum } = airgap_file(dir, &assets.binary, &assets.sums, &assets.binary)?;
     let binary = step(
         &format!("copy-{name}"),
         Phase::Host,
-        &format!("Copy {name} {} from the air-gap folder", ctx.version),
+        &format!("Copy {name} {} from the air-gap folder", release.version),
         "no internet here: the binary comes from the air-gap folder, checked against the release's sha256 file beside it",
         Action::CopyLocal {
             source,
             checksum: Some(checksum),
-            dest: paths.binary.into(),
+            dest: src.binary_dest.into(),
             mode: Mode(0o755),
         },
     );
-    let AirgapFile { source, checksum } = airgap_file(dir, src.images, src.sums, src.images)?;
+    let AirgapFile { source, checksum } = airgap_file(dir, &assets.images, &assets.sums, &assets.images)?;
     let images = step(
         &format!("copy-{name}-images"),
         Phase::Host,
@@ -523,7 +577,7 @@ fn binary_steps(ctx: &DistroContext, src: &BinarySource) -> Result<Vec<Step>, Di
         Action::CopyLocal {
             source,
             checksum: Some(checksum),
-            dest: format!("{}/{}", paths.images_dir, src.images),
+            dest: format!("{}/{}", src.images_dir, assets.images),
             mode: Mode(0o644),
         },
     );

@@ -15,10 +15,20 @@
 //! `cmd/install/worker.go`; `--token-file` from `pkg/config/cli.go`), which writes and enables
 //! `k0sworker.service`; the kubelet's kubeconfig is `/var/lib/k0s/kubelet.conf`
 //! (`pkg/config/cfgvars.go`, `KubeletAuthConfigPath`).
+//!
+//! A worker gets what a server gets from the host it runs on: behind a proxy, the proxy variables
+//! where its service reads them — k3s: the agent unit's environment file, which install.sh's
+//! `create_env_file` fills for an agent as for a server (k3s-io/k3s `install.sh`, commit
+//! 0136cf258954a458da1404858396342724b93d24: `FILE_K3S_ENV=${SYSTEMD_DIR}/${SERVICE_K3S}.env`,
+//! every `NO_PROXY`/`HTTP_PROXY`/`HTTPS_PROXY` appended); k0s: the drop-in for `k0sworker.service`
+//! — with `NO_PROXY` completed with the server's address as well; on an SELinux-enforcing host
+//! with k3s's policy, `selinux: true` in the agent's config (preflight refuses without it).
+//! The binary comes through the same verified download as a server's (`super::Release`).
 
-use super::{BinarySource, Distro, DistroContext, DistroError, Paths, Version, binary_steps, check_label, step};
+use super::network::ClusterNetwork;
+use super::proxy::{ClusterNet, Proxy};
+use super::{BinarySource, Distro, DistroError, Paths, Release, binary_steps, check_label, step};
 use crate::plan::step::{Action, Contents, Mode, Phase, Step, SystemdOp};
-use crate::profile::ClusterSettings;
 use serde::{Deserialize, Serialize};
 
 /// What kstrap installed on a machine: a cluster's server, or a worker that joined one.
@@ -107,15 +117,33 @@ pub fn k3s_agent_unit() -> String {
 }
 
 /// Everything the worker steps need.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct WorkerContext<'a> {
-    pub distro: Distro,
-    pub version: &'a Version,
-    pub arch: &'a str,
-    pub mirror: &'a str,
-    pub airgap: Option<&'a std::path::Path>,
+    /// The server's distribution and version, for this machine.
+    pub release: Release<'a>,
+    pub join: &'a Join<'a>,
+    /// Seconds to wait for the node to be Ready.
+    pub wait_timeout_s: u64,
+    /// The cluster's pod and service ranges, for `NO_PROXY`: what `network::choose` gives on this
+    /// machine, which is the server's unless the server's routes made it move off the defaults
+    /// (the join token does not carry the server's ranges).
+    pub network: &'a ClusterNetwork,
+    /// This machine's own addresses, for `NO_PROXY`.
+    pub node_addresses: &'a [String],
+    /// The HTTP proxy from kstrap's environment, if any.
+    pub proxy: Option<&'a Proxy>,
+    /// SELinux is enforcing and k3s's policy is installed: the k3s agent runs with
+    /// `selinux: true`, as the server does.
+    pub selinux: bool,
+}
+
+/// What `join` was told and found out: the cluster to join, and this node.
+#[derive(Debug, Clone, Copy)]
+pub struct Join<'a> {
     /// The server's URL (`https://host:6443`).
     pub server: &'a str,
+    /// The server's host (name or address) in that URL.
+    pub server_host: &'a str,
     /// The user's token file (absolute), copied root-only into place.
     pub token_source: &'a str,
     /// The node's name (k3s `node-name`; on k0s the kubelet's default, the host name).
@@ -124,8 +152,29 @@ pub struct WorkerContext<'a> {
     pub labels: &'a [String],
     /// Physical GPUs the node will advertise (0: no GPU wait).
     pub gpus: u32,
-    pub wait_timeout_s: u64,
     pub gpu_timeout_s: u64,
+}
+
+impl WorkerContext<'_> {
+    /// The proxy variables the worker's service gets, empty without a proxy. `NO_PROXY` is
+    /// completed as a server's is (loopback, this node's addresses, the cluster's ranges, `.svc`,
+    /// `.cluster.local`) and with the server's address: the agent's calls to its server (k3s's
+    /// supervisor and API server, k0s's konnectivity and API server) must never go through the
+    /// proxy.
+    pub fn proxy_env(&self) -> Vec<(String, String)> {
+        let Some(proxy) = self.proxy else {
+            return Vec::new();
+        };
+        let mut addresses = self.node_addresses.to_vec();
+        if !addresses.iter().any(|a| a == self.join.server_host) {
+            addresses.push(self.join.server_host.to_string());
+        }
+        proxy.service_env(&ClusterNet {
+            pod_cidr: &self.network.pod_cidr,
+            service_cidr: &self.network.service_cidr,
+            node_addresses: &addresses,
+        })
+    }
 }
 
 /// A label value from free text (a GPU model): characters a label value may not hold become
@@ -177,15 +226,21 @@ struct AgentConfig<'a> {
     token_file: &'a str,
     node_name: &'a str,
     node_label: &'a [String],
+    /// SELinux in the agent's containerd (`k3s agent --selinux`, k3s-io/k3s
+    /// `pkg/cli/cmds/agent.go`, the same `SELinuxFlag` the server takes), only on an enforcing
+    /// host with k3s's policy installed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    selinux: bool,
 }
 
 /// `/etc/rancher/k3s/config.yaml` of an agent.
 pub fn k3s_agent_config(ctx: &WorkerContext) -> Result<String, DistroError> {
     let config = AgentConfig {
-        server: ctx.server,
+        server: ctx.join.server,
         token_file: K3S_TOKEN_FILE,
-        node_name: ctx.node_name,
-        node_label: ctx.labels,
+        node_name: ctx.join.node_name,
+        node_label: ctx.join.labels,
+        selinux: ctx.selinux,
     };
     serde_saphyr::to_string(&config).map_err(|e| DistroError::Render {
         file: K3S_AGENT.config.to_string(),
@@ -199,75 +254,49 @@ pub fn k0s_install_args(ctx: &WorkerContext) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    if !ctx.labels.is_empty() {
-        args.push(format!("--labels={}", ctx.labels.join(",")));
+    if !ctx.join.labels.is_empty() {
+        args.push(format!("--labels={}", ctx.join.labels.join(",")));
     }
     args
 }
 
+/// The systemd drop-in through which a k0s worker gets proxy variables: the controller's
+/// (`super::k0s::PROXY_DROP_IN`, k0sproject/k0s v1.35.3+k0s.0 `docs/environment-variables.md`:
+/// "The environment variables set in `k0scontroller` or `k0sworker` service will be inherited by
+/// k0s components") for the worker's unit.
+pub const K0S_WORKER_PROXY_DROP_IN: &str = "/etc/systemd/system/k0sworker.service.d/http-proxy.conf";
+
 /// The steps that install the worker, start it and wait for its node (phases Host, Cluster).
 pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
-    let cluster = ClusterSettings::default();
-    let network = super::network::choose(ctx.distro, &Default::default());
-    let dctx = DistroContext {
-        distro: ctx.distro,
-        version: ctx.version,
-        arch: ctx.arch,
-        mirror: ctx.mirror,
-        airgap: ctx.airgap,
-        profile: "",
-        cluster: &cluster,
-        kubeconfig_dest: "",
-        wait_timeout_s: ctx.wait_timeout_s,
-        // Used here for the download steps only: the worker's ranges are the server's, and the
-        // agent gets no proxy or SELinux settings of its own yet.
-        network: &network,
-        node_addresses: &[],
-        proxy: None,
-        selinux: false,
-        data_dir: None,
-    };
-    super::check_version(ctx.distro, ctx.version)?;
-    let arch = super::release_arch(ctx.distro, ctx.arch)?;
-    let paths = ctx.distro.paths_for(Role::Worker);
-    let name = ctx.distro.name();
-    let (binary, sums, images) = match ctx.distro {
-        Distro::K3s => (
-            super::k3s::binary_asset_name(arch),
-            super::k3s::checksum_file_name(arch),
-            super::k3s::images_asset_name(arch),
-        ),
-        Distro::K0s => (
-            super::k0s::binary_asset_name(ctx.version, arch),
-            super::k0s::checksum_file_name(),
-            super::k0s::images_asset_name(ctx.version, arch),
-        ),
-    };
+    let distro = ctx.release.distro;
+    let paths = distro.paths_for(Role::Worker);
+    let name = distro.name();
+    let join = ctx.join;
     let mut steps = binary_steps(
-        &dctx,
+        &ctx.release,
         &BinarySource {
-            binary: &binary,
-            sums: &sums,
-            images: &images,
+            binary_dest: paths.binary,
+            images_dir: paths.images_dir,
             download_reason: "the same release as the server's; checked against the release's sha256 file before it is put in place",
             images_title: "Copy the system images",
             images_reason: "the worker imports image archives from its images folder at start, so its system pods need no registry",
         },
     )?;
-    let token = token_file(ctx.distro);
+    let proxy_env = ctx.proxy_env();
+    let token = token_file(distro);
     steps.push(step(
         "copy-join-token",
         Phase::Host,
         "Copy the join token into a root-only file",
         "the service reads the token from this file (0600); it is never on a command line, in the environment or in kstrap's output",
         Action::CopyLocal {
-            source: ctx.token_source.into(),
+            source: join.token_source.into(),
             checksum: None,
             dest: token.into(),
             mode: Mode(0o600),
         },
     ));
-    let restart_inputs: Vec<String> = match ctx.distro {
+    let restart_inputs: Vec<String> = match distro {
         Distro::K3s => {
             steps.push(step(
                 "write-k3s-agent-config",
@@ -296,11 +325,15 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
                 "write-k3s-agent-env",
                 Phase::Host,
                 "Write the k3s agent unit's environment file",
-                "the unit reads K3S_* and proxy variables from it; empty (the token is in its own file), 0600",
+                if proxy_env.is_empty() {
+                    "the unit reads K3S_* and proxy variables from it; empty (the token is in its own file, and no HTTP_PROXY or HTTPS_PROXY in kstrap's environment), 0600"
+                } else {
+                    "the unit reads its proxy variables from it, as k3s's install script writes them for an agent (NO_PROXY completed with the server's address, the node's addresses, the cluster's ranges, .svc and .cluster.local); 0600 since a proxy URL can hold a password"
+                },
                 Action::WriteFile {
                     path: env.into(),
                     mode: Mode(0o600),
-                    contents: Contents::Text(String::new()),
+                    contents: Contents::Text(super::proxy::env_file(&proxy_env)),
                 },
             ));
             steps.push(step(
@@ -334,7 +367,33 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
                     creates: vec![paths.unit_file.into()],
                 },
             ));
-            vec![paths.binary.into(), token.into(), paths.unit_file.into()]
+            let mut inputs = vec![paths.binary.to_string(), token.into(), paths.unit_file.into()];
+            if !proxy_env.is_empty() {
+                steps.push(step(
+                    "write-k0s-worker-proxy",
+                    Phase::Host,
+                    "Write the k0s worker service's proxy drop-in",
+                    "k0s's documented way to give its components HTTP_PROXY/HTTPS_PROXY/NO_PROXY (NO_PROXY completed with the server's address, the node's addresses, the cluster's ranges, .svc and .cluster.local); 0600 since a proxy URL can hold a password",
+                    Action::WriteFile {
+                        path: K0S_WORKER_PROXY_DROP_IN.into(),
+                        mode: Mode(0o600),
+                        contents: Contents::Text(super::proxy::systemd_drop_in(&proxy_env)),
+                    },
+                ));
+                steps.push(step(
+                    "reload-systemd-k0s-worker",
+                    Phase::Host,
+                    "Reload systemd",
+                    "systemd only sees a new or changed drop-in after a reload; skipped when it did not change",
+                    Action::Systemd {
+                        unit: paths.service_unit.into(),
+                        op: SystemdOp::DaemonReload,
+                        after_changes: vec![K0S_WORKER_PROXY_DROP_IN.into()],
+                    },
+                ));
+                inputs.push(K0S_WORKER_PROXY_DROP_IN.into());
+            }
+            inputs
         }
     };
     steps.push(step(
@@ -351,29 +410,29 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
     steps.push(step(
         "wait-node",
         Phase::Cluster,
-        &format!("Wait until node {} is Ready", ctx.node_name),
+        &format!("Wait until node {} is Ready", join.node_name),
         "read with the kubelet's own credentials, which may read only this node: the join is done when the cluster sees the node Ready",
         Action::WaitNode {
             kubeconfig: paths.kubeconfig.into(),
-            node: ctx.node_name.into(),
+            node: join.node_name.into(),
             gpus: 0,
             timeout_s: ctx.wait_timeout_s,
         },
     ));
-    if ctx.gpus > 0 {
+    if join.gpus > 0 {
         steps.push(step(
             "wait-node-gpus",
             Phase::Gpu,
             &format!(
                 "Wait until node {} advertises its {} GPU(s) × the cluster's replicas",
-                ctx.node_name, ctx.gpus
+                join.node_name, join.gpus
             ),
             "the GPU operator on the server deploys its toolkit and device plugin to the new node; done when allocatable nvidia.com/gpu = GPUs × the replicas its nvidia.com/gpu.replicas label says",
             Action::WaitNode {
                 kubeconfig: paths.kubeconfig.into(),
-                node: ctx.node_name.into(),
-                gpus: ctx.gpus,
-                timeout_s: ctx.gpu_timeout_s,
+                node: join.node_name.into(),
+                gpus: join.gpus,
+                timeout_s: join.gpu_timeout_s,
             },
         ));
     }
@@ -381,88 +440,4 @@ pub fn steps(ctx: &WorkerContext) -> Result<Vec<Step>, DistroError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_unit_is_the_server_unit_with_the_agent_command_and_env_file() {
-        let unit = k3s_agent_unit();
-        assert!(unit.contains("ExecStart=/usr/local/bin/k3s agent\n"), "{unit}");
-        assert!(unit.contains("EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env\n"));
-        assert!(!unit.contains("k3s server") && !unit.contains("k3s.service.env"));
-        assert!(unit.contains("Type=notify") && unit.contains("KillMode=process"));
-    }
-
-    #[test]
-    fn label_values_from_gpu_names() {
-        assert_eq!(label_value("NVIDIA GeForce RTX 5090"), "NVIDIA-GeForce-RTX-5090");
-        assert_eq!(label_value(" (A100) 80GB "), "A100-80GB");
-        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
-        let labels = node_labels(&[("kstrap.dev/gpu-model".into(), label_value("NVIDIA H100 80GB HBM3"))]).unwrap();
-        assert_eq!(labels, vec!["kstrap.dev/gpu-model=NVIDIA-H100-80GB-HBM3"]);
-        assert!(node_labels(&[("bad key!".into(), "x".into())]).is_err());
-    }
-
-    fn ctx<'a>(distro: Distro, version: &'a Version, labels: &'a [String], gpus: u32) -> WorkerContext<'a> {
-        WorkerContext {
-            distro,
-            version,
-            arch: "x86_64",
-            mirror: super::super::DEFAULT_MIRROR,
-            airgap: None,
-            server: "https://10.0.0.5:6443",
-            token_source: "/root/join-token",
-            node_name: "gpu-box",
-            labels,
-            gpus,
-            wait_timeout_s: 300,
-            gpu_timeout_s: 600,
-        }
-    }
-
-    #[test]
-    fn k3s_worker_steps_and_config() {
-        let v = Distro::K3s.default_version();
-        let labels = vec!["kstrap.dev/gpu-count=1".to_string()];
-        let steps = steps(&ctx(Distro::K3s, &v, &labels, 1)).unwrap();
-        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "download-k3s",
-                "copy-join-token",
-                "write-k3s-agent-config",
-                "write-k3s-agent-unit",
-                "write-k3s-agent-env",
-                "reload-systemd-k3s-agent",
-                "start-k3s-worker",
-                "wait-node",
-                "wait-node-gpus"
-            ]
-        );
-        let config = k3s_agent_config(&ctx(Distro::K3s, &v, &labels, 1)).unwrap();
-        assert_eq!(
-            config,
-            "server: https://10.0.0.5:6443\ntoken-file: /etc/rancher/k3s/agent-token\nnode-name: gpu-box\nnode-label:\n- kstrap.dev/gpu-count=1\n"
-        );
-        let json = serde_json::to_string(&steps).unwrap();
-        assert!(json.contains("/root/join-token") && json.contains("\"0600\""));
-    }
-
-    #[test]
-    fn k0s_worker_installs_with_its_token_file() {
-        let v = Distro::K0s.default_version();
-        let labels = vec!["kstrap.dev/profile=laptop-8gb".to_string()];
-        let steps = steps(&ctx(Distro::K0s, &v, &labels, 0)).unwrap();
-        let install = steps.iter().find(|s| s.id == "install-k0s-worker").unwrap();
-        let Action::Command { args, creates, .. } = &install.action else {
-            panic!("{install:?}")
-        };
-        assert_eq!(
-            args.join(" "),
-            "install worker --token-file /etc/k0s/worker-token --force --labels=kstrap.dev/profile=laptop-8gb"
-        );
-        assert_eq!(creates, &vec!["/etc/systemd/system/k0sworker.service".to_string()]);
-        assert!(!steps.iter().any(|s| s.id == "wait-node-gpus"));
-    }
-}
+mod tests;

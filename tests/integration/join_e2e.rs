@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "s3cret-join-password-7f3a";
+pub(crate) const PASSWORD: &str = "s3cret-join-password-7f3a";
 
 fn text(out: &Output) -> String {
     format!(
@@ -34,7 +34,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Writes the token root-only beside the fake host; returns its path.
-fn token_file(host: &FakeHost, token: &str) -> String {
+pub(crate) fn token_file(host: &FakeHost, token: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let path = host.dir.path().join("join-token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
@@ -526,7 +526,7 @@ fn k0s_join_command_keeps_the_worker_token_in_a_root_only_file() {
 /// A k0s worker token as k0s writes it (k0sproject/k0s v1.35.3+k0s.0 `JoinEncode` of
 /// `GenerateKubeconfig`'s output): base64 of gzip of a kubeconfig with the CA and a bootstrap
 /// token.
-fn k0s_token(server: &str, ca_file: &str) -> String {
+pub(crate) fn k0s_token(server: &str, ca_file: &str) -> String {
     use base64::Engine;
     use std::io::Write;
     let ca = std::fs::read(crate::k3s_supervisor::fixture(ca_file)).unwrap();

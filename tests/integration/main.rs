@@ -25,6 +25,7 @@ mod import_compose;
 mod import_e2e;
 mod invariants;
 mod join_e2e;
+mod join_hosts;
 #[path = "../support/k3s_supervisor/mod.rs"]
 pub mod k3s_supervisor;
 mod kept_plan_e2e;

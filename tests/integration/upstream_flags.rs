@@ -392,23 +392,35 @@ fn open_webui_downloads_nothing_at_start() {
 /// flags, and `k0s install worker`'s arguments are that command's flags.
 #[test]
 fn worker_config_and_install_use_upstream_flags() {
-    use kstrap::distro::worker::{self, WorkerContext};
+    use kstrap::distro::worker::{self, Join, WorkerContext};
     let labels = vec!["kstrap.dev/role=worker".to_string()];
+    let join = Join {
+        server: "https://10.0.0.2:6443",
+        server_host: "10.0.0.2",
+        token_source: "/root/kstrap-join-token",
+        node_name: "gpu-box",
+        labels: &labels,
+        gpus: 1,
+        gpu_timeout_s: 600,
+    };
     for distro in [Distro::K3s, Distro::K0s] {
         let version = distro.default_version();
+        let network = kstrap::distro::network::choose(distro, &Default::default());
+        // SELinux on: every key kstrap can write for an agent is written.
         let ctx = WorkerContext {
-            distro,
-            version: &version,
-            arch: "x86_64",
-            mirror: distro::DEFAULT_MIRROR,
-            airgap: None,
-            server: "https://10.0.0.2:6443",
-            token_source: "/root/kstrap-join-token",
-            node_name: "gpu-box",
-            labels: &labels,
-            gpus: 1,
+            release: kstrap::distro::Release {
+                distro,
+                version: &version,
+                arch: "x86_64",
+                mirror: distro::DEFAULT_MIRROR,
+                airgap: None,
+            },
+            join: &join,
             wait_timeout_s: 300,
-            gpu_timeout_s: 600,
+            network: &network,
+            node_addresses: &[],
+            proxy: None,
+            selinux: true,
         };
         match distro {
             Distro::K3s => {
@@ -416,7 +428,7 @@ fn worker_config_and_install_use_upstream_flags() {
                 let config: serde_json::Value =
                     serde_saphyr::from_str(&worker::k3s_agent_config(&ctx).unwrap()).unwrap();
                 let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
-                assert_eq!(keys.len(), 4, "{keys:?}");
+                assert_eq!(keys.len(), 5, "{keys:?}");
                 for k in keys {
                     assert!(agent.contains(k), "config key {k:?} is not a k3s agent flag");
                 }
