@@ -315,7 +315,7 @@ fn whole_gpus_split_the_largest_model_over_ollamas_gpus() {
     let c = ollama.value.pointer("/spec/template/spec/containers/0").unwrap();
     assert_eq!(
         c.pointer("/resources/limits/nvidia.com~1gpu"),
-        Some(&serde_json::json!(2)),
+        Some(&serde_json::json!("2")),
         "{c}"
     );
     let pull = sized
