@@ -188,19 +188,9 @@ pub fn compute(
             known: catalog::names().iter().map(|s| s.to_string()).collect(),
         });
     };
-    let laptop = facts.laptop.is_laptop;
-    let basis = if laptop { "free" } else { "total" };
-    let vram_of = |g: &GpuFacts| {
-        if laptop {
-            g.memory_free_bytes
-        } else {
-            g.memory_total_bytes
-        }
-    };
-    let Some(smallest) = gpus.iter().min_by_key(|g| vram_of(g)) else {
+    let Some((basis, vram, smallest)) = budget_vram(facts, gpus) else {
         return Ok(None);
     };
-    let vram = vram_of(smallest);
     let gib = |g: f64| (g * GIB as f64) as u64;
 
     let mut fits = true;
@@ -253,7 +243,7 @@ pub fn compute(
         smallest.index,
         smallest.name,
         human_bytes(vram),
-        if laptop {
+        if facts.laptop.is_laptop {
             ": on a laptop the display holds some"
         } else {
             ""
@@ -275,16 +265,7 @@ pub fn compute(
         why.push("kokoro runs on the CPU: the GPU holds the model".into());
     }
 
-    let o = &plan.ollama;
-    let mut env = BTreeMap::new();
-    env.insert("OLLAMA_CONTEXT_LENGTH".into(), o.context.to_string());
-    env.insert("OLLAMA_NUM_PARALLEL".into(), o.parallel.to_string());
-    env.insert("OLLAMA_MAX_LOADED_MODELS".into(), "1".into());
-    env.insert("OLLAMA_KV_CACHE_TYPE".into(), o.kv_cache_type.label().into());
-    env.insert("OLLAMA_GPU_OVERHEAD".into(), min_headroom.to_string());
-    if o.kv_cache_type != KvCacheType::F16 {
-        env.insert("OLLAMA_FLASH_ATTENTION".into(), "1".into());
-    }
+    let env = ollama_env(&plan.ollama, min_headroom);
     let own = catalog::find(&plan.ollama.model).map(|m| m.size_bytes()).unwrap_or(0);
     Ok(Some(VramBudget {
         kind: "estimate",
@@ -371,29 +352,65 @@ pub fn render(b: &VramBudget) -> String {
     );
     let width = b.rows.iter().map(|r| r.service.len()).max().unwrap_or(8).max(8);
     for r in &b.rows {
-        out.push_str(&format!(
-            "  {:width$}  {:>9}  {}\n",
-            r.service,
-            gib_text(r.bytes),
-            r.what
-        ));
+        push_row(&mut out, "  ", width, &r.service, r.bytes, &r.what);
     }
-    out.push_str(&format!(
-        "  {:width$}  {:>9}  {}\n",
-        "headroom",
-        gib_text(b.headroom_bytes),
-        if b.fits {
-            format!("≥ {} kept free", gib_text(b.min_headroom_bytes))
+    push_headroom(&mut out, "  ", width, b, b.headroom_bytes, b.fits);
+    push_notes(&mut out, b);
+    out
+}
+
+/// The VRAM a budget is made on: the smallest GPU's, free on laptops (the display holds some),
+/// total elsewhere; with which of the two it is and that GPU.
+fn budget_vram<'a>(facts: &HostFacts, gpus: &[&'a GpuFacts]) -> Option<(&'static str, u64, &'a GpuFacts)> {
+    let laptop = facts.laptop.is_laptop;
+    let vram_of = |g: &GpuFacts| {
+        if laptop {
+            g.memory_free_bytes
         } else {
-            format!("DOES NOT FIT: {} must stay free", gib_text(b.min_headroom_bytes))
+            g.memory_total_bytes
         }
-    ));
+    };
+    let smallest = gpus.iter().min_by_key(|g| vram_of(g))?;
+    Some((if laptop { "free" } else { "total" }, vram_of(smallest), smallest))
+}
+
+/// Ollama's limits, set explicitly: the context, one request and one model at a time, the KV
+/// cache type (a quantized one needs flash attention) and the headroom as its GPU overhead.
+fn ollama_env(o: &crate::profile::vram::OllamaPlan, min_headroom: u64) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("OLLAMA_CONTEXT_LENGTH".into(), o.context.to_string());
+    env.insert("OLLAMA_NUM_PARALLEL".into(), o.parallel.to_string());
+    env.insert("OLLAMA_MAX_LOADED_MODELS".into(), "1".into());
+    env.insert("OLLAMA_KV_CACHE_TYPE".into(), o.kv_cache_type.label().into());
+    env.insert("OLLAMA_GPU_OVERHEAD".into(), min_headroom.to_string());
+    if o.kv_cache_type != KvCacheType::F16 {
+        env.insert("OLLAMA_FLASH_ATTENTION".into(), "1".into());
+    }
+    env
+}
+
+/// A row of a budget's table, indented.
+fn push_row(out: &mut String, indent: &str, width: usize, service: &str, bytes: u64, what: &str) {
+    out.push_str(&format!("{indent}{service:width$}  {:>9}  {what}\n", gib_text(bytes)));
+}
+
+/// The headroom row: what is kept free, or that the budget does not fit.
+fn push_headroom(out: &mut String, indent: &str, width: usize, b: &VramBudget, headroom: u64, fits: bool) {
+    let what = if fits {
+        format!("≥ {} kept free", gib_text(b.min_headroom_bytes))
+    } else {
+        format!("DOES NOT FIT: {} must stay free", gib_text(b.min_headroom_bytes))
+    };
+    push_row(out, indent, width, "headroom", headroom, &what);
+}
+
+/// The reasons and Ollama's settings under a budget's table.
+fn push_notes(out: &mut String, b: &VramBudget) {
     for w in &b.why {
         out.push_str(&format!("  - {w}\n"));
     }
     let env: Vec<String> = b.ollama_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     out.push_str(&format!("  - Ollama: {}\n", env.join(" ")));
-    out
 }
 
 /// The table of a whole-GPU budget: each GPU, what it holds and its headroom.
@@ -409,28 +426,10 @@ fn render_per_gpu(b: &VramBudget) -> String {
     for g in &b.per_gpu {
         out.push_str(&format!("  {}\n", g.gpu));
         for r in &g.rows {
-            out.push_str(&format!(
-                "    {:width$}  {:>9}  {}\n",
-                r.service,
-                gib_text(r.bytes),
-                r.what
-            ));
+            push_row(&mut out, "    ", width, &r.service, r.bytes, &r.what);
         }
-        out.push_str(&format!(
-            "    {:width$}  {:>9}  {}\n",
-            "headroom",
-            gib_text(g.headroom_bytes),
-            if g.fits {
-                format!("≥ {} kept free", gib_text(b.min_headroom_bytes))
-            } else {
-                format!("DOES NOT FIT: {} must stay free", gib_text(b.min_headroom_bytes))
-            }
-        ));
+        push_headroom(&mut out, "    ", width, b, g.headroom_bytes, g.fits);
     }
-    for w in &b.why {
-        out.push_str(&format!("  - {w}\n"));
-    }
-    let env: Vec<String> = b.ollama_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    out.push_str(&format!("  - Ollama: {}\n", env.join(" ")));
+    push_notes(&mut out, b);
     out
 }

@@ -23,12 +23,12 @@
 
 use super::catalog::{self, ModelInfo};
 use super::{
-    BATCH, BudgetError, GpuBudget, OLLAMA_MINIMUM_BYTES, Row, VramBudget, gib_text, graph_bytes, kv_cache_bytes,
+    BATCH, BudgetError, GpuBudget, OLLAMA_MINIMUM_BYTES, Row, VramBudget, budget_vram, gib_text, graph_bytes,
+    kv_cache_bytes, ollama_env,
 };
 use crate::facts::{GpuFacts, HostFacts};
-use crate::profile::{KvCacheType, Profile, VramPlan};
+use crate::profile::{Profile, VramPlan};
 use crate::units::{GIB, gib, human_bytes};
-use std::collections::BTreeMap;
 
 /// Ollama's compute graph when a model is split over several GPUs: the llama formula's partial
 /// offload size (ollama v0.12.10 `fs/ggml/ggml.go` `GraphSize`, `case "llama"`), on each GPU.
@@ -91,19 +91,9 @@ pub fn compute(
     gpus: &[&GpuFacts],
     model: Option<&str>,
 ) -> Result<Option<VramBudget>, BudgetError> {
-    let laptop = facts.laptop.is_laptop;
-    let basis = if laptop { "free" } else { "total" };
-    let vram_of = |g: &GpuFacts| {
-        if laptop {
-            g.memory_free_bytes
-        } else {
-            g.memory_total_bytes
-        }
-    };
-    let Some(smallest) = gpus.iter().min_by_key(|g| vram_of(g)) else {
+    let Some((basis, vram, smallest)) = budget_vram(facts, gpus) else {
         return Ok(None);
     };
-    let vram = vram_of(smallest);
     let min_headroom = (plan.headroom_gib * GIB as f64) as u64;
     let whisper = whisper_gpus(plan, gpus.len());
     let ollama_gpus = (gpus.len() as u32).saturating_sub(whisper).max(1);
@@ -223,16 +213,7 @@ pub fn compute(
         why.push("kokoro runs on the CPU: every GPU is held whole by Ollama or Whisper".into());
     }
 
-    let o = &plan.ollama;
-    let mut env = BTreeMap::new();
-    env.insert("OLLAMA_CONTEXT_LENGTH".into(), o.context.to_string());
-    env.insert("OLLAMA_NUM_PARALLEL".into(), o.parallel.to_string());
-    env.insert("OLLAMA_MAX_LOADED_MODELS".into(), "1".into());
-    env.insert("OLLAMA_KV_CACHE_TYPE".into(), o.kv_cache_type.label().into());
-    env.insert("OLLAMA_GPU_OVERHEAD".into(), min_headroom.to_string());
-    if o.kv_cache_type != KvCacheType::F16 {
-        env.insert("OLLAMA_FLASH_ATTENTION".into(), "1".into());
-    }
+    let env = ollama_env(&plan.ollama, min_headroom);
     Ok(Some(VramBudget {
         kind: "estimate",
         profile: profile.name.clone(),
