@@ -1023,10 +1023,18 @@ fn up_applies_the_stack_and_a_converged_rerun_sends_no_mutating_request() {
     );
     let value = secret.data.as_ref().unwrap()["TINY_KEY"].0.clone();
 
-    proxy.clear_requests();
-    let started = std::time::Instant::now();
-    let out = run(true);
-    let rerun = started.elapsed();
+    // For the benchmark, three re-runs and their median; the requests checked are the last's.
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..if bench.is_some() { 3 } else { 1 } {
+        proxy.clear_requests();
+        let started = std::time::Instant::now();
+        last = Some(run(true));
+        times.push(started.elapsed());
+    }
+    let out = last.unwrap();
+    times.sort();
+    let rerun = times[times.len() / 2];
     // Reported, not asserted (timings belong to benchmarks): the target is under 2 s.
     eprintln!(
         "converged re-run of `kstrap up` ({}, through the proxy): {:.2} s",
