@@ -75,8 +75,9 @@ impl Alone {
         alone
     }
 
-    /// The node as [`Alone::for_stacks`] sets it up for `profile`, from its defaults; GPU shares
-    /// doubled, so that a change of profile can roll its GPU pods over while the old ones run.
+    /// The node as [`Alone::for_stacks`] sets it up for `profile`, from its defaults; for several
+    /// stacks the GPU shares are doubled, so that a change of profile can roll its GPU pods over
+    /// while the old ones run (one stack gets exactly the profile's).
     fn size_node(&mut self, profile: &str, stacks: u32) {
         let cluster = self.cluster;
         cluster.node().reset();
@@ -99,7 +100,8 @@ impl Alone {
             // one nvidia.com/gpu per GPU).
             let count = profile.requires.gpu.as_ref().map_or(1, |g| g.count);
             let replicas = profile.gpu.replicas.to_string();
-            let shares = (profile.gpu.replicas * count * stacks * 2).to_string();
+            let rolling = if stacks > 1 { 2 } else { 1 };
+            let shares = (profile.gpu.replicas * count * stacks * rolling).to_string();
             let count = count.to_string();
             cluster.node().set(|c| {
                 c.extended.insert("nvidia.com/gpu".into(), shares.clone());
