@@ -121,7 +121,7 @@ pub fn worker_preflight(facts: &HostFacts, distro: Distro, tier: Option<&Selecti
     let mut out = preflight(facts, None);
     selinux(facts, distro, true, &mut out);
     if let Some(sel) = tier {
-        eviction(facts, sel, "kstrap join", &mut out);
+        eviction(facts, sel, true, &mut out);
     }
     let same = match distro {
         Distro::K3s => &facts.existing.k3s,

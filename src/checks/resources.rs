@@ -58,7 +58,7 @@ pub(super) fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Findin
         &g,
         "free space on that partition (models and images live there), or put the distribution's data on a larger one with --data-dir DIR",
     );
-    eviction(facts, sel, "kstrap up", out);
+    eviction(facts, sel, false, out);
 }
 
 /// The kubelet's default hard eviction thresholds on the partition that holds images and volumes
@@ -67,7 +67,7 @@ pub(super) fn resources(facts: &HostFacts, sel: &Selection, out: &mut Vec<Findin
 /// of the partition, not sizes: a 100 GiB root with 20 GiB free passes a "20 GiB" check, and once
 /// the profile's images and models fill it, the kubelet evicts the stack's pods and
 /// garbage-collects images in a loop. Said only when the install would cross a threshold.
-pub(super) fn eviction(facts: &HostFacts, sel: &Selection, command: &str, out: &mut Vec<Finding>) {
+pub(super) fn eviction(facts: &HostFacts, sel: &Selection, worker: bool, out: &mut Vec<Finding>) {
     const IMAGEFS_PERCENT: f64 = 15.0;
     const NODEFS_PERCENT: f64 = 10.0;
     let disk = facts.data_disk();
@@ -93,10 +93,8 @@ pub(super) fn eviction(facts: &HostFacts, sel: &Selection, command: &str, out: &
         NODEFS_PERCENT
     );
     // `up` can put the data on another partition itself; a worker keeps its distribution's default.
-    let fix = if command.contains("join") {
-        format!(
-            "free space on that partition, or put the distribution's data on a larger one (mount it at /var/lib/rancher or /var/lib/k0s) before {command}"
-        )
+    let fix = if worker {
+        "free space on that partition, or put the distribution's data on a larger one (mount it at /var/lib/rancher or /var/lib/k0s) before kstrap join".to_string()
     } else {
         "free space on that partition, or put the distribution's data on a larger one with --data-dir DIR (a new or empty folder there)".to_string()
     };

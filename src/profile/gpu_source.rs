@@ -9,7 +9,7 @@
 //! `gpu_source` decides, from the facts and the choice, where selection takes its GPUs from;
 //! `select_operator_driver` picks the tier for GPUs that only the PCI bus knows about.
 
-use super::select::{Rejection, SelectError, Selection, finish, host_shortfalls};
+use super::select::{Rejection, SelectError, Selection, finish, host_shortfalls, named_rejections};
 use super::{Overrides, Profile};
 use crate::facts::{HostFacts, PciGpu};
 use crate::units::{human_bytes, human_gib};
@@ -221,14 +221,7 @@ pub(super) fn select_operator_driver(
         if short.is_empty() {
             reasons.extend(met);
         }
-        let rejected = profiles
-            .iter()
-            .filter(|o| o.name != p.name)
-            .map(|o| Rejection {
-                profile: o.name.clone(),
-                reason: format!("not chosen: --profile {} was given", p.name),
-            })
-            .collect();
+        let rejected = named_rejections(profiles.iter(), p);
         return finish(
             facts,
             p,

@@ -336,6 +336,17 @@ fn fit<'a>(facts: &HostFacts, usable: &[&'a GpuFacts], p: &Profile) -> Fit<'a> {
 }
 
 /// Picks a profile for `facts` among `profiles`, or explains why none fits.
+/// Every other profile, not chosen because `--profile` named `named`.
+pub(super) fn named_rejections<'a>(others: impl Iterator<Item = &'a Profile>, named: &Profile) -> Vec<Rejection> {
+    others
+        .filter(|o| o.name != named.name)
+        .map(|o| Rejection {
+            profile: o.name.clone(),
+            reason: format!("not chosen: --profile {} was given", named.name),
+        })
+        .collect()
+}
+
 pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) -> Result<Selection, SelectError> {
     if let (None, Some(kept)) = (&overrides.profile, &overrides.kept)
         && profiles.iter().any(|p| p.name == kept.profile)
@@ -382,14 +393,7 @@ pub fn select(facts: &HostFacts, profiles: &[Profile], overrides: &Overrides) ->
         if f.shortfalls.is_empty() {
             reasons.extend(f.satisfied);
         }
-        let rejected = ranked
-            .iter()
-            .filter(|o| o.name != p.name)
-            .map(|o| Rejection {
-                profile: o.name.clone(),
-                reason: format!("not chosen: --profile {} was given", p.name),
-            })
-            .collect();
+        let rejected = named_rejections(ranked.iter().copied(), p);
         // A forced GPU profile still only uses GPUs that exist and are usable.
         let gpus: Vec<u32> = if p.uses_gpu() {
             if f.gpus.is_empty() {
